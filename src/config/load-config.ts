@@ -1,0 +1,128 @@
+/**
+ * Loads the one configuration object: defaults from config/defaults.env, then the environment,
+ * then NAME_FILE secrets. The result is validated, typed and frozen; nothing else reads process.env.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { SETTINGS, type SettingName, type SettingValues } from './settings.js';
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly issuer: string;
+  readonly trustProxy: boolean;
+  readonly proxyHops: number;
+  readonly shutdownTimeoutMs: number;
+  readonly shutdownDrainMs: number;
+  readonly dataDir: string;
+  readonly mongodbUri: string | undefined;
+  readonly redisUrl: string | undefined;
+  readonly redisKeyPrefix: string;
+  readonly embeddedSweepIntervalS: number;
+  readonly nodeEnv: 'development' | 'production' | 'test';
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** A setting that is missing or malformed; `message` is one line naming it and saying what is expected. */
+export class ConfigError extends Error {
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULTS_FILE = fileURLToPath(new URL('../../config/defaults.env', import.meta.url));
+
+/** Parses KEY=value lines; `#` starts a comment line; values may be wrapped in single or double quotes. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const rawLine of text.split(/\r?\n/)) {
+    const line = rawLine.trim();
+    if (!line || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    const key = line.slice(0, eq).trim();
+    let value = line.slice(eq + 1).trim();
+    if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value.endsWith(value[0])) {
+      value = value.slice(1, -1);
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv | Record<string, string | undefined>;
+  defaultsFile?: string;
+}
+
+function describe(raw: string, secret: boolean | undefined): string {
+  if (secret) return '(value hidden)';
+  return `(got ${JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}…` : raw)})`;
+}
+
+/** Reads the raw text of every known setting, honouring NAME_FILE. */
+function collectRaw(env: LoadConfigOptions['env'] & object, defaults: Record<string, string>) {
+  const raw = {} as Record<SettingName, string>;
+  for (const name of Object.keys(SETTINGS) as SettingName[]) {
+    const fileVar = env[`${name}_FILE`];
+    const direct = env[name];
+    if (fileVar !== undefined && fileVar !== '') {
+      if (direct !== undefined && direct !== '') {
+        throw new ConfigError(name, `Invalid setting ${name}: set either ${name} or ${name}_FILE, not both.`);
+      }
+      try {
+        raw[name] = readFileSync(fileVar, 'utf8').replace(/\r?\n$/, '');
+      } catch (err) {
+        const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+        throw new ConfigError(name, `Invalid setting ${name}_FILE: cannot read ${fileVar} (${reason}).`);
+      }
+    } else if (direct !== undefined) {
+      raw[name] = direct;
+    } else {
+      raw[name] = defaults[name] ?? '';
+    }
+  }
+  return raw;
+}
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const defaults = parseEnvFile(readFileSync(options.defaultsFile ?? DEFAULTS_FILE, 'utf8'));
+  const raw = collectRaw(env, defaults);
+
+  const values = {} as Record<SettingName, unknown>;
+  for (const name of Object.keys(SETTINGS) as SettingName[]) {
+    const spec = SETTINGS[name];
+    const parsed = spec.schema.safeParse(raw[name]);
+    if (!parsed.success) {
+      throw new ConfigError(
+        name,
+        `Invalid setting ${name} ${describe(raw[name], spec.secret)}: expected ${spec.expected}.`,
+      );
+    }
+    values[name] = parsed.data;
+  }
+  const v = values as SettingValues;
+
+  return Object.freeze({
+    port: v.PORT,
+    host: v.HOST,
+    issuer: (v.ISSUER ?? `http://localhost:${v.PORT}`).replace(/\/+$/, ''),
+    trustProxy: v.TRUST_PROXY,
+    proxyHops: v.PROXY_HOPS,
+    shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
+    shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
+    dataDir: v.DATA_DIR,
+    mongodbUri: v.MONGODB_URI,
+    redisUrl: v.REDIS_URL,
+    redisKeyPrefix: v.REDIS_KEY_PREFIX,
+    embeddedSweepIntervalS: v.EMBEDDED_SWEEP_INTERVAL_S,
+    nodeEnv: v.NODE_ENV,
+    logLevel: v.LOG_LEVEL,
+  });
+}

@@ -1,0 +1,31 @@
+/**
+ * Every error code the service returns outside the OAuth endpoints, with its fixed HTTP status and
+ * default message (shared/API.md). Codes are part of the public contract: add, never rename.
+ */
+export const ERROR_CATALOG = {
+  VALIDATION_ERROR: { status: 400, message: 'The request contains invalid data' },
+  MISSING_REQUIRED_FIELD: { status: 400, message: 'A required field is missing' },
+  INVALID_EMAIL_FORMAT: { status: 400, message: 'The email address is not valid' },
+  INVALID_ROLE: { status: 400, message: 'The role does not exist' },
+  MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON' },
+  AUTH_TOKEN_MISSING: { status: 401, message: 'An access token is required' },
+  AUTH_TOKEN_INVALID: { status: 401, message: 'The access token is invalid' },
+  AUTH_TOKEN_EXPIRED: { status: 401, message: 'The access token has expired' },
+  AUTH_INSUFFICIENT_SCOPE: { status: 403, message: 'The access token lacks the scope this operation needs' },
+  NOT_FOUND: { status: 404, message: 'No such resource' },
+  USER_NOT_FOUND: { status: 404, message: 'User not found' },
+  ROLE_NOT_FOUND: { status: 404, message: 'Role not found' },
+  CLIENT_NOT_FOUND: { status: 404, message: 'Client not found' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },
+  USER_ALREADY_EXISTS: { status: 409, message: 'A user with this email already exists' },
+  CONFLICT: { status: 409, message: 'The resource already exists or was changed concurrently' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json' },
+  BUSINESS_RULE_VIOLATION: { status: 422, message: 'The request breaks a business rule' },
+  RATE_LIMIT_EXCEEDED: { status: 429, message: 'Too many requests; retry later' },
+  QUOTA_EXCEEDED: { status: 429, message: 'The quota for this period is used up' },
+  INTERNAL_ERROR: { status: 500, message: 'An unexpected error occurred' },
+  SERVICE_UNAVAILABLE: { status: 503, message: 'The service is temporarily unavailable' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -1,0 +1,87 @@
+/**
+ * Turns anything thrown below it into the error envelope of shared/API.md. Known AppErrors keep their
+ * code and status; client errors raised by Koa or the body parser get a catalog code; everything else
+ * becomes a 500 whose body reveals nothing beyond the request id, and is logged in full.
+ */
+import type { Context, Next } from 'koa';
+import type { Logger } from 'pino';
+
+import { AppError } from './app-error.js';
+import type { ErrorCode } from './catalog.js';
+
+export interface ErrorEnvelope {
+  error: {
+    code: ErrorCode;
+    message: string;
+    details?: AppError['details'];
+    retry_after?: number;
+    request_id: string;
+    timestamp: string;
+    [extra: string]: unknown;
+  };
+}
+
+function fromHttpError(err: { status?: number; statusCode?: number; type?: string }): AppError | undefined {
+  const status = err.status ?? err.statusCode;
+  if (typeof status !== 'number' || status < 400 || status >= 500) return undefined;
+  switch (status) {
+    case 400:
+      return new AppError(err.type === 'entity.parse.failed' ? 'MALFORMED_JSON' : 'VALIDATION_ERROR');
+    case 404:
+      return new AppError('NOT_FOUND');
+    case 405:
+      return new AppError('METHOD_NOT_ALLOWED');
+    case 413:
+      return new AppError('PAYLOAD_TOO_LARGE');
+    case 415:
+      return new AppError('UNSUPPORTED_MEDIA_TYPE');
+    default:
+      return new AppError('VALIDATION_ERROR');
+  }
+}
+
+export function toEnvelope(error: AppError, requestId: string): ErrorEnvelope {
+  return {
+    error: {
+      ...error.extra,
+      code: error.code,
+      message: error.message,
+      ...(error.details ? { details: error.details } : {}),
+      ...(error.retryAfter !== undefined ? { retry_after: error.retryAfter } : {}),
+      request_id: requestId,
+      timestamp: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    },
+  };
+}
+
+export function sendError(ctx: Context, error: AppError): void {
+  ctx.status = error.status;
+  if (error.retryAfter !== undefined) ctx.set('Retry-After', String(error.retryAfter));
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = toEnvelope(error, String(ctx.state.requestId ?? ''));
+}
+
+export function errorMiddleware(fallbackLog: Logger) {
+  return async function handleErrors(ctx: Context, next: Next): Promise<void> {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        sendError(ctx, new AppError('NOT_FOUND'));
+      }
+    } catch (err) {
+      let appError: AppError;
+      if (err instanceof AppError) {
+        appError = err;
+      } else {
+        appError = fromHttpError(err as never) ?? new AppError('INTERNAL_ERROR');
+      }
+      const log: Logger = ctx.state.log ?? fallbackLog;
+      if (appError.status >= 500) {
+        log.error({ err }, 'request failed');
+      } else {
+        log.debug({ code: appError.code }, 'request rejected');
+      }
+      sendError(ctx, appError);
+    }
+  };
+}

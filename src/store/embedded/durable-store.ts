@@ -1,0 +1,37 @@
+/** The durable store on the embedded SQLite file. */
+import type { DurableStore } from '../ports.js';
+import type { EmbeddedDatabase } from './database.js';
+import { EmbeddedClientRepository } from './clients.js';
+import { EmbeddedRoleRepository } from './roles.js';
+import { EmbeddedSigningKeyRepository } from './signing-keys.js';
+import { EmbeddedUserRepository } from './users.js';
+
+export class EmbeddedDurableStore implements DurableStore {
+  readonly kind = 'embedded' as const;
+  readonly users: EmbeddedUserRepository;
+  readonly roles: EmbeddedRoleRepository;
+  readonly clients: EmbeddedClientRepository;
+  readonly signingKeys: EmbeddedSigningKeyRepository;
+  private closed = false;
+
+  constructor(private readonly db: EmbeddedDatabase) {
+    db.retain();
+    this.users = new EmbeddedUserRepository(db);
+    this.roles = new EmbeddedRoleRepository(db);
+    this.clients = new EmbeddedClientRepository(db);
+    this.signingKeys = new EmbeddedSigningKeyRepository(db);
+  }
+
+  /** The schema is migrated when the file is opened; nothing is left to do. */
+  async migrate(): Promise<void> {}
+
+  async ping(): Promise<void> {
+    this.db.ping();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.release();
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Versioned schema of the embedded SQLite file. PRAGMA user_version records the last applied step;
+ * steps are append-only: never edit one that has shipped, add the next.
+ */
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'users, roles, clients, signing keys, oidc artifacts, counters',
+    sql: `
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        email_normalized TEXT NOT NULL UNIQUE,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        status TEXT NOT NULL,
+        email_verified INTEGER NOT NULL DEFAULT 0,
+        password_hash TEXT,
+        password_reset_required INTEGER NOT NULL DEFAULT 0,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        preferences TEXT NOT NULL DEFAULT '{}',
+        login_count INTEGER NOT NULL DEFAULT 0,
+        last_login TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT
+      ) STRICT;
+      CREATE INDEX users_created_at ON users (created_at, id);
+      CREATE INDEX users_status ON users (status, created_at);
+      CREATE INDEX users_role ON users (role, created_at);
+      CREATE INDEX users_last_name ON users (last_name, id);
+
+      CREATE TABLE user_search_terms (
+        term TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        PRIMARY KEY (term, user_id)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX user_search_terms_user ON user_search_terms (user_id);
+
+      CREATE TABLE roles (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        description TEXT,
+        permissions TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE user_roles (
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        role_id TEXT NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, role_id)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX user_roles_role ON user_roles (role_id);
+
+      CREATE TABLE clients (
+        client_id TEXT PRIMARY KEY,
+        client_secret_hash TEXT,
+        metadata TEXT NOT NULL,
+        first_party INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX clients_created_at ON clients (created_at, client_id);
+
+      CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        use TEXT NOT NULL,
+        status TEXT NOT NULL,
+        public_jwk TEXT NOT NULL,
+        private_jwk_encrypted TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        activates_at TEXT NOT NULL,
+        retired_at TEXT,
+        expires_at TEXT
+      ) STRICT;
+
+      CREATE TABLE oidc_artifacts (
+        model TEXT NOT NULL,
+        id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        grant_id TEXT,
+        user_code TEXT,
+        uid TEXT,
+        expires_at INTEGER NOT NULL,
+        consumed_at INTEGER,
+        PRIMARY KEY (model, id)
+      ) STRICT;
+      CREATE INDEX oidc_artifacts_grant ON oidc_artifacts (grant_id) WHERE grant_id IS NOT NULL;
+      CREATE INDEX oidc_artifacts_uid ON oidc_artifacts (model, uid) WHERE uid IS NOT NULL;
+      CREATE INDEX oidc_artifacts_user_code ON oidc_artifacts (model, user_code) WHERE user_code IS NOT NULL;
+      CREATE INDEX oidc_artifacts_expires_at ON oidc_artifacts (expires_at);
+
+      CREATE TABLE counters (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX counters_expires_at ON counters (expires_at);
+    `,
+  },
+];

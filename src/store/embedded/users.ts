@@ -1,0 +1,205 @@
+/** Users in the embedded store: the users table plus the search-term index kept beside it. */
+import type { SQLInputValue } from 'node:sqlite';
+
+import { StoreConflictError } from '../errors.js';
+import { newId } from '../ids.js';
+import type { DeletedFilter, NewUser, User, UserListQuery, UserPatch, UserRepository } from '../ports.js';
+import { and, searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS, type Expr } from '../query.js';
+import { normalizeEmail } from '../user-fields.js';
+import { fromIso, toIso, uniqueViolation, type EmbeddedDatabase, type Row } from './database.js';
+import { compileOrder, compileWhere, type SqlFieldMap, type SqlFragment } from './sql-query.js';
+
+const COLUMN_OF: Record<string, string> = { email: 'email_normalized' };
+
+export const USER_FIELD_MAP: SqlFieldMap = {
+  fields: Object.fromEntries(
+    Object.entries(USER_QUERY_FIELDS).map(([field, type]) => [field, { column: COLUMN_OF[field] ?? field, type }]),
+  ),
+  metadataColumn: 'metadata',
+  normalize: (field, value) => (field === 'email' ? normalizeEmail(value) : value),
+};
+
+function toUser(row: Row): User {
+  return {
+    id: row.id as string,
+    email: row.email as string,
+    first_name: row.first_name as string,
+    last_name: row.last_name as string,
+    role: row.role as string,
+    status: row.status as User['status'],
+    email_verified: row.email_verified === 1,
+    password_hash: (row.password_hash as string | null) ?? null,
+    password_reset_required: row.password_reset_required === 1,
+    metadata: JSON.parse(row.metadata as string),
+    preferences: JSON.parse(row.preferences as string),
+    login_count: Number(row.login_count),
+    last_login: fromIso(row.last_login),
+    created_at: fromIso(row.created_at)!,
+    updated_at: fromIso(row.updated_at)!,
+    deleted_at: fromIso(row.deleted_at),
+  };
+}
+
+function deletedClause(deleted: DeletedFilter = 'exclude'): string {
+  if (deleted === 'include') return '1';
+  return deleted === 'only' ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL';
+}
+
+function conflictOrThrow(err: unknown): never {
+  const column = uniqueViolation(err);
+  if (column === 'email_normalized') throw new StoreConflictError('email');
+  if (column) throw new StoreConflictError(column);
+  throw err;
+}
+
+/** Columns a patch may set, with how each value is stored. */
+const PATCH_COLUMNS: Record<keyof UserPatch, (v: never) => SQLInputValue> = {
+  email: (v: string) => v.trim(),
+  first_name: (v: string) => v,
+  last_name: (v: string) => v,
+  role: (v: string) => v,
+  status: (v: string) => v,
+  email_verified: (v: boolean) => (v ? 1 : 0),
+  password_hash: (v: string | null) => v,
+  password_reset_required: (v: boolean) => (v ? 1 : 0),
+  metadata: (v: object) => JSON.stringify(v),
+  preferences: (v: object) => JSON.stringify(v),
+  deleted_at: (v: Date | null) => (v ? toIso(v) : null),
+};
+
+export class EmbeddedUserRepository implements UserRepository {
+  constructor(private readonly db: EmbeddedDatabase) {}
+
+  private writeSearchTerms(user: Pick<User, 'id' | 'email' | 'first_name' | 'last_name'>): void {
+    this.db.run('DELETE FROM user_search_terms WHERE user_id = ?', user.id);
+    for (const term of searchTerms(user.first_name, user.last_name, user.email)) {
+      this.db.run('INSERT OR IGNORE INTO user_search_terms (term, user_id) VALUES (?, ?)', term, user.id);
+    }
+  }
+
+  async create(input: NewUser): Promise<User> {
+    const now = input.created_at ?? new Date();
+    const id = input.id ?? newId('usr', now.getTime());
+    const email = input.email.trim();
+    try {
+      return this.db.transaction(() => {
+        const row = this.db.get(
+          `INSERT INTO users (id, email, email_normalized, first_name, last_name, role, status, email_verified,
+             password_hash, password_reset_required, metadata, preferences, login_count, last_login,
+             created_at, updated_at, deleted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL) RETURNING *`,
+          id,
+          email,
+          normalizeEmail(email),
+          input.first_name,
+          input.last_name,
+          input.role ?? 'user',
+          input.status ?? 'active',
+          input.email_verified ? 1 : 0,
+          input.password_hash ?? null,
+          input.password_reset_required ? 1 : 0,
+          JSON.stringify(input.metadata ?? {}),
+          JSON.stringify(input.preferences ?? {}),
+          toIso(now),
+          toIso(now),
+        )!;
+        const user = toUser(row);
+        this.writeSearchTerms(user);
+        return user;
+      });
+    } catch (err) {
+      conflictOrThrow(err);
+    }
+  }
+
+  async findById(id: string, deleted: DeletedFilter = 'exclude'): Promise<User | null> {
+    const row = this.db.get(`SELECT * FROM users WHERE id = ? AND ${deletedClause(deleted)}`, id);
+    return row ? toUser(row) : null;
+  }
+
+  async findByEmail(email: string, deleted: DeletedFilter = 'exclude'): Promise<User | null> {
+    const row = this.db.get(
+      `SELECT * FROM users WHERE email_normalized = ? AND ${deletedClause(deleted)}`,
+      normalizeEmail(email),
+    );
+    return row ? toUser(row) : null;
+  }
+
+  async update(id: string, patch: UserPatch, deleted: DeletedFilter = 'exclude'): Promise<User | null> {
+    const sets: string[] = [];
+    const params: SQLInputValue[] = [];
+    for (const [key, value] of Object.entries(patch) as [keyof UserPatch, never][]) {
+      if (value === undefined || !(key in PATCH_COLUMNS)) continue;
+      sets.push(`${key} = ?`);
+      params.push(PATCH_COLUMNS[key](value));
+      if (key === 'email') {
+        sets.push('email_normalized = ?');
+        params.push(normalizeEmail(value));
+      }
+    }
+    sets.push('updated_at = ?');
+    params.push(toIso(new Date()));
+    try {
+      return this.db.transaction(() => {
+        const row = this.db.get(
+          `UPDATE users SET ${sets.join(', ')} WHERE id = ? AND ${deletedClause(deleted)} RETURNING *`,
+          ...params,
+          id,
+        );
+        if (!row) return null;
+        const user = toUser(row);
+        if (patch.email !== undefined || patch.first_name !== undefined || patch.last_name !== undefined) {
+          this.writeSearchTerms(user);
+        }
+        return user;
+      });
+    } catch (err) {
+      conflictOrThrow(err);
+    }
+  }
+
+  async remove(id: string): Promise<boolean> {
+    // user_roles and user_search_terms rows go with it (ON DELETE CASCADE).
+    return this.db.run('DELETE FROM users WHERE id = ?', id).changes > 0;
+  }
+
+  private filter(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): SqlFragment {
+    const terms = query.search ? searchQueryTerms(query.search) : [];
+    const parts: SqlFragment[] = [{ sql: deletedClause(query.deleted), params: [] }];
+    for (const term of terms) {
+      parts.push({
+        sql: 'id IN (SELECT user_id FROM user_search_terms WHERE term >= ? AND term < ?)',
+        params: [term, `${term}\u{10FFFF}`],
+      });
+    }
+    const where: Expr | undefined = and(query.where);
+    if (where) parts.push(compileWhere(USER_FIELD_MAP, where));
+    return { sql: parts.map((p) => p.sql).join(' AND '), params: parts.flatMap((p) => p.params) };
+  }
+
+  async list(query: UserListQuery): Promise<User[]> {
+    const where = this.filter(query);
+    const order = compileOrder(USER_FIELD_MAP, totalOrder(query.sort));
+    const rows = this.db.all(
+      `SELECT * FROM users WHERE ${where.sql} ORDER BY ${order} LIMIT ? OFFSET ?`,
+      ...where.params,
+      query.limit,
+      query.offset ?? 0,
+    );
+    return rows.map(toUser);
+  }
+
+  async count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number> {
+    const where = this.filter(query);
+    return Number(this.db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users WHERE ${where.sql}`, ...where.params)!.n);
+  }
+
+  async recordLogin(id: string, at: Date): Promise<User | null> {
+    const row = this.db.get(
+      `UPDATE users SET login_count = login_count + 1, last_login = ? WHERE id = ? AND deleted_at IS NULL RETURNING *`,
+      toIso(at),
+      id,
+    );
+    return row ? toUser(row) : null;
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * The storage ports: what services may ask of storage, with no driver types. Two kinds of data:
+ *  - durable data (users, roles, clients, signing keys, and later API keys, plans, usage, audit,
+ *    webhooks): one repository per entity on DurableStore, implemented by embedded and mongo;
+ *  - short-lived data: oidc-provider artifacts (ArtifactStore) and windowed atomic counters
+ *    (CounterStore), implemented by embedded and redis.
+ * Every adapter runs the same contract suites in test/contract.
+ */
+import type { Expr, SortKey } from './query.js';
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Durable entities                                                                                 */
+/* ------------------------------------------------------------------------------------------------ */
+
+export const USER_STATUSES = ['active', 'suspended', 'inactive'] as const;
+export type UserStatus = (typeof USER_STATUSES)[number];
+
+export interface User {
+  id: string;
+  /** As entered (trimmed). Uniqueness and lookups use the normalized form, see normalizeEmail. */
+  email: string;
+  first_name: string;
+  last_name: string;
+  /** Name of the user's primary role. */
+  role: string;
+  status: UserStatus;
+  email_verified: boolean;
+  password_hash: string | null;
+  password_reset_required: boolean;
+  metadata: JsonObject;
+  preferences: JsonObject;
+  login_count: number;
+  last_login: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  /** Set when soft-deleted: hidden from lists, email still reserved, restorable. */
+  deleted_at: Date | null;
+}
+
+export interface NewUser {
+  id?: string;
+  email: string;
+  first_name: string;
+  last_name: string;
+  role?: string;
+  status?: UserStatus;
+  email_verified?: boolean;
+  password_hash?: string | null;
+  password_reset_required?: boolean;
+  metadata?: JsonObject;
+  preferences?: JsonObject;
+  created_at?: Date;
+}
+
+export type UserPatch = Partial<
+  Pick<
+    User,
+    | 'email'
+    | 'first_name'
+    | 'last_name'
+    | 'role'
+    | 'status'
+    | 'email_verified'
+    | 'password_hash'
+    | 'password_reset_required'
+    | 'metadata'
+    | 'preferences'
+    | 'deleted_at'
+  >
+>;
+
+/** Which users a read considers: live ones (default), all, or only soft-deleted ones. */
+export type DeletedFilter = 'exclude' | 'include' | 'only';
+
+export interface UserListQuery {
+  where?: Expr;
+  /** Free text: every term must be a prefix of a word of the first name, last name or email. */
+  search?: string;
+  /** Sort keys; the adapter always appends `id` in the direction of the last key as a tie-breaker. */
+  sort?: SortKey[];
+  limit: number;
+  offset?: number;
+  deleted?: DeletedFilter;
+}
+
+export interface UserRepository {
+  /** Throws StoreConflictError('email') when the normalized email is taken (soft-deleted users included). */
+  create(input: NewUser): Promise<User>;
+  findById(id: string, deleted?: DeletedFilter): Promise<User | null>;
+  findByEmail(email: string, deleted?: DeletedFilter): Promise<User | null>;
+  /** Applies the patch and bumps updated_at; null when no such user. Conflicts as in create. */
+  update(id: string, patch: UserPatch, deleted?: DeletedFilter): Promise<User | null>;
+  /** Erases the user and their role links; false when no such user. */
+  remove(id: string): Promise<boolean>;
+  list(query: UserListQuery): Promise<User[]>;
+  count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number>;
+  /** Atomically increments login_count and sets last_login. */
+  recordLogin(id: string, at: Date): Promise<User | null>;
+}
+
+export interface Role {
+  id: string;
+  /** Unique, machine-readable (for example `admin`). */
+  name: string;
+  display_name: string;
+  description: string | null;
+  permissions: string[];
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface NewRole {
+  id?: string;
+  name: string;
+  display_name?: string;
+  description?: string | null;
+  permissions?: string[];
+}
+
+export type RolePatch = Partial<Pick<Role, 'name' | 'display_name' | 'description' | 'permissions'>>;
+
+export interface RoleRepository {
+  /** Throws StoreConflictError('name') when the name is taken. */
+  create(input: NewRole): Promise<Role>;
+  findById(id: string): Promise<Role | null>;
+  findByName(name: string): Promise<Role | null>;
+  /** Sorted by name. */
+  list(): Promise<Role[]>;
+  update(id: string, patch: RolePatch): Promise<Role | null>;
+  /** Deletes the role and every link to it; false when no such role. */
+  remove(id: string): Promise<boolean>;
+  /** Links a user to a role; false when the link already existed. */
+  assign(userId: string, roleId: string): Promise<boolean>;
+  /** Removes a link; false when it did not exist. */
+  unassign(userId: string, roleId: string): Promise<boolean>;
+  /** The roles linked to a user, sorted by name. */
+  listForUser(userId: string): Promise<Role[]>;
+  countUsers(roleId: string): Promise<number>;
+}
+
+/** An OAuth client: oidc-provider client metadata plus what only we need. */
+export interface ClientRecord {
+  client_id: string;
+  /** Hash of the client secret; the secret itself is never stored. */
+  client_secret_hash: string | null;
+  /** OpenID Connect client metadata (redirect_uris, grant_types, ...), without the secret. */
+  metadata: JsonObject;
+  /** First-party clients skip the consent page. */
+  first_party: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewClient = Pick<ClientRecord, 'client_id' | 'metadata'> &
+  Partial<Pick<ClientRecord, 'client_secret_hash' | 'first_party'>>;
+export type ClientPatch = Partial<Pick<ClientRecord, 'client_secret_hash' | 'metadata' | 'first_party'>>;
+
+export interface ClientRepository {
+  /** Throws StoreConflictError('client_id') when the id is taken. */
+  create(input: NewClient): Promise<ClientRecord>;
+  find(clientId: string): Promise<ClientRecord | null>;
+  /** Sorted by creation time, then id. */
+  list(page: { limit: number; offset?: number }): Promise<ClientRecord[]>;
+  count(): Promise<number>;
+  update(clientId: string, patch: ClientPatch): Promise<ClientRecord | null>;
+  remove(clientId: string): Promise<boolean>;
+}
+
+/**
+ * `next`: published in JWKS but not yet used to sign; `current`: signs; `retired`: still published so
+ * tokens it signed verify, until `expires_at`, after which it may be deleted.
+ */
+export type SigningKeyStatus = 'next' | 'current' | 'retired';
+
+export interface SigningKeyRecord {
+  kid: string;
+  alg: string;
+  use: 'sig';
+  status: SigningKeyStatus;
+  public_jwk: JsonObject;
+  /** The private JWK encrypted with the key-encryption secret (never stored in clear). */
+  private_jwk_encrypted: string;
+  created_at: Date;
+  /** When a `next` key starts signing. */
+  activates_at: Date;
+  retired_at: Date | null;
+  /** When a retired key may be removed from JWKS. */
+  expires_at: Date | null;
+}
+
+export type NewSigningKey = Omit<SigningKeyRecord, 'created_at' | 'retired_at' | 'expires_at'> &
+  Partial<Pick<SigningKeyRecord, 'created_at' | 'retired_at' | 'expires_at'>>;
+export type SigningKeyPatch = Partial<Pick<SigningKeyRecord, 'status' | 'activates_at' | 'retired_at' | 'expires_at'>>;
+
+export interface SigningKeyRepository {
+  /** Throws StoreConflictError('kid') when the kid exists. */
+  create(input: NewSigningKey): Promise<SigningKeyRecord>;
+  /** Sorted by creation time, then kid. */
+  list(): Promise<SigningKeyRecord[]>;
+  update(kid: string, patch: SigningKeyPatch): Promise<SigningKeyRecord | null>;
+  remove(kid: string): Promise<boolean>;
+}
+
+export interface DurableStore {
+  readonly kind: 'embedded' | 'mongo';
+  readonly users: UserRepository;
+  readonly roles: RoleRepository;
+  readonly clients: ClientRepository;
+  readonly signingKeys: SigningKeyRepository;
+  /** Creates or updates schema and indexes; safe to run repeatedly and concurrently. */
+  migrate(): Promise<void>;
+  /** Resolves when the backend answers; rejects otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Short-lived data                                                                                 */
+/* ------------------------------------------------------------------------------------------------ */
+
+/** What oidc-provider stores: its own payload shape, opaque to us except for these index fields. */
+export interface ArtifactPayload {
+  [key: string]: unknown;
+  grantId?: string;
+  userCode?: string;
+  uid?: string;
+  /** Set by consume (seconds since the epoch). */
+  consumed?: number;
+}
+
+/** oidc-provider's adapter interface for one model (Session, AccessToken, ...). */
+export interface ArtifactAdapter {
+  /** expiresIn is in seconds and must be a positive finite number: nothing is stored forever. */
+  upsert(id: string, payload: ArtifactPayload, expiresIn: number): Promise<void>;
+  find(id: string): Promise<ArtifactPayload | undefined>;
+  findByUid(uid: string): Promise<ArtifactPayload | undefined>;
+  findByUserCode(userCode: string): Promise<ArtifactPayload | undefined>;
+  /** Marks the artifact consumed, atomically; a no-op when it does not exist. */
+  consume(id: string): Promise<void>;
+  destroy(id: string): Promise<void>;
+  /** Deletes every grant-bound artifact (codes, tokens, ...) of the grant, whatever its model. */
+  revokeByGrantId(grantId: string): Promise<void>;
+}
+
+export interface ArtifactStore {
+  readonly kind: 'embedded' | 'redis';
+  adapterFor(model: string): ArtifactAdapter;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface CounterValue {
+  value: number;
+  /** When the current window ends and the counter disappears. */
+  resetAt: Date;
+}
+
+/** Counters that are exact under concurrency, shared by every instance, living for a time window. */
+export interface CounterStore {
+  readonly kind: 'embedded' | 'redis';
+  /**
+   * Atomically adds `by` (default 1). A counter that does not exist, or whose window has ended,
+   * starts from zero with a new window of `windowSeconds`.
+   */
+  increment(key: string, windowSeconds: number, by?: number): Promise<CounterValue>;
+  get(key: string): Promise<CounterValue | null>;
+  reset(key: string): Promise<void>;
+}
+
+export interface Stores {
+  durable: DurableStore;
+  artifacts: ArtifactStore;
+  counters: CounterStore;
+  close(): Promise<void>;
+}

@@ -1,0 +1,251 @@
+/**
+ * The artifact store contract (oidc-provider's adapter interface) and the counter store contract:
+ * every short-lived-data adapter must pass these unchanged.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+
+import { MissingExpiryError } from '../../src/store/errors.js';
+import type { ArtifactStore, CounterStore } from '../../src/store/ports.js';
+
+export interface ShortLivedHarness {
+  open(): Promise<{ artifacts: ArtifactStore; counters: CounterStore }>;
+  /** Identifiers of anything the backend holds for this harness without an expiry (must stay empty). */
+  entriesWithoutExpiry(): Promise<string[]>;
+  destroy(): Promise<void>;
+}
+
+/** Every model oidc-provider v9 persists through its adapter. */
+export const PROVIDER_MODELS = [
+  'Session',
+  'Interaction',
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'ClientCredentials',
+  'Client',
+  'InitialAccessToken',
+  'RegistrationAccessToken',
+  'Grant',
+  'ReplayDetection',
+  'PushedAuthorizationRequest',
+  'BackchannelAuthenticationRequest',
+  'PreAuthorizedCode',
+] as const;
+
+const id = () => randomBytes(16).toString('base64url');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+export function describeShortLivedContract(harness: ShortLivedHarness): void {
+  let artifacts: ArtifactStore;
+  let counters: CounterStore;
+
+  beforeAll(async () => {
+    ({ artifacts, counters } = await harness.open());
+  });
+
+  afterAll(async () => {
+    await artifacts?.close();
+    await harness.destroy();
+  });
+
+  describe('artifacts', () => {
+    it('stores and finds a payload for every provider model, keeping models apart', async () => {
+      const shared = id();
+      for (const model of PROVIDER_MODELS) {
+        const payload = { kind: model, jti: shared, exp: nowSeconds() + 60, nested: { a: [1, 'b'] } };
+        await artifacts.adapterFor(model).upsert(shared, payload, 60);
+      }
+      for (const model of PROVIDER_MODELS) {
+        expect(await artifacts.adapterFor(model).find(shared)).toEqual({
+          kind: model,
+          jti: shared,
+          exp: expect.any(Number),
+          nested: { a: [1, 'b'] },
+        });
+      }
+      expect(await artifacts.adapterFor('AccessToken').find(id())).toBeUndefined();
+    });
+
+    it('replaces the payload on a second upsert', async () => {
+      const adapter = artifacts.adapterFor('Session');
+      const key = id();
+      await adapter.upsert(key, { uid: 'u1', accountId: 'a' }, 60);
+      await adapter.upsert(key, { uid: 'u1', accountId: 'b' }, 60);
+      expect(await adapter.find(key)).toEqual({ uid: 'u1', accountId: 'b' });
+    });
+
+    it('finds sessions by uid and device codes by user code', async () => {
+      const session = artifacts.adapterFor('Session');
+      const key = id();
+      const uid = id();
+      await session.upsert(key, { uid, accountId: 'acc' }, 60);
+      expect(await session.findByUid(uid)).toEqual({ uid, accountId: 'acc' });
+      expect(await session.findByUid(id())).toBeUndefined();
+
+      const device = artifacts.adapterFor('DeviceCode');
+      const code = id();
+      await device.upsert(code, { userCode: 'ABCD-EFGH', grantId: 'g' }, 60);
+      expect(await device.findByUserCode('ABCD-EFGH')).toEqual({ userCode: 'ABCD-EFGH', grantId: 'g' });
+      expect(await device.findByUserCode('ZZZZ-ZZZZ')).toBeUndefined();
+
+      await session.destroy(key);
+      expect(await session.findByUid(uid)).toBeUndefined();
+    });
+
+    it('consumes once, atomically, and keeps the mark across a later upsert', async () => {
+      const adapter = artifacts.adapterFor('AuthorizationCode');
+      const key = id();
+      await adapter.upsert(key, { grantId: 'g', accountId: 'a' }, 60);
+      expect((await adapter.find(key))!.consumed).toBeUndefined();
+      const before = nowSeconds();
+      await Promise.all(Array.from({ length: 10 }, () => adapter.consume(key)));
+      const consumed = (await adapter.find(key))!.consumed;
+      expect(typeof consumed).toBe('number');
+      expect(consumed).toBeGreaterThanOrEqual(before - 1);
+      expect(consumed).toBeLessThanOrEqual(nowSeconds() + 1);
+      await adapter.upsert(key, { grantId: 'g', accountId: 'a' }, 60);
+      expect((await adapter.find(key))!.consumed).toBe(consumed);
+    });
+
+    it('does not create anything when consuming a missing artifact', async () => {
+      const adapter = artifacts.adapterFor('RefreshToken');
+      const key = id();
+      await adapter.consume(key);
+      expect(await adapter.find(key)).toBeUndefined();
+    });
+
+    it('destroys an artifact', async () => {
+      const adapter = artifacts.adapterFor('AccessToken');
+      const key = id();
+      await adapter.upsert(key, { grantId: id() }, 60);
+      await adapter.destroy(key);
+      expect(await adapter.find(key)).toBeUndefined();
+      await adapter.destroy(key);
+    });
+
+    it('revokes every grant-bound artifact of a grant, whatever model asks, and nothing else', async () => {
+      const grantId = id();
+      const otherGrant = id();
+      const revoked = [
+        ['AccessToken', id()],
+        ['RefreshToken', id()],
+        ['AuthorizationCode', id()],
+        ['DeviceCode', id()],
+        ['BackchannelAuthenticationRequest', id()],
+      ] as const;
+      for (const [model, key] of revoked) {
+        await artifacts.adapterFor(model).upsert(key, { grantId, kind: model }, 60);
+      }
+      const keptToken = id();
+      await artifacts.adapterFor('AccessToken').upsert(keptToken, { grantId: otherGrant }, 60);
+      const keptGrant = grantId;
+      await artifacts.adapterFor('Grant').upsert(keptGrant, { accountId: 'a', clientId: 'c' }, 60);
+      const keptSession = id();
+      await artifacts.adapterFor('Session').upsert(keptSession, { uid: id(), grantId }, 60);
+
+      await artifacts.adapterFor('RefreshToken').revokeByGrantId(grantId);
+
+      for (const [model, key] of revoked) {
+        expect(await artifacts.adapterFor(model).find(key)).toBeUndefined();
+      }
+      expect(await artifacts.adapterFor('AccessToken').find(keptToken)).toEqual({ grantId: otherGrant });
+      expect(await artifacts.adapterFor('Grant').find(keptGrant)).toBeDefined();
+      expect(await artifacts.adapterFor('Session').find(keptSession)).toBeDefined();
+
+      await artifacts.adapterFor('AccessToken').revokeByGrantId(id());
+    });
+
+    it('revokes tokens added to a grant after an earlier revocation of it', async () => {
+      const grantId = id();
+      const first = id();
+      await artifacts.adapterFor('AccessToken').upsert(first, { grantId }, 60);
+      await artifacts.adapterFor('AccessToken').revokeByGrantId(grantId);
+      const second = id();
+      await artifacts.adapterFor('RefreshToken').upsert(second, { grantId }, 60);
+      await artifacts.adapterFor('AccessToken').revokeByGrantId(grantId);
+      expect(await artifacts.adapterFor('RefreshToken').find(second)).toBeUndefined();
+    });
+
+    it('refuses writes without a positive, finite expiry and stores nothing for them', async () => {
+      const adapter = artifacts.adapterFor('Session');
+      for (const bad of [undefined, null, Number.NaN, 0, -5, Number.POSITIVE_INFINITY, '60']) {
+        const key = id();
+        await expect(adapter.upsert(key, { uid: key }, bad as never)).rejects.toBeInstanceOf(MissingExpiryError);
+        expect(await adapter.find(key)).toBeUndefined();
+        expect(await adapter.findByUid(key)).toBeUndefined();
+      }
+    });
+
+    it('expires artifacts and their indexes at the end of their lifetime, and a later upsert extends it', async () => {
+      const code = artifacts.adapterFor('DeviceCode');
+      const session = artifacts.adapterFor('Session');
+      const short = id();
+      const uid = id();
+      const extended = id();
+      const grantId = id();
+      await code.upsert(short, { userCode: `U-${short}`, grantId }, 1);
+      await session.upsert(uid, { uid }, 1);
+      await session.upsert(extended, { uid: `x${uid}` }, 1);
+      await session.upsert(extended, { uid: `x${uid}` }, 30);
+      await sleep(1300);
+      expect(await code.find(short)).toBeUndefined();
+      expect(await code.findByUserCode(`U-${short}`)).toBeUndefined();
+      expect(await session.findByUid(uid)).toBeUndefined();
+      expect(await session.find(extended)).toEqual({ uid: `x${uid}` });
+      await code.consume(short);
+      expect(await code.find(short)).toBeUndefined();
+      await code.revokeByGrantId(grantId);
+    });
+
+    it('holds nothing without an expiry after all of the above', async () => {
+      expect(await harness.entriesWithoutExpiry()).toEqual([]);
+    });
+
+    it('answers ping', async () => {
+      await expect(artifacts.ping()).resolves.toBeUndefined();
+    });
+  });
+
+  describe('counters', () => {
+    it('starts at the increment and a new window, and keeps the window while it runs', async () => {
+      const key = `c:${id()}`;
+      const start = Date.now();
+      const first = await counters.increment(key, 60);
+      expect(first.value).toBe(1);
+      expect(first.resetAt.getTime()).toBeGreaterThanOrEqual(start + 59_000);
+      expect(first.resetAt.getTime()).toBeLessThanOrEqual(Date.now() + 61_000);
+      const second = await counters.increment(key, 60, 4);
+      expect(second.value).toBe(5);
+      expect(Math.abs(second.resetAt.getTime() - first.resetAt.getTime())).toBeLessThan(1000);
+      expect(await counters.get(key)).toEqual(second);
+    });
+
+    it('counts 50 parallel increments exactly once each', async () => {
+      const key = `c:${id()}`;
+      const results = await Promise.all(Array.from({ length: 50 }, () => counters.increment(key, 60)));
+      expect(results.map((r) => r.value).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      expect((await counters.get(key))!.value).toBe(50);
+    });
+
+    it('forgets a counter when reset or when its window ends', async () => {
+      const key = `c:${id()}`;
+      expect(await counters.get(key)).toBeNull();
+      await counters.increment(key, 60);
+      await counters.reset(key);
+      expect(await counters.get(key)).toBeNull();
+
+      await counters.increment(key, 1, 3);
+      await sleep(1300);
+      expect(await counters.get(key)).toBeNull();
+      const fresh = await counters.increment(key, 60);
+      expect(fresh.value).toBe(1);
+    });
+
+    it('holds no counter without an expiry', async () => {
+      expect(await harness.entriesWithoutExpiry()).toEqual([]);
+    });
+  });
+}

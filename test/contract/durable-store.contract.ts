@@ -1,0 +1,499 @@
+/**
+ * The durable store contract: every DurableStore adapter must pass this suite unchanged.
+ * Each adapter's *.test.ts file supplies a harness that opens stores on one data set it owns.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+
+import { StoreConflictError } from '../../src/store/errors.js';
+import type { DurableStore, NewUser, User } from '../../src/store/ports.js';
+import {
+  and,
+  decodeCursor,
+  encodeCursor,
+  keysetAfter,
+  QueryError,
+  totalOrder,
+  type Expr,
+  type SortKey,
+} from '../../src/store/query.js';
+import { userSortValue } from '../../src/store/user-fields.js';
+
+export interface DurableHarness {
+  /** Opens a new store instance on the harness's data set (a second call must see the same data). */
+  open(): Promise<DurableStore>;
+  /** Drops the data set. */
+  destroy(): Promise<void>;
+}
+
+const tag = () => randomBytes(6).toString('hex');
+
+export function describeDurableStoreContract(harness: DurableHarness): void {
+  let store: DurableStore;
+
+  beforeAll(async () => {
+    store = await harness.open();
+    await store.migrate();
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await harness.destroy();
+  });
+
+  const newUser = (over: Partial<NewUser> = {}): NewUser => ({
+    email: `user-${tag()}@example.com`,
+    first_name: 'Ada',
+    last_name: 'Lovelace',
+    ...over,
+  });
+
+  describe('users', () => {
+    it('creates a user with defaults and reads it back by id and by email in any case', async () => {
+      const email = `Mixed.Case-${tag()}@Example.COM`;
+      const created = await store.users.create(newUser({ email, metadata: { plan: 'pro', seats: 3 } }));
+      expect(created.id).toMatch(/^usr_[0-9a-z]{26}$/);
+      expect(created).toMatchObject({
+        email,
+        first_name: 'Ada',
+        last_name: 'Lovelace',
+        role: 'user',
+        status: 'active',
+        email_verified: false,
+        password_hash: null,
+        password_reset_required: false,
+        metadata: { plan: 'pro', seats: 3 },
+        preferences: {},
+        login_count: 0,
+        last_login: null,
+        deleted_at: null,
+      });
+      expect(created.created_at).toBeInstanceOf(Date);
+      expect(created.updated_at.getTime()).toBe(created.created_at.getTime());
+
+      expect(await store.users.findById(created.id)).toEqual(created);
+      expect(await store.users.findByEmail(email.toLowerCase())).toEqual(created);
+      expect(await store.users.findByEmail(`  ${email.toUpperCase()} `)).toEqual(created);
+      expect(await store.users.findById('usr_missing')).toBeNull();
+      expect(await store.users.findByEmail('nobody@example.com')).toBeNull();
+    });
+
+    it('refuses a second user with the same email in another case', async () => {
+      const email = `dup-${tag()}@example.com`;
+      await store.users.create(newUser({ email }));
+      await expect(store.users.create(newUser({ email: email.toUpperCase() }))).rejects.toEqual(
+        new StoreConflictError('email'),
+      );
+    });
+
+    it('lets exactly one of 20 parallel creates of one email succeed', async () => {
+      const email = `race-${tag()}@example.com`;
+      const results = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => store.users.create(newUser({ email, first_name: `R${i}` }))),
+      );
+      const ok = results.filter((r) => r.status === 'fulfilled');
+      const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      expect(ok).toHaveLength(1);
+      expect(failed).toHaveLength(19);
+      for (const f of failed) expect(f.reason).toBeInstanceOf(StoreConflictError);
+      expect(await store.users.count({ where: { field: 'email', op: 'eq', value: email } })).toBe(1);
+    });
+
+    it('applies partial updates, bumps updated_at and keeps other fields', async () => {
+      const user = await store.users.create(newUser({ metadata: { a: 1 } }));
+      await new Promise((r) => setTimeout(r, 5));
+      const updated = await store.users.update(user.id, {
+        first_name: 'Grace',
+        status: 'suspended',
+        metadata: { b: 'two' },
+        email_verified: true,
+        password_hash: '$argon2id$fake',
+      });
+      expect(updated).toMatchObject({
+        id: user.id,
+        email: user.email,
+        first_name: 'Grace',
+        last_name: 'Lovelace',
+        status: 'suspended',
+        metadata: { b: 'two' },
+        email_verified: true,
+        password_hash: '$argon2id$fake',
+      });
+      expect(updated!.updated_at.getTime()).toBeGreaterThan(user.updated_at.getTime());
+      expect(updated!.created_at).toEqual(user.created_at);
+      expect(await store.users.findById(user.id)).toEqual(updated);
+      expect(await store.users.update('usr_missing', { first_name: 'X' })).toBeNull();
+    });
+
+    it('refuses an update to an email another user holds, and allows a case-only change of ones own', async () => {
+      const a = await store.users.create(newUser());
+      const b = await store.users.create(newUser());
+      await expect(store.users.update(b.id, { email: a.email.toUpperCase() })).rejects.toBeInstanceOf(
+        StoreConflictError,
+      );
+      expect((await store.users.findById(b.id))!.email).toBe(b.email);
+      const recased = await store.users.update(a.id, { email: a.email.toUpperCase() });
+      expect(recased!.email).toBe(a.email.toUpperCase());
+      expect((await store.users.findByEmail(a.email))!.id).toBe(a.id);
+    });
+
+    it('hides soft-deleted users, keeps their email reserved and restores them', async () => {
+      const user = await store.users.create(newUser());
+      const deletedAt = new Date();
+      const deleted = await store.users.update(user.id, { deleted_at: deletedAt });
+      expect(deleted!.deleted_at).toEqual(deletedAt);
+      expect(await store.users.findById(user.id)).toBeNull();
+      expect(await store.users.findByEmail(user.email)).toBeNull();
+      expect((await store.users.findById(user.id, 'include'))!.id).toBe(user.id);
+      expect((await store.users.findById(user.id, 'only'))!.id).toBe(user.id);
+      expect(await store.users.update(user.id, { first_name: 'Nope' })).toBeNull();
+      await expect(store.users.create(newUser({ email: user.email }))).rejects.toBeInstanceOf(StoreConflictError);
+      expect(await store.users.recordLogin(user.id, new Date())).toBeNull();
+
+      const restored = await store.users.update(user.id, { deleted_at: null }, 'only');
+      expect(restored!.deleted_at).toBeNull();
+      expect((await store.users.findById(user.id))!.id).toBe(user.id);
+      expect(await store.users.findById(user.id, 'only')).toBeNull();
+    });
+
+    it('erases a user and their role links', async () => {
+      const user = await store.users.create(newUser());
+      const role = await store.roles.create({ name: `erase-${tag()}` });
+      expect(await store.roles.assign(user.id, role.id)).toBe(true);
+      expect(await store.users.remove(user.id)).toBe(true);
+      expect(await store.users.findById(user.id, 'include')).toBeNull();
+      expect(await store.roles.countUsers(role.id)).toBe(0);
+      expect(await store.users.remove(user.id)).toBe(false);
+      // The email is free again.
+      expect((await store.users.create(newUser({ email: user.email }))).email).toBe(user.email);
+    });
+
+    it('counts logins atomically', async () => {
+      const user = await store.users.create(newUser());
+      const at = new Date('2026-03-01T10:00:00.000Z');
+      await Promise.all(Array.from({ length: 10 }, () => store.users.recordLogin(user.id, at)));
+      const after = await store.users.findById(user.id);
+      expect(after!.login_count).toBe(10);
+      expect(after!.last_login).toEqual(at);
+      expect(await store.users.recordLogin('usr_missing', at)).toBeNull();
+    });
+  });
+
+  describe('user queries', () => {
+    const batch = tag();
+    const inBatch: Expr = { field: 'metadata.batch', op: 'eq', value: batch };
+    let users: User[] = [];
+    const base = Date.parse('2026-01-01T00:00:00.000Z');
+
+    const ids = (list: User[]) => list.map((u) => u.id);
+    const query = (where?: Expr, sort?: SortKey[], extra: { search?: string } = {}) =>
+      store.users.list({ where: and(inBatch, where), sort, limit: 100, ...extra });
+
+    beforeAll(async () => {
+      const people: [string, string, string, string, number, object][] = [
+        ['Alice', 'Smith', 'admin', 'active', 5, { tier: 'gold', score: 10, beta: true, org: { size: 50 } }],
+        ['Bob', 'Jones', 'user', 'active', 0, { tier: 'silver', score: 7, beta: false }],
+        ['Carol', 'Smith', 'user', 'suspended', 2, { tier: 'gold', score: '10' }],
+        ['Dave', 'Brown', 'editor', 'inactive', 9, { tier: 'bronze', score: 3.5, beta: true, org: { size: 5 } }],
+        ['Eve', 'Adams', 'user', 'active', 1, { score: 12 }],
+        ['Frank', 'smith-jones', 'admin', 'active', 3, { tier: 'gold', note: 'likes $where and {"$gt": 1}' }],
+      ];
+      users = [];
+      for (const [i, [first, last, role, status, logins, meta]] of people.entries()) {
+        const u = await store.users.create({
+          email: `${first.toLowerCase()}.${batch}@Example.org`,
+          first_name: first,
+          last_name: last,
+          role,
+          status: status as User['status'],
+          metadata: { batch, ...meta } as never,
+          created_at: new Date(base + i * 60_000),
+        });
+        for (let n = 0; n < logins; n += 1) {
+          await store.users.recordLogin(u.id, new Date(base + 86_400_000 + n * 1000 + i * 10));
+        }
+        users.push((await store.users.findById(u.id))!);
+      }
+    });
+
+    const byName = (...names: string[]) => names.map((n) => users.find((u) => u.first_name === n)!.id);
+
+    it('filters typed fields with every operator', async () => {
+      expect(ids(await query({ field: 'role', op: 'eq', value: 'admin' }))).toEqual(
+        expect.arrayContaining(byName('Alice', 'Frank')),
+      );
+      expect(await query({ field: 'role', op: 'eq', value: 'admin' })).toHaveLength(2);
+      expect(await query({ field: 'status', op: 'ne', value: 'active' })).toHaveLength(2);
+      expect(ids(await query({ field: 'login_count', op: 'gt', value: 3 }, [{ field: 'login_count', dir: 'asc' }]))).toEqual(
+        byName('Alice', 'Dave'),
+      );
+      expect(await query({ field: 'login_count', op: 'gte', value: 3 })).toHaveLength(3);
+      expect(await query({ field: 'login_count', op: 'lt', value: 2 })).toHaveLength(2);
+      expect(await query({ field: 'login_count', op: 'lte', value: 2 })).toHaveLength(3);
+      expect(await query({ field: 'status', op: 'in', value: ['suspended', 'inactive'] })).toHaveLength(2);
+      expect(ids(await query({ field: 'last_name', op: 'contains', value: 'MIT' }, [{ field: 'first_name', dir: 'asc' }]))).toEqual(
+        byName('Alice', 'Carol', 'Frank'),
+      );
+      expect(
+        await query({ field: 'created_at', op: 'gte', value: new Date(base + 3 * 60_000) }),
+      ).toHaveLength(3);
+      expect(await query({ field: 'created_at', op: 'lt', value: new Date(base + 60_000) })).toHaveLength(1);
+      expect(await query({ field: 'last_login', op: 'eq', value: null })).toHaveLength(1);
+      expect(await query({ field: 'last_login', op: 'ne', value: null })).toHaveLength(5);
+      expect(await query({ field: 'email_verified', op: 'eq', value: false })).toHaveLength(6);
+    });
+
+    it('compares emails case-insensitively', async () => {
+      const email = `ALICE.${batch}@EXAMPLE.ORG`;
+      expect(ids(await query({ field: 'email', op: 'eq', value: email }))).toEqual(byName('Alice'));
+      expect(await query({ field: 'email', op: 'contains', value: 'EXAMPLE.org' })).toHaveLength(6);
+    });
+
+    it('filters metadata paths with type-strict comparisons like MongoDB', async () => {
+      expect(await query({ field: 'metadata.tier', op: 'eq', value: 'gold' })).toHaveLength(3);
+      expect(ids(await query({ field: 'metadata.score', op: 'eq', value: 10 }))).toEqual(byName('Alice'));
+      expect(ids(await query({ field: 'metadata.score', op: 'eq', value: '10' }))).toEqual(byName('Carol'));
+      expect(ids(await query({ field: 'metadata.score', op: 'gt', value: 7 }, [{ field: 'first_name', dir: 'asc' }]))).toEqual(
+        byName('Alice', 'Eve'),
+      );
+      expect(await query({ field: 'metadata.score', op: 'lte', value: 7 })).toHaveLength(2);
+      expect(ids(await query({ field: 'metadata.beta', op: 'eq', value: true }, [{ field: 'first_name', dir: 'asc' }]))).toEqual(
+        byName('Alice', 'Dave'),
+      );
+      expect(await query({ field: 'metadata.beta', op: 'ne', value: true })).toHaveLength(4);
+      expect(ids(await query({ field: 'metadata.org.size', op: 'gte', value: 10 }))).toEqual(byName('Alice'));
+      expect(await query({ field: 'metadata.tier', op: 'eq', value: null })).toHaveLength(1);
+      expect(await query({ field: 'metadata.tier', op: 'ne', value: null })).toHaveLength(5);
+      expect(await query({ field: 'metadata.tier', op: 'in', value: ['silver', 'bronze'] })).toHaveLength(2);
+      expect(ids(await query({ field: 'metadata.note', op: 'contains', value: '{"$gt"' }))).toEqual(byName('Frank'));
+      expect(await query({ field: 'metadata.missing', op: 'eq', value: 'x' })).toHaveLength(0);
+    });
+
+    it('combines and/or', async () => {
+      const where: Expr = {
+        or: [
+          { and: [{ field: 'role', op: 'eq', value: 'admin' }, { field: 'login_count', op: 'gt', value: 4 }] },
+          { field: 'status', op: 'eq', value: 'inactive' },
+        ],
+      };
+      expect(ids(await query(where, [{ field: 'first_name', dir: 'asc' }]))).toEqual(byName('Alice', 'Dave'));
+    });
+
+    it('refuses unknown fields, operators and non-scalar values instead of passing them on', async () => {
+      const bad: unknown[] = [
+        { field: '$where', op: 'eq', value: 'sleep(1000)' },
+        { field: 'password_hash', op: 'eq', value: 'x' },
+        { field: 'metadata.$gt', op: 'eq', value: 1 },
+        { field: 'metadata.a..b', op: 'eq', value: 1 },
+        { field: 'role', op: '$regex', value: '.*' },
+        { field: 'role', op: 'eq', value: { $ne: null } },
+        { field: 'role', op: 'in', value: [{ $gt: '' }] },
+        { field: 'role', op: 'gt', value: null },
+      ];
+      for (const where of bad) {
+        await expect(store.users.list({ where: where as Expr, limit: 10 })).rejects.toBeInstanceOf(QueryError);
+      }
+      await expect(store.users.list({ limit: 10, sort: [{ field: 'password_hash', dir: 'asc' }] })).rejects.toBeInstanceOf(
+        QueryError,
+      );
+    });
+
+    it('sorts by several fields with id as the final tie-breaker', async () => {
+      const sorted = await query(undefined, [
+        { field: 'role', dir: 'asc' },
+        { field: 'login_count', dir: 'desc' },
+      ]);
+      expect(ids(sorted)).toEqual(byName('Alice', 'Frank', 'Dave', 'Carol', 'Eve', 'Bob'));
+      const byCreated = await query(undefined, [{ field: 'created_at', dir: 'desc' }]);
+      expect(ids(byCreated)).toEqual([...ids(users)].reverse());
+      const byLastLogin = await query(undefined, [{ field: 'last_login', dir: 'asc' }]);
+      expect(ids(byLastLogin)[0]).toBe(byName('Bob')[0]); // nulls first ascending
+      const byLastLoginDesc = await query(undefined, [{ field: 'last_login', dir: 'desc' }]);
+      expect(ids(byLastLoginDesc).at(-1)).toBe(byName('Bob')[0]); // nulls last descending
+    });
+
+    it('pages with limit and offset and counts the whole result', async () => {
+      const sort: SortKey[] = [{ field: 'created_at', dir: 'asc' }];
+      const page1 = await store.users.list({ where: inBatch, sort, limit: 4, offset: 0 });
+      const page2 = await store.users.list({ where: inBatch, sort, limit: 4, offset: 4 });
+      expect(ids([...page1, ...page2])).toEqual(ids(users));
+      expect(page2).toHaveLength(2);
+      expect(await store.users.count({ where: inBatch })).toBe(6);
+      expect(await store.users.count({ where: and(inBatch, { field: 'role', op: 'eq', value: 'user' }) })).toBe(3);
+    });
+
+    it('searches by word prefixes of names and email', async () => {
+      const found = (list: User[]) => ids(list).sort();
+      expect(found(await query(undefined, undefined, { search: 'smi' }))).toEqual(byName('Alice', 'Carol', 'Frank').sort());
+      expect(found(await query(undefined, undefined, { search: 'alice smith' }))).toEqual(byName('Alice'));
+      expect(found(await query(undefined, undefined, { search: 'JONES' }))).toEqual(byName('Bob', 'Frank').sort());
+      expect(found(await query(undefined, undefined, { search: `eve.${batch}` }))).toEqual(byName('Eve'));
+      expect(await query(undefined, undefined, { search: 'zzzz' })).toHaveLength(0);
+      expect(await store.users.count({ where: inBatch, search: 'smith' })).toBe(3);
+    });
+
+    it('pages with keyset cursors in both directions, across nulls, and stays stable while users are added', async () => {
+      for (const sort of [
+        [{ field: 'last_login', dir: 'asc' }],
+        [{ field: 'last_login', dir: 'desc' }],
+        [{ field: 'role', dir: 'asc' }, { field: 'login_count', dir: 'desc' }],
+        [{ field: 'email', dir: 'desc' }],
+      ] as SortKey[][]) {
+        const order = totalOrder(sort);
+        const all = await store.users.list({ where: inBatch, sort: order, limit: 100 });
+        const seen: User[] = [];
+        let after: Expr | undefined;
+        for (let guard = 0; guard < 10; guard += 1) {
+          const page = await store.users.list({ where: and(inBatch, after), sort: order, limit: 2 });
+          seen.push(...page);
+          if (page.length < 2) break;
+          const last = page[page.length - 1]!;
+          const cursor = encodeCursor(order.map((k) => userSortValue(last, k.field)));
+          after = keysetAfter(order, decodeCursor(cursor, order.length)!);
+          if (guard === 0) {
+            // A user created mid-iteration sorting before the cursor must not shift later pages.
+            await store.users.create({
+              email: `late-${tag()}@example.org`,
+              first_name: 'Late',
+              last_name: 'Comer',
+              role: 'aaa',
+              metadata: { batch: `${batch}-late` },
+            });
+          }
+        }
+        expect(ids(seen)).toEqual(ids(all));
+      }
+    });
+
+    it('excludes soft-deleted users from lists unless asked', async () => {
+      const victim = users.find((u) => u.first_name === 'Eve')!;
+      await store.users.update(victim.id, { deleted_at: new Date() });
+      expect(ids(await query())).not.toContain(victim.id);
+      expect(ids(await store.users.list({ where: inBatch, limit: 100, deleted: 'include' }))).toContain(victim.id);
+      expect(ids(await store.users.list({ where: inBatch, limit: 100, deleted: 'only' }))).toEqual([victim.id]);
+      expect(await store.users.count({ where: inBatch, deleted: 'only' })).toBe(1);
+      await store.users.update(victim.id, { deleted_at: null }, 'only');
+    });
+  });
+
+  describe('roles', () => {
+    it('creates, finds, lists, updates and removes roles; names are unique', async () => {
+      const name = `role-${tag()}`;
+      const role = await store.roles.create({ name, display_name: 'Editors', permissions: ['doc:read', 'doc:write'] });
+      expect(role).toMatchObject({ name, display_name: 'Editors', description: null, permissions: ['doc:read', 'doc:write'] });
+      expect(role.id).toMatch(/^rol_/);
+      expect(await store.roles.findById(role.id)).toEqual(role);
+      expect(await store.roles.findByName(name)).toEqual(role);
+      await expect(store.roles.create({ name })).rejects.toEqual(new StoreConflictError('name'));
+      const defaulted = await store.roles.create({ name: `${name}-b` });
+      expect(defaulted.display_name).toBe(`${name}-b`);
+
+      const names = (await store.roles.list()).map((r) => r.name);
+      expect(names).toEqual([...names].sort());
+      expect(names).toEqual(expect.arrayContaining([name, `${name}-b`]));
+
+      const updated = await store.roles.update(role.id, { permissions: ['doc:read'], description: 'Reads' });
+      expect(updated).toMatchObject({ name, display_name: 'Editors', description: 'Reads', permissions: ['doc:read'] });
+      await expect(store.roles.update(defaulted.id, { name })).rejects.toBeInstanceOf(StoreConflictError);
+      expect(await store.roles.update('rol_missing', { name: 'x' })).toBeNull();
+
+      expect(await store.roles.remove(role.id)).toBe(true);
+      expect(await store.roles.remove(role.id)).toBe(false);
+      expect(await store.roles.findById(role.id)).toBeNull();
+    });
+
+    it('links users to roles idempotently and forgets links of removed roles', async () => {
+      const user = await store.users.create(newUser());
+      const a = await store.roles.create({ name: `b-${tag()}`, permissions: ['x'] });
+      const b = await store.roles.create({ name: `a-${tag()}`, permissions: ['y'] });
+      expect(await store.roles.assign(user.id, a.id)).toBe(true);
+      expect(await store.roles.assign(user.id, a.id)).toBe(false);
+      expect(await store.roles.assign(user.id, b.id)).toBe(true);
+      expect(await store.roles.assign('usr_missing', a.id)).toBe(false);
+      expect(await store.roles.assign(user.id, 'rol_missing')).toBe(false);
+      expect((await store.roles.listForUser(user.id)).map((r) => r.id)).toEqual([b.id, a.id]);
+      expect(await store.roles.countUsers(a.id)).toBe(1);
+
+      expect(await store.roles.unassign(user.id, a.id)).toBe(true);
+      expect(await store.roles.unassign(user.id, a.id)).toBe(false);
+      expect((await store.roles.listForUser(user.id)).map((r) => r.id)).toEqual([b.id]);
+
+      await store.roles.remove(b.id);
+      expect(await store.roles.listForUser(user.id)).toEqual([]);
+    });
+  });
+
+  describe('clients', () => {
+    it('creates, finds, lists, updates and removes clients; ids are unique', async () => {
+      const clientId = `client-${tag()}`;
+      const metadata = { redirect_uris: ['https://app.example/cb'], grant_types: ['authorization_code'] };
+      const client = await store.clients.create({ client_id: clientId, metadata, client_secret_hash: 'h1' });
+      expect(client).toMatchObject({ client_id: clientId, metadata, client_secret_hash: 'h1', first_party: false });
+      expect(await store.clients.find(clientId)).toEqual(client);
+      expect(await store.clients.find('missing')).toBeNull();
+      await expect(store.clients.create({ client_id: clientId, metadata: {} })).rejects.toEqual(
+        new StoreConflictError('client_id'),
+      );
+
+      const before = await store.clients.count();
+      const other = await store.clients.create({ client_id: `client-${tag()}`, metadata: {}, first_party: true });
+      expect(await store.clients.count()).toBe(before + 1);
+      const listed = await store.clients.list({ limit: 1000 });
+      const pos = (id: string) => listed.findIndex((c) => c.client_id === id);
+      expect(pos(clientId)).toBeGreaterThanOrEqual(0);
+      expect(pos(clientId)).toBeLessThan(pos(other.client_id));
+      expect(await store.clients.list({ limit: 1, offset: pos(other.client_id) })).toEqual([other]);
+
+      const updated = await store.clients.update(clientId, { client_secret_hash: null, first_party: true });
+      expect(updated).toMatchObject({ client_secret_hash: null, first_party: true, metadata });
+      expect(await store.clients.update('missing', { first_party: true })).toBeNull();
+      expect(await store.clients.remove(clientId)).toBe(true);
+      expect(await store.clients.remove(clientId)).toBe(false);
+      expect(await store.clients.find(clientId)).toBeNull();
+    });
+  });
+
+  describe('signing keys', () => {
+    it('creates, lists, updates and removes keys; kids are unique', async () => {
+      const kid = `kid-${tag()}`;
+      const activates = new Date('2026-05-01T00:00:00.000Z');
+      const key = await store.signingKeys.create({
+        kid,
+        alg: 'RS256',
+        use: 'sig',
+        status: 'next',
+        public_jwk: { kty: 'RSA', n: 'abc', e: 'AQAB', kid },
+        private_jwk_encrypted: 'v1.ciphertext',
+        activates_at: activates,
+      });
+      expect(key).toMatchObject({ kid, status: 'next', activates_at: activates, retired_at: null, expires_at: null });
+      await expect(
+        store.signingKeys.create({ ...key, status: 'current' }),
+      ).rejects.toEqual(new StoreConflictError('kid'));
+      expect((await store.signingKeys.list()).find((k) => k.kid === kid)).toEqual(key);
+
+      const retiredAt = new Date('2026-06-01T00:00:00.000Z');
+      const expiresAt = new Date('2026-06-02T00:00:00.000Z');
+      const retired = await store.signingKeys.update(kid, { status: 'retired', retired_at: retiredAt, expires_at: expiresAt });
+      expect(retired).toMatchObject({ status: 'retired', retired_at: retiredAt, expires_at: expiresAt, activates_at: activates });
+      const unchanged = await store.signingKeys.update(kid, {});
+      expect(unchanged).toEqual(retired);
+      expect(await store.signingKeys.update('missing', { status: 'current' })).toBeNull();
+      expect(await store.signingKeys.remove(kid)).toBe(true);
+      expect(await store.signingKeys.remove(kid)).toBe(false);
+    });
+  });
+
+  describe('persistence', () => {
+    it('keeps what was written when the store is closed and opened again', async () => {
+      const user = await store.users.create(newUser({ metadata: { kept: true } }));
+      const role = await store.roles.create({ name: `persist-${tag()}` });
+      await store.roles.assign(user.id, role.id);
+      await store.close();
+
+      store = await harness.open();
+      expect(await store.users.findById(user.id)).toEqual(user);
+      expect((await store.roles.listForUser(user.id)).map((r) => r.id)).toEqual([role.id]);
+    });
+  });
+}

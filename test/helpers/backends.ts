@@ -1,0 +1,42 @@
+/**
+ * Which real backends the test run was given. A suite for a backend whose URL is not set is skipped
+ * and says so; a suite whose URL is set runs, and fails if the backend cannot be reached.
+ */
+import { describe } from '@jest/globals';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export const MONGODB_URI = process.env.MONGODB_URI || undefined;
+export const REDIS_URL = process.env.REDIS_URL || undefined;
+
+const announced = new Set<string>();
+
+/** describe() when `url` is set; otherwise a skipped describe plus one loud line on stderr. */
+export function describeWithBackend(
+  name: string,
+  variable: 'MONGODB_URI' | 'REDIS_URL',
+  url: string | undefined,
+  body: (url: string) => void,
+): void {
+  if (url) {
+    describe(name, () => body(url));
+    return;
+  }
+  if (!announced.has(name)) {
+    announced.add(name);
+    process.stderr.write(`SKIPPED ${name}: ${variable} is not set (scripts/test-services.sh sets it)\n`);
+  }
+  describe.skip(`${name} [skipped: ${variable} not set]`, () => body(''));
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
+}
+
+/** A fresh temporary folder, removed by the returned cleanup. */
+export function tempDir(prefix = 'latchkey-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
