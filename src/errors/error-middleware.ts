@@ -21,12 +21,18 @@ export interface ErrorEnvelope {
   };
 }
 
-function fromHttpError(err: { status?: number; statusCode?: number; type?: string }): AppError | undefined {
+function fromHttpError(err: {
+  status?: number;
+  statusCode?: number;
+  type?: string;
+  name?: string;
+}): AppError | undefined {
   const status = err.status ?? err.statusCode;
   if (typeof status !== 'number' || status < 400 || status >= 500) return undefined;
   switch (status) {
     case 400:
-      return new AppError(err.type === 'entity.parse.failed' ? 'MALFORMED_JSON' : 'VALIDATION_ERROR');
+      // The JSON body parser reports unparsable input as a SyntaxError carrying status 400.
+      return new AppError(err.name === 'SyntaxError' ? 'MALFORMED_JSON' : 'VALIDATION_ERROR');
     case 404:
       return new AppError('NOT_FOUND');
     case 405:

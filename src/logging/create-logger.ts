@@ -44,7 +44,8 @@ function redactPaths(): string[] {
   return paths;
 }
 
-const SENSITIVE_QUERY = /^(code|code_verifier|access_token|refresh_token|id_token|token|client_secret|api_key|password|state|id_token_hint|login_hint)$/i;
+const SENSITIVE_QUERY =
+  /^(code|code_verifier|access_token|refresh_token|id_token|token|client_secret|api_key|password|state|id_token_hint|login_hint)$/i;
 
 /** Replaces the values of credential-bearing query parameters so URLs can be logged. */
 export function scrubUrl(url: string): string {

@@ -193,7 +193,9 @@ export interface SigningKeyRecord {
 
 export type NewSigningKey = Omit<SigningKeyRecord, 'created_at' | 'retired_at' | 'expires_at'> &
   Partial<Pick<SigningKeyRecord, 'created_at' | 'retired_at' | 'expires_at'>>;
-export type SigningKeyPatch = Partial<Pick<SigningKeyRecord, 'status' | 'activates_at' | 'retired_at' | 'expires_at'>>;
+export type SigningKeyPatch = Partial<
+  Pick<SigningKeyRecord, 'status' | 'activates_at' | 'retired_at' | 'expires_at'>
+>;
 
 export interface SigningKeyRepository {
   /** Throws StoreConflictError('kid') when the kid exists. */

@@ -117,7 +117,10 @@ export function and(...parts: (Expr | undefined)[]): Expr | undefined {
 }
 
 /** Appends `id` as the final tie-breaker so every order is total (needed by keyset cursors). */
-export function totalOrder(sort: SortKey[] | undefined, fallback: SortKey = { field: 'created_at', dir: 'desc' }) {
+export function totalOrder(
+  sort: SortKey[] | undefined,
+  fallback: SortKey = { field: 'created_at', dir: 'desc' },
+) {
   const keys = sort && sort.length > 0 ? sort.filter((k) => k.field !== 'id') : [fallback];
   const idKey = sort?.find((k) => k.field === 'id');
   const last = keys[keys.length - 1];
@@ -133,7 +136,9 @@ export function keysetAfter(sort: SortKey[], values: Scalar[]): Expr {
   for (let i = 0; i < sort.length; i += 1) {
     const key = sort[i]!;
     const value = values[i] ?? null;
-    const equalBefore: Expr[] = sort.slice(0, i).map((k, j) => ({ field: k.field, op: 'eq', value: values[j] ?? null }));
+    const equalBefore: Expr[] = sort
+      .slice(0, i)
+      .map((k, j) => ({ field: k.field, op: 'eq', value: values[j] ?? null }));
     let beyond: Expr | undefined;
     if (value === null) {
       // Ascending: nulls come first, so every non-null is after. Descending: nulls are last, nothing after.
@@ -141,7 +146,12 @@ export function keysetAfter(sort: SortKey[], values: Scalar[]): Expr {
     } else if (key.dir === 'asc') {
       beyond = { field: key.field, op: 'gt', value };
     } else {
-      beyond = { or: [{ field: key.field, op: 'lt', value }, { field: key.field, op: 'eq', value: null }] };
+      beyond = {
+        or: [
+          { field: key.field, op: 'lt', value },
+          { field: key.field, op: 'eq', value: null },
+        ],
+      };
     }
     if (beyond) branches.push(and(...equalBefore, beyond)!);
   }
@@ -175,7 +185,10 @@ export function decodeCursor(cursor: string, length: number): Scalar[] | undefin
 export function searchTerms(...texts: string[]): string[] {
   const out = new Set<string>();
   for (const text of texts) {
-    for (const word of text.normalize('NFKC').toLowerCase().split(/[\s@.+_\-'",;:()/\\]+/u)) {
+    for (const word of text
+      .normalize('NFKC')
+      .toLowerCase()
+      .split(/[\s@.+_\-'",;:()/\\]+/u)) {
       if (word) out.add(word.slice(0, 64));
     }
   }

@@ -173,7 +173,9 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
       const adapter = artifacts.adapterFor('Session');
       for (const bad of [undefined, null, Number.NaN, 0, -5, Number.POSITIVE_INFINITY, '60']) {
         const key = id();
-        await expect(adapter.upsert(key, { uid: key }, bad as never)).rejects.toBeInstanceOf(MissingExpiryError);
+        await expect(adapter.upsert(key, { uid: key }, bad as never)).rejects.toBeInstanceOf(
+          MissingExpiryError,
+        );
         expect(await adapter.find(key)).toBeUndefined();
         expect(await adapter.findByUid(key)).toBeUndefined();
       }
@@ -226,7 +228,9 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
     it('counts 50 parallel increments exactly once each', async () => {
       const key = `c:${id()}`;
       const results = await Promise.all(Array.from({ length: 50 }, () => counters.increment(key, 60)));
-      expect(results.map((r) => r.value).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      expect(results.map((r) => r.value).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 50 }, (_, i) => i + 1),
+      );
       expect((await counters.get(key))!.value).toBe(50);
     });
 

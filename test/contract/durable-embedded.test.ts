@@ -10,5 +10,6 @@ describe('durable store contract: embedded (SQLite)', () => {
   describeDurableStoreContract({
     open: async () => new EmbeddedDurableStore(EmbeddedDatabase.open(dir.path)),
     destroy: async () => dir.remove(),
+    atomicDocumentUpdates: () => true,
   });
 });

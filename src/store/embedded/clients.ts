@@ -44,7 +44,11 @@ export class EmbeddedClientRepository implements ClientRepository {
 
   async list(page: { limit: number; offset?: number }): Promise<ClientRecord[]> {
     return this.db
-      .all('SELECT * FROM clients ORDER BY created_at, client_id LIMIT ? OFFSET ?', page.limit, page.offset ?? 0)
+      .all(
+        'SELECT * FROM clients ORDER BY created_at, client_id LIMIT ? OFFSET ?',
+        page.limit,
+        page.offset ?? 0,
+      )
       .map(toClient);
   }
 

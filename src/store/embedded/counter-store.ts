@@ -7,7 +7,10 @@ interface CounterRow {
   expires_at: number;
 }
 
-const toValue = (row: CounterRow): CounterValue => ({ value: Number(row.value), resetAt: new Date(row.expires_at) });
+const toValue = (row: CounterRow): CounterValue => ({
+  value: Number(row.value),
+  resetAt: new Date(row.expires_at),
+});
 
 export class EmbeddedCounterStore implements CounterStore {
   readonly kind = 'embedded' as const;

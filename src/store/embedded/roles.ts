@@ -98,7 +98,9 @@ export class EmbeddedRoleRepository implements RoleRepository {
   }
 
   async unassign(userId: string, roleId: string): Promise<boolean> {
-    return this.db.run('DELETE FROM user_roles WHERE user_id = ? AND role_id = ?', userId, roleId).changes > 0;
+    return (
+      this.db.run('DELETE FROM user_roles WHERE user_id = ? AND role_id = ?', userId, roleId).changes > 0
+    );
   }
 
   async listForUser(userId: string): Promise<Role[]> {
@@ -112,6 +114,8 @@ export class EmbeddedRoleRepository implements RoleRepository {
   }
 
   async countUsers(roleId: string): Promise<number> {
-    return Number(this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM user_roles WHERE role_id = ?', roleId)!.n);
+    return Number(
+      this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM user_roles WHERE role_id = ?', roleId)!.n,
+    );
   }
 }

@@ -58,7 +58,10 @@ function compileMetadata(column: string, segments: string[], c: Comparison): Sql
   const typeCheck = (value: Scalar): SqlFragment => {
     const types = jsonTypesFor(value);
     if (!types) return { sql: '1', params: [] };
-    return { sql: `json_type(${column}, ?) IN (${types.map(() => '?').join(', ')})`, params: [path, ...types] };
+    return {
+      sql: `json_type(${column}, ?) IN (${types.map(() => '?').join(', ')})`,
+      params: [path, ...types],
+    };
   };
   const compare = (op: string, value: Scalar): SqlFragment => {
     const t = typeCheck(value);
@@ -70,7 +73,10 @@ function compileMetadata(column: string, segments: string[], c: Comparison): Sql
       const value = c.value as Scalar;
       const eq: SqlFragment =
         value === null
-          ? { sql: `(json_type(${column}, ?) IS NULL OR json_type(${column}, ?) = 'null')`, params: [path, path] }
+          ? {
+              sql: `(json_type(${column}, ?) IS NULL OR json_type(${column}, ?) = 'null')`,
+              params: [path, path],
+            }
           : compare('=', value);
       return c.op === 'eq' ? eq : { sql: `NOT IFNULL(${eq.sql}, 0)`, params: eq.params };
     }
@@ -101,7 +107,8 @@ function compileComparison(map: SqlFieldMap, c: Comparison): SqlFragment {
     if (!segments || !map.metadataColumn) throw new QueryError(`unknown field ${c.field}`);
     return compileMetadata(map.metadataColumn, segments, c);
   }
-  const norm = (v: Scalar): Scalar => (typeof v === 'string' && map.normalize ? map.normalize(c.field, v) : v);
+  const norm = (v: Scalar): Scalar =>
+    typeof v === 'string' && map.normalize ? map.normalize(c.field, v) : v;
   const col = field.column;
   switch (c.op) {
     case 'eq':

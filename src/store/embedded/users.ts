@@ -13,7 +13,10 @@ const COLUMN_OF: Record<string, string> = { email: 'email_normalized' };
 
 export const USER_FIELD_MAP: SqlFieldMap = {
   fields: Object.fromEntries(
-    Object.entries(USER_QUERY_FIELDS).map(([field, type]) => [field, { column: COLUMN_OF[field] ?? field, type }]),
+    Object.entries(USER_QUERY_FIELDS).map(([field, type]) => [
+      field,
+      { column: COLUMN_OF[field] ?? field, type },
+    ]),
   ),
   metadataColumn: 'metadata',
   normalize: (field, value) => (field === 'email' ? normalizeEmail(value) : value),
@@ -191,7 +194,9 @@ export class EmbeddedUserRepository implements UserRepository {
 
   async count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number> {
     const where = this.filter(query);
-    return Number(this.db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users WHERE ${where.sql}`, ...where.params)!.n);
+    return Number(
+      this.db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users WHERE ${where.sql}`, ...where.params)!.n,
+    );
   }
 
   async recordLogin(id: string, at: Date): Promise<User | null> {

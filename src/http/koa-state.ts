@@ -1,0 +1,13 @@
+/** What our middleware puts on ctx.state, for every request. */
+import type { Logger } from 'pino';
+
+declare module 'koa' {
+  interface DefaultState {
+    /** Set by requestContext: the id echoed in X-Request-Id and on every log line. */
+    requestId: string;
+    /** A child logger carrying the request id. */
+    log: Logger;
+  }
+}
+
+export {};

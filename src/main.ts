@@ -1,0 +1,61 @@
+/**
+ * Process entry: load the configuration (a bad setting stops here with one line naming it), open the
+ * stores, build the app, listen, and shut down gracefully on SIGTERM or SIGINT.
+ */
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config/load-config.js';
+import { createLogger } from './logging/create-logger.js';
+import { startServer } from './server.js';
+import { createStores } from './store/create-stores.js';
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`latchkey: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  const logger = createLogger({ level: config.logLevel });
+  let stores;
+  try {
+    stores = await createStores(config);
+  } catch (err) {
+    logger.fatal({ err }, 'cannot open the stores');
+    process.exit(1);
+  }
+
+  const built = await buildApp({ config, logger, stores });
+  const running = await startServer(built, stores, logger, config);
+  logger.info(
+    {
+      url: `http://${config.host}:${running.port}`,
+      issuer: config.issuer,
+      durable_store: stores.durable.kind,
+      artifact_store: stores.artifacts.kind,
+      node: process.version,
+    },
+    'listening',
+  );
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      running.stop(signal).then(
+        () => process.exit(0),
+        (err) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`latchkey: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,81 @@
+/**
+ * Runs a built app on an HTTP server and stops it gracefully: readiness fails first, then after the
+ * drain delay the listener closes, in-flight requests finish (up to the shutdown timeout), and the
+ * stores close last.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+import type { Logger } from 'pino';
+
+import type { BuiltApp } from './app.js';
+import type { Stores } from './store/ports.js';
+
+export interface RunningServer {
+  server: Server;
+  port: number;
+  /** Idempotent; resolves when everything is closed. */
+  stop(reason: string): Promise<void>;
+}
+
+export interface ServerOptions {
+  port: number;
+  host: string;
+  shutdownDrainMs: number;
+  shutdownTimeoutMs: number;
+}
+
+export async function startServer(
+  built: BuiltApp,
+  stores: Stores,
+  logger: Logger,
+  options: ServerOptions,
+): Promise<RunningServer> {
+  const server = createServer(built.app.callback());
+  // Keep-alive must outlive typical load-balancer idle timeouts so they close first, not us.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  // While shutting down, ask clients to reconnect elsewhere instead of reusing this connection.
+  server.on('request', (_req, res) => {
+    if (built.lifecycle.shuttingDown) res.setHeader('Connection', 'close');
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason: string) =>
+    (stopping ??= (async () => {
+      logger.info({ reason }, 'shutting down');
+      built.lifecycle.shuttingDown = true;
+      if (options.shutdownDrainMs > 0) await new Promise((r) => setTimeout(r, options.shutdownDrainMs));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        closed.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), options.shutdownTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) {
+        logger.warn(
+          { timeout_ms: options.shutdownTimeoutMs },
+          'in-flight requests did not finish in time; closing',
+        );
+        server.closeAllConnections();
+        await closed;
+      }
+      await stores.close();
+      logger.info('shutdown complete');
+    })());
+
+  return { server, port, stop };
+}

@@ -1,0 +1,70 @@
+/**
+ * Picks and opens the adapters the configuration asks for: MONGODB_URI → mongo durable store,
+ * REDIS_URL → redis artifacts and counters, and the embedded SQLite file in DATA_DIR for whatever is
+ * left. Drivers are loaded only when used, so the embedded default starts small.
+ */
+import type { Config } from '../config/load-config.js';
+import { EmbeddedArtifactStore } from './embedded/artifact-store.js';
+import { EmbeddedCounterStore } from './embedded/counter-store.js';
+import { EmbeddedDatabase } from './embedded/database.js';
+import { EmbeddedDurableStore } from './embedded/durable-store.js';
+import type { ArtifactStore, CounterStore, DurableStore, Stores } from './ports.js';
+
+export type StoreConfig = Pick<
+  Config,
+  'dataDir' | 'mongodbUri' | 'redisUrl' | 'redisKeyPrefix' | 'embeddedSweepIntervalS' | 'nodeEnv'
+>;
+
+export async function createStores(config: StoreConfig): Promise<Stores> {
+  let embedded: EmbeddedDatabase | undefined;
+  const embeddedDb = () => (embedded ??= EmbeddedDatabase.open(config.dataDir));
+  const sweepIntervalMs = config.embeddedSweepIntervalS * 1000;
+  const opened: { close(): Promise<void> }[] = [];
+
+  try {
+    let durable: DurableStore;
+    if (config.mongodbUri) {
+      const { openMongoDurableStore } = await import('./mongo/index.js');
+      durable = await openMongoDurableStore({ uri: config.mongodbUri });
+    } else {
+      durable = new EmbeddedDurableStore(embeddedDb());
+    }
+    opened.push(durable);
+
+    let artifacts: ArtifactStore;
+    let counters: CounterStore;
+    if (config.redisUrl) {
+      const { openRedisShortLived } = await import('./redis/index.js');
+      ({ artifacts, counters } = await openRedisShortLived({
+        url: config.redisUrl,
+        keyPrefix: config.redisKeyPrefix,
+      }));
+      opened.push(artifacts);
+    } else {
+      const embeddedCounters = new EmbeddedCounterStore(embeddedDb(), { sweepIntervalMs });
+      artifacts = new EmbeddedArtifactStore(embeddedDb(), { sweepIntervalMs });
+      counters = embeddedCounters;
+      opened.push(artifacts, embeddedCounters);
+    }
+
+    // Outside production the schema follows the code on start; production runs `npm run migrate`.
+    if (config.nodeEnv !== 'production') await durable.migrate();
+
+    let closing: Promise<void> | undefined;
+    return {
+      durable,
+      artifacts,
+      counters,
+      close: () => (closing ??= closeAll(opened)),
+    };
+  } catch (err) {
+    await closeAll(opened);
+    throw err;
+  }
+}
+
+async function closeAll(stores: { close(): Promise<void> }[]): Promise<void> {
+  const results = await Promise.allSettled(stores.map((s) => s.close()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}

@@ -1,0 +1,90 @@
+/**
+ * Opening and checking the connection the mongo adapter runs on: one mongoose connection per store
+ * (never mongoose's global one), which database it uses, and failing fast when the server is away.
+ */
+import mongoose, { type Connection } from 'mongoose';
+
+import { StoreUnavailableError } from '../errors.js';
+
+export interface MongoConnectionOptions {
+  uri: string;
+  /** Overrides the database named in the URI. */
+  dbName?: string;
+  /** How long to look for a server before giving up (default 5000 ms). */
+  serverSelectionTimeoutMS?: number;
+}
+
+export const DEFAULT_DATABASE = 'latchkey';
+const DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 5000;
+
+/**
+ * The database a connection string names, if any. Parsed by hand because the driver quietly falls
+ * back to `test` when none is named, and `new URL` cannot read multi-host seed lists. The spec
+ * requires `/`, `?` and `@` in credentials and socket paths to be percent-encoded, so the first
+ * `/` after the scheme ends the host list.
+ */
+export function databaseNameOf(uri: string): string | undefined {
+  const scheme = /^mongodb(?:\+srv)?:\/\//i.exec(uri);
+  if (!scheme) return undefined;
+  const rest = uri.slice(scheme[0].length);
+  const end = rest.search(/[/?]/);
+  if (end < 0 || rest[end] !== '/') return undefined;
+  const path = rest.slice(end + 1).split('?')[0] ?? '';
+  if (!path) return undefined;
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+function reason(err: unknown): string {
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(err);
+}
+
+export async function pingConnection(conn: Connection): Promise<void> {
+  const db = conn.db;
+  if (!db) throw new StoreUnavailableError('the MongoDB connection is not open');
+  try {
+    await db.command({ ping: 1 });
+  } catch (err) {
+    throw new StoreUnavailableError(`MongoDB did not answer a ping: ${reason(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Which server answers: MongoDB itself, or FerretDB 1.x (a MongoDB-wire database that names
+ * its own version in buildInfo). FerretDB 1.x applies every update as read-then-write-back, so two concurrent
+ * updates of one document can lose one of them; only inserts (against unique indexes) and deletes
+ * are atomic there. The adapter's exactness-critical operations rely on inserts only.
+ */
+export type ServerFlavor = 'mongodb' | 'ferretdb';
+
+export async function detectFlavor(conn: Connection): Promise<ServerFlavor> {
+  const info = (await conn.db!.admin().command({ buildInfo: 1 })) as { ferretdbVersion?: unknown };
+  return info.ferretdbVersion !== undefined ? 'ferretdb' : 'mongodb';
+}
+
+/** Connects and checks the server answers; rejects with StoreUnavailableError otherwise. */
+export async function openConnection(options: MongoConnectionOptions): Promise<Connection> {
+  let conn: Connection | undefined;
+  try {
+    conn = mongoose.createConnection(options.uri, {
+      dbName: options.dbName ?? databaseNameOf(options.uri) ?? DEFAULT_DATABASE,
+      serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+      autoIndex: false,
+      autoCreate: false,
+      // Fail at once when disconnected instead of queueing operations for bufferTimeoutMS.
+      bufferCommands: false,
+    });
+    await conn.asPromise();
+    await pingConnection(conn);
+    return conn;
+  } catch (err) {
+    await conn?.destroy().catch(() => undefined);
+    if (err instanceof StoreUnavailableError) throw err;
+    // The message names hosts, never the URI itself, which may hold credentials.
+    throw new StoreUnavailableError(`cannot reach MongoDB: ${reason(err)}`, { cause: err });
+  }
+}

@@ -1,0 +1,68 @@
+/** The durable store on MongoDB (or a MongoDB-wire database such as FerretDB): repositories and index migration. */
+import type { Connection, Model } from 'mongoose';
+
+import type { DurableStore } from '../ports.js';
+import { MongoClientRepository } from './clients.js';
+import { pingConnection, type ServerFlavor } from './connection.js';
+import { createModels, type MongoModels } from './models.js';
+import { MongoRoleRepository } from './roles.js';
+import { MongoSigningKeyRepository } from './signing-keys.js';
+import { MongoUserRepository } from './users.js';
+
+type CreateIndex = Model<never>['collection']['createIndex'];
+type IndexKeys = Parameters<CreateIndex>[0];
+type IndexOptions = Parameters<CreateIndex>[1];
+
+export class MongoDurableStore implements DurableStore {
+  readonly kind = 'mongo' as const;
+  readonly users: MongoUserRepository;
+  readonly roles: MongoRoleRepository;
+  readonly clients: MongoClientRepository;
+  readonly signingKeys: MongoSigningKeyRepository;
+  private readonly models: MongoModels;
+  private closed = false;
+
+  /** Takes ownership of `conn`: close() closes it. */
+  constructor(
+    private readonly conn: Connection,
+    /** See ServerFlavor: FerretDB 1.x does not apply concurrent updates of one document atomically. */
+    readonly flavor: ServerFlavor,
+  ) {
+    this.models = createModels(conn);
+    const { users, roles, roleLinks, clients, signingKeys } = this.models;
+    this.users = new MongoUserRepository(users, roleLinks);
+    this.roles = new MongoRoleRepository(roles, roleLinks, users);
+    this.clients = new MongoClientRepository(clients);
+    this.signingKeys = new MongoSigningKeyRepository(signingKeys);
+  }
+
+  /**
+   * Creates every schema index (and with them the collections). createIndex is a no-op for an
+   * index that exists with the same definition, so this is safe to repeat and to run from several
+   * processes at once. One index per command, in order: FerretDB 1.x drops the connection when
+   * one createIndexes command names several indexes that all exist already. The collection's
+   * createIndex rather than Model.createIndexes(): mongoose reports a failed index as a model
+   * 'error' event, which throws when nobody listens. Indexes are never dropped here; removing one
+   * is a deliberate migration step.
+   */
+  async migrate(): Promise<void> {
+    const models: Model<never>[] = Object.values(this.models);
+    for (const model of models) {
+      for (const [fields, options] of model.schema.indexes()) {
+        // Schema index options are the driver's createIndex options, typed more loosely by mongoose.
+        await model.collection.createIndex(fields as IndexKeys, options as IndexOptions);
+      }
+    }
+  }
+
+  async ping(): Promise<void> {
+    await pingConnection(this.conn);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // destroy() also drops the connection from mongoose's own list of connections.
+    await this.conn.destroy();
+  }
+}

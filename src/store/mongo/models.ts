@@ -1,0 +1,226 @@
+/**
+ * The stored shape of every durable collection: mongoose schemas, their indexes, and the models bound
+ * to one connection. Schemas are built per connection so nothing here outlives a store. Documents
+ * use string `_id`s (never ObjectId) and never leave the adapter: repositories map them to port types.
+ */
+import mongoose, { type Connection, type Model, type SchemaOptions } from 'mongoose';
+
+import type { JsonObject, SigningKeyStatus, UserStatus } from '../ports.js';
+
+export interface UserDocument {
+  _id: string;
+  email: string;
+  email_normalized: string;
+  first_name: string;
+  last_name: string;
+  role: string;
+  status: UserStatus;
+  email_verified: boolean;
+  password_hash: string | null;
+  password_reset_required: boolean;
+  metadata: JsonObject;
+  preferences: JsonObject;
+  login_count: number;
+  last_login: Date | null;
+  created_at: Date;
+  updated_at: Date;
+  deleted_at: Date | null;
+  /** Lower-cased words of names and email (searchTerms), matched by prefix. */
+  search_terms: string[];
+}
+
+export interface RoleDocument {
+  _id: string;
+  name: string;
+  display_name: string;
+  description: string | null;
+  permissions: string[];
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface RoleLinkDocument {
+  /** roleLinkId(user_id, role_id): the pair itself, so a link exists at most once even before migrate. */
+  _id: string;
+  user_id: string;
+  role_id: string;
+  created_at: Date;
+}
+
+export interface ClientDocument {
+  /** The client_id. */
+  _id: string;
+  client_secret_hash: string | null;
+  metadata: JsonObject;
+  first_party: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface SigningKeyDocument {
+  /** The kid. */
+  _id: string;
+  alg: string;
+  use: 'sig';
+  status: SigningKeyStatus;
+  public_jwk: JsonObject;
+  private_jwk_encrypted: string;
+  created_at: Date;
+  activates_at: Date;
+  retired_at: Date | null;
+  expires_at: Date | null;
+}
+
+export interface MongoModels {
+  users: Model<UserDocument>;
+  roles: Model<RoleDocument>;
+  roleLinks: Model<RoleLinkDocument>;
+  clients: Model<ClientDocument>;
+  signingKeys: Model<SigningKeyDocument>;
+}
+
+/** Names of the unique indexes, which duplicate-key errors are matched against. */
+export const UNIQUE_INDEX = {
+  userEmail: 'users_email_normalized_unique',
+  roleName: 'roles_name_unique',
+  roleLink: 'user_roles_pair_unique',
+} as const;
+
+const { Schema } = mongoose;
+
+/**
+ * `strict`/`strictQuery: 'throw'` turn a stray path into an error instead of silently dropping it
+ * (a dropped filter condition widens a query). `minimize: false` keeps empty metadata objects.
+ * Indexes and collections are created only by migrate(), never at start-up or request time.
+ */
+const OPTIONS = {
+  versionKey: false,
+  minimize: false,
+  strict: 'throw',
+  strictQuery: 'throw',
+  autoIndex: false,
+  autoCreate: false,
+  bufferCommands: false,
+  id: false,
+  timestamps: false,
+} satisfies SchemaOptions;
+
+const nullable = <T>(type: T) => ({ type, default: null });
+
+function userSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      email: String,
+      email_normalized: String,
+      first_name: String,
+      last_name: String,
+      role: String,
+      status: String,
+      email_verified: Boolean,
+      password_hash: nullable(String),
+      password_reset_required: Boolean,
+      metadata: { type: Schema.Types.Mixed, default: {} },
+      preferences: { type: Schema.Types.Mixed, default: {} },
+      login_count: { type: Number, default: 0 },
+      last_login: nullable(Date),
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+      deleted_at: nullable(Date),
+      search_terms: { type: [String], default: [] },
+    },
+    { ...OPTIONS, collection: 'users' },
+  );
+  // Soft-deleted users keep their row, so their email stays reserved by this index.
+  schema.index({ email_normalized: 1 }, { unique: true, name: UNIQUE_INDEX.userEmail });
+  schema.index({ search_terms: 1 }, { name: 'users_search_terms' });
+  schema.index({ created_at: 1, _id: 1 }, { name: 'users_created_at' });
+  schema.index({ status: 1, created_at: 1 }, { name: 'users_status' });
+  schema.index({ role: 1, created_at: 1 }, { name: 'users_role' });
+  schema.index({ last_name: 1, _id: 1 }, { name: 'users_last_name' });
+  return schema;
+}
+
+function roleSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      name: String,
+      display_name: String,
+      description: nullable(String),
+      permissions: { type: [String], default: [] },
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'roles' },
+  );
+  schema.index({ name: 1 }, { unique: true, name: UNIQUE_INDEX.roleName });
+  return schema;
+}
+
+function roleLinkSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      user_id: { type: String, required: true },
+      role_id: { type: String, required: true },
+      created_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'user_roles' },
+  );
+  schema.index({ user_id: 1, role_id: 1 }, { unique: true, name: UNIQUE_INDEX.roleLink });
+  schema.index({ role_id: 1 }, { name: 'user_roles_role' });
+  return schema;
+}
+
+function clientSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      client_secret_hash: nullable(String),
+      metadata: { type: Schema.Types.Mixed, default: {} },
+      first_party: { type: Boolean, default: false },
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'clients' },
+  );
+  schema.index({ created_at: 1, _id: 1 }, { name: 'clients_created_at' });
+  return schema;
+}
+
+function signingKeySchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      alg: String,
+      use: String,
+      status: String,
+      public_jwk: { type: Schema.Types.Mixed, required: true },
+      private_jwk_encrypted: String,
+      created_at: { type: Date, required: true },
+      activates_at: { type: Date, required: true },
+      retired_at: nullable(Date),
+      expires_at: nullable(Date),
+    },
+    { ...OPTIONS, collection: 'signing_keys' },
+  );
+  schema.index({ created_at: 1, _id: 1 }, { name: 'signing_keys_created_at' });
+  return schema;
+}
+
+/** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
+export function createModels(conn: Connection): MongoModels {
+  return {
+    users: conn.model<UserDocument>('User', userSchema()),
+    roles: conn.model<RoleDocument>('Role', roleSchema()),
+    roleLinks: conn.model<RoleLinkDocument>('RoleLink', roleLinkSchema()),
+    clients: conn.model<ClientDocument>('Client', clientSchema()),
+    signingKeys: conn.model<SigningKeyDocument>('SigningKey', signingKeySchema()),
+  };
+}
+
+/** The id of the link between a user and a role: unambiguous whatever characters the ids hold. */
+export function roleLinkId(userId: string, roleId: string): string {
+  return JSON.stringify([userId, roleId]);
+}

@@ -1,0 +1,43 @@
+/**
+ * The redis short-lived store: oidc-provider artifacts and windowed counters over one shared ioredis
+ * connection. The only entry point; the composition root imports it lazily, so ioredis loads only
+ * when REDIS_URL is set.
+ */
+import type { ArtifactStore, CounterStore } from '../ports.js';
+import { RedisArtifactStore } from './artifact-store.js';
+import { RedisConnection } from './connection.js';
+import { RedisCounterStore } from './counter-store.js';
+import { keyLayout } from './keys.js';
+
+export interface RedisShortLivedOptions {
+  /** redis:// or rediss:// URL, with credentials and database number if needed. */
+  url: string;
+  /** Prepended to every key (for example `latchkey:`), so deployments can share a Redis. */
+  keyPrefix: string;
+  /** How long opening, and later each command, may wait for Redis. Default 5000 ms. */
+  connectTimeoutMs?: number;
+  /** Connection errors after opening (for logging); ioredis reconnects by itself meanwhile. */
+  onConnectionError?: (err: Error) => void;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+
+/**
+ * Opens one connection and resolves once Redis has answered; rejects with StoreUnavailableError when
+ * it does not within the timeout. Closing `artifacts` closes the connection the counters share.
+ */
+export async function openRedisShortLived(
+  options: RedisShortLivedOptions,
+): Promise<{ artifacts: ArtifactStore; counters: CounterStore }> {
+  const keys = keyLayout(options.keyPrefix);
+  const connection = await RedisConnection.open({
+    url: options.url,
+    timeoutMs: options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    probeKey: keys.counter('probe'),
+    onError: options.onConnectionError,
+  });
+  return {
+    artifacts: new RedisArtifactStore(connection, keys),
+    counters: new RedisCounterStore(connection, keys),
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * The Redis key layout of the short-lived store, in one place. Every name starts with the deployment's
+ * prefix, so several deployments can share one Redis. Model names are PascalCase and the index
+ * namespaces are lower camelCase, so an artifact key can never collide with an index key.
+ *
+ *   <prefix><Model>:<id>          hash: payload (JSON), consumed (epoch seconds), id, and the full
+ *                                 names of the indexes that point at it (uidKey, userCodeKey, grantKey)
+ *   <prefix>uid:<uid>             string: id of the Session with that uid
+ *   <prefix>userCode:<userCode>   string: id of the artifact (DeviceCode) with that user code
+ *   <prefix>grant:<grantId>       set: full artifact keys bound to the grant
+ *   <prefix>counter:<key>         string: integer counter, its TTL is the window
+ */
+
+export interface KeyLayout {
+  artifact(model: string, id: string): string;
+  uid(uid: string): string;
+  userCode(userCode: string): string;
+  grant(grantId: string): string;
+  counter(key: string): string;
+}
+
+export function keyLayout(prefix: string): KeyLayout {
+  return {
+    artifact: (model, id) => `${prefix}${model}:${id}`,
+    uid: (uid) => `${prefix}uid:${uid}`,
+    userCode: (userCode) => `${prefix}userCode:${userCode}`,
+    grant: (grantId) => `${prefix}grant:${grantId}`,
+    counter: (key) => `${prefix}counter:${key}`,
+  };
+}

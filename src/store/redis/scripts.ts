@@ -1,0 +1,144 @@
+/**
+ * The Lua scripts of the redis adapters. Each runs atomically on the server, so no reader ever sees an
+ * artifact without its indexes, an index without its TTL, or a counter without its window.
+ * Key names are always built in TypeScript (keys.ts) and passed in, or read back from the artifact
+ * hash; the scripts never assemble a key themselves.
+ */
+import { createHash } from 'node:crypto';
+
+export interface LuaScript {
+  readonly name: string;
+  readonly lua: string;
+  /** SHA1 of the body, so calls can go through EVALSHA and only send the body once per server. */
+  readonly sha: string;
+}
+
+function defineScript(name: string, lua: string): LuaScript {
+  return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
+
+/**
+ * Deletes one artifact and those of its uid/userCode lookups that still point at it (another artifact
+ * may own that uid by now, for example a session saved again under a new id). Returns the grant index
+ * the artifact belonged to, if any, so the caller decides whether to tidy it.
+ */
+const REMOVE_ARTIFACT = `
+local function removeArtifact(key)
+  local f = redis.call('HMGET', key, 'id', 'uidKey', 'userCodeKey', 'grantKey')
+  if f[1] then
+    for i = 2, 3 do
+      if f[i] and redis.call('GET', f[i]) == f[1] then redis.call('DEL', f[i]) end
+    end
+  end
+  redis.call('DEL', key)
+  return f[4]
+end
+`;
+
+/**
+ * KEYS: artifact, uid lookup, userCode lookup, grant index ('' when the artifact has none).
+ * ARGV: id, payload JSON, TTL in ms, consumed from the payload ('' when absent).
+ */
+export const UPSERT_ARTIFACT = defineScript(
+  'upsertArtifact',
+  `
+local key, uidKey, userCodeKey, grantKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, payload, ttl, consumed = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+
+local previous = redis.call('HMGET', key, 'consumed', 'uidKey', 'userCodeKey', 'grantKey')
+-- Indexes of the previous version that the new one no longer uses would otherwise outlive it.
+if previous[2] and previous[2] ~= uidKey and redis.call('GET', previous[2]) == id then
+  redis.call('DEL', previous[2])
+end
+if previous[3] and previous[3] ~= userCodeKey and redis.call('GET', previous[3]) == id then
+  redis.call('DEL', previous[3])
+end
+if previous[4] and previous[4] ~= grantKey then redis.call('SREM', previous[4], key) end
+-- Consumption is sticky: the first mark survives every later write.
+if previous[1] then consumed = previous[1] end
+
+redis.call('DEL', key)
+local fields = { 'payload', payload, 'id', id }
+if consumed ~= '' then
+  fields[#fields + 1] = 'consumed'
+  fields[#fields + 1] = consumed
+end
+if uidKey ~= '' then
+  redis.call('SET', uidKey, id, 'PX', ttl)
+  fields[#fields + 1] = 'uidKey'
+  fields[#fields + 1] = uidKey
+end
+if userCodeKey ~= '' then
+  redis.call('SET', userCodeKey, id, 'PX', ttl)
+  fields[#fields + 1] = 'userCodeKey'
+  fields[#fields + 1] = userCodeKey
+end
+if grantKey ~= '' then
+  redis.call('SADD', grantKey, key)
+  -- The index must outlive its longest member; PTTL is -1 right after SADD created it.
+  if redis.call('PTTL', grantKey) < ttl then redis.call('PEXPIRE', grantKey, ttl) end
+  fields[#fields + 1] = 'grantKey'
+  fields[#fields + 1] = grantKey
+end
+redis.call('HSET', key, unpack(fields))
+redis.call('PEXPIRE', key, ttl)
+return 1
+`,
+);
+
+/** KEYS: artifact. ARGV: now in epoch seconds. EXISTS first, because HSETNX would create the key. */
+export const CONSUME_ARTIFACT = defineScript(
+  'consumeArtifact',
+  `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSETNX', KEYS[1], 'consumed', ARGV[1])
+end
+return 1
+`,
+);
+
+/** KEYS: artifact. */
+export const DESTROY_ARTIFACT = defineScript(
+  'destroyArtifact',
+  `${REMOVE_ARTIFACT}
+local grantKey = removeArtifact(KEYS[1])
+if grantKey then redis.call('SREM', grantKey, KEYS[1]) end
+return 1
+`,
+);
+
+/** KEYS: grant index. Members are full artifact keys, whatever their model. */
+export const REVOKE_GRANT = defineScript(
+  'revokeGrant',
+  `${REMOVE_ARTIFACT}
+local members = redis.call('SMEMBERS', KEYS[1])
+for _, member in ipairs(members) do removeArtifact(member) end
+redis.call('DEL', KEYS[1])
+return #members
+`,
+);
+
+/**
+ * KEYS: counter. ARGV: increment, window in ms. Returns { value, window end in epoch ms }.
+ * The window end comes from PEXPIRETIME rather than PTTL so that every reader, on every instance,
+ * gets the very same instant instead of one that drifts with network latency.
+ */
+export const INCREMENT_COUNTER = defineScript(
+  'incrementCounter',
+  `
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+-- A new key has no TTL yet; one that lost it somehow must not count forever either.
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return { value, redis.call('PEXPIRETIME', KEYS[1]) }
+`,
+);
+
+/** KEYS: counter. Returns { value, window end in epoch ms }, or nil when absent. */
+export const READ_COUNTER = defineScript(
+  'readCounter',
+  `
+local value = redis.call('GET', KEYS[1])
+if not value then return false end
+return { tonumber(value), redis.call('PEXPIRETIME', KEYS[1]) }
+`,
+);

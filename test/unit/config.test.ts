@@ -1,0 +1,125 @@
+import { describe, expect, it } from '@jest/globals';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { ConfigError, loadConfig, parseEnvFile } from '../../src/config/load-config.js';
+import { tempDir } from '../helpers/backends.js';
+
+const load = (env: Record<string, string | undefined>) => loadConfig({ env });
+
+function errorOf(env: Record<string, string | undefined>): ConfigError {
+  try {
+    load(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('uses the documented defaults with an empty environment', () => {
+    const config = load({});
+    expect(config).toEqual({
+      port: 3000,
+      host: '127.0.0.1',
+      issuer: 'http://localhost:3000',
+      trustProxy: false,
+      proxyHops: 1,
+      shutdownTimeoutMs: 10000,
+      shutdownDrainMs: 0,
+      dataDir: './data',
+      mongodbUri: undefined,
+      redisUrl: undefined,
+      redisKeyPrefix: 'latchkey:',
+      embeddedSweepIntervalS: 60,
+      nodeEnv: 'development',
+      logLevel: 'info',
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('lets the environment override defaults and derives the issuer from PORT', () => {
+    const config = load({
+      PORT: '8080',
+      TRUST_PROXY: 'true',
+      LOG_LEVEL: 'debug',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+    });
+    expect(config.port).toBe(8080);
+    expect(config.issuer).toBe('http://localhost:8080');
+    expect(config.trustProxy).toBe(true);
+    expect(config.logLevel).toBe('debug');
+    expect(config.redisUrl).toBe('redis://127.0.0.1:6379');
+  });
+
+  it('keeps an explicit issuer without its trailing slash', () => {
+    expect(load({ ISSUER: 'https://id.example.com/' }).issuer).toBe('https://id.example.com');
+  });
+
+  it.each([
+    [{ PORT: 'abc' }, 'PORT', 'Invalid setting PORT (got "abc"): expected an integer from 1 to 65535.'],
+    [{ PORT: '70000' }, 'PORT', 'Invalid setting PORT (got "70000"): expected an integer from 1 to 65535.'],
+    [
+      { TRUST_PROXY: 'maybe' },
+      'TRUST_PROXY',
+      'Invalid setting TRUST_PROXY (got "maybe"): expected true or false.',
+    ],
+    [
+      { NODE_ENV: 'prod' },
+      'NODE_ENV',
+      'Invalid setting NODE_ENV (got "prod"): expected development, production or test.',
+    ],
+    [
+      { ISSUER: 'id.example.com' },
+      'ISSUER',
+      expect.stringContaining('Invalid setting ISSUER (got "id.example.com")'),
+    ],
+    [
+      { ISSUER: 'https://id.example.com/?a=1' },
+      'ISSUER',
+      expect.stringContaining('without query or fragment'),
+    ],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', expect.stringContaining('expected one of fatal, error')],
+  ])('stops on %j with a one-line message naming the setting', (env, setting, message) => {
+    const err = errorOf(env);
+    expect(err.setting).toBe(setting);
+    expect(err.message).toEqual(message);
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('hides the value of a secret setting in its error', () => {
+    const err = errorOf({ MONGODB_URI: 'postgres://user:hunter2@db/x' });
+    expect(err.setting).toBe('MONGODB_URI');
+    expect(err.message).toBe(
+      'Invalid setting MONGODB_URI (value hidden): expected a mongodb:// or mongodb+srv:// URI, or empty.',
+    );
+    expect(err.message).not.toContain('hunter2');
+  });
+
+  it('reads NAME_FILE secrets, without the trailing newline', () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir.path, 'redis-url');
+      writeFileSync(file, 'redis://:s3cret@127.0.0.1:6380\n');
+      expect(load({ REDIS_URL_FILE: file }).redisUrl).toBe('redis://:s3cret@127.0.0.1:6380');
+      expect(errorOf({ REDIS_URL_FILE: join(dir.path, 'missing') }).message).toMatch(
+        /^Invalid setting REDIS_URL_FILE: cannot read .*missing \(ENOENT\)\.$/,
+      );
+      expect(errorOf({ REDIS_URL_FILE: file, REDIS_URL: 'redis://x' }).message).toBe(
+        'Invalid setting REDIS_URL: set either REDIS_URL or REDIS_URL_FILE, not both.',
+      );
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('parses the defaults file format', () => {
+    expect(parseEnvFile('# comment\nA=1\n  B = "two words" \nC=\'x\'\nD=\nnot a line\n')).toEqual({
+      A: '1',
+      B: 'two words',
+      C: 'x',
+      D: '',
+    });
+  });
+});
