@@ -1,16 +1,33 @@
 /**
  * The composition root: from the validated config, the logger and the opened stores it builds the
- * services and the one Koa application serving every surface. Nothing here reads the environment.
+ * services, the OpenID provider and the one Koa application serving every surface. Nothing here
+ * reads the environment.
  */
+import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 
 import type { Config } from './config/load-config.js';
+import { resolveSecrets } from './config/secrets.js';
 import { errorMiddleware } from './errors/error-middleware.js';
 import { healthRouter } from './health/health-router.js';
 import './http/koa-state.js';
 import { securityHeaders } from './http/security-headers.js';
+import { Csrf } from './interactions/csrf.js';
+import { interactionErrors, providerPages } from './interactions/pages.js';
+import { interactionsRouter } from './interactions/router.js';
+import { createViews } from './interactions/views.js';
 import { requestContext } from './logging/request-context.js';
+import { ClientAdapter } from './oidc/client-adapter.js';
+import { createKeyCipher } from './oidc/keys/key-cipher.js';
+import { SigningKeyService } from './oidc/keys/signing-keys.js';
+import { createProvider } from './oidc/provider.js';
+import { ProviderHost } from './oidc/provider-host.js';
+import { ResourceServers } from './oidc/resource-servers.js';
+import { AuthenticationService } from './services/authentication.js';
+import { bootstrap } from './services/bootstrap.js';
+import { LoginThrottle } from './services/login-throttle.js';
+import { createPasswordHasher, type PasswordHasher } from './services/passwords.js';
 import type { Stores } from './store/ports.js';
 
 export interface AppDeps {
@@ -24,22 +41,129 @@ export interface Lifecycle {
   shuttingDown: boolean;
 }
 
+export interface AppServices {
+  passwords: PasswordHasher;
+  signingKeys: SigningKeyService;
+  provider: ProviderHost;
+  clients: ClientAdapter;
+  resourceServers: ResourceServers;
+  auth: AuthenticationService;
+}
+
 export interface BuiltApp {
   app: Koa;
   lifecycle: Lifecycle;
+  services: AppServices;
+  /** Stops background work (key refresh); the stores are closed by their owner. */
+  close(): void;
+}
+
+/** Paths served by oidc-provider; RFC 8414 metadata is the OpenID discovery document. */
+const PROVIDER_PATHS = /^\/oauth\/|^\/\.well-known\/(openid-configuration|oauth-authorization-server)$/;
+
+/** The longest lifetime of anything signed with a key, so retired keys stay published that long. */
+function signedTokenLifetimeS(config: Config): number {
+  const longestResourceTokenS = 86_400;
+  return (
+    Math.max(
+      config.idTokenTtlS,
+      config.accessTokenTtlS,
+      config.clientCredentialsTtlS,
+      longestResourceTokenS,
+    ) + 300
+  );
+}
+
+/** Builds the services shared by the server and the CLI. */
+export function createServices(config: Config, stores: Stores, logger: Logger) {
+  const secrets = resolveSecrets(config);
+  if (secrets.generated.length > 0) {
+    logger.warn(
+      { settings: secrets.generated, data_dir: config.dataDir },
+      'using generated development secrets; set them explicitly for production or for several instances',
+    );
+  }
+  const passwords = createPasswordHasher({
+    memoryKib: config.passwordHashMemoryKib,
+    timeCost: config.passwordHashTimeCost,
+    parallelism: config.passwordHashParallelism,
+  });
+  const signingKeys = new SigningKeyService(
+    stores.durable.signingKeys,
+    createKeyCipher(secrets.keyEncryptionSecret),
+    {
+      activationDelayS: config.signingKeyActivationDelayS,
+      retentionS: signedTokenLifetimeS(config),
+      log: logger,
+    },
+  );
+  return { secrets, passwords, signingKeys };
 }
 
 export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const { config, logger, stores } = deps;
   const lifecycle: Lifecycle = { shuttingDown: false };
+  const { secrets, passwords, signingKeys } = createServices(config, stores, logger);
 
-  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: config.proxyHops });
+  const throttle = new LoginThrottle(stores.counters, {
+    maxFailures: config.loginMaxFailures,
+    ipMaxFailures: config.loginIpMaxFailures,
+    windowS: config.loginFailureWindowS,
+    lockoutBaseS: config.loginLockoutBaseS,
+    lockoutMaxS: config.loginLockoutMaxS,
+  });
+  const auth = new AuthenticationService(stores.durable, passwords, throttle, logger);
+  const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);
+  const resourceServers = new ResourceServers(stores.durable.resourceServers, config.clientCacheTtlS * 1000);
+  const views = createViews({ brand: 'Latchkey' });
+  const pages = providerPages(views);
+
+  const host = new ProviderHost(
+    signingKeys,
+    (keys) =>
+      createProvider({
+        config,
+        stores,
+        keys,
+        cookieKeys: secrets.cookieKeys,
+        clients,
+        resourceServers,
+        pages,
+        logger,
+      }),
+    logger,
+  );
+  await host.start(config.signingKeyRefreshIntervalS);
+
+  await bootstrap(
+    stores.durable,
+    passwords,
+    {
+      clientId: config.bootstrapAdminClientId,
+      clientSecret: config.bootstrapAdminClientSecret,
+      adminEmail: config.bootstrapAdminEmail,
+      adminPassword: config.bootstrapAdminPassword,
+    },
+    logger,
+  );
+
+  // The provider runs inside this app, on this app's contexts: cookies it sets are signed with these
+  // keys and must verify with the same ones when it reads them back through its own context.
+  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: config.proxyHops, keys: secrets.cookieKeys });
   app.silent = true; // errors are logged by our middleware, with the request id
   app.on('error', (err) => logger.error({ err }, 'unhandled application error'));
 
   app.use(requestContext(logger));
   app.use(securityHeaders({ hsts: config.nodeEnv === 'production' }));
   app.use(errorMiddleware(logger));
+
+  const providerHandler = host.middleware();
+  app.use(async (ctx, next) => {
+    if (!PROVIDER_PATHS.test(ctx.path)) return next();
+    if (ctx.path === '/.well-known/oauth-authorization-server')
+      ctx.path = '/.well-known/openid-configuration';
+    return providerHandler(ctx, next);
+  });
 
   const health = healthRouter({
     log: logger,
@@ -52,5 +176,23 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(health.routes());
   app.use(health.allowedMethods());
 
-  return { app, lifecycle };
+  const staticFiles = new Router();
+  staticFiles.get('/static/styles.css', (ctx) => {
+    ctx.type = 'text/css; charset=utf-8';
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.body = views.stylesheet;
+  });
+  app.use(staticFiles.routes());
+
+  const interactions = interactionsRouter({ host, views, csrf: new Csrf(secrets.cookieKeys[0]!), auth });
+  app.use(interactionErrors(views, logger));
+  app.use(interactions.routes());
+  app.use(interactions.allowedMethods());
+
+  return {
+    app,
+    lifecycle,
+    services: { passwords, signingKeys, provider: host, clients, resourceServers, auth },
+    close: () => host.stop(),
+  };
 }

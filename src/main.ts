@@ -2,8 +2,11 @@
  * Process entry: load the configuration (a bad setting stops here with one line naming it), open the
  * stores, build the app, listen, and shut down gracefully on SIGTERM or SIGINT.
  */
+import './runtime/thread-pool.js';
+
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/load-config.js';
+import { productionProblems } from './config/production-safety.js';
 import { createLogger } from './logging/create-logger.js';
 import { startServer } from './server.js';
 import { createStores } from './store/create-stores.js';
@@ -19,6 +22,11 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  const problems = productionProblems(config);
+  if (problems.length > 0) {
+    process.stderr.write(problems.map((p) => `latchkey: refusing to start: ${p}.\n`).join(''));
+    process.exit(1);
+  }
 
   const logger = createLogger({ level: config.logLevel });
   let stores;
@@ -29,7 +37,14 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  const built = await buildApp({ config, logger, stores });
+  let built;
+  try {
+    built = await buildApp({ config, logger, stores });
+  } catch (err) {
+    logger.fatal({ err }, 'cannot start');
+    await stores.close().catch(() => undefined);
+    process.exit(1);
+  }
   const running = await startServer(built, stores, logger, config);
   logger.info(
     {

@@ -73,6 +73,7 @@ export async function startServer(
         server.closeAllConnections();
         await closed;
       }
+      built.close();
       await stores.close();
       logger.info('shutdown complete');
     })());

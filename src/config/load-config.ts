@@ -5,23 +5,13 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-import { SETTINGS, type SettingName, type SettingValues } from './settings.js';
+import { camelCase, SETTINGS, type CamelCase, type SettingName, type SettingValues } from './settings.js';
 
-export interface Config {
-  readonly port: number;
-  readonly host: string;
+type SettingProperties = { readonly [K in SettingName as CamelCase<K>]: SettingValues[K] };
+
+/** Every setting under its camelCase name; `issuer` is always set (derived from PORT when empty). */
+export interface Config extends Omit<SettingProperties, 'issuer'> {
   readonly issuer: string;
-  readonly trustProxy: boolean;
-  readonly proxyHops: number;
-  readonly shutdownTimeoutMs: number;
-  readonly shutdownDrainMs: number;
-  readonly dataDir: string;
-  readonly mongodbUri: string | undefined;
-  readonly redisUrl: string | undefined;
-  readonly redisKeyPrefix: string;
-  readonly embeddedSweepIntervalS: number;
-  readonly nodeEnv: 'development' | 'production' | 'test';
-  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
 /** A setting that is missing or malformed; `message` is one line naming it and saying what is expected. */
@@ -109,20 +99,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   const v = values as SettingValues;
 
-  return Object.freeze({
-    port: v.PORT,
-    host: v.HOST,
-    issuer: (v.ISSUER ?? `http://localhost:${v.PORT}`).replace(/\/+$/, ''),
-    trustProxy: v.TRUST_PROXY,
-    proxyHops: v.PROXY_HOPS,
-    shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
-    shutdownDrainMs: v.SHUTDOWN_DRAIN_MS,
-    dataDir: v.DATA_DIR,
-    mongodbUri: v.MONGODB_URI,
-    redisUrl: v.REDIS_URL,
-    redisKeyPrefix: v.REDIS_KEY_PREFIX,
-    embeddedSweepIntervalS: v.EMBEDDED_SWEEP_INTERVAL_S,
-    nodeEnv: v.NODE_ENV,
-    logLevel: v.LOG_LEVEL,
-  });
+  const properties: Record<string, unknown> = {};
+  for (const name of Object.keys(values) as SettingName[]) properties[camelCase(name)] = values[name];
+  properties.issuer = (v.ISSUER ?? `http://localhost:${v.PORT}`).replace(/\/+$/, '');
+  return Object.freeze(properties) as unknown as Config;
 }

@@ -30,6 +30,28 @@ const optionalUrl = (protocols: RegExp) =>
     .refine((s) => s === '' || (URL.canParse(s) && protocols.test(new URL(s).protocol)))
     .transform((s) => (s === '' ? undefined : s));
 
+/** Comma-separated secrets, each at least 32 characters; empty means none. */
+const secretList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .refine((list) => list.every((x) => x.length >= 32));
+
+const optionalSecret = (min: number) =>
+  z
+    .string()
+    .refine((s) => s === '' || s.length >= min)
+    .transform((s) => (s === '' ? undefined : s));
+
+const optionalText = z
+  .string()
+  .trim()
+  .transform((s) => (s === '' ? undefined : s));
+
 function spec<T>(schema: z.ZodType<T>, expected: string, secret = false): SettingSpec<T> {
   return { schema, expected, secret };
 }
@@ -55,7 +77,60 @@ export const SETTINGS = {
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     'one of fatal, error, warn, info, debug, trace, silent',
   ),
+  ALLOW_HTTP_ISSUER: spec(bool, 'true or false'),
+
+  COOKIE_KEYS: spec(secretList, 'a comma-separated list of secrets of at least 32 characters each', true),
+  KEY_ENCRYPTION_SECRET: spec(optionalSecret(32), 'a secret of at least 32 characters', true),
+  SIGNING_KEY_ACTIVATION_DELAY_S: spec(int(0, 30 * 86_400), 'seconds from 0 to 2592000'),
+  SIGNING_KEY_REFRESH_INTERVAL_S: spec(int(1, 3600), 'seconds from 1 to 3600'),
+
+  ACCESS_TOKEN_TTL_S: spec(int(60, 86_400), 'seconds from 60 to 86400'),
+  CLIENT_CREDENTIALS_TTL_S: spec(int(60, 86_400), 'seconds from 60 to 86400'),
+  ID_TOKEN_TTL_S: spec(int(60, 86_400), 'seconds from 60 to 86400'),
+  AUTHORIZATION_CODE_TTL_S: spec(int(10, 600), 'seconds from 10 to 600'),
+  REFRESH_TOKEN_TTL_S: spec(int(300, 365 * 86_400), 'seconds from 300 to 31536000'),
+  SESSION_TTL_S: spec(int(300, 365 * 86_400), 'seconds from 300 to 31536000'),
+  INTERACTION_TTL_S: spec(int(60, 86_400), 'seconds from 60 to 86400'),
+  GRANT_TTL_S: spec(int(300, 365 * 86_400), 'seconds from 300 to 31536000'),
+  CLIENT_CACHE_TTL_S: spec(int(0, 3600), 'seconds from 0 to 3600'),
+
+  PASSWORD_HASH_MEMORY_KIB: spec(
+    int(19_456, 4_194_304),
+    'KiB from 19456 (19 MiB, the OWASP minimum) to 4194304',
+  ),
+  PASSWORD_HASH_TIME_COST: spec(int(2, 100), 'an integer from 2 to 100'),
+  PASSWORD_HASH_PARALLELISM: spec(int(1, 16), 'an integer from 1 to 16'),
+
+  LOGIN_MAX_FAILURES: spec(int(1, 1000), 'an integer from 1 to 1000'),
+  LOGIN_IP_MAX_FAILURES: spec(int(1, 100_000), 'an integer from 1 to 100000'),
+  LOGIN_FAILURE_WINDOW_S: spec(int(10, 86_400), 'seconds from 10 to 86400'),
+  LOGIN_LOCKOUT_BASE_S: spec(int(1, 86_400), 'seconds from 1 to 86400'),
+  LOGIN_LOCKOUT_MAX_S: spec(int(1, 7 * 86_400), 'seconds from 1 to 604800'),
+
+  BOOTSTRAP_ADMIN_CLIENT_ID: spec(
+    optionalText.refine((s) => s === undefined || /^[A-Za-z0-9_-]{3,64}$/.test(s)),
+    '3 to 64 letters, digits, "-" or "_", or empty',
+  ),
+  BOOTSTRAP_ADMIN_CLIENT_SECRET: spec(
+    optionalSecret(16),
+    'a secret of at least 16 characters (32 or more recommended)',
+    true,
+  ),
+  BOOTSTRAP_ADMIN_EMAIL: spec(
+    optionalText.refine((s) => s === undefined || /^[^\s@]+@[^\s@]+$/.test(s)),
+    'an email address, or empty',
+  ),
+  BOOTSTRAP_ADMIN_PASSWORD: spec(optionalSecret(12), 'a password of at least 12 characters', true),
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
 export type SettingValues = { [K in SettingName]: z.output<(typeof SETTINGS)[K]['schema']> };
+
+/** `REDIS_KEY_PREFIX` → `redisKeyPrefix`: the Config property a setting becomes. */
+export type CamelCase<S extends string> = S extends `${infer Head}_${infer Tail}`
+  ? `${Lowercase<Head>}${Capitalize<CamelCase<Tail>>}`
+  : Lowercase<S>;
+
+export function camelCase<S extends string>(name: S): CamelCase<S> {
+  return name.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) as CamelCase<S>;
+}

@@ -206,12 +206,45 @@ export interface SigningKeyRepository {
   remove(kid: string): Promise<boolean>;
 }
 
+/** An API registered as an OAuth resource server (RFC 8707): tokens for it carry its identifier as audience. */
+export interface ResourceServerRecord {
+  id: string;
+  /** Absolute URI clients pass as `resource`; unique. */
+  identifier: string;
+  name: string;
+  /** The scopes this API defines; tokens for it carry only these. */
+  scopes: string[];
+  access_token_format: 'jwt' | 'opaque';
+  /** Seconds. */
+  access_token_ttl: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewResourceServer = Pick<ResourceServerRecord, 'identifier' | 'name'> &
+  Partial<Pick<ResourceServerRecord, 'id' | 'scopes' | 'access_token_format' | 'access_token_ttl'>>;
+export type ResourceServerPatch = Partial<
+  Pick<ResourceServerRecord, 'identifier' | 'name' | 'scopes' | 'access_token_format' | 'access_token_ttl'>
+>;
+
+export interface ResourceServerRepository {
+  /** Throws StoreConflictError('identifier') when the identifier is taken. */
+  create(input: NewResourceServer): Promise<ResourceServerRecord>;
+  findById(id: string): Promise<ResourceServerRecord | null>;
+  findByIdentifier(identifier: string): Promise<ResourceServerRecord | null>;
+  /** Sorted by identifier. */
+  list(): Promise<ResourceServerRecord[]>;
+  update(id: string, patch: ResourceServerPatch): Promise<ResourceServerRecord | null>;
+  remove(id: string): Promise<boolean>;
+}
+
 export interface DurableStore {
   readonly kind: 'embedded' | 'mongo';
   readonly users: UserRepository;
   readonly roles: RoleRepository;
   readonly clients: ClientRepository;
   readonly signingKeys: SigningKeyRepository;
+  readonly resourceServers: ResourceServerRepository;
   /** Creates or updates schema and indexes; safe to run repeatedly and concurrently. */
   migrate(): Promise<void>;
   /** Resolves when the backend answers; rejects otherwise. */

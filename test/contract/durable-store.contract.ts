@@ -579,6 +579,57 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
     });
   });
 
+  describe('resource servers', () => {
+    it('creates, finds, lists, updates and removes resource servers; identifiers are unique', async () => {
+      const identifier = `https://api-${tag()}.example.com`;
+      const api = await store.resourceServers.create({
+        identifier,
+        name: 'Orders API',
+        scopes: ['orders:read'],
+      });
+      expect(api).toMatchObject({
+        identifier,
+        name: 'Orders API',
+        scopes: ['orders:read'],
+        access_token_format: 'jwt',
+        access_token_ttl: 3600,
+      });
+      expect(api.id).toMatch(/^api_/);
+      expect(await store.resourceServers.findById(api.id)).toEqual(api);
+      expect(await store.resourceServers.findByIdentifier(identifier)).toEqual(api);
+      expect(await store.resourceServers.findByIdentifier('https://missing.example.com')).toBeNull();
+      await expect(store.resourceServers.create({ identifier, name: 'Again' })).rejects.toEqual(
+        new StoreConflictError('identifier'),
+      );
+      const other = await store.resourceServers.create({
+        identifier: `${identifier}/v2`,
+        name: 'Orders v2',
+        access_token_format: 'opaque',
+        access_token_ttl: 600,
+      });
+      const listed = (await store.resourceServers.list()).map((r) => r.identifier);
+      expect(listed).toEqual([...listed].sort());
+      expect(listed).toEqual(expect.arrayContaining([identifier, other.identifier]));
+
+      const updated = await store.resourceServers.update(api.id, {
+        scopes: ['orders:read', 'orders:write'],
+        access_token_ttl: 900,
+      });
+      expect(updated).toMatchObject({
+        identifier,
+        scopes: ['orders:read', 'orders:write'],
+        access_token_ttl: 900,
+      });
+      await expect(store.resourceServers.update(other.id, { identifier })).rejects.toBeInstanceOf(
+        StoreConflictError,
+      );
+      expect(await store.resourceServers.update('api_missing', { name: 'x' })).toBeNull();
+      expect(await store.resourceServers.remove(api.id)).toBe(true);
+      expect(await store.resourceServers.remove(api.id)).toBe(false);
+      expect(await store.resourceServers.findById(api.id)).toBeNull();
+    });
+  });
+
   describe('persistence', () => {
     it('keeps what was written when the store is closed and opened again', async () => {
       const user = await store.users.create(newUser({ metadata: { kept: true } }));

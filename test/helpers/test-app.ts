@@ -5,12 +5,18 @@
  */
 import { Writable } from 'node:stream';
 
+import type { Logger } from 'pino';
+
 import { buildApp, type BuiltApp } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/load-config.js';
 import { createLogger } from '../../src/logging/create-logger.js';
 import { createStores } from '../../src/store/create-stores.js';
 import type { Stores } from '../../src/store/ports.js';
 import { MONGODB_URI, REDIS_URL, tempDir, uniqueName } from './backends.js';
+
+/** Fixed test secrets, so several app instances in one test share cookies and keys like a cluster. */
+export const TEST_COOKIE_KEY = 'test-cookie-key-0123456789abcdefghijklmnopqrstuvwxyz';
+export const TEST_KEY_ENCRYPTION_SECRET = 'test-key-encryption-secret-0123456789abcdefghijkl';
 
 export type DurableBackend = 'embedded' | 'mongo';
 export type ShortLivedBackend = 'embedded' | 'redis';
@@ -26,6 +32,7 @@ export interface TestAppOptions {
 export interface TestApp extends BuiltApp {
   config: Config;
   stores: Stores;
+  logger: Logger;
   logs: () => Record<string, unknown>[];
   callback: ReturnType<BuiltApp['app']['callback']>;
   close(): Promise<void>;
@@ -55,6 +62,8 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     LOG_LEVEL: 'debug',
+    COOKIE_KEYS: TEST_COOKIE_KEY,
+    KEY_ENCRYPTION_SECRET: TEST_KEY_ENCRYPTION_SECRET,
     DATA_DIR: shared?.dataDir ?? dir!.path,
     MONGODB_URI:
       durable === 'mongo'
@@ -82,8 +91,10 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     config,
     stores,
     callback: built.app.callback(),
+    logger,
     logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
     close: async () => {
+      built.close();
       await stores.close();
       dir?.remove();
     },

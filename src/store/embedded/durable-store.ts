@@ -2,6 +2,7 @@
 import type { DurableStore } from '../ports.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
+import { EmbeddedResourceServerRepository } from './resource-servers.js';
 import { EmbeddedRoleRepository } from './roles.js';
 import { EmbeddedSigningKeyRepository } from './signing-keys.js';
 import { EmbeddedUserRepository } from './users.js';
@@ -12,6 +13,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly roles: EmbeddedRoleRepository;
   readonly clients: EmbeddedClientRepository;
   readonly signingKeys: EmbeddedSigningKeyRepository;
+  readonly resourceServers: EmbeddedResourceServerRepository;
   private closed = false;
 
   constructor(private readonly db: EmbeddedDatabase) {
@@ -20,6 +22,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.roles = new EmbeddedRoleRepository(db);
     this.clients = new EmbeddedClientRepository(db);
     this.signingKeys = new EmbeddedSigningKeyRepository(db);
+    this.resourceServers = new EmbeddedResourceServerRepository(db);
   }
 
   /** The schema is migrated when the file is opened; nothing is left to do. */

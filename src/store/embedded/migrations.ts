@@ -109,4 +109,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX counters_expires_at ON counters (expires_at);
     `,
   },
+  {
+    version: 2,
+    description: 'resource servers',
+    sql: `
+      CREATE TABLE resource_servers (
+        id TEXT PRIMARY KEY,
+        identifier TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '[]',
+        access_token_format TEXT NOT NULL,
+        access_token_ttl INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

@@ -5,6 +5,7 @@ import type { DurableStore } from '../ports.js';
 import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
+import { MongoResourceServerRepository } from './resource-servers.js';
 import { MongoRoleRepository } from './roles.js';
 import { MongoSigningKeyRepository } from './signing-keys.js';
 import { MongoUserRepository } from './users.js';
@@ -19,6 +20,7 @@ export class MongoDurableStore implements DurableStore {
   readonly roles: MongoRoleRepository;
   readonly clients: MongoClientRepository;
   readonly signingKeys: MongoSigningKeyRepository;
+  readonly resourceServers: MongoResourceServerRepository;
   private readonly models: MongoModels;
   private closed = false;
 
@@ -29,11 +31,12 @@ export class MongoDurableStore implements DurableStore {
     readonly flavor: ServerFlavor,
   ) {
     this.models = createModels(conn);
-    const { users, roles, roleLinks, clients, signingKeys } = this.models;
+    const { users, roles, roleLinks, clients, signingKeys, resourceServers } = this.models;
     this.users = new MongoUserRepository(users, roleLinks);
     this.roles = new MongoRoleRepository(roles, roleLinks, users);
     this.clients = new MongoClientRepository(clients);
     this.signingKeys = new MongoSigningKeyRepository(signingKeys);
+    this.resourceServers = new MongoResourceServerRepository(resourceServers);
   }
 
   /**

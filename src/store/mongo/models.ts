@@ -71,12 +71,24 @@ export interface SigningKeyDocument {
   expires_at: Date | null;
 }
 
+export interface ResourceServerDocument {
+  _id: string;
+  identifier: string;
+  name: string;
+  scopes: string[];
+  access_token_format: 'jwt' | 'opaque';
+  access_token_ttl: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
 export interface MongoModels {
   users: Model<UserDocument>;
   roles: Model<RoleDocument>;
   roleLinks: Model<RoleLinkDocument>;
   clients: Model<ClientDocument>;
   signingKeys: Model<SigningKeyDocument>;
+  resourceServers: Model<ResourceServerDocument>;
 }
 
 /** Names of the unique indexes, which duplicate-key errors are matched against. */
@@ -84,6 +96,7 @@ export const UNIQUE_INDEX = {
   userEmail: 'users_email_normalized_unique',
   roleName: 'roles_name_unique',
   roleLink: 'user_roles_pair_unique',
+  resourceIdentifier: 'resource_servers_identifier_unique',
 } as const;
 
 const { Schema } = mongoose;
@@ -209,6 +222,24 @@ function signingKeySchema() {
   return schema;
 }
 
+function resourceServerSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      identifier: { type: String, required: true },
+      name: String,
+      scopes: { type: [String], default: [] },
+      access_token_format: String,
+      access_token_ttl: Number,
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'resource_servers' },
+  );
+  schema.index({ identifier: 1 }, { unique: true, name: UNIQUE_INDEX.resourceIdentifier });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -217,6 +248,7 @@ export function createModels(conn: Connection): MongoModels {
     roleLinks: conn.model<RoleLinkDocument>('RoleLink', roleLinkSchema()),
     clients: conn.model<ClientDocument>('Client', clientSchema()),
     signingKeys: conn.model<SigningKeyDocument>('SigningKey', signingKeySchema()),
+    resourceServers: conn.model<ResourceServerDocument>('ResourceServer', resourceServerSchema()),
   };
 }
 

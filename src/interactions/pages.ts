@@ -1,0 +1,114 @@
+/**
+ * Pages oidc-provider renders through us (its error page, the logout confirmation and the signed-out
+ * page), and the error boundary of the interaction routes: expired or missing interactions and
+ * invalid forms get a friendly page with the request id; nothing internal is shown.
+ */
+import type { Context, Next } from 'koa';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Logger } from 'pino';
+
+import type { ProviderPages } from '../oidc/provider.js';
+import { CsrfFailure } from './router.js';
+import type { Views } from './views.js';
+
+function backUrl(ctx: Context): string | undefined {
+  // The referring application, when there is one and it is not us.
+  const referrer = URL.parse(ctx.get('Referer'));
+  return referrer && referrer.origin !== ctx.origin && /^https?:$/.test(referrer.protocol)
+    ? referrer.origin
+    : undefined;
+}
+
+export function renderFailure(views: Views, ctx: Context, err: unknown, log: Logger): void {
+  const t = views.translatorFor(ctx);
+  const requestId = String(ctx.state.requestId ?? '');
+  if (err instanceof errors.SessionNotFound || (err as { name?: string })?.name === 'SessionNotFound') {
+    views.render(
+      ctx,
+      'error',
+      {
+        heading: t('error.expired.heading'),
+        message: t('error.expired.body'),
+        requestId,
+        backUrl: backUrl(ctx),
+      },
+      { status: 400 },
+    );
+    return;
+  }
+  if (err instanceof CsrfFailure) {
+    views.render(
+      ctx,
+      'error',
+      { heading: t('error.csrf.heading'), message: t('error.csrf.body'), requestId },
+      { status: 403 },
+    );
+    return;
+  }
+  const oauth = err as { expose?: boolean; error?: string; error_description?: string; status?: number };
+  if (oauth.expose && oauth.error && (oauth.status ?? 500) < 500) {
+    views.render(
+      ctx,
+      'error',
+      {
+        heading: t('error.heading'),
+        message: oauth.error_description ?? t('error.generic'),
+        detail: oauth.error,
+        requestId,
+      },
+      { status: oauth.status ?? 400 },
+    );
+    return;
+  }
+  log.error({ err }, 'interaction failed');
+  views.render(
+    ctx,
+    'error',
+    { heading: t('error.heading'), message: t('error.generic'), requestId },
+    { status: 500 },
+  );
+}
+
+/** Error boundary for the interaction routes. */
+export function interactionErrors(views: Views, log: Logger) {
+  return async (ctx: Context, next: Next) => {
+    try {
+      await next();
+    } catch (err) {
+      renderFailure(views, ctx, err, ctx.state.log ?? log);
+    }
+  };
+}
+
+export function providerPages(views: Views): ProviderPages {
+  return {
+    async renderError(ctx: KoaContextWithOIDC, out) {
+      const context = ctx as unknown as Context;
+      const t = views.translatorFor(context);
+      views.render(
+        context,
+        'error',
+        {
+          heading: t('error.heading'),
+          message: out.error_description ?? t('error.generic'),
+          detail: out.error,
+          requestId: String(context.state.requestId ?? ''),
+        },
+        { status: ctx.status && ctx.status >= 400 ? ctx.status : 400 },
+      );
+    },
+    async logoutSource(ctx: KoaContextWithOIDC, form: string) {
+      views.render(
+        ctx as unknown as Context,
+        'logout',
+        { form, host: ctx.host },
+        {
+          formTargets: [ctx.oidc.params?.post_logout_redirect_uri as string | undefined],
+        },
+      );
+    },
+    async postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
+      views.render(ctx as unknown as Context, 'logged-out', { clientName: ctx.oidc.client?.clientName });
+    },
+  };
+}

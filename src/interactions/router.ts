@@ -1,0 +1,204 @@
+/**
+ * The sign-in and consent pages oidc-provider sends browsers to (/interaction/:uid): render the page
+ * the current prompt needs, check the CSRF token on every post, and hand the outcome back to the
+ * provider. First-party clients skip the consent page. An expired or missing interaction gets a
+ * friendly page, never a stack trace.
+ */
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { errors, type InteractionResults } from 'oidc-provider';
+
+import type { ProviderHost } from '../oidc/provider-host.js';
+import type { AuthenticationService } from '../services/authentication.js';
+import type { Csrf } from './csrf.js';
+import type { Views } from './views.js';
+
+export interface InteractionDeps {
+  host: ProviderHost;
+  views: Views;
+  csrf: Csrf;
+  auth: AuthenticationService;
+}
+
+type Details = Awaited<ReturnType<ProviderHost['current']['interactionDetails']>>;
+
+const MAX_FIELD = 1024;
+
+function field(body: unknown, name: string): string {
+  const value = (body as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'string' ? value.slice(0, MAX_FIELD) : '';
+}
+
+export function interactionsRouter(deps: InteractionDeps): Router {
+  const { host, views, csrf, auth } = deps;
+  const router = new Router({ prefix: '/interaction' });
+  const forms = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
+
+  /** Loads the interaction named in the URL; a different or missing one counts as expired. */
+  async function load(ctx: Context): Promise<Details> {
+    const details = await host.current.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== ctx.params.uid) throw new errors.SessionNotFound('interaction mismatch');
+    return details;
+  }
+
+  async function clientName(clientId: unknown): Promise<string> {
+    const client = typeof clientId === 'string' ? await host.current.Client.find(clientId) : undefined;
+    return client?.clientName ?? (typeof clientId === 'string' ? clientId : '');
+  }
+
+  async function finish(ctx: Context, result: InteractionResults): Promise<void> {
+    const redirectTo = await host.current.interactionResult(ctx.req, ctx.res, result, {
+      mergeWithLastSubmission: false,
+    });
+    ctx.status = 303;
+    ctx.redirect(redirectTo);
+    ctx.status = 303;
+  }
+
+  function renderLogin(
+    ctx: Context,
+    details: Details,
+    name: string,
+    extra: { error?: string; email?: string; status?: number; headers?: Record<string, string> } = {},
+  ) {
+    views.render(
+      ctx,
+      'login',
+      {
+        uid: details.uid,
+        clientName: name,
+        csrf: csrf.issue(ctx, details.uid),
+        email:
+          extra.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
+        error: extra.error,
+      },
+      {
+        status: extra.status,
+        headers: extra.headers,
+        formTargets: [details.params.redirect_uri as string | undefined],
+      },
+    );
+  }
+
+  /** Grants what the consent prompt is missing and tells the provider. */
+  async function grantConsent(ctx: Context, details: Details): Promise<void> {
+    const { prompt, params, session } = details;
+    const missing = prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    const grant = details.grantId
+      ? await host.current.Grant.find(details.grantId)
+      : new host.current.Grant({ accountId: session!.accountId, clientId: params.client_id as string });
+    if (!grant) throw new errors.SessionNotFound('grant not found');
+    if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    await finish(ctx, { consent: details.grantId ? {} : { grantId } });
+  }
+
+  router.get('/:uid', async (ctx) => {
+    const details = await load(ctx);
+    const client = await host.current.Client.find(details.params.client_id as string);
+    const name = client?.clientName ?? (details.params.client_id as string);
+    if (details.prompt.name === 'login') return renderLogin(ctx, details, name);
+    if (details.prompt.name === 'consent') {
+      if (client?.['first_party'] === true) return grantConsent(ctx, details);
+      const t = views.translatorFor(ctx);
+      const missing = details.prompt.details as {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
+      const requests = [
+        ...(missing.missingOIDCScope ?? []).map((scope) =>
+          ['openid', 'profile', 'email', 'roles', 'offline_access'].includes(scope)
+            ? t(`consent.scope.${scope}`)
+            : t('consent.scope.other', { scope }),
+        ),
+        ...(missing.missingOIDCClaims?.length
+          ? [t('consent.claims', { claims: missing.missingOIDCClaims.join(', ') })]
+          : []),
+        ...Object.entries(missing.missingResourceScopes ?? {}).map(([resource, scopes]) =>
+          t('consent.resource', { resource, scopes: scopes.join(', ') }),
+        ),
+      ];
+      const account = details.session?.accountId ? await auth.describeAccount(details.session.accountId) : '';
+      return views.render(
+        ctx,
+        'consent',
+        {
+          uid: details.uid,
+          clientName: name,
+          csrf: csrf.issue(ctx, details.uid),
+          requests,
+          accountEmail: account,
+        },
+        { formTargets: [details.params.redirect_uri as string | undefined] },
+      );
+    }
+    throw new errors.InvalidRequest(`unsupported prompt ${details.prompt.name}`);
+  });
+
+  router.post('/:uid/login', forms, async (ctx) => {
+    const details = await load(ctx);
+    if (details.prompt.name !== 'login') throw new errors.SessionNotFound('no sign-in pending');
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    const name = await clientName(details.params.client_id);
+    const email = field(ctx.request.body, 'email').trim();
+    const password = field(ctx.request.body, 'password');
+    if (!email || !password) {
+      return renderLogin(ctx, details, name, { email, error: t('login.error.missing'), status: 400 });
+    }
+    const result = await auth.authenticate({ email, password, ip: ctx.ip });
+    switch (result.kind) {
+      case 'ok':
+        return finish(ctx, { login: { accountId: result.user.id, amr: ['pwd'], remember: true } });
+      case 'invalid':
+        return renderLogin(ctx, details, name, { email, error: t('login.error.invalid'), status: 401 });
+      case 'inactive':
+        return renderLogin(ctx, details, name, { email, error: t('login.error.inactive'), status: 403 });
+      case 'locked':
+        return renderLogin(ctx, details, name, {
+          email,
+          error: t('login.error.locked', { minutes: Math.ceil(result.retryAfterS / 60) }),
+          status: 429,
+          headers: { 'Retry-After': String(result.retryAfterS) },
+        });
+    }
+  });
+
+  router.post('/:uid/consent', forms, async (ctx) => {
+    const details = await load(ctx);
+    if (details.prompt.name !== 'consent') throw new errors.SessionNotFound('no consent pending');
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    if (field(ctx.request.body, 'decision') !== 'approve') {
+      return finish(ctx, {
+        error: 'access_denied',
+        error_description: 'End-User denied the authorization request',
+      });
+    }
+    return grantConsent(ctx, details);
+  });
+
+  router.get('/:uid/abort', async (ctx) => {
+    await load(ctx);
+    return finish(ctx, { error: 'access_denied', error_description: 'End-User aborted interaction' });
+  });
+
+  return router;
+}
+
+/** A form posted without a valid CSRF token. */
+export class CsrfFailure extends Error {
+  constructor() {
+    super('invalid or missing CSRF token');
+    this.name = 'CsrfFailure';
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * Builds the oidc-provider instance from our configuration: which endpoints and grants exist, the
+ * RFC 9700 rules (code + PKCE S256 only, exact redirect URIs, refresh-token rotation and reuse
+ * detection), where clients, accounts, resource servers and artifacts come from, and how its pages
+ * and events are rendered and logged. Everything a deployment could get wrong is decided here.
+ */
+import type { Context } from 'koa';
+import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Logger } from 'pino';
+
+import type { Config } from '../config/load-config.js';
+import type { Stores } from '../store/ports.js';
+import { createFindAccount, isActiveUser } from './accounts.js';
+import type { ClientAdapter } from './client-adapter.js';
+import { verifyClientSecret } from './client-secrets.js';
+import type { KeySet } from './keys/signing-keys.js';
+import type { ResourceServers } from './resource-servers.js';
+import { ADMIN_SCOPES, OIDC_SCOPE_CLAIMS, OIDC_SCOPES } from './scopes.js';
+
+/** Every provider endpoint lives under this prefix; discovery stays at /.well-known. */
+export const OAUTH_PREFIX = '/oauth';
+
+export const PROVIDER_ROUTES = {
+  authorization: `${OAUTH_PREFIX}/authorize`,
+  token: `${OAUTH_PREFIX}/token`,
+  userinfo: `${OAUTH_PREFIX}/userinfo`,
+  introspection: `${OAUTH_PREFIX}/introspect`,
+  revocation: `${OAUTH_PREFIX}/revoke`,
+  jwks: `${OAUTH_PREFIX}/jwks`,
+  end_session: `${OAUTH_PREFIX}/logout`,
+  pushed_authorization_request: `${OAUTH_PREFIX}/par`,
+  device_authorization: `${OAUTH_PREFIX}/device/auth`,
+  code_verification: `${OAUTH_PREFIX}/device`,
+  backchannel_authentication: `${OAUTH_PREFIX}/backchannel`,
+  registration: `${OAUTH_PREFIX}/register`,
+  challenge: `${OAUTH_PREFIX}/challenge`,
+} as const;
+
+/** Pages the provider asks us to render; implemented by the interactions module. */
+export interface ProviderPages {
+  renderError(
+    ctx: KoaContextWithOIDC,
+    out: { error: string; error_description?: string },
+    error: unknown,
+  ): Promise<void>;
+  logoutSource(ctx: KoaContextWithOIDC, form: string): Promise<void>;
+  postLogoutSuccessSource(ctx: KoaContextWithOIDC): Promise<void>;
+}
+
+export interface ProviderDeps {
+  config: Config;
+  stores: Stores;
+  keys: KeySet;
+  cookieKeys: string[];
+  clients: ClientAdapter;
+  resourceServers: ResourceServers;
+  pages: ProviderPages;
+  logger: Logger;
+}
+
+/** Extra client metadata we store with each client. */
+export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce'] as const;
+
+function logFor(ctx: unknown, fallback: Logger): Logger {
+  return ((ctx as Context | undefined)?.state?.log as Logger | undefined) ?? fallback;
+}
+
+export function createProvider(deps: ProviderDeps): Provider {
+  const { config, stores, logger } = deps;
+  const findAccount = createFindAccount(stores.durable);
+
+  const configuration: Configuration = {
+    adapter: (name: string) => (name === 'Client' ? deps.clients : stores.artifacts.adapterFor(name)),
+    findAccount,
+    claims: Object.fromEntries(
+      Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]]),
+    ),
+    scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
+    conformIdTokenClaims: true,
+    jwks: { keys: deps.keys.providerJwks as never },
+    cookies: {
+      keys: deps.cookieKeys,
+      names: { session: '_lk_session', interaction: '_lk_interaction', resume: '_lk_resume' },
+      long: { httpOnly: true, sameSite: 'lax' },
+      short: { httpOnly: true, sameSite: 'lax' },
+    },
+    routes: PROVIDER_ROUTES,
+    responseTypes: ['code'],
+    pkce: {
+      // Required for public clients; on for confidential ones unless a client opts out explicitly.
+      required: (_ctx, client) => client.clientAuthMethod === 'none' || client['require_pkce'] !== false,
+    },
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    enabledJWA: {
+      idTokenSigningAlgValues: ['RS256', 'ES256'],
+      userinfoSigningAlgValues: ['RS256', 'ES256'],
+      introspectionSigningAlgValues: ['RS256', 'ES256'],
+      authorizationSigningAlgValues: ['RS256', 'ES256'],
+      clientAuthSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+      requestObjectSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+      dPoPSigningAlgValues: ['ES256', 'EdDSA', 'RS256', 'PS256'],
+    },
+    ttl: {
+      AccessToken: config.accessTokenTtlS,
+      AuthorizationCode: config.authorizationCodeTtlS,
+      ClientCredentials: (_ctx, token) =>
+        token.resourceServer?.accessTokenTTL ?? config.clientCredentialsTtlS,
+      IdToken: config.idTokenTtlS,
+      RefreshToken: (ctx, token) => {
+        // A rotated, unbound refresh token inherits what is left of its predecessor's lifetime, so a
+        // chain of rotations (public clients rotate on every use) cannot outlive the first token.
+        const rotated = ctx?.oidc?.entities?.RotatedRefreshToken;
+        if (rotated && !token.isSenderConstrained()) return rotated.remainingTTL;
+        return config.refreshTokenTtlS;
+      },
+      Session: config.sessionTtlS,
+      Interaction: config.interactionTtlS,
+      Grant: config.grantTtlS,
+      DeviceCode: 600,
+      BackchannelAuthenticationRequest: 600,
+    },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    extraClientMetadata: {
+      properties: [...EXTRA_CLIENT_METADATA],
+      validator(_ctx, key, value) {
+        if (value !== undefined && typeof value !== 'boolean') {
+          throw new errors.InvalidClientMetadata(`${key} must be a boolean`);
+        }
+      },
+    },
+    clientBasedCORS(ctx, origin, client) {
+      // Browsers may call the token, userinfo, revocation and introspection endpoints only from the
+      // origins of a client's own redirect URIs, and only for public clients (and userinfo).
+      if (origin === 'null') return false;
+      if (ctx.oidc.route === 'userinfo' || client.clientAuthMethod === 'none') {
+        return client.redirectUris?.some((uri) => URL.parse(uri)?.origin === origin) ?? false;
+      }
+      return false;
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        async allowedPolicy(ctx, client, token) {
+          // Introspection is for authenticated clients (resource servers and gateways) only.
+          if (client.clientAuthMethod === 'none') return false;
+          // A suspended or deleted user's tokens are reported inactive at once.
+          const accountId = 'accountId' in token ? token.accountId : undefined;
+          if (accountId && !isActiveUser(await stores.durable.users.findById(accountId))) return false;
+          void ctx;
+          return true;
+        },
+      },
+      revocation: {
+        enabled: true,
+        async allowedPolicy(_ctx, client, token) {
+          if (token.clientId !== client.clientId) {
+            if (client.clientAuthMethod === 'none') return false;
+            throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+          }
+          return true;
+        },
+      },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: (ctx, form) => deps.pages.logoutSource(ctx, form),
+        postLogoutSuccessSource: (ctx) => deps.pages.postLogoutSuccessSource(ctx),
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: (_ctx, indicator, client) => deps.resourceServers.infoFor(indicator, client),
+      },
+      userinfo: { enabled: true },
+      registration: { enabled: false },
+    },
+    renderError: (ctx, out, error) => deps.pages.renderError(ctx, out, error),
+    discovery: {
+      service_documentation: `${config.issuer}/v2/docs`,
+      claim_types_supported: ['normal'],
+    },
+  };
+
+  const provider = new Provider(config.issuer, configuration);
+  provider.proxy = config.trustProxy;
+
+  // Clients hold a hash of their secret (client-secrets.ts); compare presented secrets against it.
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(
+    this: { clientSecret?: string },
+    actual: string,
+  ) {
+    return Promise.resolve(verifyClientSecret(this.clientSecret ?? '', actual));
+  } as never;
+
+  provider.on('server_error', (ctx, err) => logFor(ctx, logger).error({ err }, 'oidc server error'));
+  for (const event of [
+    'grant.error',
+    'authorization.error',
+    'introspection.error',
+    'revocation.error',
+    'userinfo.error',
+    'end_session.error',
+    'pushed_authorization_request.error',
+    'jwks.error',
+    'discovery.error',
+  ] as const) {
+    // The typings list these events per overload; one listener shape serves them all.
+    (provider.on as (e: string, l: (ctx: KoaContextWithOIDC, err: errors.OIDCProviderError) => void) => void)(
+      event,
+      (ctx, err) => {
+        logFor(ctx, logger).info(
+          {
+            event,
+            error: err.error,
+            error_description: err.error_description,
+            client_id: ctx?.oidc?.client?.clientId,
+          },
+          'oauth request rejected',
+        );
+      },
+    );
+  }
+  provider.on('grant.success', (ctx) => {
+    logFor(ctx, logger).info(
+      {
+        event: 'grant.success',
+        grant_type: ctx.oidc.params?.grant_type,
+        client_id: ctx.oidc.client?.clientId,
+      },
+      'token issued',
+    );
+  });
+  provider.on('grant.revoked', (ctx, grantId) => {
+    logFor(ctx, logger).info({ event: 'grant.revoked', grant_id: grantId }, 'grant revoked');
+  });
+
+  return provider;
+}

@@ -1,0 +1,48 @@
+/**
+ * Resource indicators (RFC 8707): a registered API gets tokens whose audience is its identifier and
+ * whose scopes are limited to the scopes it defines, further limited to a client's allowed `scope`
+ * when the client has one. Unknown resources are refused with invalid_target.
+ */
+import { errors, type Client, type ResourceServer } from 'oidc-provider';
+
+import type { ResourceServerRecord, ResourceServerRepository } from '../store/ports.js';
+
+export class ResourceServers {
+  private readonly cache = new Map<string, { at: number; record: ResourceServerRecord }>();
+
+  constructor(
+    private readonly repo: ResourceServerRepository,
+    private readonly cacheTtlMs: number,
+  ) {}
+
+  private async find(identifier: string): Promise<ResourceServerRecord | null> {
+    const hit = this.cache.get(identifier);
+    if (hit && Date.now() - hit.at < this.cacheTtlMs) return hit.record;
+    const record = await this.repo.findByIdentifier(identifier);
+    if (!record) return null; // misses are not cached: an API registered elsewhere works at once
+    if (this.cacheTtlMs > 0) {
+      if (this.cache.size > 10_000) this.cache.clear();
+      this.cache.set(identifier, { at: Date.now(), record });
+    }
+    return record;
+  }
+
+  invalidate(identifier?: string): void {
+    if (identifier === undefined) this.cache.clear();
+    else this.cache.delete(identifier);
+  }
+
+  async infoFor(indicator: string, client: Client): Promise<ResourceServer> {
+    const record = await this.find(indicator);
+    if (!record) throw new errors.InvalidTarget('unknown or unregistered resource indicator');
+    const allowed = typeof client.scope === 'string' ? new Set(client.scope.split(' ')) : undefined;
+    const scopes = record.scopes.filter((s) => !allowed || allowed.has(s));
+    return {
+      scope: scopes.join(' '),
+      audience: record.identifier,
+      accessTokenTTL: record.access_token_ttl,
+      accessTokenFormat: record.access_token_format,
+      ...(record.access_token_format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+    };
+  }
+}

@@ -1,0 +1,20 @@
+/** The scopes and claims this server knows, shared by the provider, the admin API and the CLI. */
+
+/** Scopes of the management API (/v2). */
+export const ADMIN_SCOPES = [
+  'user:read',
+  'user:write',
+  'role:manage',
+  'client:manage',
+  'key:manage',
+] as const;
+
+/** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */
+export const OIDC_SCOPE_CLAIMS = {
+  openid: ['sub'],
+  profile: ['name', 'given_name', 'family_name', 'updated_at'],
+  email: ['email', 'email_verified'],
+  roles: ['roles'],
+} as const;
+
+export const OIDC_SCOPES = [...Object.keys(OIDC_SCOPE_CLAIMS), 'offline_access'];

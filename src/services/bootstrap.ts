@@ -1,0 +1,86 @@
+/**
+ * First-start provisioning from configuration, the way Keycloak's bootstrap admin works: an admin
+ * role, a confidential client-credentials client allowed every admin scope, and an admin user.
+ * Only what is missing is created; existing records are never changed. Safe to run from several
+ * instances at once (a lost creation race is simply ignored).
+ */
+import type { Logger } from 'pino';
+
+import { hashClientSecret } from '../oidc/client-secrets.js';
+import { ADMIN_SCOPES } from '../oidc/scopes.js';
+import { StoreConflictError } from '../store/errors.js';
+import type { DurableStore } from '../store/ports.js';
+import type { PasswordHasher } from './passwords.js';
+
+export interface BootstrapSettings {
+  clientId?: string;
+  clientSecret?: string;
+  adminEmail?: string;
+  adminPassword?: string;
+}
+
+async function ignoringConflicts<T>(work: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof StoreConflictError) return undefined;
+    throw err;
+  }
+}
+
+export const ADMIN_ROLE = 'admin';
+
+export async function bootstrap(
+  store: DurableStore,
+  passwords: PasswordHasher,
+  settings: BootstrapSettings,
+  log: Logger,
+): Promise<void> {
+  if (settings.clientId && settings.clientSecret && !(await store.clients.find(settings.clientId))) {
+    const created = await ignoringConflicts(() =>
+      store.clients.create({
+        client_id: settings.clientId!,
+        client_secret_hash: hashClientSecret(settings.clientSecret!),
+        first_party: true,
+        metadata: {
+          client_name: 'Bootstrap administrator',
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          token_endpoint_auth_method: 'client_secret_basic',
+          scope: ADMIN_SCOPES.join(' '),
+        },
+      }),
+    );
+    if (created) log.info({ client_id: settings.clientId }, 'created bootstrap admin client');
+  }
+
+  if (settings.adminEmail && settings.adminPassword) {
+    let role = await store.roles.findByName(ADMIN_ROLE);
+    role ??=
+      (await ignoringConflicts(() =>
+        store.roles.create({
+          name: ADMIN_ROLE,
+          display_name: 'Administrator',
+          description: 'Full access to the management API',
+          permissions: [...ADMIN_SCOPES],
+        }),
+      )) ?? (await store.roles.findByName(ADMIN_ROLE));
+    if (!(await store.users.findByEmail(settings.adminEmail, 'include'))) {
+      const user = await ignoringConflicts(async () =>
+        store.users.create({
+          email: settings.adminEmail!,
+          first_name: 'Admin',
+          last_name: '',
+          role: ADMIN_ROLE,
+          email_verified: true,
+          password_hash: await passwords.hash(settings.adminPassword!),
+        }),
+      );
+      if (user) {
+        if (role) await store.roles.assign(user.id, role.id);
+        log.info({ user_id: user.id }, 'created bootstrap admin user');
+      }
+    }
+  }
+}
