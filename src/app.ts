@@ -23,9 +23,10 @@ import { createKeyCipher } from './oidc/keys/key-cipher.js';
 import { SigningKeyService } from './oidc/keys/signing-keys.js';
 import { createProvider } from './oidc/provider.js';
 import { ProviderHost } from './oidc/provider-host.js';
-import { ResourceServers } from './oidc/resource-servers.js';
+import { MAX_RESOURCE_TOKEN_TTL_S, ResourceServers } from './oidc/resource-servers.js';
 import { AuthenticationService } from './services/authentication.js';
 import { bootstrap } from './services/bootstrap.js';
+import { ClientService } from './services/clients.js';
 import { LoginThrottle } from './services/login-throttle.js';
 import { createPasswordHasher, type PasswordHasher } from './services/passwords.js';
 import type { Stores } from './store/ports.js';
@@ -48,6 +49,7 @@ export interface AppServices {
   clients: ClientAdapter;
   resourceServers: ResourceServers;
   auth: AuthenticationService;
+  clientService: ClientService;
 }
 
 export interface BuiltApp {
@@ -134,6 +136,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     logger,
   );
   await host.start(config.signingKeyRefreshIntervalS);
+  const clientService = new ClientService(
+    stores.durable.clients,
+    (metadata) => host.current.Client.validate(metadata as never),
+    (clientId) => clients.invalidate(clientId),
+  );
 
   await bootstrap(
     stores.durable,
@@ -192,7 +199,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   return {
     app,
     lifecycle,
-    services: { passwords, signingKeys, provider: host, clients, resourceServers, auth },
+    services: { passwords, signingKeys, provider: host, clients, resourceServers, auth, clientService },
     close: () => host.stop(),
   };
 }

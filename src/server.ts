@@ -4,7 +4,7 @@
  * stores close last.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 import type { Logger } from 'pino';
 
@@ -35,10 +35,27 @@ export async function startServer(
   // Keep-alive must outlive typical load-balancer idle timeouts so they close first, not us.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
-  // While shutting down, ask clients to reconnect elsewhere instead of reusing this connection.
-  server.on('request', (_req, res) => {
-    if (built.lifecycle.shuttingDown) res.setHeader('Connection', 'close');
+
+  // Requests in flight per connection. Node's closeIdleConnections() does not close a connection
+  // that was opened but has not sent a request yet (browsers pre-connect), so shutdown closes those
+  // itself, and closes each busy connection as soon as its last response is sent.
+  const inFlight = new Map<Socket, number>();
+  server.on('connection', (socket: Socket) => {
+    inFlight.set(socket, 0);
+    socket.once('close', () => inFlight.delete(socket));
   });
+  server.on('request', (req, res) => {
+    const socket = req.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    // While shutting down, ask clients to reconnect elsewhere instead of reusing this connection.
+    if (built.lifecycle.shuttingDown) res.setHeader('Connection', 'close');
+    res.once('close', () => {
+      const left = (inFlight.get(socket) ?? 1) - 1;
+      inFlight.set(socket, left);
+      if (left === 0 && built.lifecycle.shuttingDown && closing) socket.end();
+    });
+  });
+  let closing = false;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -56,7 +73,8 @@ export async function startServer(
       built.lifecycle.shuttingDown = true;
       if (options.shutdownDrainMs > 0) await new Promise((r) => setTimeout(r, options.shutdownDrainMs));
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+      closing = true;
+      for (const [socket, requests] of inFlight) if (requests === 0) socket.end();
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
         closed.then(() => false),

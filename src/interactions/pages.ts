@@ -11,14 +11,6 @@ import type { ProviderPages } from '../oidc/provider.js';
 import { CsrfFailure } from './router.js';
 import type { Views } from './views.js';
 
-function backUrl(ctx: Context): string | undefined {
-  // The referring application, when there is one and it is not us.
-  const referrer = URL.parse(ctx.get('Referer'));
-  return referrer && referrer.origin !== ctx.origin && /^https?:$/.test(referrer.protocol)
-    ? referrer.origin
-    : undefined;
-}
-
 export function renderFailure(views: Views, ctx: Context, err: unknown, log: Logger): void {
   const t = views.translatorFor(ctx);
   const requestId = String(ctx.state.requestId ?? '');
@@ -30,7 +22,6 @@ export function renderFailure(views: Views, ctx: Context, err: unknown, log: Log
         heading: t('error.expired.heading'),
         message: t('error.expired.body'),
         requestId,
-        backUrl: backUrl(ctx),
       },
       { status: 400 },
     );

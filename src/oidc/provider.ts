@@ -14,6 +14,7 @@ import { createFindAccount, isActiveUser } from './accounts.js';
 import type { ClientAdapter } from './client-adapter.js';
 import { verifyClientSecret } from './client-secrets.js';
 import type { KeySet } from './keys/signing-keys.js';
+import { createInteractionPolicy } from './interaction-policy.js';
 import type { ResourceServers } from './resource-servers.js';
 import { ADMIN_SCOPES, OIDC_SCOPE_CLAIMS, OIDC_SCOPES } from './scopes.js';
 
@@ -101,7 +102,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       dPoPSigningAlgValues: ['ES256', 'EdDSA', 'RS256', 'PS256'],
     },
     ttl: {
-      AccessToken: config.accessTokenTtlS,
+      // A registered API's own token lifetime applies to user tokens for it, as to client credentials.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.accessTokenTtlS,
       AuthorizationCode: config.authorizationCodeTtlS,
       ClientCredentials: (_ctx, token) =>
         token.resourceServer?.accessTokenTTL ?? config.clientCredentialsTtlS,
@@ -119,7 +121,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       DeviceCode: 600,
       BackchannelAuthenticationRequest: 600,
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: {
+      policy: createInteractionPolicy(),
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
     extraClientMetadata: {
       properties: [...EXTRA_CLIENT_METADATA],
       validator(_ctx, key, value) {

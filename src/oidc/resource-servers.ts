@@ -7,6 +7,12 @@ import { errors, type Client, type ResourceServer } from 'oidc-provider';
 
 import type { ResourceServerRecord, ResourceServerRepository } from '../store/ports.js';
 
+/**
+ * The longest access-token lifetime an API may have. Retired signing keys stay published at least
+ * this long (see app.ts), so every JWT access token they signed can be verified until it expires.
+ */
+export const MAX_RESOURCE_TOKEN_TTL_S = 86_400;
+
 export class ResourceServers {
   private readonly cache = new Map<string, { at: number; record: ResourceServerRecord }>();
 
@@ -40,7 +46,7 @@ export class ResourceServers {
     return {
       scope: scopes.join(' '),
       audience: record.identifier,
-      accessTokenTTL: record.access_token_ttl,
+      accessTokenTTL: Math.min(record.access_token_ttl, MAX_RESOURCE_TOKEN_TTL_S),
       accessTokenFormat: record.access_token_format,
       ...(record.access_token_format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
     };

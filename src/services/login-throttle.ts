@@ -39,7 +39,13 @@ export class LoginThrottle {
     const lock = await this.counters.get(`login:lock:${subject}`);
     if (lock) return this.secondsUntil(lock.resetAt);
     const { value } = await this.counters.increment(`login:attempts:${subject}`, this.options.windowS);
-    if (value <= max) return undefined;
+    if (value <= max) {
+      // A parallel attempt may have crossed the limit, locked and restarted the count after this one
+      // read "not locked" above, so a low count alone proves nothing. The lock is set before the
+      // count restarts, so reading it again now cannot miss it.
+      const late = await this.counters.get(`login:lock:${subject}`);
+      return late ? this.secondsUntil(late.resetAt) : undefined;
+    }
     if (value === max + 1) {
       // Exactly one request sees the first count past the limit: it sets the lock.
       const level = (await this.counters.increment(`login:lockouts:${subject}`, LOCKOUT_MEMORY_S)).value;

@@ -19,6 +19,16 @@ describe('the server process', () => {
     expect(result.stdout).toBe('');
   });
 
+  it('refuses to start in production with unsafe settings and says what to set', async () => {
+    const result = await runToEnd(SERVER, [], { NODE_ENV: 'production', DATA_DIR: dir.path });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n')).toEqual([
+      'latchkey: refusing to start: ISSUER must be an https:// URL in production (got http://localhost:3000); behind a TLS-terminating proxy set ALLOW_HTTP_ISSUER=true and TRUST_PROXY=true.',
+      'latchkey: refusing to start: COOKIE_KEYS must be set in production (comma-separated secrets of at least 32 characters).',
+      'latchkey: refusing to start: KEY_ENCRYPTION_SECRET must be set in production (a secret of at least 32 characters).',
+    ]);
+  });
+
   it('starts on the embedded store alone, serves readiness, writes JSON logs and stops cleanly on SIGTERM', async () => {
     const server = await startServerProcess({ DATA_DIR: dir.path });
     const ready = await fetch(`${server.baseUrl}/health/ready`);

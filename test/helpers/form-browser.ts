@@ -47,6 +47,8 @@ export class FormBrowser {
         method,
         redirect: 'manual',
         headers: {
+          // What browsers send on navigation; oidc-provider answers errors as HTML only to this.
+          accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
           cookie: this.cookieHeader(),
           ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
         },

@@ -1,8 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { ConfigError, loadConfig, parseEnvFile } from '../../src/config/load-config.js';
+import { ConfigError, DEFAULTS_FILE, loadConfig, parseEnvFile } from '../../src/config/load-config.js';
+import { camelCase, SETTINGS } from '../../src/config/settings.js';
 import { tempDir } from '../helpers/backends.js';
 
 const load = (env: Record<string, string | undefined>) => loadConfig({ env });
@@ -20,7 +21,7 @@ function errorOf(env: Record<string, string | undefined>): ConfigError {
 describe('loadConfig', () => {
   it('uses the documented defaults with an empty environment', () => {
     const config = load({});
-    expect(config).toEqual({
+    expect(config).toMatchObject({
       port: 3000,
       host: '127.0.0.1',
       issuer: 'http://localhost:3000',
@@ -35,8 +36,38 @@ describe('loadConfig', () => {
       embeddedSweepIntervalS: 60,
       nodeEnv: 'development',
       logLevel: 'info',
+      allowHttpIssuer: false,
+      cookieKeys: [],
+      keyEncryptionSecret: undefined,
+      passwordHashMemoryKib: 19456,
+      passwordHashTimeCost: 2,
+      passwordHashParallelism: 1,
+      loginMaxFailures: 5,
+      bootstrapAdminClientId: undefined,
     });
     expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('documents every setting in config/defaults.env and exposes each under its camelCase name', () => {
+    const defaults = parseEnvFile(readFileSync(DEFAULTS_FILE, 'utf8'));
+    const config = load({}) as unknown as Record<string, unknown>;
+    for (const name of Object.keys(SETTINGS)) {
+      expect(defaults).toHaveProperty([name]);
+      expect(config).toHaveProperty([camelCase(name)]);
+    }
+    expect(Object.keys(defaults).sort()).toEqual(Object.keys(SETTINGS).sort());
+  });
+
+  it('refuses argon2 parameters below the OWASP minimum and short secrets', () => {
+    expect(errorOf({ PASSWORD_HASH_MEMORY_KIB: '4096' }).setting).toBe('PASSWORD_HASH_MEMORY_KIB');
+    expect(errorOf({ PASSWORD_HASH_TIME_COST: '1' }).setting).toBe('PASSWORD_HASH_TIME_COST');
+    expect(errorOf({ COOKIE_KEYS: 'short' }).message).toBe(
+      'Invalid setting COOKIE_KEYS (value hidden): expected a comma-separated list of secrets of at least 32 characters each.',
+    );
+    expect(load({ COOKIE_KEYS: `${'a'.repeat(32)}, ${'b'.repeat(40)}` }).cookieKeys).toEqual([
+      'a'.repeat(32),
+      'b'.repeat(40),
+    ]);
   });
 
   it('lets the environment override defaults and derives the issuer from PORT', () => {
