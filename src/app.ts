@@ -7,6 +7,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 
+import { accountRouter } from './account/router.js';
 import type { Config } from './config/load-config.js';
 import { resolveSecrets } from './config/secrets.js';
 import { errorMiddleware } from './errors/error-middleware.js';
@@ -190,6 +191,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     ctx.body = views.stylesheet;
   });
   app.use(staticFiles.routes());
+
+  const account = accountRouter({ host, views, store: stores.durable, issuer: config.issuer });
+  app.use(account.routes());
+  app.use(account.allowedMethods());
 
   const interactions = interactionsRouter({ host, views, csrf: new Csrf(secrets.cookieKeys[0]!), auth });
   app.use(interactionErrors(views, logger));

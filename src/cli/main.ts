@@ -11,8 +11,10 @@ import pino from 'pino';
 
 import { buildApp, createServices, type BuiltApp } from '../app.js';
 import { ConfigError, loadConfig, type Config } from '../config/load-config.js';
+import { MAX_RESOURCE_TOKEN_TTL_S } from '../oidc/resource-servers.js';
 import { ClientMetadataError, CLIENT_KINDS, type ClientKind } from '../services/clients.js';
 import { createStores } from '../store/create-stores.js';
+import { StoreConflictError } from '../store/errors.js';
 import type { ClientRecord, Stores, User } from '../store/ports.js';
 
 interface CliContext {
@@ -34,6 +36,8 @@ const USAGE = `usage: npm run cli -- <command>
                  [--post-logout-redirect-uri URI]... [--scope "a b"] [--first-party] [--id ID]
   clients list [--limit N]
   clients rotate-secret <client-id>
+  resources create --identifier URI --name NAME [--scope S]... [--format jwt|opaque] [--ttl SECONDS]
+  resources list
   keys list
   keys rotate [--delay SECONDS]   publish new signing keys, signing after the delay
                                   (default SIGNING_KEY_ACTIVATION_DELAY_S; 0 signs at once)
@@ -162,6 +166,39 @@ const commands: Record<string, Command> = {
     return { ...publicClient(rotated.client), client_secret: rotated.client_secret };
   },
 
+  async 'resources create'({ stores }, args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        identifier: { type: 'string' },
+        name: { type: 'string' },
+        scope: { type: 'string', multiple: true },
+        format: { type: 'string', default: 'jwt' },
+        ttl: { type: 'string', default: '3600' },
+      },
+    });
+    if (!values.identifier || !URL.canParse(values.identifier) || !values.name) {
+      throw new UsageError('resources create needs --identifier (an absolute URI) and --name');
+    }
+    if (values.format !== 'jwt' && values.format !== 'opaque')
+      throw new UsageError('--format is jwt or opaque');
+    const ttl = Number(values.ttl);
+    if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_RESOURCE_TOKEN_TTL_S) {
+      throw new UsageError(`--ttl takes whole seconds from 60 to ${MAX_RESOURCE_TOKEN_TTL_S}`);
+    }
+    return stores.durable.resourceServers.create({
+      identifier: values.identifier,
+      name: values.name,
+      scopes: (values.scope ?? []).flatMap((s) => s.split(/\s+/)).filter(Boolean),
+      access_token_format: values.format,
+      access_token_ttl: ttl,
+    });
+  },
+
+  async 'resources list'({ stores }) {
+    return stores.durable.resourceServers.list();
+  },
+
   async 'keys list'({ config, stores }) {
     const { signingKeys } = createServices(config, stores, pino({ level: 'silent' }));
     return (await signingKeys.describe()).map((k) => ({
@@ -215,7 +252,12 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
-    if (err instanceof ConfigError || err instanceof UsageError || err instanceof ClientMetadataError) {
+    if (
+      err instanceof ConfigError ||
+      err instanceof UsageError ||
+      err instanceof ClientMetadataError ||
+      err instanceof StoreConflictError
+    ) {
       process.stderr.write(`latchkey: ${err.message}\n`);
       process.exit(err instanceof UsageError ? 2 : 1);
     }

@@ -8,6 +8,7 @@ import type { Context } from 'koa';
 import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 
+import { accountClient } from '../account/router.js';
 import type { Config } from '../config/load-config.js';
 import type { Stores } from '../store/ports.js';
 import { createFindAccount, isActiveUser } from './accounts.js';
@@ -86,7 +87,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       short: { httpOnly: true, sameSite: 'lax' },
     },
     routes: PROVIDER_ROUTES,
-    responseTypes: ['code'],
+    // Authorization code only: no implicit or hybrid flows. `none` (a session without tokens) is used
+    // only by the built-in account page, the one client registered for it.
+    responseTypes: ['code', 'none'],
+    clients: [accountClient(config.issuer)],
     pkce: {
       // Required for public clients; on for confidential ones unless a client opts out explicitly.
       required: (_ctx, client) => client.clientAuthMethod === 'none' || client['require_pkce'] !== false,

@@ -5,7 +5,9 @@
  */
 import { errors } from 'oidc-provider';
 
+import { ACCOUNT_CLIENT_ID } from '../account/router.js';
 import { generateClientSecret, hashClientSecret } from '../oidc/client-secrets.js';
+import { StoreConflictError } from '../store/errors.js';
 import { newId } from '../store/ids.js';
 import type { ClientRecord, ClientRepository, JsonObject } from '../store/ports.js';
 
@@ -124,6 +126,8 @@ export class ClientService {
 
   async create(input: NewClientInput): Promise<ClientWithSecret> {
     const clientId = input.client_id ?? newId('cl');
+    // The built-in account page's client is part of the provider configuration; its id is taken.
+    if (clientId === ACCOUNT_CLIENT_ID) throw new StoreConflictError('client_id');
     const metadata = { ...kindDefaults(input.kind), ...ClientService.clean(input.metadata) };
     const needsSecret = SECRET_METHODS.has(String(metadata.token_endpoint_auth_method));
     await this.check(clientId, metadata, needsSecret);

@@ -58,9 +58,9 @@ describe.each(availableBackends())(
       }
     });
 
-    it('offers only response_type code, PKCE S256, and no implicit grant', async () => {
+    it('offers response_type code (and none, a session without tokens), PKCE S256, and no implicit or hybrid flow', async () => {
       const doc = await metadata(`${server.url}/.well-known/openid-configuration`);
-      expect(doc.response_types_supported).toEqual(['code']);
+      expect(doc.response_types_supported).toEqual(['code', 'none']);
       expect(doc.code_challenge_methods_supported).toEqual(['S256']);
       expect(doc.grant_types_supported).toEqual([
         'authorization_code',
