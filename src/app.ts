@@ -66,15 +66,13 @@ const PROVIDER_PATHS = /^\/oauth\/|^\/\.well-known\/(openid-configuration|oauth-
 
 /** The longest lifetime of anything signed with a key, so retired keys stay published that long. */
 function signedTokenLifetimeS(config: Config): number {
-  const longestResourceTokenS = 86_400;
-  return (
-    Math.max(
-      config.idTokenTtlS,
-      config.accessTokenTtlS,
-      config.clientCredentialsTtlS,
-      longestResourceTokenS,
-    ) + 300
+  const longest = Math.max(
+    config.idTokenTtlS,
+    config.accessTokenTtlS,
+    config.clientCredentialsTtlS,
+    MAX_RESOURCE_TOKEN_TTL_S,
   );
+  return longest + 300; // clock skew between instances and relying parties
 }
 
 /** Builds the services shared by the server and the CLI. */
