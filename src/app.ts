@@ -25,11 +25,19 @@ import { SigningKeyService } from './oidc/keys/signing-keys.js';
 import { createProvider } from './oidc/provider.js';
 import { ProviderHost } from './oidc/provider-host.js';
 import { MAX_RESOURCE_TOKEN_TTL_S, ResourceServers } from './oidc/resource-servers.js';
+import { managementApi, managementAudience } from './admin/management-api.js';
+import { AuditService } from './services/audit.js';
 import { AuthenticationService } from './services/authentication.js';
 import { bootstrap } from './services/bootstrap.js';
 import { ClientService } from './services/clients.js';
 import { LoginThrottle } from './services/login-throttle.js';
+import { createPasswordPolicy } from './services/password-policy.js';
 import { createPasswordHasher, type PasswordHasher } from './services/passwords.js';
+import { builtInPlans } from './services/plans.js';
+import { RoleService } from './services/roles.js';
+import { UserService } from './services/users.js';
+import { ADMIN_SCOPES } from './oidc/scopes.js';
+import { readFileSync } from 'node:fs';
 import type { Stores } from './store/ports.js';
 
 export interface AppDeps {
@@ -51,6 +59,9 @@ export interface AppServices {
   resourceServers: ResourceServers;
   auth: AuthenticationService;
   clientService: ClientService;
+  users: UserService;
+  roles: RoleService;
+  audit: AuditService;
 }
 
 export interface BuiltApp {
@@ -60,6 +71,10 @@ export interface BuiltApp {
   /** Stops background work (key refresh); the stores are closed by their owner. */
   close(): void;
 }
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 /** Paths served by oidc-provider; RFC 8414 metadata is the OpenID discovery document. */
 const PROVIDER_PATHS = /^\/oauth\/|^\/\.well-known\/(openid-configuration|oauth-authorization-server)$/;
@@ -113,9 +128,27 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     lockoutBaseS: config.loginLockoutBaseS,
     lockoutMaxS: config.loginLockoutMaxS,
   });
-  const auth = new AuthenticationService(stores.durable, passwords, throttle, logger);
+  const audit = new AuditService(stores.durable.audit);
+  const auth = new AuthenticationService(stores.durable, passwords, throttle, logger, audit);
+  const policy = createPasswordPolicy({
+    minLength: config.passwordMinLength,
+    minScore: config.passwordMinScore,
+  });
+  const users = new UserService(stores.durable, stores.artifacts, passwords, policy, audit);
+  const roles = new RoleService(stores.durable, audit);
+  const plans = builtInPlans({
+    requestsPerHour: config.rateLimitEnterprisePerHour,
+    burst: config.rateLimitEnterpriseBurst,
+  });
   const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);
-  const resourceServers = new ResourceServers(stores.durable.resourceServers, config.clientCacheTtlS * 1000);
+  const resourceServers = new ResourceServers(stores.durable.resourceServers, config.clientCacheTtlS * 1000, [
+    // The management API itself: tokens with resource=<issuer>/v2 are JWTs verified in process.
+    {
+      identifier: managementAudience(config.issuer),
+      scopes: ADMIN_SCOPES,
+      accessTokenTtlS: config.clientCredentialsTtlS,
+    },
+  ]);
   const views = createViews({ brand: 'Latchkey' });
   const pages = providerPages(views);
 
@@ -194,7 +227,31 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(account.routes());
   app.use(account.allowedMethods());
 
-  const interactions = interactionsRouter({ host, views, csrf: new Csrf(secrets.cookieKeys[0]!), auth });
+  const v2 = managementApi({
+    issuer: config.issuer,
+    version: VERSION,
+    host,
+    store: stores.durable,
+    counters: stores.counters,
+    clientsCache: clients,
+    resourceServers,
+    users,
+    roles,
+    clients: clientService,
+    audit,
+    plans: async () => plans,
+    log: logger,
+  });
+  app.use(v2.routes());
+  app.use(v2.allowedMethods({ throw: true }));
+
+  const interactions = interactionsRouter({
+    host,
+    views,
+    csrf: new Csrf(secrets.cookieKeys[0]!),
+    auth,
+    users,
+  });
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
@@ -202,7 +259,18 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   return {
     app,
     lifecycle,
-    services: { passwords, signingKeys, provider: host, clients, resourceServers, auth, clientService },
+    services: {
+      passwords,
+      signingKeys,
+      provider: host,
+      clients,
+      resourceServers,
+      auth,
+      clientService,
+      users,
+      roles,
+      audit,
+    },
     close: () => host.stop(),
   };
 }

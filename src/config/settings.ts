@@ -101,6 +101,12 @@ export const SETTINGS = {
   PASSWORD_HASH_TIME_COST: spec(int(2, 100), 'an integer from 2 to 100'),
   PASSWORD_HASH_PARALLELISM: spec(int(1, 16), 'an integer from 1 to 16'),
 
+  PASSWORD_MIN_LENGTH: spec(int(8, 256), 'an integer from 8 to 256'),
+  PASSWORD_MIN_SCORE: spec(int(0, 4), 'a zxcvbn score from 0 (anything) to 4 (very strong)'),
+
+  RATE_LIMIT_ENTERPRISE_PER_HOUR: spec(int(1, 1_000_000_000), 'requests per hour from 1 to 1000000000'),
+  RATE_LIMIT_ENTERPRISE_BURST: spec(int(1, 10_000_000), 'requests per second from 1 to 10000000'),
+
   LOGIN_MAX_FAILURES: spec(int(1, 1000), 'an integer from 1 to 1000'),
   LOGIN_IP_MAX_FAILURES: spec(int(1, 100_000), 'an integer from 1 to 100000'),
   LOGIN_FAILURE_WINDOW_S: spec(int(10, 86_400), 'seconds from 10 to 86400'),

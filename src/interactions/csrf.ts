@@ -32,6 +32,27 @@ export class Csrf {
     return this.sign(browserValue, binding);
   }
 
+  /** `value`, bound to `binding` and signed, valid for `ttlS`: the browser can carry it but not alter it. */
+  seal(binding: string, value: string, ttlS: number): string {
+    const expires = Math.floor(Date.now() / 1000) + ttlS;
+    const mac = createHmac('sha256', this.secret)
+      .update(`seal\n${binding}\n${value}\n${expires}`)
+      .digest('base64url');
+    return `${value}.${expires}.${mac}`;
+  }
+
+  /** The value of a sealed token made for `binding`, if it is intact and not expired. */
+  unseal(binding: string, sealed: string | undefined): string | undefined {
+    const parts = sealed?.split('.');
+    if (!parts || parts.length !== 3) return undefined;
+    const [value, expires, mac] = parts as [string, string, string];
+    const expected = createHmac('sha256', this.secret)
+      .update(`seal\n${binding}\n${value}\n${expires}`)
+      .digest('base64url');
+    const ok = expected.length === mac.length && timingSafeEqual(Buffer.from(expected), Buffer.from(mac));
+    return ok && Number(expires) > Date.now() / 1000 ? value : undefined;
+  }
+
   verify(ctx: Context, binding: string, token: unknown): boolean {
     const browserValue = ctx.cookies.get(CSRF_COOKIE);
     if (!browserValue || typeof token !== 'string') return false;

@@ -10,7 +10,9 @@ import type { Context } from 'koa';
 import { errors, type InteractionResults } from 'oidc-provider';
 
 import type { ProviderHost } from '../oidc/provider-host.js';
+import { AppError } from '../errors/app-error.js';
 import type { AuthenticationService } from '../services/authentication.js';
+import type { UserService } from '../services/users.js';
 import type { Csrf } from './csrf.js';
 import type { Views } from './views.js';
 
@@ -19,7 +21,12 @@ export interface InteractionDeps {
   views: Views;
   csrf: Csrf;
   auth: AuthenticationService;
+  users: UserService;
 }
+
+/** Carries "password verified, new one required" from the sign-in post to the change form. */
+const PENDING_COOKIE = '_lk_pending';
+const PENDING_TTL_S = 600;
 
 type Details = Awaited<ReturnType<ProviderHost['current']['interactionDetails']>>;
 
@@ -31,7 +38,32 @@ function field(body: unknown, name: string): string {
 }
 
 export function interactionsRouter(deps: InteractionDeps): Router {
-  const { host, views, csrf, auth } = deps;
+  const { host, views, csrf, auth, users } = deps;
+
+  const requestOf = (ctx: Context) => ({
+    request_id: String(ctx.state.requestId ?? '') || null,
+    ip_address: ctx.ip || null,
+    user_agent: ctx.get('User-Agent') || null,
+  });
+
+  function renderPasswordChange(
+    ctx: Context,
+    details: Details,
+    extra: { error?: string; status?: number } = {},
+  ) {
+    const t = views.translatorFor(ctx);
+    views.render(
+      ctx,
+      'password-change',
+      {
+        uid: details.uid,
+        csrf: csrf.issue(ctx, details.uid),
+        error: extra.error,
+        hint: t('password-change.hint'),
+      },
+      { status: extra.status, formTargets: [details.params.redirect_uri as string | undefined] },
+    );
+  }
   const router = new Router({ prefix: '/interaction' });
   const forms = bodyParser({ enableTypes: ['form'], formLimit: '16kb' });
 
@@ -156,9 +188,27 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     if (!email || !password) {
       return renderLogin(ctx, details, name, { email, error: t('login.error.missing'), status: 400 });
     }
-    const result = await auth.authenticate({ email, password, ip: ctx.ip });
+    const result = await auth.authenticate({
+      email,
+      password,
+      ip: ctx.ip,
+      userAgent: ctx.get('User-Agent'),
+      requestId: ctx.state.requestId,
+      clientId: details.params.client_id as string,
+    });
     switch (result.kind) {
       case 'ok':
+        if (result.mustChangePassword) {
+          ctx.cookies.set(PENDING_COOKIE, csrf.seal(details.uid, result.user.id, PENDING_TTL_S), {
+            httpOnly: true,
+            sameSite: 'lax',
+            secure: ctx.secure,
+            path: `/interaction/${details.uid}`,
+            maxAge: PENDING_TTL_S * 1000,
+            overwrite: true,
+          });
+          return renderPasswordChange(ctx, details);
+        }
         return finish(ctx, { login: { accountId: result.user.id, amr: ['pwd'], remember: true } });
       case 'invalid':
         return renderLogin(ctx, details, name, { email, error: t('login.error.invalid'), status: 401 });
@@ -172,6 +222,36 @@ export function interactionsRouter(deps: InteractionDeps): Router {
           headers: { 'Retry-After': String(result.retryAfterS) },
         });
     }
+  });
+
+  router.post('/:uid/password', forms, async (ctx) => {
+    const details = await load(ctx);
+    if (details.prompt.name !== 'login') throw new errors.SessionNotFound('no sign-in pending');
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const userId = csrf.unseal(details.uid, ctx.cookies.get(PENDING_COOKIE));
+    if (!userId) throw new errors.SessionNotFound('password change expired');
+    const t = views.translatorFor(ctx);
+    const password = field(ctx.request.body, 'password');
+    if (password !== field(ctx.request.body, 'confirm')) {
+      return renderPasswordChange(ctx, details, { error: t('password-change.mismatch'), status: 400 });
+    }
+    const actor = { actor_type: 'user' as const, actor_id: userId, actor_client_id: null };
+    try {
+      await users.setPassword(userId, password, { actor, request: requestOf(ctx) });
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'VALIDATION_ERROR') {
+        const issues = err.details?.map((d) => d.issue).join(' ') ?? err.message;
+        return renderPasswordChange(ctx, details, { error: issues, status: 400 });
+      }
+      if (err instanceof AppError && err.code === 'USER_NOT_FOUND')
+        throw new errors.SessionNotFound('account gone');
+      throw err;
+    }
+    ctx.cookies.set(PENDING_COOKIE, null, { path: `/interaction/${details.uid}` });
+    const user = await users.get(userId);
+    if (user.status !== 'active') throw new errors.SessionNotFound('account not active');
+    await auth.completeLogin(user, requestOf(ctx), details.params.client_id as string);
+    return finish(ctx, { login: { accountId: userId, amr: ['pwd'], remember: true } });
   });
 
   router.post('/:uid/consent', forms, async (ctx) => {

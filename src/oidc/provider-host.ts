@@ -16,6 +16,7 @@ export class ProviderHost {
   private provider!: Provider;
   private handler!: (ctx: Context, next: Next) => Promise<void>;
   private fingerprint = '';
+  private keySet: KeySet | undefined;
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
 
@@ -47,6 +48,7 @@ export class ProviderHost {
         if (keySet.fingerprint === this.fingerprint) return;
         const provider = this.build(keySet);
         this.provider = provider;
+        this.keySet = keySet;
         this.handler = compose(provider.middleware) as never;
         if (this.fingerprint)
           this.log.info({ signing: keySet.signing }, 'signing keys changed; provider rebuilt');
@@ -56,6 +58,11 @@ export class ProviderHost {
       }
     })();
     return this.refreshing;
+  }
+
+  /** The public keys currently published in JWKS (for verifying our own JWTs in process). */
+  publicJwks(): Record<string, unknown>[] {
+    return (this.keySet?.keys ?? []).map((k) => k.record.public_jwk);
   }
 
   /** Koa middleware running the current provider's own middleware stack. */

@@ -61,7 +61,7 @@ export interface ProviderDeps {
 }
 
 /** Extra client metadata we store with each client. */
-export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce'] as const;
+export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'plan'] as const;
 
 function logFor(ctx: unknown, fallback: Logger): Logger {
   return ((ctx as Context | undefined)?.state?.log as Logger | undefined) ?? fallback;
@@ -132,8 +132,9 @@ export function createProvider(deps: ProviderDeps): Provider {
     extraClientMetadata: {
       properties: [...EXTRA_CLIENT_METADATA],
       validator(_ctx, key, value) {
-        if (value !== undefined && typeof value !== 'boolean') {
-          throw new errors.InvalidClientMetadata(`${key} must be a boolean`);
+        if (value === undefined) return;
+        if (key === 'plan' ? typeof value !== 'string' : typeof value !== 'boolean') {
+          throw new errors.InvalidClientMetadata(`${key} must be a ${key === 'plan' ? 'string' : 'boolean'}`);
         }
       },
     },

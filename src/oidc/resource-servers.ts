@@ -13,12 +13,20 @@ import type { ResourceServerRecord, ResourceServerRepository } from '../store/po
  */
 export const MAX_RESOURCE_TOKEN_TTL_S = 86_400;
 
+/** An API served by this server itself (the management API), with its own scopes and token rules. */
+export interface BuiltInResource {
+  identifier: string;
+  scopes: readonly string[];
+  accessTokenTtlS: number;
+}
+
 export class ResourceServers {
   private readonly cache = new Map<string, { at: number; record: ResourceServerRecord }>();
 
   constructor(
     private readonly repo: ResourceServerRepository,
     private readonly cacheTtlMs: number,
+    private readonly builtIn: BuiltInResource[] = [],
   ) {}
 
   private async find(identifier: string): Promise<ResourceServerRecord | null> {
@@ -39,7 +47,18 @@ export class ResourceServers {
   }
 
   async infoFor(indicator: string, client: Client): Promise<ResourceServer> {
-    const record = await this.find(indicator);
+    const own = this.builtIn.find((r) => r.identifier === indicator);
+    const record: Pick<
+      ResourceServerRecord,
+      'identifier' | 'scopes' | 'access_token_format' | 'access_token_ttl'
+    > | null = own
+      ? {
+          identifier: own.identifier,
+          scopes: [...own.scopes],
+          access_token_format: 'jwt',
+          access_token_ttl: own.accessTokenTtlS,
+        }
+      : await this.find(indicator);
     if (!record) throw new errors.InvalidTarget('unknown or unregistered resource indicator');
     const allowed = typeof client.scope === 'string' ? new Set(client.scope.split(' ')) : undefined;
     const scopes = record.scopes.filter((s) => !allowed || allowed.has(s));

@@ -7,7 +7,18 @@ export const ADMIN_SCOPES = [
   'role:manage',
   'client:manage',
   'key:manage',
+  'audit:read',
 ] as const;
+export type AdminScope = (typeof ADMIN_SCOPES)[number];
+
+export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
+  'user:read': 'Read users, their roles, preferences and activity',
+  'user:write': 'Create, update, suspend, delete and restore users',
+  'role:manage': 'Manage roles and assign them to users',
+  'client:manage': 'Manage OAuth clients and APIs (resource servers)',
+  'key:manage': 'Manage API keys',
+  'audit:read': 'Read the audit trail',
+};
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */
 export const OIDC_SCOPE_CLAIMS = {

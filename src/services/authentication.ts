@@ -6,12 +6,14 @@
 import type { Logger } from 'pino';
 
 import type { DurableStore, User } from '../store/ports.js';
+import type { AuditService, RequestFacts } from './audit.js';
 import { normalizeEmail } from '../store/user-fields.js';
 import type { LoginThrottle } from './login-throttle.js';
 import { MAX_PASSWORD_LENGTH, type PasswordHasher } from './passwords.js';
 
 export type AuthenticationResult =
-  | { kind: 'ok'; user: User }
+  /** `mustChangePassword`: an administrator asked for a new password before the sign-in completes. */
+  | { kind: 'ok'; user: User; mustChangePassword: boolean }
   | { kind: 'invalid' }
   | { kind: 'locked'; retryAfterS: number }
   | { kind: 'inactive' };
@@ -22,14 +24,40 @@ export class AuthenticationService {
     private readonly passwords: PasswordHasher,
     private readonly throttle: LoginThrottle,
     private readonly log: Logger,
+    private readonly audit?: AuditService,
   ) {}
+
+  private async record(action: string, user: User, request: RequestFacts, details?: Record<string, unknown>) {
+    await this.audit?.record({
+      actor_type: 'user',
+      actor_id: user.id,
+      actor_client_id: null,
+      action,
+      target_type: 'user',
+      target_id: user.id,
+      request,
+      ...(details ? { details } : {}),
+    });
+  }
 
   /** The email shown on the consent page for the signed-in account. */
   async describeAccount(userId: string): Promise<string> {
     return (await this.store.users.findById(userId))?.email ?? '';
   }
 
-  async authenticate(input: { email: string; password: string; ip: string }): Promise<AuthenticationResult> {
+  async authenticate(input: {
+    email: string;
+    password: string;
+    ip: string;
+    userAgent?: string;
+    requestId?: string;
+    clientId?: string;
+  }): Promise<AuthenticationResult> {
+    const request: RequestFacts = {
+      request_id: input.requestId ?? null,
+      ip_address: input.ip,
+      user_agent: input.userAgent ?? null,
+    };
     const email = normalizeEmail(input.email).slice(0, 320);
     const decision = await this.throttle.begin(email, input.ip);
     if (!decision.allowed) return { kind: 'locked', retryAfterS: decision.retryAfterS };
@@ -41,15 +69,36 @@ export class AuthenticationService {
     const ok = user?.password_hash
       ? await this.passwords.verify(user.password_hash, input.password)
       : await this.passwords.burn(input.password);
-    if (!ok || !user) return { kind: 'invalid' };
+    if (!ok || !user) {
+      if (user) await this.record('user.login_failed', user, request, { client_id: input.clientId ?? null });
+      return { kind: 'invalid' };
+    }
     // The password was right, so saying why sign-in is refused reveals nothing to a guesser.
-    if (user.status !== 'active') return { kind: 'inactive' };
+    if (user.status !== 'active') {
+      await this.record('user.login_refused', user, request, {
+        reason: user.status,
+        client_id: input.clientId ?? null,
+      });
+      return { kind: 'inactive' };
+    }
 
     await this.throttle.succeeded(email, input.ip);
     if (this.passwords.needsRehash(user.password_hash!)) {
       await this.store.users.update(user.id, { password_hash: await this.passwords.hash(input.password) });
       this.log.info({ user_id: user.id }, 'password rehashed with current parameters');
     }
-    return { kind: 'ok', user: (await this.store.users.recordLogin(user.id, new Date())) ?? user };
+    if (user.password_reset_required) return { kind: 'ok', user, mustChangePassword: true };
+    return {
+      kind: 'ok',
+      user: await this.completeLogin(user, request, input.clientId),
+      mustChangePassword: false,
+    };
+  }
+
+  /** Records a finished sign-in (after a forced password change, too). */
+  async completeLogin(user: User, request: RequestFacts, clientId?: string): Promise<User> {
+    const recorded = (await this.store.users.recordLogin(user.id, new Date())) ?? user;
+    await this.record('user.login', user, request, { client_id: clientId ?? null });
+    return recorded;
   }
 }

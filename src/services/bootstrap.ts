@@ -29,6 +29,22 @@ async function ignoringConflicts<T>(work: () => Promise<T>): Promise<T | undefin
 }
 
 export const ADMIN_ROLE = 'admin';
+export const USER_ROLE = 'user';
+
+/** The roles every installation has: `user` (the default primary role) and `admin`. */
+export async function ensureDefaultRoles(store: DurableStore): Promise<void> {
+  for (const role of [
+    { name: USER_ROLE, display_name: 'User', description: 'Signs in to applications', permissions: [] },
+    {
+      name: ADMIN_ROLE,
+      display_name: 'Administrator',
+      description: 'Full access to the management API',
+      permissions: [...ADMIN_SCOPES],
+    },
+  ]) {
+    if (!(await store.roles.findByName(role.name))) await ignoringConflicts(() => store.roles.create(role));
+  }
+}
 
 export async function bootstrap(
   store: DurableStore,
@@ -36,6 +52,7 @@ export async function bootstrap(
   settings: BootstrapSettings,
   log: Logger,
 ): Promise<void> {
+  await ensureDefaultRoles(store);
   if (settings.clientId && settings.clientSecret && !(await store.clients.find(settings.clientId))) {
     const created = await ignoringConflicts(() =>
       store.clients.create({
@@ -49,6 +66,7 @@ export async function bootstrap(
           redirect_uris: [],
           token_endpoint_auth_method: 'client_secret_basic',
           scope: ADMIN_SCOPES.join(' '),
+          plan: 'enterprise',
         },
       }),
     );
@@ -56,16 +74,7 @@ export async function bootstrap(
   }
 
   if (settings.adminEmail && settings.adminPassword) {
-    let role = await store.roles.findByName(ADMIN_ROLE);
-    role ??=
-      (await ignoringConflicts(() =>
-        store.roles.create({
-          name: ADMIN_ROLE,
-          display_name: 'Administrator',
-          description: 'Full access to the management API',
-          permissions: [...ADMIN_SCOPES],
-        }),
-      )) ?? (await store.roles.findByName(ADMIN_ROLE));
+    const role = await store.roles.findByName(ADMIN_ROLE);
     if (!(await store.users.findByEmail(settings.adminEmail, 'include'))) {
       const user = await ignoringConflicts(async () =>
         store.users.create({

@@ -86,9 +86,18 @@ export interface UserListQuery {
   deleted?: DeletedFilter;
 }
 
+/** One item's outcome in createMany. */
+export type BulkCreateResult = { user: User } | { conflict: string } | { aborted: true };
+
 export interface UserRepository {
   /** Throws StoreConflictError('email') when the normalized email is taken (soft-deleted users included). */
   create(input: NewUser): Promise<User>;
+  /**
+   * Creates several users, reporting per item (in input order). Duplicates inside the batch are
+   * conflicts too (the first occurrence wins). With `atomic`, either every item is stored or none is:
+   * when any item conflicts, nothing remains stored and every other item reports `aborted`.
+   */
+  createMany(inputs: NewUser[], options: { atomic: boolean }): Promise<BulkCreateResult[]>;
   findById(id: string, deleted?: DeletedFilter): Promise<User | null>;
   findByEmail(email: string, deleted?: DeletedFilter): Promise<User | null>;
   /** Applies the patch and bumps updated_at; null when no such user. Conflicts as in create. */
@@ -238,6 +247,46 @@ export interface ResourceServerRepository {
   remove(id: string): Promise<boolean>;
 }
 
+/** One entry of the audit trail: who did what to which record, and what changed (never secrets). */
+export interface AuditEntry {
+  id: string;
+  timestamp: Date;
+  /** `client` (a service token), `user` (a user's token or session), or `system` (start-up, CLI). */
+  actor_type: 'client' | 'user' | 'system';
+  actor_id: string;
+  /** The OAuth client the actor acted through, when there is one. */
+  actor_client_id: string | null;
+  /** Dotted verb, for example `user.created`, `user.updated`, `role.deleted`, `user.login`. */
+  action: string;
+  target_type: string;
+  target_id: string | null;
+  request_id: string | null;
+  ip_address: string | null;
+  user_agent: string | null;
+  /** Changed fields: `{ field: { before, after } }`; secrets appear only as "[REDACTED]". */
+  changes: JsonObject | null;
+  /** Anything else worth keeping about the event. */
+  details: JsonObject | null;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, 'id' | 'timestamp'> &
+  Partial<Pick<AuditEntry, 'id' | 'timestamp'>>;
+
+export interface AuditQuery {
+  /** Over AUDIT_QUERY_FIELDS (query.ts). */
+  where?: Expr;
+  /** Default: newest first; `id` always ends the order. */
+  sort?: SortKey[];
+  limit: number;
+  offset?: number;
+}
+
+export interface AuditRepository {
+  append(entry: NewAuditEntry): Promise<AuditEntry>;
+  list(query: AuditQuery): Promise<AuditEntry[]>;
+  count(query: Pick<AuditQuery, 'where'>): Promise<number>;
+}
+
 export interface DurableStore {
   readonly kind: 'embedded' | 'mongo';
   readonly users: UserRepository;
@@ -245,6 +294,7 @@ export interface DurableStore {
   readonly clients: ClientRepository;
   readonly signingKeys: SigningKeyRepository;
   readonly resourceServers: ResourceServerRepository;
+  readonly audit: AuditRepository;
   /** Creates or updates schema and indexes; safe to run repeatedly and concurrently. */
   migrate(): Promise<void>;
   /** Resolves when the backend answers; rejects otherwise. */
@@ -283,6 +333,11 @@ export interface ArtifactAdapter {
 export interface ArtifactStore {
   readonly kind: 'embedded' | 'redis';
   adapterFor(model: string): ArtifactAdapter;
+  /**
+   * Deletes every artifact whose payload names this account (`accountId`): sessions, grants,
+   * authorization codes, access and refresh tokens, ... Returns how many were deleted.
+   */
+  revokeByAccountId(accountId: string): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

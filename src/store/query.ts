@@ -43,6 +43,19 @@ export const USER_QUERY_FIELDS: Readonly<Record<string, FieldType>> = {
   deleted_at: 'date',
 };
 
+/** The audit fields a query may name. */
+export const AUDIT_QUERY_FIELDS: Readonly<Record<string, FieldType>> = {
+  id: 'string',
+  timestamp: 'date',
+  actor_type: 'string',
+  actor_id: 'string',
+  actor_client_id: 'string',
+  action: 'string',
+  target_type: 'string',
+  target_id: 'string',
+  request_id: 'string',
+};
+
 /** Fields a list may be sorted (and cursor-paginated) by. */
 export const USER_SORT_FIELDS = [
   'id',

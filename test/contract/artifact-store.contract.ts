@@ -169,6 +169,83 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
       expect(await artifacts.adapterFor('RefreshToken').find(second)).toBeUndefined();
     });
 
+    it('revokes every artifact of an account, whatever its model, with its lookups, and nothing else', async () => {
+      const account = `acc-${id()}`;
+      const other = `acc-${id()}`;
+      const grantId = id();
+      const otherGrant = id();
+      const uid = id();
+      const userCode = `UC-${id()}`;
+      const revoked = [
+        ['Session', id(), { uid, accountId: account, exp: nowSeconds() + 60 }],
+        ['Grant', grantId, { accountId: account, clientId: 'c', openid: { scope: 'openid' } }],
+        ['AuthorizationCode', id(), { grantId, accountId: account, clientId: 'c' }],
+        ['AccessToken', id(), { grantId, accountId: account, clientId: 'c' }],
+        ['RefreshToken', id(), { grantId, accountId: account, clientId: 'c' }],
+        ['DeviceCode', id(), { grantId, accountId: account, userCode }],
+        ['BackchannelAuthenticationRequest', id(), { grantId, accountId: account }],
+        // Moved here from the other account by a later upsert.
+        ['AccessToken', id(), { grantId: otherGrant, accountId: other }],
+      ] as const;
+      for (const [model, key, payload] of revoked) await artifacts.adapterFor(model).upsert(key, payload, 60);
+      const moved = revoked.at(-1)!;
+      await artifacts.adapterFor(moved[0]).upsert(moved[1], { grantId, accountId: account }, 60);
+
+      const kept = [
+        ['Session', id(), { uid: id(), accountId: other }],
+        ['Grant', otherGrant, { accountId: other, clientId: 'c' }],
+        ['AccessToken', id(), { grantId: otherGrant, accountId: other }],
+        ['RefreshToken', id(), { grantId: otherGrant, accountId: other }],
+        // Client credentials name no account; an interaction names one only inside its result.
+        ['ClientCredentials', id(), { clientId: 'c', scope: 'api' }],
+        ['Interaction', id(), { uid: id(), result: { login: { accountId: account } } }],
+        // Moved from this account to the other one, so no longer this account's.
+        ['AccessToken', id(), { grantId: otherGrant, accountId: other }],
+      ] as const;
+      const movedAway = kept.at(-1)!;
+      await artifacts.adapterFor(movedAway[0]).upsert(movedAway[1], { grantId, accountId: account }, 60);
+      for (const [model, key, payload] of kept) await artifacts.adapterFor(model).upsert(key, payload, 60);
+
+      expect(await artifacts.revokeByAccountId(account)).toBe(revoked.length);
+
+      for (const [model, key] of revoked) expect(await artifacts.adapterFor(model).find(key)).toBeUndefined();
+      expect(await artifacts.adapterFor('Session').findByUid(uid)).toBeUndefined();
+      expect(await artifacts.adapterFor('DeviceCode').findByUserCode(userCode)).toBeUndefined();
+      for (const [model, key, payload] of kept) {
+        expect(await artifacts.adapterFor(model).find(key)).toEqual(payload);
+      }
+      expect(await artifacts.adapterFor('Session').findByUid(kept[0][2].uid)).toEqual(kept[0][2]);
+
+      // Nothing is left to revoke, and the grant's index no longer lists the revoked artifacts:
+      // a token issued under it afterwards is still revoked with it.
+      expect(await artifacts.revokeByAccountId(account)).toBe(0);
+      const later = id();
+      await artifacts.adapterFor('AccessToken').upsert(later, { grantId, accountId: account }, 60);
+      await artifacts.adapterFor('AccessToken').revokeByGrantId(grantId);
+      expect(await artifacts.adapterFor('AccessToken').find(later)).toBeUndefined();
+      expect(await artifacts.revokeByAccountId(account)).toBe(0);
+
+      expect(await artifacts.revokeByAccountId(`acc-${id()}`)).toBe(0);
+      expect(await artifacts.revokeByAccountId('')).toBe(0);
+      expect(await artifacts.revokeByAccountId(other)).toBe(5);
+    });
+
+    it('counts only live artifacts when revoking an account, and forgets those destroyed or revoked by grant', async () => {
+      const account = `acc-${id()}`;
+      const grantId = id();
+      await artifacts.adapterFor('Session').upsert(id(), { uid: id(), accountId: account }, 1);
+      const destroyed = id();
+      await artifacts.adapterFor('AccessToken').upsert(destroyed, { grantId: id(), accountId: account }, 60);
+      await artifacts.adapterFor('AccessToken').destroy(destroyed);
+      await artifacts.adapterFor('RefreshToken').upsert(id(), { grantId, accountId: account }, 60);
+      await artifacts.adapterFor('AccessToken').revokeByGrantId(grantId);
+      const live = id();
+      await artifacts.adapterFor('Grant').upsert(live, { accountId: account, clientId: 'c' }, 60);
+      await sleep(1300);
+      expect(await artifacts.revokeByAccountId(account)).toBe(1);
+      expect(await artifacts.adapterFor('Grant').find(live)).toBeUndefined();
+    });
+
     it('refuses writes without a positive, finite expiry and stores nothing for them', async () => {
       const adapter = artifacts.adapterFor('Session');
       for (const bad of [undefined, null, Number.NaN, 0, -5, Number.POSITIVE_INFINITY, '60']) {

@@ -6,7 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 
 import { StoreConflictError } from '../../src/store/errors.js';
-import type { DurableStore, NewUser, User } from '../../src/store/ports.js';
+import type {
+  AuditEntry,
+  BulkCreateResult,
+  DurableStore,
+  NewAuditEntry,
+  NewUser,
+  User,
+} from '../../src/store/ports.js';
 import {
   and,
   decodeCursor,
@@ -15,6 +22,7 @@ import {
   QueryError,
   totalOrder,
   type Expr,
+  type Scalar,
   type SortKey,
 } from '../../src/store/query.js';
 import { userSortValue } from '../../src/store/user-fields.js';
@@ -430,6 +438,506 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
       ]);
       expect(await store.users.count({ where: inBatch, deleted: 'only' })).toBe(1);
       await store.users.update(victim.id, { deleted_at: null }, 'only');
+    });
+  });
+
+  describe('bulk user creation', () => {
+    const emailsOf = (label: string, n: number) =>
+      Array.from({ length: n }, (_, i) => `${label}-${i}-${tag()}@example.org`);
+    const created = (results: BulkCreateResult[]) =>
+      results.map((r) => ('user' in r ? r.user : undefined)).filter((u): u is User => u !== undefined);
+
+    it('creates every user of a batch in input order, like create, and finds them by id, email and search', async () => {
+      const batch = tag();
+      for (const atomic of [true, false]) {
+        const inputs: NewUser[] = [
+          newUser({ email: `  Bulk.One-${batch}-${atomic}@Example.ORG `, first_name: `Zebulon${batch}` }),
+          newUser({ role: 'editor', status: 'suspended', metadata: { batch, nested: { a: [1] } } }),
+          newUser({ email_verified: true, password_hash: '$argon2id$bulk', password_reset_required: true }),
+        ];
+        const results = await store.users.createMany(inputs, { atomic });
+        expect(results).toHaveLength(3);
+        const users = created(results);
+        expect(users).toHaveLength(3);
+        expect(users[0]).toMatchObject({
+          email: `Bulk.One-${batch}-${atomic}@Example.ORG`,
+          first_name: `Zebulon${batch}`,
+          last_name: 'Lovelace',
+          role: 'user',
+          status: 'active',
+          email_verified: false,
+          password_hash: null,
+          password_reset_required: false,
+          metadata: {},
+          preferences: {},
+          login_count: 0,
+          last_login: null,
+          deleted_at: null,
+        });
+        expect(users[1]).toMatchObject({ role: 'editor', status: 'suspended', metadata: { batch } });
+        expect(users[2]).toMatchObject({
+          email_verified: true,
+          password_hash: '$argon2id$bulk',
+          password_reset_required: true,
+        });
+        for (const [i, user] of users.entries()) {
+          expect(user.id).toMatch(/^usr_[0-9a-z]{26}$/);
+          expect(user.created_at).toBeInstanceOf(Date);
+          expect(user.updated_at).toEqual(user.created_at);
+          expect(await store.users.findById(user.id)).toEqual(user);
+          expect(await store.users.findByEmail(inputs[i]!.email.toUpperCase())).toEqual(user);
+        }
+        expect(new Set(users.map((u) => u.id)).size).toBe(3);
+      }
+      // Search terms are written for bulk-created users as for single ones.
+      const found = await store.users.list({ search: `zebulon${batch} bulk`, limit: 10 });
+      expect(found.map((u) => u.first_name)).toEqual([`Zebulon${batch}`, `Zebulon${batch}`]);
+      expect(await store.users.count({ search: `bulk.one-${batch}-true` })).toBe(1);
+      expect(await store.users.createMany([], { atomic: true })).toEqual([]);
+    });
+
+    /** A stored user, a soft-deleted one, and a batch that collides with both and with itself. */
+    async function collidingBatch(atomic: boolean) {
+      const stored = await store.users.create(newUser());
+      const deleted = await store.users.create(newUser());
+      await store.users.update(deleted.id, { deleted_at: new Date() });
+      const [a, b, c] = emailsOf(`mixed-${atomic}`, 3);
+      const inputs: NewUser[] = [
+        newUser({ email: a!, first_name: 'First' }),
+        newUser({ email: stored.email.toUpperCase() }),
+        newUser({ email: b! }),
+        newUser({ email: ` ${a!.toUpperCase()}`, first_name: 'Second' }),
+        newUser({ email: deleted.email }),
+        newUser({ email: c!, id: stored.id }),
+        newUser({ email: c! }),
+      ];
+      const results = await store.users.createMany(inputs, { atomic });
+      return { inputs, results, emails: [a!, b!, c!] };
+    }
+
+    it('reports duplicates in the batch and taken emails and ids as conflicts, and stores the rest when not atomic', async () => {
+      const { results, emails } = await collidingBatch(false);
+      expect(results.map((r) => Object.keys(r)[0])).toEqual([
+        'user',
+        'conflict',
+        'user',
+        'conflict',
+        'conflict',
+        'conflict',
+        'user',
+      ]);
+      expect(results.filter((r) => 'conflict' in r)).toEqual([
+        { conflict: 'email' },
+        { conflict: 'email' },
+        { conflict: 'email' },
+        { conflict: 'id' },
+      ]);
+      // The first occurrence of a duplicated email wins.
+      expect((await store.users.findByEmail(emails[0]!))!.first_name).toBe('First');
+      for (const user of created(results)) expect(await store.users.findById(user.id)).toEqual(user);
+      expect(await store.users.count({ where: { field: 'email', op: 'in', value: emails } })).toBe(3);
+    });
+
+    it('stores nothing of an atomic batch with any conflict and reports the other items aborted', async () => {
+      const { results, emails } = await collidingBatch(true);
+      expect(results).toEqual([
+        { aborted: true },
+        { conflict: 'email' },
+        { aborted: true },
+        { conflict: 'email' },
+        { conflict: 'email' },
+        { conflict: 'id' },
+        { aborted: true },
+      ]);
+      expect(
+        await store.users.count({ where: { field: 'email', op: 'in', value: emails }, deleted: 'include' }),
+      ).toBe(0);
+
+      // A duplicate inside the batch is enough to abort it.
+      const [x, y] = emailsOf('self', 2);
+      const selfColliding = await store.users.createMany(
+        [newUser({ email: x! }), newUser({ email: y! }), newUser({ email: x!.toUpperCase() })],
+        { atomic: true },
+      );
+      expect(selfColliding).toEqual([{ aborted: true }, { aborted: true }, { conflict: 'email' }]);
+      expect(await store.users.findByEmail(x!)).toBeNull();
+      expect(await store.users.findByEmail(y!)).toBeNull();
+    });
+
+    it('creates 100 users in one call within a second or two, in either mode', async () => {
+      for (const atomic of [true, false]) {
+        const batch = tag();
+        const inputs = emailsOf(`hundred-${batch}`, 100).map((email, i) =>
+          newUser({ email, first_name: `Member${i}`, metadata: { batch } }),
+        );
+        const started = Date.now();
+        const results = await store.users.createMany(inputs, { atomic });
+        const elapsed = Date.now() - started;
+        expect(created(results).map((u) => u.email)).toEqual(inputs.map((u) => u.email));
+        expect(elapsed).toBeLessThan(2000);
+        expect(await store.users.count({ where: { field: 'metadata.batch', op: 'eq', value: batch } })).toBe(
+          100,
+        );
+      }
+      // An atomic batch of 100 that fails on its last item leaves none of the other 99 behind.
+      const batch = tag();
+      const taken = await store.users.create(newUser());
+      const inputs = [
+        ...emailsOf(`late-fail-${batch}`, 99).map((email) => newUser({ email, metadata: { batch } })),
+        newUser({ email: taken.email, metadata: { batch } }),
+      ];
+      const results = await store.users.createMany(inputs, { atomic: true });
+      expect(results.at(-1)).toEqual({ conflict: 'email' });
+      expect(results.slice(0, 99).every((r) => 'aborted' in r)).toBe(true);
+      expect(await store.users.count({ where: { field: 'metadata.batch', op: 'eq', value: batch } })).toBe(0);
+    });
+
+    it('keeps an atomic batch all-or-nothing while other calls take its emails concurrently', async () => {
+      for (let round = 0; round < 5; round += 1) {
+        const batch = tag();
+        const emails = emailsOf(`contended-${batch}`, 20);
+        const shared = emailsOf(`shared-${batch}`, 1)[0]!;
+        const inBatch: Expr = { field: 'metadata.batch', op: 'eq', value: batch };
+        // Three overlapping atomic batches (sharing one email) and single creates of some of their emails.
+        const batches = [0, 1, 2].map((b) =>
+          store.users.createMany(
+            [
+              ...emails.slice(b * 5, b * 5 + 8).map((email) => newUser({ email, metadata: { batch, b } })),
+              newUser({ email: shared, metadata: { batch, b } }),
+            ],
+            { atomic: true },
+          ),
+        );
+        const singles = [3, 11, 19].map((i) =>
+          store.users
+            .create(newUser({ email: emails[i]!, metadata: { solo: batch } }))
+            .catch((err: unknown) => err),
+        );
+        const outcomes = await Promise.all(batches);
+        await Promise.all(singles);
+        let succeeded = 0;
+        for (const [b, results] of outcomes.entries()) {
+          const mine = await store.users.count({
+            where: and(inBatch, { field: 'metadata.b', op: 'eq', value: b }),
+            deleted: 'include',
+          });
+          if (results.every((r) => 'user' in r)) {
+            succeeded += 1;
+            expect(mine).toBe(9);
+          } else {
+            expect(results.some((r) => 'conflict' in r)).toBe(true);
+            expect(results.every((r) => 'conflict' in r || 'aborted' in r)).toBe(true);
+            expect(mine).toBe(0);
+          }
+        }
+        // At most one batch can hold the shared email.
+        expect(succeeded).toBeLessThanOrEqual(1);
+        expect(await store.users.count({ where: { field: 'email', op: 'eq', value: shared } })).toBe(
+          succeeded,
+        );
+      }
+    });
+  });
+
+  describe('audit trail', () => {
+    const batch = tag();
+    const userType = `user-${batch}`;
+    const roleType = `role-${batch}`;
+    const inBatch: Expr = { field: 'target_type', op: 'in', value: [userType, roleType] };
+    const base = Date.parse('2026-02-01T12:00:00.000Z');
+    const at = (seconds: number) => new Date(base + seconds * 1000);
+    let entries: AuditEntry[] = [];
+
+    const entry = (over: Partial<NewAuditEntry>): NewAuditEntry => ({
+      actor_type: 'user',
+      actor_id: `usr_actor1-${batch}`,
+      actor_client_id: null,
+      action: 'user.updated',
+      target_type: userType,
+      target_id: `usr_target1-${batch}`,
+      request_id: null,
+      ip_address: null,
+      user_agent: null,
+      changes: null,
+      details: null,
+      ...over,
+    });
+    const ids = (list: AuditEntry[]) => list.map((e) => e.id);
+    /** Newest first, then id descending: the order every adapter must produce by default. */
+    const newestFirst = (list: AuditEntry[]) =>
+      [...list].sort(
+        (a, b) => b.timestamp.getTime() - a.timestamp.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0),
+      );
+    const query = (where?: Expr, sort?: SortKey[], limit = 100) =>
+      store.audit.list({ where: and(inBatch, where), sort, limit });
+
+    beforeAll(async () => {
+      entries = [];
+      const seed: NewAuditEntry[] = [
+        entry({
+          timestamp: at(0),
+          action: 'user.created',
+          actor_client_id: `cli-${batch}`,
+          request_id: `req-${batch}-0`,
+          ip_address: '203.0.113.7',
+          user_agent: 'curl/8.5',
+          changes: { email: { before: null, after: 'a@example.org' } },
+        }),
+        entry({
+          timestamp: at(1),
+          actor_type: 'client',
+          actor_id: `cli-${batch}`,
+          actor_client_id: `cli-${batch}`,
+        }),
+        entry({
+          timestamp: at(1),
+          actor_type: 'system',
+          actor_id: 'system',
+          action: 'role.deleted',
+          target_type: roleType,
+          target_id: `rol_1-${batch}`,
+          details: { reason: 'cleanup' },
+        }),
+        entry({ timestamp: at(1), action: 'user.login', target_id: `usr_target2-${batch}` }),
+        entry({ timestamp: at(1), action: 'user.login', target_id: null }),
+        entry({ timestamp: at(2), actor_id: `usr_actor2-${batch}`, target_id: `usr_target2-${batch}` }),
+        entry({
+          timestamp: at(3),
+          action: 'role.created',
+          target_type: roleType,
+          target_id: `rol_2-${batch}`,
+        }),
+      ];
+      for (const e of seed) entries.push(await store.audit.append(e));
+    });
+
+    it('appends entries with generated ids, a default timestamp of now, and reads them back as written', async () => {
+      const before = Date.now();
+      const appended = await store.audit.append(
+        entry({
+          target_type: `lone-${batch}`,
+          actor_client_id: 'cli-x',
+          request_id: 'req-x',
+          ip_address: '2001:db8::1',
+          user_agent: 'Mozilla/5.0',
+        }),
+      );
+      expect(appended.id).toMatch(/^aud_[0-9a-z]{26}$/);
+      expect(appended.timestamp.getTime()).toBeGreaterThanOrEqual(before - 1);
+      expect(appended.timestamp.getTime()).toBeLessThanOrEqual(Date.now() + 1);
+      expect(appended).toMatchObject({
+        actor_type: 'user',
+        actor_id: `usr_actor1-${batch}`,
+        actor_client_id: 'cli-x',
+        action: 'user.updated',
+        target_type: `lone-${batch}`,
+        target_id: `usr_target1-${batch}`,
+        request_id: 'req-x',
+        ip_address: '2001:db8::1',
+        user_agent: 'Mozilla/5.0',
+        changes: null,
+        details: null,
+      });
+      expect(
+        await store.audit.list({
+          where: { field: 'target_type', op: 'eq', value: `lone-${batch}` },
+          limit: 10,
+        }),
+      ).toEqual([appended]);
+      const chosen = await store.audit.append(
+        entry({ id: `aud_chosen-${batch}`, timestamp: at(-100), target_type: `lone-${batch}` }),
+      );
+      expect(chosen.id).toBe(`aud_chosen-${batch}`);
+      expect(chosen.timestamp).toEqual(at(-100));
+      await expect(store.audit.append(entry({ id: chosen.id }))).rejects.toEqual(
+        new StoreConflictError('id'),
+      );
+    });
+
+    it('round-trips free-form changes and details exactly', async () => {
+      const changes = {
+        'metadata.plan': { before: 'free', after: 'pro' },
+        $set: {
+          before: null,
+          after: { a: [1, 2.5, -3, 2 ** 40, true, false, null, '', { deep: { er: ['x'] } }] },
+        },
+        empty: {},
+        list: [],
+        unicode: { before: 'Zoë 日本 🚀', after: 'line\nbreak\ttab "quoted" \\ back' },
+      };
+      const details = { nested: { 'dotted.key': 1, $op: 'x' }, zero: 0, negative: -1.25 };
+      const stored = await store.audit.append(entry({ target_type: `json-${batch}`, changes, details }));
+      expect(stored.changes).toEqual(changes);
+      expect(stored.details).toEqual(details);
+      const [read] = await store.audit.list({
+        where: { field: 'target_type', op: 'eq', value: `json-${batch}` },
+        limit: 1,
+      });
+      expect(read).toEqual(stored);
+      expect(read!.changes).toEqual(changes);
+      expect(read!.details).toEqual(details);
+
+      const empty = await store.audit.append(
+        entry({ target_type: `json-${batch}`, changes: {}, details: null }),
+      );
+      expect(
+        (await store.audit.list({ where: { field: 'id', op: 'eq', value: empty.id }, limit: 1 }))[0],
+      ).toMatchObject({
+        changes: {},
+        details: null,
+      });
+    });
+
+    it('lists newest first by default, with id breaking ties, and counts', async () => {
+      const listed = await query();
+      expect(ids(listed)).toEqual(ids(newestFirst(entries)));
+      expect(listed).toEqual(newestFirst(entries));
+      expect(await store.audit.count({ where: inBatch })).toBe(entries.length);
+      expect(await store.audit.count({})).toBeGreaterThanOrEqual(entries.length);
+      const oldestFirst = await query(undefined, [{ field: 'timestamp', dir: 'asc' }]);
+      expect(oldestFirst[0]!.id).toBe(entries[0]!.id);
+      expect(oldestFirst.at(-1)!.id).toBe(entries.at(-1)!.id);
+      expect(ids(await store.audit.list({ where: inBatch, limit: 3, offset: 2 }))).toEqual(
+        ids(newestFirst(entries)).slice(2, 5),
+      );
+      expect(await store.audit.list({ where: inBatch, limit: 0 })).toEqual([]);
+    });
+
+    it('filters on every field type with every operator', async () => {
+      const count = async (where: Expr) => (await query(where)).length;
+      const expectSame = async (where: Expr, predicate: (e: AuditEntry) => boolean) => {
+        expect(ids(await query(where))).toEqual(ids(newestFirst(entries.filter(predicate))));
+        expect(await store.audit.count({ where: and(inBatch, where) })).toBe(
+          entries.filter(predicate).length,
+        );
+      };
+      await expectSame({ field: 'action', op: 'eq', value: 'user.login' }, (e) => e.action === 'user.login');
+      await expectSame(
+        { field: 'action', op: 'ne', value: 'user.updated' },
+        (e) => e.action !== 'user.updated',
+      );
+      await expectSame({ field: 'action', op: 'contains', value: 'ROLE.' }, (e) =>
+        e.action.startsWith('role.'),
+      );
+      await expectSame(
+        { field: 'actor_type', op: 'in', value: ['client', 'system'] },
+        (e) => e.actor_type !== 'user',
+      );
+      await expectSame({ field: 'actor_id', op: 'eq', value: `usr_actor2-${batch}` }, (e) =>
+        e.actor_id.startsWith('usr_actor2'),
+      );
+      await expectSame(
+        { field: 'actor_client_id', op: 'eq', value: `cli-${batch}` },
+        (e) => e.actor_client_id !== null,
+      );
+      await expectSame(
+        { field: 'actor_client_id', op: 'eq', value: null },
+        (e) => e.actor_client_id === null,
+      );
+      await expectSame(
+        { field: 'target_type', op: 'eq', value: roleType },
+        (e) => e.target_type === roleType,
+      );
+      await expectSame({ field: 'target_id', op: 'eq', value: null }, (e) => e.target_id === null);
+      await expectSame({ field: 'target_id', op: 'ne', value: null }, (e) => e.target_id !== null);
+      await expectSame(
+        {
+          and: [
+            { field: 'target_type', op: 'eq', value: userType },
+            { field: 'target_id', op: 'eq', value: `usr_target2-${batch}` },
+          ],
+        },
+        (e) => e.target_id === `usr_target2-${batch}`,
+      );
+      await expectSame(
+        { field: 'request_id', op: 'eq', value: `req-${batch}-0` },
+        (e) => e.request_id !== null,
+      );
+      await expectSame({ field: 'id', op: 'eq', value: entries[3]!.id }, (e) => e.id === entries[3]!.id);
+      await expectSame(
+        { field: 'timestamp', op: 'eq', value: at(1) },
+        (e) => e.timestamp.getTime() === at(1).getTime(),
+      );
+      await expectSame({ field: 'timestamp', op: 'gt', value: at(1) }, (e) => e.timestamp > at(1));
+      await expectSame({ field: 'timestamp', op: 'gte', value: at(1) }, (e) => e.timestamp >= at(1));
+      await expectSame({ field: 'timestamp', op: 'lt', value: at(1) }, (e) => e.timestamp < at(1));
+      await expectSame({ field: 'timestamp', op: 'lte', value: at(2) }, (e) => e.timestamp <= at(2));
+      await expectSame(
+        {
+          or: [
+            { field: 'actor_type', op: 'eq', value: 'system' },
+            { field: 'timestamp', op: 'gte', value: at(3) },
+          ],
+        },
+        (e) => e.actor_type === 'system' || e.timestamp >= at(3),
+      );
+      expect(await count({ field: 'action', op: 'eq', value: 'nothing.happened' })).toBe(0);
+    });
+
+    it('pages with keyset cursors across equal timestamps, in the default and other orders', async () => {
+      for (const sort of [
+        undefined,
+        [{ field: 'timestamp', dir: 'asc' }],
+        [
+          { field: 'action', dir: 'asc' },
+          { field: 'timestamp', dir: 'desc' },
+        ],
+        [{ field: 'target_id', dir: 'desc' }],
+      ] as (SortKey[] | undefined)[]) {
+        const order = totalOrder(sort, { field: 'timestamp', dir: 'desc' });
+        const all = await query(undefined, order);
+        expect(all).toHaveLength(entries.length);
+        const seen: AuditEntry[] = [];
+        let after: Expr | undefined;
+        for (let guard = 0; guard < 10; guard += 1) {
+          const page = await query(after, order, 2);
+          seen.push(...page);
+          if (page.length < 2) break;
+          const last = page[page.length - 1]! as unknown as Record<string, Scalar>;
+          const cursor = encodeCursor(order.map((k) => last[k.field] ?? null));
+          after = keysetAfter(order, decodeCursor(cursor, order.length)!);
+        }
+        expect(ids(seen)).toEqual(ids(all));
+      }
+      // The default order and an explicit newest-first one are the same order.
+      expect(ids(await query(undefined, [{ field: 'timestamp', dir: 'desc' }]))).toEqual(ids(await query()));
+    });
+
+    it('refuses fields, operators, values and sorts outside the audit query language', async () => {
+      const bad: unknown[] = [
+        { field: '$where', op: 'eq', value: 'sleep(1000)' },
+        { field: 'changes', op: 'eq', value: 'x' },
+        { field: 'details.reason', op: 'eq', value: 'cleanup' },
+        { field: 'metadata.plan', op: 'eq', value: 'pro' },
+        { field: 'ip_address', op: 'eq', value: '203.0.113.7' },
+        { field: 'user_agent', op: 'contains', value: 'curl' },
+        { field: 'constructor', op: 'eq', value: 'x' },
+        { field: '__proto__', op: 'eq', value: 'x' },
+        { field: 'toString', op: 'eq', value: 'x' },
+        { field: 'action', op: '$regex', value: '.*' },
+        { field: 'action', op: 'eq', value: { $ne: null } },
+        { field: 'action', op: 'in', value: [{ $gt: '' }] },
+        { field: 'action', op: 'in', value: [] },
+        { field: 'timestamp', op: 'gt', value: null },
+        { field: 'timestamp', op: 'contains', value: '2026' },
+        { and: [inBatch, { field: 'actor_id', op: 'eq', value: ['a', 'b'] }] },
+      ];
+      for (const where of bad) {
+        await expect(store.audit.list({ where: where as Expr, limit: 10 })).rejects.toBeInstanceOf(
+          QueryError,
+        );
+        await expect(store.audit.count({ where: where as Expr })).rejects.toBeInstanceOf(QueryError);
+      }
+      for (const sort of [
+        [{ field: 'changes', dir: 'asc' }],
+        [{ field: 'constructor', dir: 'asc' }],
+        [{ field: 'ip_address', dir: 'desc' }],
+        [{ field: 'timestamp', dir: 'sideways' }],
+      ]) {
+        await expect(store.audit.list({ limit: 10, sort: sort as SortKey[] })).rejects.toBeInstanceOf(
+          QueryError,
+        );
+      }
     });
   });
 

@@ -1,8 +1,9 @@
 /**
  * oidc-provider artifacts in the embedded SQLite file. Expiry is enforced on every read, and expired
- * rows are swept periodically; consumption is sticky (an upsert never un-consumes).
+ * rows are swept periodically; consumption is sticky (an upsert never un-consumes). Lookup keys (grant,
+ * uid, user code, account) are columns of the artifact's own row, so they live and die with it.
  */
-import { GRANTABLE_MODELS } from '../artifact-models.js';
+import { accountIdOf, GRANTABLE_MODELS } from '../artifact-models.js';
 import { checkExpiresIn } from '../errors.js';
 import type { ArtifactAdapter, ArtifactPayload, ArtifactStore } from '../ports.js';
 import type { EmbeddedDatabase } from './database.js';
@@ -31,11 +32,12 @@ class EmbeddedArtifactAdapter implements ArtifactAdapter {
     const grantId = GRANTABLE_MODELS.has(this.model) && payload.grantId ? payload.grantId : null;
     const consumedAt = typeof payload.consumed === 'number' ? payload.consumed * 1000 : null;
     this.db.run(
-      `INSERT INTO oidc_artifacts (model, id, payload, grant_id, user_code, uid, expires_at, consumed_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO oidc_artifacts
+         (model, id, payload, grant_id, user_code, uid, account_id, expires_at, consumed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (model, id) DO UPDATE SET
          payload = excluded.payload, grant_id = excluded.grant_id, user_code = excluded.user_code,
-         uid = excluded.uid, expires_at = excluded.expires_at,
+         uid = excluded.uid, account_id = excluded.account_id, expires_at = excluded.expires_at,
          consumed_at = COALESCE(oidc_artifacts.consumed_at, excluded.consumed_at)`,
       this.model,
       id,
@@ -43,6 +45,7 @@ class EmbeddedArtifactAdapter implements ArtifactAdapter {
       grantId,
       typeof payload.userCode === 'string' ? payload.userCode : null,
       typeof payload.uid === 'string' ? payload.uid : null,
+      accountIdOf(payload),
       this.now() + ttl * 1000,
       consumedAt,
     );
@@ -135,6 +138,17 @@ export class EmbeddedArtifactStore implements ArtifactStore {
       this.adapters.set(model, adapter);
     }
     return adapter;
+  }
+
+  async revokeByAccountId(accountId: string): Promise<number> {
+    if (accountId === '') return 0;
+    // Expired rows are already gone for every reader; counting them would make the answer depend on
+    // when the sweep last ran (Redis never counts them either). The sweep removes them.
+    return this.db.run(
+      'DELETE FROM oidc_artifacts WHERE account_id = ? AND expires_at > ?',
+      accountId,
+      this.now(),
+    ).changes;
   }
 
   /** Deletes expired artifacts; returns how many. */

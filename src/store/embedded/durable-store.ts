@@ -1,5 +1,6 @@
 /** The durable store on the embedded SQLite file. */
 import type { DurableStore } from '../ports.js';
+import { EmbeddedAuditRepository } from './audit.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
 import { EmbeddedResourceServerRepository } from './resource-servers.js';
@@ -14,6 +15,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly clients: EmbeddedClientRepository;
   readonly signingKeys: EmbeddedSigningKeyRepository;
   readonly resourceServers: EmbeddedResourceServerRepository;
+  readonly audit: EmbeddedAuditRepository;
   private closed = false;
 
   constructor(private readonly db: EmbeddedDatabase) {
@@ -23,6 +25,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.clients = new EmbeddedClientRepository(db);
     this.signingKeys = new EmbeddedSigningKeyRepository(db);
     this.resourceServers = new EmbeddedResourceServerRepository(db);
+    this.audit = new EmbeddedAuditRepository(db);
   }
 
   /** The schema is migrated when the file is opened; nothing is left to do. */

@@ -125,4 +125,44 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 3,
+    description: 'audit trail',
+    // Append-only: rows are inserted and read, never updated. The indexes serve the usual questions:
+    // the newest entries (keyset pages on timestamp, id), one record's history, one actor's doings,
+    // and one kind of event.
+    sql: `
+      CREATE TABLE audit_log (
+        id TEXT PRIMARY KEY,
+        timestamp TEXT NOT NULL,
+        actor_type TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        actor_client_id TEXT,
+        action TEXT NOT NULL,
+        target_type TEXT NOT NULL,
+        target_id TEXT,
+        request_id TEXT,
+        ip_address TEXT,
+        user_agent TEXT,
+        changes TEXT,
+        details TEXT
+      ) STRICT;
+      CREATE INDEX audit_log_timestamp ON audit_log (timestamp, id);
+      CREATE INDEX audit_log_target ON audit_log (target_type, target_id, timestamp);
+      CREATE INDEX audit_log_actor ON audit_log (actor_id, timestamp);
+      CREATE INDEX audit_log_action ON audit_log (action, timestamp);
+    `,
+  },
+  {
+    version: 4,
+    description: 'account index of oidc artifacts',
+    // Rows written before this step carry their account only inside the payload: copy it out, so
+    // revoking an account also finds artifacts issued before the upgrade.
+    sql: `
+      ALTER TABLE oidc_artifacts ADD COLUMN account_id TEXT;
+      UPDATE oidc_artifacts SET account_id = json_extract(payload, '$.accountId')
+        WHERE json_type(payload, '$.accountId') = 'text' AND json_extract(payload, '$.accountId') <> '';
+      CREATE INDEX oidc_artifacts_account ON oidc_artifacts (account_id) WHERE account_id IS NOT NULL;
+    `,
+  },
 ];

@@ -99,9 +99,17 @@ function compileMetadata(column: string, segments: string[], c: Comparison): Sql
   }
 }
 
+/**
+ * Own properties only: a plain lookup would find Object.prototype members (`constructor`,
+ * `__proto__`), which `in` (in checkComparison) accepts too, and put `undefined` into the statement.
+ */
+function fieldOf(map: SqlFieldMap, name: string): SqlField | undefined {
+  return Object.hasOwn(map.fields, name) ? map.fields[name] : undefined;
+}
+
 function compileComparison(map: SqlFieldMap, c: Comparison): SqlFragment {
   checkComparison(c, map.fields);
-  const field = map.fields[c.field];
+  const field = fieldOf(map, c.field);
   if (!field) {
     const segments = metadataPath(c.field);
     if (!segments || !map.metadataColumn) throw new QueryError(`unknown field ${c.field}`);
@@ -147,8 +155,11 @@ export function compileWhere(map: SqlFieldMap, expr: Expr): SqlFragment {
 export function compileOrder(map: SqlFieldMap, sort: SortKey[]): string {
   return sort
     .map((k) => {
-      const field = map.fields[k.field];
+      const field = fieldOf(map, k.field);
       if (!field) throw new QueryError(`cannot sort by ${k.field}`);
+      // Refused as the mongo compiler does, rather than read as ascending.
+      if (k.dir !== 'asc' && k.dir !== 'desc')
+        throw new QueryError(`unknown sort direction ${String(k.dir)}`);
       return `${field.column} ${k.dir === 'desc' ? 'DESC' : 'ASC'}`;
     })
     .join(', ');

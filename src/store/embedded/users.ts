@@ -3,7 +3,15 @@ import type { SQLInputValue } from 'node:sqlite';
 
 import { StoreConflictError } from '../errors.js';
 import { newId } from '../ids.js';
-import type { DeletedFilter, NewUser, User, UserListQuery, UserPatch, UserRepository } from '../ports.js';
+import type {
+  BulkCreateResult,
+  DeletedFilter,
+  NewUser,
+  User,
+  UserListQuery,
+  UserPatch,
+  UserRepository,
+} from '../ports.js';
 import { and, searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS, type Expr } from '../query.js';
 import { normalizeEmail } from '../user-fields.js';
 import { fromIso, toIso, uniqueViolation, type EmbeddedDatabase, type Row } from './database.js';
@@ -48,12 +56,20 @@ function deletedClause(deleted: DeletedFilter = 'exclude'): string {
   return deleted === 'only' ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL';
 }
 
-function conflictOrThrow(err: unknown): never {
+/** The field a unique violation is about, as StoreConflictError names it; undefined for other errors. */
+function conflictField(err: unknown): string | undefined {
   const column = uniqueViolation(err);
-  if (column === 'email_normalized') throw new StoreConflictError('email');
-  if (column) throw new StoreConflictError(column);
+  return column === 'email_normalized' ? 'email' : column;
+}
+
+function conflictOrThrow(err: unknown): never {
+  const field = conflictField(err);
+  if (field) throw new StoreConflictError(field);
   throw err;
 }
+
+/** Thrown inside an atomic createMany's transaction to roll it back once an item conflicted. */
+class AbortBatch extends Error {}
 
 /** Columns a patch may set, with how each value is stored. */
 const PATCH_COLUMNS: Record<keyof UserPatch, (v: never) => SQLInputValue> = {
@@ -80,39 +96,71 @@ export class EmbeddedUserRepository implements UserRepository {
     }
   }
 
-  async create(input: NewUser): Promise<User> {
-    const now = input.created_at ?? new Date();
+  /** Inserts one user with its search terms; call inside a transaction. Throws on a unique violation. */
+  private insert(input: NewUser, defaultNow: Date): User {
+    const now = input.created_at ?? defaultNow;
     const id = input.id ?? newId('usr', now.getTime());
     const email = input.email.trim();
+    const row = this.db.get(
+      `INSERT INTO users (id, email, email_normalized, first_name, last_name, role, status, email_verified,
+         password_hash, password_reset_required, metadata, preferences, login_count, last_login,
+         created_at, updated_at, deleted_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL) RETURNING *`,
+      id,
+      email,
+      normalizeEmail(email),
+      input.first_name,
+      input.last_name,
+      input.role ?? 'user',
+      input.status ?? 'active',
+      input.email_verified ? 1 : 0,
+      input.password_hash ?? null,
+      input.password_reset_required ? 1 : 0,
+      JSON.stringify(input.metadata ?? {}),
+      JSON.stringify(input.preferences ?? {}),
+      toIso(now),
+      toIso(now),
+    )!;
+    const user = toUser(row);
+    this.writeSearchTerms(user);
+    return user;
+  }
+
+  async create(input: NewUser): Promise<User> {
     try {
-      return this.db.transaction(() => {
-        const row = this.db.get(
-          `INSERT INTO users (id, email, email_normalized, first_name, last_name, role, status, email_verified,
-             password_hash, password_reset_required, metadata, preferences, login_count, last_login,
-             created_at, updated_at, deleted_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL) RETURNING *`,
-          id,
-          email,
-          normalizeEmail(email),
-          input.first_name,
-          input.last_name,
-          input.role ?? 'user',
-          input.status ?? 'active',
-          input.email_verified ? 1 : 0,
-          input.password_hash ?? null,
-          input.password_reset_required ? 1 : 0,
-          JSON.stringify(input.metadata ?? {}),
-          JSON.stringify(input.preferences ?? {}),
-          toIso(now),
-          toIso(now),
-        )!;
-        const user = toUser(row);
-        this.writeSearchTerms(user);
-        return user;
-      });
+      return this.db.transaction(() => this.insert(input, new Date()));
     } catch (err) {
       conflictOrThrow(err);
     }
+  }
+
+  /**
+   * One transaction for the whole batch. A unique violation aborts only its own statement in
+   * SQLite, so the transaction goes on with the next item; a later duplicate of an email inside the
+   * batch meets the first one's row and conflicts, which makes the first occurrence win. An atomic
+   * batch with any conflict is rolled back as a whole.
+   */
+  async createMany(inputs: NewUser[], options: { atomic: boolean }): Promise<BulkCreateResult[]> {
+    const now = new Date();
+    const results: BulkCreateResult[] = [];
+    try {
+      this.db.transaction(() => {
+        for (const input of inputs) {
+          try {
+            results.push({ user: this.insert(input, now) });
+          } catch (err) {
+            const field = conflictField(err);
+            if (!field) throw err;
+            results.push({ conflict: field });
+          }
+        }
+        if (options.atomic && results.some((r) => 'conflict' in r)) throw new AbortBatch();
+      });
+    } catch (err) {
+      if (!(err instanceof AbortBatch)) throw err;
+      return results.map((r) => ('conflict' in r ? r : { aborted: true }));
+    }
+    return results;
   }
 
   async findById(id: string, deleted: DeletedFilter = 'exclude'): Promise<User | null> {

@@ -2,6 +2,7 @@
 import type { Connection, Model } from 'mongoose';
 
 import type { DurableStore } from '../ports.js';
+import { MongoAuditRepository } from './audit.js';
 import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
@@ -21,6 +22,7 @@ export class MongoDurableStore implements DurableStore {
   readonly clients: MongoClientRepository;
   readonly signingKeys: MongoSigningKeyRepository;
   readonly resourceServers: MongoResourceServerRepository;
+  readonly audit: MongoAuditRepository;
   private readonly models: MongoModels;
   private closed = false;
 
@@ -31,12 +33,13 @@ export class MongoDurableStore implements DurableStore {
     readonly flavor: ServerFlavor,
   ) {
     this.models = createModels(conn);
-    const { users, roles, roleLinks, clients, signingKeys, resourceServers } = this.models;
+    const { users, roles, roleLinks, clients, signingKeys, resourceServers, audit } = this.models;
     this.users = new MongoUserRepository(users, roleLinks);
     this.roles = new MongoRoleRepository(roles, roleLinks, users);
     this.clients = new MongoClientRepository(clients);
     this.signingKeys = new MongoSigningKeyRepository(signingKeys);
     this.resourceServers = new MongoResourceServerRepository(resourceServers);
+    this.audit = new MongoAuditRepository(audit);
   }
 
   /**

@@ -82,6 +82,27 @@ export interface ResourceServerDocument {
   updated_at: Date;
 }
 
+export interface AuditDocument {
+  /** The entry's id (`aud_...`). */
+  _id: string;
+  timestamp: Date;
+  actor_type: 'client' | 'user' | 'system';
+  actor_id: string;
+  actor_client_id: string | null;
+  action: string;
+  target_type: string;
+  target_id: string | null;
+  request_id: string | null;
+  ip_address: string | null;
+  user_agent: string | null;
+  /**
+   * JSON text, not a nested document: audit objects are free-form and must come back exactly,
+   * while FerretDB 1.x refuses keys with a dot or a leading `$` (a changed `metadata.plan`, say).
+   */
+  changes: string | null;
+  details: string | null;
+}
+
 export interface MongoModels {
   users: Model<UserDocument>;
   roles: Model<RoleDocument>;
@@ -89,6 +110,7 @@ export interface MongoModels {
   clients: Model<ClientDocument>;
   signingKeys: Model<SigningKeyDocument>;
   resourceServers: Model<ResourceServerDocument>;
+  audit: Model<AuditDocument>;
 }
 
 /** Names of the unique indexes, which duplicate-key errors are matched against. */
@@ -240,6 +262,33 @@ function resourceServerSchema() {
   return schema;
 }
 
+/** Append-only: entries are inserted and read, never updated; the indexes mirror the embedded table's. */
+function auditSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      timestamp: { type: Date, required: true },
+      actor_type: { type: String, required: true },
+      actor_id: { type: String, required: true },
+      actor_client_id: nullable(String),
+      action: { type: String, required: true },
+      target_type: { type: String, required: true },
+      target_id: nullable(String),
+      request_id: nullable(String),
+      ip_address: nullable(String),
+      user_agent: nullable(String),
+      changes: nullable(String),
+      details: nullable(String),
+    },
+    { ...OPTIONS, collection: 'audit_log' },
+  );
+  schema.index({ timestamp: 1, _id: 1 }, { name: 'audit_log_timestamp' });
+  schema.index({ target_type: 1, target_id: 1, timestamp: 1 }, { name: 'audit_log_target' });
+  schema.index({ actor_id: 1, timestamp: 1 }, { name: 'audit_log_actor' });
+  schema.index({ action: 1, timestamp: 1 }, { name: 'audit_log_action' });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -249,6 +298,7 @@ export function createModels(conn: Connection): MongoModels {
     clients: conn.model<ClientDocument>('Client', clientSchema()),
     signingKeys: conn.model<SigningKeyDocument>('SigningKey', signingKeySchema()),
     resourceServers: conn.model<ResourceServerDocument>('ResourceServer', resourceServerSchema()),
+    audit: conn.model<AuditDocument>('AuditEntry', auditSchema()),
   };
 }
 

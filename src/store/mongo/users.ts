@@ -1,9 +1,17 @@
 /** Users in the mongo store: the users collection, its search terms, and the user query field map. */
 import type { Model, QueryFilter } from 'mongoose';
 
-import { StoreConflictError } from '../errors.js';
+import { StoreConflictError, StoreUnavailableError } from '../errors.js';
 import { newId } from '../ids.js';
-import type { DeletedFilter, NewUser, User, UserListQuery, UserPatch, UserRepository } from '../ports.js';
+import type {
+  BulkCreateResult,
+  DeletedFilter,
+  NewUser,
+  User,
+  UserListQuery,
+  UserPatch,
+  UserRepository,
+} from '../ports.js';
 import { searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS } from '../query.js';
 import { normalizeEmail } from '../user-fields.js';
 import { duplicateKey, isIdViolation, isViolationOf, type DuplicateKey } from './duplicate-key.js';
@@ -32,6 +40,56 @@ export const USER_FIELD_MAP: MongoFieldMap = {
 
 /** Optimistic retries of an update that recomputes search terms before giving up (see update). */
 const MAX_UPDATE_ATTEMPTS = 10;
+
+/** Attempts at deleting the documents of an abandoned batch before giving up (see createMany). */
+const MAX_UNDO_ATTEMPTS = 3;
+
+/**
+ * Per document, the unique key an unordered insert hit (null: stored), when the insert failed on
+ * unique keys only. Undefined when anything else failed or the reply does not say which documents
+ * were stored (a lost connection, a top-level command error, a write-concern error): then nothing
+ * can be concluded about any of them.
+ */
+function duplicateFailures(err: unknown, count: number): (DuplicateKey | null)[] | undefined {
+  const writeErrors = (err as { writeErrors?: unknown } | null)?.writeErrors;
+  if (!Array.isArray(writeErrors) || writeErrors.length === 0) return undefined;
+  const outcome: (DuplicateKey | null)[] = new Array<DuplicateKey | null>(count).fill(null);
+  for (const writeError of writeErrors as { index?: unknown; code?: unknown; errmsg?: unknown }[]) {
+    const { index } = writeError;
+    const dup = duplicateKey({ code: writeError.code, message: writeError.errmsg });
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= count || !dup) {
+      return undefined;
+    }
+    outcome[index] = dup;
+  }
+  return outcome;
+}
+
+/** The document `create` and `createMany` store for a new user. */
+function newUserDocument(input: NewUser, defaultNow: Date): UserDocument {
+  const now = input.created_at ?? defaultNow;
+  const email = input.email.trim();
+  return {
+    _id: input.id ?? newId('usr', now.getTime()),
+    email,
+    email_normalized: normalizeEmail(email),
+    first_name: input.first_name,
+    last_name: input.last_name,
+    role: input.role ?? 'user',
+    status: input.status ?? 'active',
+    email_verified: input.email_verified ?? false,
+    password_hash: input.password_hash ?? null,
+    password_reset_required: input.password_reset_required ?? false,
+    metadata: input.metadata ?? {},
+    preferences: input.preferences ?? {},
+    login_count: 0,
+    last_login: null,
+    created_at: now,
+    updated_at: now,
+    deleted_at: null,
+    search_terms: searchTerms(input.first_name, input.last_name, email),
+  };
+}
 
 function toUser(doc: UserDocument): User {
   return {
@@ -100,28 +158,7 @@ export class MongoUserRepository implements UserRepository {
   }
 
   async create(input: NewUser): Promise<User> {
-    const now = input.created_at ?? new Date();
-    const email = input.email.trim();
-    const doc: UserDocument = {
-      _id: input.id ?? newId('usr', now.getTime()),
-      email,
-      email_normalized: normalizeEmail(email),
-      first_name: input.first_name,
-      last_name: input.last_name,
-      role: input.role ?? 'user',
-      status: input.status ?? 'active',
-      email_verified: input.email_verified ?? false,
-      password_hash: input.password_hash ?? null,
-      password_reset_required: input.password_reset_required ?? false,
-      metadata: input.metadata ?? {},
-      preferences: input.preferences ?? {},
-      login_count: 0,
-      last_login: null,
-      created_at: now,
-      updated_at: now,
-      deleted_at: null,
-      search_terms: searchTerms(input.first_name, input.last_name, email),
-    };
+    const doc = newUserDocument(input, new Date());
     try {
       const created = await this.users.create(doc);
       return toUser(created.toObject());
@@ -130,6 +167,133 @@ export class MongoUserRepository implements UserRepository {
       if (dup) throw new StoreConflictError(await this.conflictField(dup, input.id));
       throw err;
     }
+  }
+
+  /**
+   * Without multi-document transactions, in four steps:
+   *  1. one query finds which emails and caller-chosen ids are taken already;
+   *  2. one pass in input order marks the conflicts: taken in the store, or by an earlier item of
+   *     the batch (so the first occurrence wins). An atomic batch with a conflict stops here, having
+   *     written nothing;
+   *  3. one unordered insertMany stores the rest. The unique indexes decide, not step 1: a user
+   *     created concurrently since step 1 makes its item fail here, and only that item;
+   *  4. an atomic batch in which any insert failed deletes exactly the documents this call inserted
+   *     (by their _id, which the reply says were stored by this insert), so the batch ends with none
+   *     of its users stored.
+   * Between 3 and 4 an abandoned batch is briefly visible (and holds its emails), and a process that
+   * dies right there leaves it behind; that is the price of having no transactions. Two overlapping
+   * atomic batches may both abort, but neither ends half-stored. When the undo itself keeps failing,
+   * the call rejects with StoreUnavailableError rather than reporting the batch aborted.
+   */
+  async createMany(inputs: NewUser[], options: { atomic: boolean }): Promise<BulkCreateResult[]> {
+    const now = new Date();
+    const docs = inputs.map((input) => this.hydrate(newUserDocument(input, now)));
+    // Filled, not sparse: map() would skip the holes of `new Array(n)`.
+    const results: (BulkCreateResult | undefined)[] = docs.map(() => undefined);
+
+    const { emails: takenEmails, ids: takenIds } = await this.takenKeys(docs, inputs);
+    const candidates: number[] = [];
+    for (const [i, doc] of docs.entries()) {
+      if (takenIds.has(doc._id)) {
+        results[i] = { conflict: 'id' };
+      } else if (takenEmails.has(doc.email_normalized)) {
+        results[i] = { conflict: 'email' };
+      } else {
+        takenIds.add(doc._id);
+        takenEmails.add(doc.email_normalized);
+        candidates.push(i);
+      }
+    }
+    const abort = () => results.map((r) => (r && 'conflict' in r ? r : { aborted: true as const }));
+    if (options.atomic && candidates.length < docs.length) return abort();
+
+    const outcome = await this.insertAll(candidates.map((i) => docs[i]!));
+    const inserted: string[] = [];
+    for (const [n, i] of candidates.entries()) {
+      const dup = outcome[n];
+      if (dup) {
+        results[i] = { conflict: await this.conflictField(dup, inputs[i]!.id) };
+      } else {
+        inserted.push(docs[i]!._id);
+        results[i] = { user: toUser(docs[i]!) };
+      }
+    }
+    if (options.atomic && inserted.length < docs.length) {
+      if (inserted.length > 0) await this.undo({ _id: { $in: inserted } });
+      return abort();
+    }
+    return results as BulkCreateResult[];
+  }
+
+  /** Casts and validates a document as create() would, before anything of a batch is written. */
+  private hydrate(doc: UserDocument): UserDocument {
+    const hydrated = new this.users(doc);
+    const invalid = hydrated.validateSync();
+    if (invalid) throw invalid;
+    return hydrated.toObject<UserDocument>();
+  }
+
+  /** Which of the batch's normalized emails and caller-chosen ids are taken (by deleted users too). */
+  private async takenKeys(
+    docs: UserDocument[],
+    inputs: NewUser[],
+  ): Promise<{ emails: Set<string>; ids: Set<string> }> {
+    const emails = new Set<string>();
+    const ids = new Set<string>();
+    if (docs.length === 0) return { emails, ids };
+    const chosenIds = docs.filter((_, i) => inputs[i]!.id !== undefined).map((d) => d._id);
+    const byEmail: MongoFilter = { email_normalized: { $in: docs.map((d) => d.email_normalized) } };
+    const filter = chosenIds.length > 0 ? { $or: [byEmail, { _id: { $in: chosenIds } }] } : byEmail;
+    const found = await this.users
+      .find(filter as QueryFilter<UserDocument>, { email_normalized: 1 })
+      .lean<Pick<UserDocument, '_id' | 'email_normalized'>[]>();
+    for (const doc of found) {
+      emails.add(doc.email_normalized);
+      ids.add(doc._id);
+    }
+    return { emails, ids };
+  }
+
+  /**
+   * Stores `docs` with one unordered insertMany: per document, the unique key it hit, or null when
+   * it was stored. When the reply leaves it unknown which were stored, whatever of them is there is
+   * deleted again and the error is rethrown, so a failed call leaves none of them behind.
+   */
+  private async insertAll(docs: UserDocument[]): Promise<(DuplicateKey | null)[]> {
+    if (docs.length === 0) return [];
+    try {
+      // lean: the documents were cast and validated by hydrate(), so none can fail validation halfway.
+      await this.users.insertMany(docs, { ordered: false, lean: true });
+      return docs.map(() => null);
+    } catch (err) {
+      const outcome = duplicateFailures(err, docs.length);
+      if (outcome) return outcome;
+      // Matching the email as well as the _id spares a document someone else stored under a
+      // caller-chosen id that this batch also asked for.
+      await this.undo({
+        $or: docs.map((d) => ({ _id: { $eq: d._id }, email_normalized: { $eq: d.email_normalized } })),
+      });
+      throw err;
+    }
+  }
+
+  /**
+   * Deletes the documents of an abandoned batch, retrying a few times: left behind, they would break
+   * the batch's all-or-nothing promise.
+   */
+  private async undo(filter: MongoFilter): Promise<void> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < MAX_UNDO_ATTEMPTS; attempt += 1) {
+      try {
+        await this.users.deleteMany(filter as QueryFilter<UserDocument>);
+        return;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw new StoreUnavailableError('createMany could not delete the users of an abandoned batch', {
+      cause: lastError,
+    });
   }
 
   async findById(id: string, deleted: DeletedFilter = 'exclude'): Promise<User | null> {

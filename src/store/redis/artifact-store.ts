@@ -1,13 +1,19 @@
 /**
  * oidc-provider artifacts in Redis. Every key carries a native TTL; writes, consumption, destruction
- * and grant revocation each run as one Lua script (scripts.ts) over the layout in keys.ts.
+ * and grant or account revocation each run as one Lua script (scripts.ts) over the layout in keys.ts.
  */
-import { GRANTABLE_MODELS } from '../artifact-models.js';
+import { accountIdOf, GRANTABLE_MODELS } from '../artifact-models.js';
 import { checkExpiresIn } from '../errors.js';
 import type { ArtifactAdapter, ArtifactPayload, ArtifactStore } from '../ports.js';
 import type { RedisConnection } from './connection.js';
 import type { KeyLayout } from './keys.js';
-import { CONSUME_ARTIFACT, DESTROY_ARTIFACT, REVOKE_GRANT, UPSERT_ARTIFACT } from './scripts.js';
+import {
+  CONSUME_ARTIFACT,
+  DESTROY_ARTIFACT,
+  REVOKE_ACCOUNT,
+  REVOKE_GRANT,
+  UPSERT_ARTIFACT,
+} from './scripts.js';
 
 /** HMGET of a missing key (or field) gives nulls, never an error: a miss is `payload === null`. */
 function toPayload([payload, consumed]: (string | null)[]): ArtifactPayload | undefined {
@@ -37,9 +43,11 @@ class RedisArtifactAdapter implements ArtifactAdapter {
       GRANTABLE_MODELS.has(this.model) && typeof grantId === 'string' && grantId
         ? this.keys.grant(grantId)
         : '';
+    const accountId = accountIdOf(payload);
+    const accountKey = accountId === null ? '' : this.keys.account(accountId);
     await this.redis.run(
       UPSERT_ARTIFACT,
-      [this.keys.artifact(this.model, id), uidKey, userCodeKey, grantKey],
+      [this.keys.artifact(this.model, id), uidKey, userCodeKey, grantKey, accountKey],
       [id, JSON.stringify(payload), ttlMs, Number.isFinite(consumed) ? (consumed as number) : ''],
     );
   }
@@ -93,6 +101,11 @@ export class RedisArtifactStore implements ArtifactStore {
       this.adapters.set(model, adapter);
     }
     return adapter;
+  }
+
+  async revokeByAccountId(accountId: string): Promise<number> {
+    if (accountId === '') return 0;
+    return Number(await this.redis.run(REVOKE_ACCOUNT, [this.keys.account(accountId)], []));
   }
 
   ping(): Promise<void> {

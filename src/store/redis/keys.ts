@@ -4,10 +4,12 @@
  * namespaces are lower camelCase, so an artifact key can never collide with an index key.
  *
  *   <prefix><Model>:<id>          hash: payload (JSON), consumed (epoch seconds), id, and the full
- *                                 names of the indexes that point at it (uidKey, userCodeKey, grantKey)
+ *                                 names of the indexes that point at it (uidKey, userCodeKey, grantKey,
+ *                                 accountKey)
  *   <prefix>uid:<uid>             string: id of the Session with that uid
  *   <prefix>userCode:<userCode>   string: id of the artifact (DeviceCode) with that user code
  *   <prefix>grant:<grantId>       set: full artifact keys bound to the grant
+ *   <prefix>account:<accountId>   set: full artifact keys whose payload names the account
  *   <prefix>counter:<key>         string: integer counter, its TTL is the window
  */
 
@@ -16,6 +18,7 @@ export interface KeyLayout {
   uid(uid: string): string;
   userCode(userCode: string): string;
   grant(grantId: string): string;
+  account(accountId: string): string;
   counter(key: string): string;
 }
 
@@ -25,6 +28,7 @@ export function keyLayout(prefix: string): KeyLayout {
     uid: (uid) => `${prefix}uid:${uid}`,
     userCode: (userCode) => `${prefix}userCode:${userCode}`,
     grant: (grantId) => `${prefix}grant:${grantId}`,
+    account: (accountId) => `${prefix}account:${accountId}`,
     counter: (key) => `${prefix}counter:${key}`,
   };
 }

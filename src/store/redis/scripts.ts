@@ -19,33 +19,34 @@ function defineScript(name: string, lua: string): LuaScript {
 
 /**
  * Deletes one artifact and those of its uid/userCode lookups that still point at it (another artifact
- * may own that uid by now, for example a session saved again under a new id). Returns the grant index
- * the artifact belonged to, if any, so the caller decides whether to tidy it.
+ * may own that uid by now, for example a session saved again under a new id). Returns whether the
+ * artifact existed (1 or 0), then the grant index and the account index it belonged to (false when
+ * none), so the caller decides which of those sets to tidy: the one it is walking needs no SREM.
  */
 const REMOVE_ARTIFACT = `
 local function removeArtifact(key)
-  local f = redis.call('HMGET', key, 'id', 'uidKey', 'userCodeKey', 'grantKey')
+  local f = redis.call('HMGET', key, 'id', 'uidKey', 'userCodeKey', 'grantKey', 'accountKey')
   if f[1] then
     for i = 2, 3 do
       if f[i] and redis.call('GET', f[i]) == f[1] then redis.call('DEL', f[i]) end
     end
   end
-  redis.call('DEL', key)
-  return f[4]
+  return redis.call('DEL', key), f[4], f[5]
 end
 `;
 
 /**
- * KEYS: artifact, uid lookup, userCode lookup, grant index ('' when the artifact has none).
+ * KEYS: artifact, uid lookup, userCode lookup, grant index, account index ('' for each index the
+ * artifact has none of).
  * ARGV: id, payload JSON, TTL in ms, consumed from the payload ('' when absent).
  */
 export const UPSERT_ARTIFACT = defineScript(
   'upsertArtifact',
   `
-local key, uidKey, userCodeKey, grantKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, uidKey, userCodeKey, grantKey, accountKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, payload, ttl, consumed = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
-local previous = redis.call('HMGET', key, 'consumed', 'uidKey', 'userCodeKey', 'grantKey')
+local previous = redis.call('HMGET', key, 'consumed', 'uidKey', 'userCodeKey', 'grantKey', 'accountKey')
 -- Indexes of the previous version that the new one no longer uses would otherwise outlive it.
 if previous[2] and previous[2] ~= uidKey and redis.call('GET', previous[2]) == id then
   redis.call('DEL', previous[2])
@@ -54,6 +55,8 @@ if previous[3] and previous[3] ~= userCodeKey and redis.call('GET', previous[3])
   redis.call('DEL', previous[3])
 end
 if previous[4] and previous[4] ~= grantKey then redis.call('SREM', previous[4], key) end
+-- Otherwise revoking the former account would delete an artifact that now belongs to another.
+if previous[5] and previous[5] ~= accountKey then redis.call('SREM', previous[5], key) end
 -- Consumption is sticky: the first mark survives every later write.
 if previous[1] then consumed = previous[1] end
 
@@ -80,6 +83,13 @@ if grantKey ~= '' then
   fields[#fields + 1] = 'grantKey'
   fields[#fields + 1] = grantKey
 end
+if accountKey ~= '' then
+  redis.call('SADD', accountKey, key)
+  -- Same rule as the grant index: never shorter-lived than its longest member, never without a TTL.
+  if redis.call('PTTL', accountKey) < ttl then redis.call('PEXPIRE', accountKey, ttl) end
+  fields[#fields + 1] = 'accountKey'
+  fields[#fields + 1] = accountKey
+end
 redis.call('HSET', key, unpack(fields))
 redis.call('PEXPIRE', key, ttl)
 return 1
@@ -101,8 +111,9 @@ return 1
 export const DESTROY_ARTIFACT = defineScript(
   'destroyArtifact',
   `${REMOVE_ARTIFACT}
-local grantKey = removeArtifact(KEYS[1])
+local _, grantKey, accountKey = removeArtifact(KEYS[1])
 if grantKey then redis.call('SREM', grantKey, KEYS[1]) end
+if accountKey then redis.call('SREM', accountKey, KEYS[1]) end
 return 1
 `,
 );
@@ -112,9 +123,34 @@ export const REVOKE_GRANT = defineScript(
   'revokeGrant',
   `${REMOVE_ARTIFACT}
 local members = redis.call('SMEMBERS', KEYS[1])
-for _, member in ipairs(members) do removeArtifact(member) end
+for _, member in ipairs(members) do
+  local _, _, accountKey = removeArtifact(member)
+  if accountKey then redis.call('SREM', accountKey, member) end
+end
 redis.call('DEL', KEYS[1])
 return #members
+`,
+);
+
+/**
+ * KEYS: account index. Members are full artifact keys, whatever their model. Returns how many
+ * artifacts were deleted: members that expired meanwhile are not counted.
+ */
+export const REVOKE_ACCOUNT = defineScript(
+  'revokeAccount',
+  `${REMOVE_ARTIFACT}
+local removed = 0
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  -- A member that expired and was written again under another account (same model and id) is no
+  -- longer this account's: the upsert could not unlist it, since it found no previous version.
+  if redis.call('HGET', member, 'accountKey') == KEYS[1] then
+    local deleted, grantKey = removeArtifact(member)
+    removed = removed + deleted
+    if grantKey then redis.call('SREM', grantKey, member) end
+  end
+end
+redis.call('DEL', KEYS[1])
+return removed
 `,
 );
 

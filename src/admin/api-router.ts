@@ -1,0 +1,144 @@
+/**
+ * How a management-API route is declared: one object carries its path, scope, zod schemas for path
+ * parameters, query, body and every response, the error codes it may answer, and the handler. The
+ * same declaration registers the Koa route (validating input, checking the scope, and shaping the
+ * output through the response schema, so nothing undeclared ever leaves) and produces the route's
+ * OpenAPI operation (openapi.ts).
+ */
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { z } from 'zod';
+
+import { AppError, type ErrorDetail } from '../errors/app-error.js';
+import type { ErrorCode } from '../errors/catalog.js';
+import { requireScope } from './bearer-auth.js';
+import type { Principal } from './principal.js';
+
+export interface ResponseSpec {
+  description: string;
+  schema?: z.ZodType;
+}
+
+export interface Reply {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+type AnyObject = z.ZodType<Record<string, unknown>>;
+
+export interface RouteSpec<
+  P extends AnyObject = AnyObject,
+  Q extends AnyObject = AnyObject,
+  B extends z.ZodType = z.ZodType,
+> {
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
+  /** OpenAPI-style path below /v2, for example `/users/{id}`. */
+  path: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  tag: string;
+  /** The scope the caller's token must hold; undefined for a public route. */
+  scope?: string;
+  params?: P;
+  query?: Q;
+  body?: B;
+  responses: Record<number, ResponseSpec>;
+  /** Error codes this route answers besides the ones every authenticated route may. */
+  errors: ErrorCode[];
+  handler(input: {
+    params: z.output<P>;
+    query: z.output<Q>;
+    body: z.output<B>;
+    principal: Principal | undefined;
+    ctx: Context;
+  }): Promise<Reply>;
+}
+
+/** The input a Koa request gives, for a zod issue path, so a detail can say what was provided. */
+function provided(input: unknown, path: PropertyKey[]): unknown {
+  let value: unknown = input;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+const SECRET_FIELD = /password|secret|token|key$/i;
+
+/** Turns zod issues into the envelope's details, never echoing secrets. */
+export function detailsOf(error: z.ZodError, input: unknown, prefix = ''): ErrorDetail[] {
+  return error.issues.map((issue) => {
+    const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.') || '(body)';
+    const value = provided(input, issue.path);
+    const detail: ErrorDetail = { field, issue: issue.message };
+    if (value !== undefined && !SECRET_FIELD.test(field) && (typeof value !== 'object' || value === null)) {
+      detail.provided = value;
+    }
+    return detail;
+  });
+}
+
+function isMissing(error: z.ZodError, input: unknown): boolean {
+  return error.issues.every(
+    (issue) => issue.code === 'invalid_type' && provided(input, issue.path) === undefined,
+  );
+}
+
+export function validationError(error: z.ZodError, input: unknown, prefix = ''): AppError {
+  const details = detailsOf(error, input, prefix);
+  return isMissing(error, input)
+    ? new AppError('MISSING_REQUIRED_FIELD', { details })
+    : new AppError('VALIDATION_ERROR', { details });
+}
+
+function parse<T extends z.ZodType>(schema: T | undefined, input: unknown, prefix: string): z.output<T> {
+  if (!schema) return undefined as z.output<T>;
+  const result = schema.safeParse(input);
+  if (!result.success) throw validationError(result.error, input, prefix);
+  return result.data;
+}
+
+/** `/users/{id}` → `/users/:id` */
+export const koaPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
+
+export class ApiRouter {
+  readonly router = new Router();
+  readonly routes: RouteSpec[] = [];
+
+  constructor(private readonly log?: { error(obj: object, msg: string): void }) {}
+
+  add<P extends AnyObject, Q extends AnyObject, B extends z.ZodType>(spec: RouteSpec<P, Q, B>): void {
+    this.routes.push(spec as unknown as RouteSpec);
+    this.router[spec.method](koaPath(spec.path), async (ctx) => {
+      const principal = requireScope(ctx, spec.scope);
+      const params = parse(spec.params, ctx.params, '');
+      const query = parse(spec.query, ctx.query, '');
+      let body: z.output<B> = undefined as z.output<B>;
+      if (spec.body) {
+        if (!ctx.is('application/json')) throw new AppError('UNSUPPORTED_MEDIA_TYPE');
+        body = parse(spec.body, ctx.request.body, '');
+      }
+      const reply = await spec.handler({ params, query, body, principal, ctx });
+      const response = spec.responses[reply.status];
+      if (!response) throw new Error(`${spec.operationId} answered undeclared status ${reply.status}`);
+      for (const [name, value] of Object.entries(reply.headers ?? {})) ctx.set(name, value);
+      ctx.status = reply.status;
+      if (response.schema) {
+        const shaped = response.schema.safeParse(reply.body);
+        if (!shaped.success) {
+          this.log?.error(
+            { operation: spec.operationId, issues: shaped.error.issues },
+            'response does not match its schema',
+          );
+          throw new AppError('INTERNAL_ERROR');
+        }
+        ctx.body = shaped.data;
+      } else if (reply.body !== undefined) {
+        ctx.body = reply.body;
+      }
+    });
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Authenticates management-API requests by bearer access token, in process (no HTTP call to
+ * ourselves): opaque tokens are looked up through oidc-provider's own models, JWT access tokens for
+ * the management API (audience `<issuer>/v2`) are verified against our signing keys. Tokens bound to
+ * another API, DPoP-bound tokens, and tokens of inactive users are refused. A user token's scopes are
+ * narrowed to the permissions of the user's roles.
+ */
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK } from 'jose';
+import type { Context, Next } from 'koa';
+
+import { AppError } from '../errors/app-error.js';
+import { isActiveUser } from '../oidc/accounts.js';
+import type { ProviderHost } from '../oidc/provider-host.js';
+import type { DurableStore } from '../store/ports.js';
+import type { Principal } from './principal.js';
+
+export const managementAudience = (issuer: string) => `${issuer}/v2`;
+
+interface TokenFacts {
+  jti: string;
+  clientId: string;
+  accountId: string | undefined;
+  scope: string | undefined;
+  aud: unknown;
+  bound: boolean;
+}
+
+/** Reads the bearer token; undefined when there is none. */
+export function bearerToken(ctx: Context): string | undefined {
+  const header = ctx.get('Authorization');
+  if (!header) return undefined;
+  const match = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header);
+  if (!match)
+    throw new AppError('AUTH_TOKEN_INVALID', {
+      message: 'The Authorization header must be "Bearer <token>"',
+    });
+  return match[1];
+}
+
+export class BearerAuthenticator {
+  constructor(
+    private readonly host: ProviderHost,
+    private readonly store: DurableStore,
+    private readonly issuer: string,
+  ) {}
+
+  private async opaque(token: string): Promise<TokenFacts | undefined> {
+    const provider = this.host.current;
+    const [access, credentials] = await Promise.all([
+      provider.AccessToken.find(token),
+      provider.ClientCredentials.find(token),
+    ]);
+    const found = access ?? credentials;
+    if (!found || found.isExpired) return undefined;
+    return {
+      jti: found.jti,
+      clientId: found.clientId!,
+      accountId: access?.accountId,
+      scope: found.scope,
+      aud: found.aud,
+      bound: Boolean(found.jkt || found['x5t#S256']),
+    };
+  }
+
+  private async jwt(token: string): Promise<TokenFacts> {
+    const keys = this.host.publicJwks() as JWK[];
+    try {
+      const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet({ keys }), {
+        issuer: this.issuer,
+        audience: managementAudience(this.issuer),
+        typ: 'at+jwt',
+      });
+      void protectedHeader;
+      return {
+        jti: String(payload.jti ?? ''),
+        clientId: String(payload.client_id ?? ''),
+        accountId: payload.sub && payload.sub !== payload.client_id ? String(payload.sub) : undefined,
+        scope: typeof payload.scope === 'string' ? payload.scope : undefined,
+        aud: managementAudience(this.issuer),
+        bound: Boolean(
+          (payload.cnf as Record<string, unknown> | undefined) && Object.keys(payload.cnf as object).length,
+        ),
+      };
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw new AppError('AUTH_TOKEN_EXPIRED');
+      throw new AppError('AUTH_TOKEN_INVALID');
+    }
+  }
+
+  /** The permissions a user holds through their primary role and linked roles. */
+  async permissionsOf(userId: string, primaryRole: string): Promise<Set<string>> {
+    const [primary, linked] = await Promise.all([
+      this.store.roles.findByName(primaryRole),
+      this.store.roles.listForUser(userId),
+    ]);
+    return new Set([...(primary?.permissions ?? []), ...linked.flatMap((r) => r.permissions)]);
+  }
+
+  async authenticate(token: string): Promise<Principal> {
+    const facts = token.split('.').length === 3 ? await this.jwt(token) : await this.opaque(token);
+    if (!facts) throw new AppError('AUTH_TOKEN_INVALID');
+    if (facts.bound) {
+      throw new AppError('AUTH_TOKEN_INVALID', {
+        message: 'Sender-constrained (DPoP or mTLS) tokens are not accepted here',
+      });
+    }
+    const audiences = Array.isArray(facts.aud) ? facts.aud : facts.aud === undefined ? [] : [facts.aud];
+    if (audiences.length > 0 && !audiences.includes(managementAudience(this.issuer))) {
+      throw new AppError('AUTH_TOKEN_INVALID', { message: 'The access token is for another API' });
+    }
+    const requested = new Set((facts.scope ?? '').split(' ').filter(Boolean));
+    if (!facts.accountId) {
+      return {
+        kind: 'client',
+        clientId: facts.clientId,
+        userId: undefined,
+        scopes: requested,
+        tokenId: facts.jti,
+      };
+    }
+    const user = await this.store.users.findById(facts.accountId);
+    if (!isActiveUser(user)) throw new AppError('AUTH_TOKEN_INVALID');
+    const allowed = await this.permissionsOf(user.id, user.role);
+    return {
+      kind: 'user',
+      clientId: facts.clientId,
+      userId: user.id,
+      scopes: new Set([...requested].filter((s) => allowed.has(s))),
+      tokenId: facts.jti,
+    };
+  }
+}
+
+/**
+ * Resolves ctx.state.principal when a token is present; remembers (without throwing yet) why a
+ * presented token was refused, so the rate limiter can still answer with its headers first.
+ */
+export function resolvePrincipal(auth: BearerAuthenticator) {
+  return async (ctx: Context, next: Next) => {
+    try {
+      const token = bearerToken(ctx);
+      if (token) ctx.state.principal = await auth.authenticate(token);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      ctx.state.authError = err;
+    }
+    await next();
+  };
+}
+
+/** Requires an authenticated principal holding `scope`. */
+export function requireScope(ctx: Context, scope: string | undefined): Principal | undefined {
+  if (scope === undefined) return ctx.state.principal as Principal | undefined;
+  if (ctx.state.authError) throw ctx.state.authError as AppError;
+  const principal = ctx.state.principal as Principal | undefined;
+  if (!principal) throw new AppError('AUTH_TOKEN_MISSING');
+  if (!principal.scopes.has(scope)) {
+    throw new AppError('AUTH_INSUFFICIENT_SCOPE', {
+      message: `This operation needs the scope "${scope}"`,
+      extra: { required_scope: scope },
+    });
+  }
+  return principal;
+}

@@ -1,0 +1,126 @@
+/**
+ * Assembles /v2: JSON body parsing, bearer authentication, RFC 6750 challenges, rate limits, the
+ * resource routers, and the OpenAPI document with its reference page. The pipeline is visible here
+ * in the order every request runs it.
+ */
+import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import type { Logger } from 'pino';
+
+import { AppError } from '../errors/app-error.js';
+import type { ClientAdapter } from '../oidc/client-adapter.js';
+import type { ProviderHost } from '../oidc/provider-host.js';
+import type { ResourceServers } from '../oidc/resource-servers.js';
+import { ADMIN_SCOPES, ADMIN_SCOPE_DESCRIPTIONS } from '../oidc/scopes.js';
+import type { AuditService } from '../services/audit.js';
+import type { ClientService } from '../services/clients.js';
+import { DEFAULT_PLAN, type RatePlan } from '../services/plans.js';
+import type { RoleService } from '../services/roles.js';
+import type { UserService } from '../services/users.js';
+import type { CounterStore, DurableStore } from '../store/ports.js';
+import { ApiRouter } from './api-router.js';
+import { registerAuditRoutes } from './audit-routes.js';
+import { BearerAuthenticator, managementAudience, resolvePrincipal } from './bearer-auth.js';
+import { registerClientRoutes, registerResourceRoutes } from './clients-routes.js';
+import { renderDocsPage } from './docs-page.js';
+import { buildOpenApi } from './openapi.js';
+import { rateLimit } from './rate-limit.js';
+import { registerRoleRoutes } from './roles-routes.js';
+import { registerUserRoutes } from './users-routes.js';
+
+export interface ManagementApiDeps {
+  issuer: string;
+  version: string;
+  host: ProviderHost;
+  store: DurableStore;
+  counters: CounterStore;
+  clientsCache: ClientAdapter;
+  resourceServers: ResourceServers;
+  users: UserService;
+  roles: RoleService;
+  clients: ClientService;
+  audit: AuditService;
+  plans: () => Promise<Record<string, RatePlan>>;
+  log: Logger;
+}
+
+/** RFC 6750 challenges on 401 and 403 answers. */
+function bearerChallenges(issuer: string) {
+  return async (ctx: Context, next: Next) => {
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof AppError) {
+        const realm = `realm="${issuer}"`;
+        if (err.code === 'AUTH_TOKEN_MISSING') ctx.set('WWW-Authenticate', `Bearer ${realm}`);
+        else if (err.code === 'AUTH_TOKEN_INVALID' || err.code === 'AUTH_TOKEN_EXPIRED') {
+          ctx.set(
+            'WWW-Authenticate',
+            `Bearer ${realm}, error="invalid_token", error_description="${err.message.replace(/"/g, "'")}"`,
+          );
+        } else if (err.code === 'AUTH_INSUFFICIENT_SCOPE') {
+          ctx.set(
+            'WWW-Authenticate',
+            `Bearer ${realm}, error="insufficient_scope", scope="${String(err.extra?.required_scope ?? '')}"`,
+          );
+        }
+      }
+      throw err;
+    }
+  };
+}
+
+export function managementApi(deps: ManagementApiDeps): Router {
+  const api = new ApiRouter(deps.log);
+  registerUserRoutes(api, deps.users);
+  registerRoleRoutes(api, deps.roles);
+  registerClientRoutes(api, { clients: deps.clients, plans: deps.plans, audit: deps.audit });
+  registerResourceRoutes(api, {
+    repo: deps.store.resourceServers,
+    invalidate: (identifier) => deps.resourceServers.invalidate(identifier),
+    audit: deps.audit,
+    reserved: [managementAudience(deps.issuer)],
+  });
+  registerAuditRoutes(api, deps.audit);
+
+  const openapi = buildOpenApi(api.routes, {
+    issuer: deps.issuer,
+    version: deps.version,
+    scopes: Object.fromEntries(ADMIN_SCOPES.map((s) => [s, ADMIN_SCOPE_DESCRIPTIONS[s]])),
+  });
+  const docs = renderDocsPage(openapi);
+
+  const authenticator = new BearerAuthenticator(deps.host, deps.store, deps.issuer);
+  const planFor = async (clientId: string | undefined): Promise<RatePlan> => {
+    const plans = await deps.plans();
+    const metadata = clientId ? await deps.clientsCache.find(clientId) : undefined;
+    const name = typeof metadata?.plan === 'string' ? metadata.plan : DEFAULT_PLAN;
+    return plans[name] ?? plans[DEFAULT_PLAN]!;
+  };
+
+  const router = new Router({ prefix: '/v2' });
+  router.use(bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' }));
+  router.use(resolvePrincipal(authenticator));
+  router.use(bearerChallenges(deps.issuer));
+  router.use(rateLimit({ counters: deps.counters, planFor }));
+
+  router.get('/openapi.json', (ctx) => {
+    ctx.set('Cache-Control', 'public, max-age=300');
+    ctx.body = openapi;
+  });
+  router.get('/docs', (ctx) => {
+    ctx.type = 'text/html; charset=utf-8';
+    ctx.set('Cache-Control', 'public, max-age=300');
+    ctx.set(
+      'Content-Security-Policy',
+      "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+    );
+    ctx.body = docs;
+  });
+  router.use(api.router.routes());
+  router.use(api.router.allowedMethods({ throw: true }));
+  return router;
+}
+
+export { managementAudience };

@@ -1,0 +1,162 @@
+/**
+ * The OpenAPI 3.1 document of the management API, generated from the same route declarations and
+ * zod schemas that validate requests (api-router.ts), so the document cannot drift from the code.
+ */
+import { z } from 'zod';
+
+import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
+import type { RouteSpec } from './api-router.js';
+import { apiSchemas, ErrorEnvelope } from './schemas.js';
+
+type Json = Record<string, unknown>;
+
+const ALWAYS_ON_SCOPED: ErrorCode[] = [
+  'AUTH_TOKEN_MISSING',
+  'AUTH_TOKEN_INVALID',
+  'AUTH_TOKEN_EXPIRED',
+  'AUTH_INSUFFICIENT_SCOPE',
+  'RATE_LIMIT_EXCEEDED',
+];
+
+export interface OpenApiInfo {
+  issuer: string;
+  version: string;
+  scopes: Record<string, string>;
+}
+
+export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
+  const components: Record<string, Json> = {};
+
+  /** A JSON Schema for `schema`, with named schemas moved to components and refs pointing there. */
+  const jsonSchema = (schema: z.ZodType, io: 'input' | 'output'): Json => {
+    const generated = z.toJSONSchema(schema, {
+      target: 'draft-2020-12',
+      io,
+      metadata: apiSchemas,
+      unrepresentable: 'any',
+      override: ({ jsonSchema: s }) => {
+        // zod adds its own regexes to formats; the format says it better to readers and tools.
+        if (typeof s.format === 'string' && s.pattern) delete s.pattern;
+      },
+    }) as Json;
+    const { $defs, $schema, ...rest } = generated;
+    void $schema;
+    const rewrite = (value: Json): Json =>
+      JSON.parse(JSON.stringify(value).replace(/"#\/\$defs\/([^"]+)"/g, '"#/components/schemas/$1"')) as Json;
+    for (const [name, def] of Object.entries(($defs ?? {}) as Record<string, Json>)) {
+      const { $schema: _s, $id: _i, ...clean } = def;
+      components[name] ??= rewrite(clean);
+    }
+    const { $id: _id, ...body } = rest;
+    const id = apiSchemas.get(schema)?.id;
+    if (id) {
+      components[id] ??= rewrite(body);
+      return { $ref: `#/components/schemas/${id}` };
+    }
+    return rewrite(body);
+  };
+
+  const errorResponses = (codes: ErrorCode[]) => {
+    const byStatus = new Map<number, ErrorCode[]>();
+    for (const code of new Set(codes)) {
+      const status = ERROR_CATALOG[code].status;
+      byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+    }
+    return Object.fromEntries(
+      [...byStatus].map(([status, list]) => [
+        String(status),
+        {
+          description: list.map((c) => `\`${c}\`: ${ERROR_CATALOG[c].message}`).join('; '),
+          content: { 'application/json': { schema: jsonSchema(ErrorEnvelope, 'output') } },
+        },
+      ]),
+    );
+  };
+
+  const paths: Record<string, Record<string, Json>> = {};
+  for (const route of routes) {
+    const parameters: Json[] = [];
+    for (const [where, schema] of [
+      ['path', route.params],
+      ['query', route.query],
+    ] as const) {
+      if (!schema) continue;
+      const object = jsonSchema(schema, 'input') as {
+        properties?: Record<string, Json>;
+        required?: string[];
+      };
+      for (const [name, property] of Object.entries(object.properties ?? {})) {
+        const { description, ...propertySchema } = property;
+        parameters.push({
+          name,
+          in: where,
+          required: where === 'path' || (object.required ?? []).includes(name),
+          ...(description ? { description } : {}),
+          schema: propertySchema,
+        });
+      }
+    }
+    const errors = [
+      ...route.errors,
+      ...(route.scope ? ALWAYS_ON_SCOPED : ['RATE_LIMIT_EXCEEDED' as const]),
+      ...(route.params || route.query || route.body ? (['VALIDATION_ERROR'] as const) : []),
+      ...(route.body ? (['MALFORMED_JSON', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'] as const) : []),
+      'INTERNAL_ERROR' as const,
+    ];
+    const operation: Json = {
+      operationId: route.operationId,
+      summary: route.summary,
+      ...(route.description ? { description: route.description } : {}),
+      tags: [route.tag],
+      security: route.scope ? [{ oauth2: [route.scope] }] : [],
+      ...(parameters.length ? { parameters } : {}),
+      ...(route.body
+        ? {
+            requestBody: {
+              required: true,
+              content: { 'application/json': { schema: jsonSchema(route.body, 'input') } },
+            },
+          }
+        : {}),
+      responses: {
+        ...Object.fromEntries(
+          Object.entries(route.responses).map(([status, response]) => [
+            status,
+            {
+              description: response.description,
+              ...(response.schema
+                ? { content: { 'application/json': { schema: jsonSchema(response.schema, 'output') } } }
+                : {}),
+            },
+          ]),
+        ),
+        ...errorResponses(errors),
+      },
+      ...(route.scope ? { 'x-required-scope': route.scope } : {}),
+    };
+    const path = `/v2${route.path}`;
+    paths[path] ??= {};
+    paths[path][route.method] = operation;
+  }
+
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Latchkey management API',
+      version: info.version,
+      description:
+        'Users, roles, OAuth clients and APIs of a Latchkey server. Authenticate with an access token from this server (client credentials) holding the scope each operation names. Every response carries X-Request-Id and the X-RateLimit-* headers.',
+    },
+    servers: [{ url: info.issuer }],
+    paths,
+    components: {
+      schemas: components,
+      securitySchemes: {
+        oauth2: {
+          type: 'oauth2',
+          flows: { clientCredentials: { tokenUrl: `${info.issuer}/oauth/token`, scopes: info.scopes } },
+        },
+      },
+    },
+  };
+}

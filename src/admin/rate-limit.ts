@@ -1,0 +1,55 @@
+/**
+ * Rate limits for the management API, per calling client (per address when unauthenticated), by the
+ * client's plan: an hourly allowance and a per-second burst allowance, both counted with the shared
+ * atomic counters (Redis when configured), so the limits hold across all instances. Every response
+ * carries X-RateLimit-Limit/-Remaining/-Reset/-Window for the hourly allowance; a refusal is a 429
+ * RATE_LIMIT_EXCEEDED with Retry-After.
+ */
+import type { Context, Next } from 'koa';
+
+import { AppError } from '../errors/app-error.js';
+import type { RatePlan } from '../services/plans.js';
+import type { CounterStore } from '../store/ports.js';
+import type { Principal } from './principal.js';
+
+const HOUR_S = 3600;
+const BURST_WINDOW_S = 1;
+
+export interface RateLimitDeps {
+  counters: CounterStore;
+  /** The plan of a client (by client_id), or of anonymous callers (undefined). */
+  planFor(clientId: string | undefined): Promise<RatePlan>;
+  now?: () => number;
+}
+
+export function rateLimit(deps: RateLimitDeps) {
+  const now = deps.now ?? Date.now;
+  return async (ctx: Context, next: Next) => {
+    const principal = ctx.state.principal as Principal | undefined;
+    const plan = await deps.planFor(principal?.clientId);
+    const subject = principal ? `client:${principal.clientId}` : `ip:${ctx.ip}`;
+    const [hour, burst] = await Promise.all([
+      deps.counters.increment(`ratelimit:hour:${subject}`, HOUR_S),
+      deps.counters.increment(`ratelimit:burst:${subject}`, BURST_WINDOW_S),
+    ]);
+    const resetS = Math.ceil(hour.resetAt.getTime() / 1000);
+    ctx.set('X-RateLimit-Limit', String(plan.requests_per_hour));
+    ctx.set('X-RateLimit-Remaining', String(Math.max(0, plan.requests_per_hour - hour.value)));
+    ctx.set('X-RateLimit-Reset', String(resetS));
+    ctx.set('X-RateLimit-Window', String(HOUR_S));
+    ctx.set('X-RateLimit-Plan', plan.name);
+    if (hour.value > plan.requests_per_hour) {
+      throw new AppError('RATE_LIMIT_EXCEEDED', {
+        message: `The hourly limit of ${plan.requests_per_hour} requests of the ${plan.name} plan is used up`,
+        retryAfter: Math.max(1, Math.ceil((hour.resetAt.getTime() - now()) / 1000)),
+      });
+    }
+    if (burst.value > plan.burst) {
+      throw new AppError('RATE_LIMIT_EXCEEDED', {
+        message: `More than ${plan.burst} requests within one second (the ${plan.name} plan's burst allowance)`,
+        retryAfter: Math.max(1, Math.ceil((burst.resetAt.getTime() - now()) / 1000)),
+      });
+    }
+    await next();
+  };
+}

@@ -1,0 +1,281 @@
+/**
+ * The zod schemas of the management API: request and response shapes of shared/API.md. They are
+ * the single source for validation and for the OpenAPI document (named ones become components).
+ */
+import { z } from 'zod';
+
+import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
+import { USER_STATUSES, type JsonObject } from '../store/ports.js';
+
+/** Named schemas, published as components of the OpenAPI document. */
+export const apiSchemas = z.registry<{ id: string; description?: string }>();
+
+function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
+  apiSchemas.add(schema, { id, ...(description ? { description } : {}) });
+  return schema;
+}
+
+export const timestamp = z.string().describe('RFC 3339 timestamp in UTC');
+const isoOf = (d: Date | null) => (d ? d.toISOString() : null);
+export { isoOf };
+
+/** Email syntax only (no DNS lookups); internationalized addresses are accepted. */
+export const emailField = z.preprocess(
+  (value) => (typeof value === 'string' ? value.trim() : value),
+  z
+    .email({
+      pattern: z.regexes.unicodeEmail,
+      error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format'),
+    })
+    .max(254, { error: 'At most 254 characters' }),
+);
+
+const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
+const METADATA_MAX_BYTES = 16_384;
+
+function metadataProblem(value: unknown, depth = 0): string | undefined {
+  if (depth > 5) return 'Nested deeper than 5 levels';
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const problem = metadataProblem(item, depth + 1);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  if (value !== null && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      if (!METADATA_KEY.test(key))
+        return `Key "${key.slice(0, 70)}" must be 1 to 64 letters, digits, "-" or "_"`;
+      const problem = metadataProblem(item, depth + 1);
+      if (problem) return problem;
+    }
+  }
+  return undefined;
+}
+
+/** Free-form JSON object with safe keys (no "$", no "."), shallow enough and at most 16 KiB. */
+export const jsonObject = z
+  .record(z.string(), z.unknown(), { error: 'Must be a JSON object' })
+  .superRefine((value, ctx) => {
+    const problem = metadataProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    else if (Buffer.byteLength(JSON.stringify(value)) > METADATA_MAX_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `At most ${METADATA_MAX_BYTES} bytes of JSON` });
+    }
+  })
+  .transform((v) => v as JsonObject);
+
+const nameField = (max = 100) =>
+  z
+    .string({ error: 'Required' })
+    .trim()
+    .min(1, { error: 'Must not be empty' })
+    .max(max, { error: `At most ${max} characters` });
+
+export const userStatus = z.enum(USER_STATUSES, { error: `One of ${USER_STATUSES.join(', ')}` });
+export const roleName = z
+  .string()
+  .trim()
+  .regex(/^[a-z0-9][a-z0-9_.:-]{0,63}$/, {
+    error: 'Lower-case letters, digits, "_", ".", ":" or "-", at most 64',
+  });
+export const permission = z
+  .string()
+  .trim()
+  .regex(/^[A-Za-z0-9_.:*-]{1,128}$/, { error: 'Letters, digits, "_", ".", ":", "*" or "-", at most 128' });
+const password = z.string().max(1024, { error: 'At most 1024 characters' });
+
+/* --------------------------------------------------------------------------------------------- */
+/* Errors and paging                                                                              */
+/* --------------------------------------------------------------------------------------------- */
+
+export const ErrorEnvelope = named(
+  'Error',
+  z.object({
+    error: z.object({
+      code: z.enum(Object.keys(ERROR_CATALOG) as [ErrorCode, ...ErrorCode[]]),
+      message: z.string(),
+      details: z
+        .array(z.object({ field: z.string(), issue: z.string(), provided: z.unknown().optional() }))
+        .optional(),
+      retry_after: z.number().int().optional(),
+      request_id: z.string(),
+      timestamp,
+    }),
+  }),
+  'The error envelope of every management-API error',
+);
+
+export const Pagination = named(
+  'Pagination',
+  z.object({
+    total: z.number().int(),
+    limit: z.number().int(),
+    offset: z.number().int(),
+    has_more: z.boolean(),
+    next_cursor: z.string().nullable(),
+  }),
+);
+
+export const pageQuery = {
+  limit: z.coerce
+    .number({ error: 'Must be a number' })
+    .int()
+    .min(1, { error: 'At least 1' })
+    .max(100, { error: 'At most 100' })
+    .default(25),
+  offset: z.coerce
+    .number({ error: 'Must be a number' })
+    .int()
+    .min(0, { error: 'At least 0' })
+    .max(1_000_000)
+    .default(0),
+  cursor: z.string().max(2048).optional(),
+};
+
+/* --------------------------------------------------------------------------------------------- */
+/* Roles                                                                                          */
+/* --------------------------------------------------------------------------------------------- */
+
+export const Role = named(
+  'Role',
+  z.object({
+    id: z.string(),
+    name: z.string(),
+    display_name: z.string(),
+    description: z.string().nullable(),
+    permissions: z.array(z.string()),
+    created_at: timestamp,
+    updated_at: timestamp,
+  }),
+);
+
+export const RoleSummary = named(
+  'RoleSummary',
+  z.object({ id: z.string(), name: z.string(), display_name: z.string(), permissions: z.array(z.string()) }),
+);
+
+export const CreateRole = z.object({
+  name: roleName,
+  display_name: nameField().optional(),
+  description: z.string().max(500).nullable().optional(),
+  permissions: z.array(permission).max(200).default([]),
+});
+
+export const UpdateRole = z
+  .object({
+    display_name: nameField().optional(),
+    description: z.string().max(500).nullable().optional(),
+    permissions: z.array(permission).max(200).optional(),
+  })
+  .strict();
+
+/* --------------------------------------------------------------------------------------------- */
+/* Users                                                                                          */
+/* --------------------------------------------------------------------------------------------- */
+
+export const User = named(
+  'User',
+  z.object({
+    id: z.string(),
+    email: z.string(),
+    first_name: z.string(),
+    last_name: z.string(),
+    role: z.string(),
+    status: userStatus,
+    email_verified: z.boolean(),
+    created_at: timestamp,
+    updated_at: timestamp,
+    last_login: timestamp.nullable(),
+    metadata: z.record(z.string(), z.unknown()),
+    roles: z.array(RoleSummary).optional().describe('With include=roles'),
+    permissions: z.array(z.string()).optional().describe('With include=permissions'),
+    preferences: z.record(z.string(), z.unknown()).optional().describe('With include=preferences'),
+  }),
+);
+
+export const UserList = named('UserList', z.object({ data: z.array(User), pagination: Pagination }));
+
+export const CreateUser = z.object({
+  email: emailField,
+  first_name: nameField(),
+  last_name: nameField(),
+  role: roleName.optional(),
+  status: userStatus.optional(),
+  email_verified: z.boolean().optional(),
+  password: password.optional(),
+  send_welcome_email: z.boolean().optional(),
+  metadata: jsonObject.optional(),
+});
+
+export const UpdateUser = z
+  .object({
+    email: emailField.optional(),
+    first_name: nameField().optional(),
+    last_name: nameField().optional(),
+    role: roleName.optional(),
+    status: userStatus.optional(),
+    email_verified: z.boolean().optional(),
+    metadata: jsonObject.optional(),
+  })
+  .strict();
+
+export const BulkCreate = z.object({
+  users: z
+    .array(z.unknown(), { error: 'Must be a list of users' })
+    .min(1, { error: 'At least one user' })
+    .max(100, { error: 'At most 100 users per request' }),
+  options: z
+    .object({ send_welcome_emails: z.boolean().optional(), fail_on_error: z.boolean().optional() })
+    .optional(),
+});
+
+export const BulkResult = named(
+  'BulkResult',
+  z.object({
+    results: z.array(
+      z.object({
+        index: z.number().int(),
+        success: z.boolean(),
+        user: User.optional(),
+        error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }).optional(),
+      }),
+    ),
+    summary: z.object({ total: z.number().int(), successful: z.number().int(), failed: z.number().int() }),
+  }),
+);
+
+export const DeleteResult = named(
+  'DeleteResult',
+  z.object({ message: z.string(), deleted_at: timestamp, soft_delete: z.boolean() }),
+);
+
+export const Preferences = z.record(z.string(), z.unknown());
+
+export const Activity = named(
+  'UserActivity',
+  z.object({
+    user_id: z.string(),
+    activity_summary: z.object({
+      total_logins: z.number().int(),
+      last_login: timestamp.nullable(),
+      failed_logins_last_30_days: z.number().int(),
+      created_at: timestamp,
+    }),
+    recent_activities: z.array(
+      z.object({
+        event: z.string(),
+        timestamp,
+        ip_address: z.string().nullable(),
+        user_agent: z.string().nullable(),
+        actor: z.object({ type: z.string(), id: z.string() }),
+        details: z.record(z.string(), z.unknown()).nullable(),
+      }),
+    ),
+  }),
+);
+
+export const SetPassword = z.object({
+  password: z.string({ error: 'Required' }).max(1024),
+  require_reset: z.boolean().optional(),
+});

@@ -1,0 +1,697 @@
+/** /v2/users: the user lifecycle routes (shapes in shared/API.md). */
+import type { Context } from 'koa';
+import { z } from 'zod';
+
+import { AppError } from '../errors/app-error.js';
+import type { ErrorCode } from '../errors/catalog.js';
+import type { RequestFacts } from '../services/audit.js';
+import { UserService, type CreateUserInput, type Page } from '../services/users.js';
+import type { Role as RoleRecord, User as UserRecord } from '../store/ports.js';
+import {
+  COMPARISON_OPS,
+  metadataPath,
+  type Comparison,
+  type Expr,
+  type Scalar,
+  type SortKey,
+} from '../store/query.js';
+import { normalizeEmail } from '../store/user-fields.js';
+import type { ApiRouter } from './api-router.js';
+import { validationError } from './api-router.js';
+import { principalActor, type Principal } from './principal.js';
+import {
+  Activity,
+  BulkCreate,
+  BulkResult,
+  CreateUser,
+  DeleteResult,
+  isoOf,
+  pageQuery,
+  Preferences,
+  jsonObject,
+  RoleSummary,
+  SetPassword,
+  UpdateUser,
+  User,
+  UserList,
+  userStatus,
+  roleName,
+} from './schemas.js';
+
+export function requestFacts(ctx: Context): RequestFacts {
+  return {
+    request_id: String(ctx.state.requestId ?? '') || null,
+    ip_address: ctx.ip || null,
+    user_agent: ctx.get('User-Agent') || null,
+  };
+}
+
+export function contextOf(ctx: Context, principal: Principal | undefined) {
+  return { actor: principalActor(principal), request: requestFacts(ctx) };
+}
+
+export function toApiUser(user: UserRecord) {
+  return {
+    id: user.id,
+    email: user.email,
+    first_name: user.first_name,
+    last_name: user.last_name,
+    role: user.role,
+    status: user.status,
+    email_verified: user.email_verified,
+    created_at: user.created_at.toISOString(),
+    updated_at: user.updated_at.toISOString(),
+    last_login: isoOf(user.last_login),
+    metadata: user.metadata,
+  };
+}
+
+const toRoleSummary = (role: RoleRecord) => ({
+  id: role.id,
+  name: role.name,
+  display_name: role.display_name,
+  permissions: role.permissions,
+});
+
+function pagination(page: Page<unknown>, limit: number, offset: number) {
+  return { total: page.total, limit, offset, has_more: page.hasMore, next_cursor: page.nextCursor };
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* Query parsing: sort, filters, projections                                                      */
+/* --------------------------------------------------------------------------------------------- */
+
+const SORTABLE = [
+  'email',
+  'first_name',
+  'last_name',
+  'role',
+  'status',
+  'login_count',
+  'last_login',
+  'created_at',
+  'updated_at',
+];
+
+/** The fields search filters may name, with the type their values are read as. */
+const FILTERABLE: Record<string, 'string' | 'number' | 'boolean' | 'date'> = {
+  email: 'string',
+  first_name: 'string',
+  last_name: 'string',
+  role: 'string',
+  status: 'string',
+  email_verified: 'boolean',
+  login_count: 'number',
+  last_login: 'date',
+  created_at: 'date',
+  updated_at: 'date',
+};
+
+const PROJECTABLE = Object.keys(User.shape).filter(
+  (f) => !['roles', 'permissions', 'preferences'].includes(f),
+);
+
+function parseSortKeys(items: unknown[], field: string): SortKey[] {
+  const keys = items.map((item, i) => {
+    const match = typeof item === 'string' ? /^([a-z_]+)(?::(asc|desc))?$/.exec(item.trim()) : null;
+    if (!match || !SORTABLE.includes(match[1]!)) {
+      throw new AppError('VALIDATION_ERROR', {
+        details: [
+          {
+            field: `${field}[${i}]`,
+            issue: `Use "field:asc" or "field:desc" with a field of ${SORTABLE.join(', ')}`,
+            provided: item,
+          },
+        ],
+      });
+    }
+    return { field: match[1]!, dir: (match[2] ?? 'asc') as SortKey['dir'] };
+  });
+  if (new Set(keys.map((k) => k.field)).size !== keys.length) {
+    throw new AppError('VALIDATION_ERROR', { details: [{ field, issue: 'A field appears twice' }] });
+  }
+  return keys;
+}
+
+function parseJson(text: string, field: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new AppError('VALIDATION_ERROR', { details: [{ field, issue: 'Not valid JSON' }] });
+  }
+}
+
+function typed(
+  value: unknown,
+  type: 'string' | 'number' | 'boolean' | 'date' | 'json',
+  field: string,
+): Scalar {
+  const fail = (issue: string): never => {
+    throw new AppError('VALIDATION_ERROR', { details: [{ field, issue, provided: value }] });
+  };
+  switch (type) {
+    case 'string':
+      return typeof value === 'string' && value.length <= 256
+        ? value
+        : fail('Must be a string of at most 256 characters');
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value) ? value : fail('Must be a number');
+    case 'boolean':
+      return typeof value === 'boolean' ? value : fail('Must be true or false');
+    case 'date': {
+      const date = typeof value === 'string' ? new Date(value) : undefined;
+      return date && !Number.isNaN(date.getTime()) ? date : fail('Must be an RFC 3339 timestamp');
+    }
+    case 'json':
+      return value === null || ['string', 'number', 'boolean'].includes(typeof value)
+        ? (value as Scalar)
+        : fail('Must be a string, number, boolean or null');
+  }
+}
+
+/** `{"role":"admin","login_count":{"gte":5},"metadata.plan":{"in":["pro"]}}` → an AND of comparisons. */
+export function parseFilters(raw: unknown): Expr | undefined {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new AppError('VALIDATION_ERROR', {
+      details: [{ field: 'filters', issue: 'Must be a JSON object of field → value or { op: value }' }],
+    });
+  }
+  const parts: Comparison[] = [];
+  for (const [field, condition] of Object.entries(raw)) {
+    const path = `filters.${field}`;
+    const type = FILTERABLE[field] ?? (metadataPath(field) ? 'json' : undefined);
+    if (!type) {
+      throw new AppError('VALIDATION_ERROR', {
+        details: [
+          {
+            field: path,
+            issue: `Not a filterable field; use one of ${Object.keys(FILTERABLE).join(', ')} or metadata.<key>`,
+          },
+        ],
+      });
+    }
+    const ops: [string, unknown][] =
+      condition !== null && typeof condition === 'object' && !Array.isArray(condition)
+        ? Object.entries(condition)
+        : [['eq', condition]];
+    if (ops.length === 0)
+      throw new AppError('VALIDATION_ERROR', {
+        details: [{ field: path, issue: 'Needs at least one operator' }],
+      });
+    for (const [op, value] of ops) {
+      if (!(COMPARISON_OPS as readonly string[]).includes(op)) {
+        throw new AppError('VALIDATION_ERROR', {
+          details: [
+            { field: `${path}.${op}`, issue: `Unknown operator; use one of ${COMPARISON_OPS.join(', ')}` },
+          ],
+        });
+      }
+      const at = `${path}.${op}`;
+      let parsed: Scalar | Scalar[];
+      if (op === 'in') {
+        if (!Array.isArray(value) || value.length === 0 || value.length > 100) {
+          throw new AppError('VALIDATION_ERROR', {
+            details: [{ field: at, issue: 'Must be a list of 1 to 100 values' }],
+          });
+        }
+        parsed = value.map((v, i) => typed(v, type, `${at}[${i}]`));
+      } else if (op === 'contains') {
+        parsed = typed(value, 'string', at);
+        if (type !== 'string' && type !== 'json') {
+          throw new AppError('VALIDATION_ERROR', {
+            details: [{ field: at, issue: 'contains works on text fields only' }],
+          });
+        }
+      } else if (value === null && (op === 'eq' || op === 'ne')) {
+        parsed = null;
+      } else {
+        parsed = typed(value, type, at);
+      }
+      if (field === 'email' && typeof parsed === 'string' && op !== 'contains')
+        parsed = normalizeEmail(parsed);
+      parts.push({ field, op: op as Comparison['op'], value: parsed });
+    }
+  }
+  if (parts.length === 0) return undefined;
+  return parts.length === 1 ? parts[0] : { and: parts };
+}
+
+const listQuery = z.object({
+  ...pageQuery,
+  role: roleName.optional(),
+  status: userStatus.optional(),
+  sort: z.string().max(200).optional().describe('field:asc|desc, comma-separated for several fields'),
+  search: z.string().trim().max(200).optional().describe('Words matching the start of a name or email part'),
+});
+
+const searchQuery = z.object({
+  ...pageQuery,
+  q: z.string().trim().max(200).optional().describe('Words matching the start of a name or email part'),
+  filters: z
+    .string()
+    .max(4000)
+    .optional()
+    .describe('JSON: field → value or { op: value }; ops eq ne gt gte lt lte in contains'),
+  sort: z.string().max(500).optional().describe('JSON array of "field:dir"'),
+  fields: z.string().max(500).optional().describe('JSON array of fields to return (id is always returned)'),
+});
+
+const idParam = z.object({ id: z.string().min(1).max(64) });
+const includeQuery = z.object({
+  include: z
+    .string()
+    .max(100)
+    .optional()
+    .describe('Comma-separated: roles, permissions, preferences')
+    .transform((s, ctx) => {
+      const parts = (s ?? '')
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean);
+      const bad = parts.find((p) => !['roles', 'permissions', 'preferences'].includes(p));
+      if (bad)
+        ctx.addIssue({
+          code: 'custom',
+          message: `Unknown include "${bad}"; use roles, permissions, preferences`,
+        });
+      return new Set(parts);
+    }),
+});
+
+const USER_ERRORS: ErrorCode[] = ['USER_NOT_FOUND'];
+
+export function registerUserRoutes(api: ApiRouter, users: UserService): void {
+  api.add({
+    method: 'get',
+    path: '/users',
+    operationId: 'listUsers',
+    summary: 'List users',
+    description: 'Offset or cursor pagination; cursors stay consistent while users are being added.',
+    tag: 'Users',
+    scope: 'user:read',
+    query: listQuery,
+    responses: { 200: { description: 'A page of users', schema: UserList } },
+    errors: ['VALIDATION_ERROR'],
+    async handler({ query }) {
+      const where: Expr[] = [];
+      if (query.role) where.push({ field: 'role', op: 'eq', value: query.role });
+      if (query.status) where.push({ field: 'status', op: 'eq', value: query.status });
+      const sort = query.sort ? parseSortKeys(query.sort.split(','), 'sort') : undefined;
+      const page = await users.list({
+        limit: query.limit,
+        offset: query.offset,
+        cursor: query.cursor,
+        where: where.length > 1 ? { and: where } : where[0],
+        search: query.search,
+        sort,
+      });
+      return {
+        status: 200,
+        body: { data: page.items.map(toApiUser), pagination: pagination(page, query.limit, query.offset) },
+      };
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/users/search',
+    operationId: 'searchUsers',
+    summary: 'Search users',
+    description:
+      'Full-text `q` over names and email, typed `filters` (unknown fields or operators are refused, never passed on), `sort`, and a `fields` projection.',
+    tag: 'Users',
+    scope: 'user:read',
+    query: searchQuery,
+    responses: {
+      200: {
+        description: 'A page of (projected) users',
+        schema: z.object({
+          data: z.array(User.partial().required({ id: true })),
+          pagination: UserList.shape.pagination,
+        }),
+      },
+    },
+    errors: ['VALIDATION_ERROR'],
+    async handler({ query }) {
+      const where = query.filters ? parseFilters(parseJson(query.filters, 'filters')) : undefined;
+      let sort: SortKey[] | undefined;
+      if (query.sort) {
+        const parsed = parseJson(query.sort, 'sort');
+        if (!Array.isArray(parsed))
+          throw new AppError('VALIDATION_ERROR', {
+            details: [{ field: 'sort', issue: 'Must be a JSON array of "field:dir"' }],
+          });
+        sort = parseSortKeys(parsed, 'sort');
+      }
+      let fields: string[] | undefined;
+      if (query.fields) {
+        const parsed = parseJson(query.fields, 'fields');
+        if (!Array.isArray(parsed) || parsed.some((f) => typeof f !== 'string' || !PROJECTABLE.includes(f))) {
+          throw new AppError('VALIDATION_ERROR', {
+            details: [{ field: 'fields', issue: `Must be a JSON array of ${PROJECTABLE.join(', ')}` }],
+          });
+        }
+        fields = ['id', ...parsed.filter((f) => f !== 'id')];
+      }
+      const page = await users.list({
+        limit: query.limit,
+        offset: query.offset,
+        cursor: query.cursor,
+        where,
+        search: query.q,
+        sort,
+      });
+      const data = page.items.map((u) => {
+        const full = toApiUser(u) as Record<string, unknown>;
+        return fields ? Object.fromEntries(fields.map((f) => [f, full[f]])) : full;
+      });
+      return { status: 200, body: { data, pagination: pagination(page, query.limit, query.offset) } };
+    },
+  });
+
+  api.add({
+    method: 'post',
+    path: '/users',
+    operationId: 'createUser',
+    summary: 'Create a user',
+    description:
+      'The email is unique case-insensitively (soft-deleted users keep theirs). An optional password must meet the password policy. No email is sent by the server: `send_welcome_email` is recorded in the audit trail for integrations to act on.',
+    tag: 'Users',
+    scope: 'user:write',
+    body: CreateUser,
+    responses: { 201: { description: 'The created user', schema: User } },
+    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', 'INVALID_ROLE', 'USER_ALREADY_EXISTS'],
+    async handler({ body, principal, ctx }) {
+      const user = await users.create(body as CreateUserInput, contextOf(ctx, principal));
+      return { status: 201, body: toApiUser(user), headers: { Location: `/v2/users/${user.id}` } };
+    },
+  });
+
+  api.add({
+    method: 'post',
+    path: '/users/bulk',
+    operationId: 'bulkCreateUsers',
+    summary: 'Create up to 100 users',
+    description:
+      'Each item gets its own result. With `options.fail_on_error: true` nothing is created unless every item can be (all or nothing). 201 when every item was created, 200 otherwise.',
+    tag: 'Users',
+    scope: 'user:write',
+    body: BulkCreate,
+    responses: {
+      200: { description: 'Some or no items were created', schema: BulkResult },
+      201: { description: 'Every item was created', schema: BulkResult },
+    },
+    errors: ['VALIDATION_ERROR'],
+    async handler({ body, principal, ctx }) {
+      const items = body.users.map((raw) => {
+        const parsed = CreateUser.safeParse(raw);
+        if (parsed.success) return { ok: true as const, input: parsed.data as CreateUserInput };
+        const error = validationError(parsed.error, raw);
+        const first = error.details?.[0];
+        const code =
+          error.code === 'MISSING_REQUIRED_FIELD'
+            ? 'MISSING_REQUIRED_FIELD'
+            : first?.field === 'email'
+              ? 'INVALID_EMAIL_FORMAT'
+              : 'VALIDATION_ERROR';
+        return {
+          ok: false as const,
+          code,
+          message: error.details?.map((d) => `${d.field}: ${d.issue}`).join('; ') ?? error.message,
+          field: first?.field,
+        };
+      });
+      const results = await users.bulkCreate(
+        items,
+        { failOnError: body.options?.fail_on_error ?? false },
+        contextOf(ctx, principal),
+      );
+      const successful = results.filter((r) => r.success).length;
+      return {
+        status: successful === results.length ? 201 : 200,
+        body: {
+          results: results.map((r) =>
+            r.success ? { index: r.index, success: true, user: toApiUser(r.user) } : r,
+          ),
+          summary: { total: results.length, successful, failed: results.length - successful },
+        },
+      };
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/users/{id}',
+    operationId: 'getUser',
+    summary: 'Get a user',
+    tag: 'Users',
+    scope: 'user:read',
+    params: idParam,
+    query: includeQuery,
+    responses: { 200: { description: 'The user', schema: User } },
+    errors: USER_ERRORS,
+    async handler({ params, query }) {
+      const user = await users.get(params.id);
+      const body: Record<string, unknown> = toApiUser(user);
+      if (query.include.has('roles') || query.include.has('permissions')) {
+        const roles = await users.rolesOf(user);
+        if (query.include.has('roles')) body.roles = roles.map(toRoleSummary);
+        if (query.include.has('permissions')) body.permissions = UserService.permissionsOf(roles);
+      }
+      if (query.include.has('preferences')) body.preferences = user.preferences;
+      return { status: 200, body };
+    },
+  });
+
+  api.add({
+    method: 'put',
+    path: '/users/{id}',
+    operationId: 'updateUser',
+    summary: 'Update a user (partial)',
+    description:
+      'Only the fields present change. Setting `status` to `suspended` or `inactive` ends the user’s sessions and revokes their grants and tokens at once.',
+    tag: 'Users',
+    scope: 'user:write',
+    params: idParam,
+    body: UpdateUser,
+    responses: { 200: { description: 'The updated user', schema: User } },
+    errors: [...USER_ERRORS, 'VALIDATION_ERROR', 'INVALID_ROLE', 'USER_ALREADY_EXISTS'],
+    async handler({ params, body, principal, ctx }) {
+      return { status: 200, body: toApiUser(await users.update(params.id, body, contextOf(ctx, principal))) };
+    },
+  });
+
+  api.add({
+    method: 'delete',
+    path: '/users/{id}',
+    operationId: 'deleteUser',
+    summary: 'Delete a user',
+    description:
+      '`soft_delete=true` hides the user (restorable, email stays reserved); otherwise the user is erased (also a soft-deleted one). Either way their sessions, grants and tokens are revoked.',
+    tag: 'Users',
+    scope: 'user:write',
+    params: idParam,
+    query: z.object({
+      soft_delete: z
+        .enum(['true', 'false'], { error: 'true or false' })
+        .optional()
+        .transform((v) => v === 'true'),
+    }),
+    responses: { 200: { description: 'Deleted', schema: DeleteResult } },
+    errors: USER_ERRORS,
+    async handler({ params, query, principal, ctx }) {
+      const context = contextOf(ctx, principal);
+      const result = query.soft_delete
+        ? await users.remove(params.id, true, context)
+        : await users.erase(params.id, context);
+      return {
+        status: 200,
+        body: {
+          message: result.soft_delete ? 'User deleted (restorable)' : 'User erased',
+          deleted_at: result.deleted_at.toISOString(),
+          soft_delete: result.soft_delete,
+        },
+      };
+    },
+  });
+
+  api.add({
+    method: 'post',
+    path: '/users/{id}/restore',
+    operationId: 'restoreUser',
+    summary: 'Restore a soft-deleted user',
+    tag: 'Users',
+    scope: 'user:write',
+    params: idParam,
+    responses: { 200: { description: 'The restored user', schema: User } },
+    errors: USER_ERRORS,
+    async handler({ params, principal, ctx }) {
+      return { status: 200, body: toApiUser(await users.restore(params.id, contextOf(ctx, principal))) };
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/users/{id}/preferences',
+    operationId: 'getUserPreferences',
+    summary: 'Get a user’s preferences',
+    tag: 'Users',
+    scope: 'user:read',
+    params: idParam,
+    responses: { 200: { description: 'The preferences object', schema: Preferences } },
+    errors: USER_ERRORS,
+    async handler({ params }) {
+      return { status: 200, body: (await users.get(params.id)).preferences };
+    },
+  });
+
+  api.add({
+    method: 'put',
+    path: '/users/{id}/preferences',
+    operationId: 'setUserPreferences',
+    summary: 'Replace a user’s preferences',
+    tag: 'Users',
+    scope: 'user:write',
+    params: idParam,
+    body: jsonObject,
+    responses: { 200: { description: 'The stored preferences', schema: Preferences } },
+    errors: [...USER_ERRORS, 'VALIDATION_ERROR'],
+    async handler({ params, body, principal, ctx }) {
+      return { status: 200, body: await users.setPreferences(params.id, body, contextOf(ctx, principal)) };
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/users/{id}/activity',
+    operationId: 'getUserActivity',
+    summary: 'A user’s sign-ins and account changes',
+    tag: 'Users',
+    scope: 'user:read',
+    params: idParam,
+    query: z.object({ limit: pageQuery.limit.default(20) }),
+    responses: { 200: { description: 'Activity, newest first', schema: Activity } },
+    errors: USER_ERRORS,
+    async handler({ params, query }) {
+      const { user, recent, failedLoginsLast30Days } = await users.activity(params.id, query.limit);
+      return {
+        status: 200,
+        body: {
+          user_id: user.id,
+          activity_summary: {
+            total_logins: user.login_count,
+            last_login: isoOf(user.last_login),
+            failed_logins_last_30_days: failedLoginsLast30Days,
+            created_at: user.created_at.toISOString(),
+          },
+          recent_activities: recent.map((e) => ({
+            event: e.action,
+            timestamp: e.timestamp.toISOString(),
+            ip_address: e.ip_address,
+            user_agent: e.user_agent,
+            actor: { type: e.actor_type, id: e.actor_id },
+            details: e.details,
+          })),
+        },
+      };
+    },
+  });
+
+  api.add({
+    method: 'get',
+    path: '/users/{id}/roles',
+    operationId: 'listUserRoles',
+    summary: 'List a user’s roles',
+    tag: 'Users',
+    scope: 'user:read',
+    params: idParam,
+    responses: {
+      200: {
+        description: 'The primary role and linked roles',
+        schema: z.object({ data: z.array(RoleSummary) }),
+      },
+    },
+    errors: USER_ERRORS,
+    async handler({ params }) {
+      const roles = await users.rolesOf(await users.get(params.id));
+      return { status: 200, body: { data: roles.map(toRoleSummary) } };
+    },
+  });
+
+  const roleLinkParams = z.object({ id: z.string().min(1).max(64), role_id: z.string().min(1).max(64) });
+  api.add({
+    method: 'post',
+    path: '/users/{id}/roles/{role_id}',
+    operationId: 'assignUserRole',
+    summary: 'Assign a role to a user',
+    tag: 'Users',
+    scope: 'role:manage',
+    params: roleLinkParams,
+    responses: { 200: { description: 'The user’s roles', schema: z.object({ data: z.array(RoleSummary) }) } },
+    errors: [...USER_ERRORS, 'ROLE_NOT_FOUND'],
+    async handler({ params, principal, ctx }) {
+      const roles = await users.assignRole(params.id, params.role_id, contextOf(ctx, principal));
+      return { status: 200, body: { data: roles.map(toRoleSummary) } };
+    },
+  });
+
+  api.add({
+    method: 'delete',
+    path: '/users/{id}/roles/{role_id}',
+    operationId: 'removeUserRole',
+    summary: 'Remove a role from a user',
+    tag: 'Users',
+    scope: 'role:manage',
+    params: roleLinkParams,
+    responses: { 200: { description: 'The user’s roles', schema: z.object({ data: z.array(RoleSummary) }) } },
+    errors: [...USER_ERRORS, 'ROLE_NOT_FOUND', 'NOT_FOUND'],
+    async handler({ params, principal, ctx }) {
+      const roles = await users.removeRole(params.id, params.role_id, contextOf(ctx, principal));
+      return { status: 200, body: { data: roles.map(toRoleSummary) } };
+    },
+  });
+
+  api.add({
+    method: 'post',
+    path: '/users/{id}/password-reset',
+    operationId: 'requirePasswordReset',
+    summary: 'Force a password change at next sign-in',
+    description:
+      'Sets the user’s password-reset flag and ends their sessions; the sign-in page then asks for a new password.',
+    tag: 'Users',
+    scope: 'user:write',
+    params: idParam,
+    responses: {
+      200: { description: 'The user', schema: User.extend({ password_reset_required: z.boolean() }) },
+    },
+    errors: USER_ERRORS,
+    async handler({ params, principal, ctx }) {
+      const user = await users.requirePasswordReset(params.id, contextOf(ctx, principal));
+      return {
+        status: 200,
+        body: { ...toApiUser(user), password_reset_required: user.password_reset_required },
+      };
+    },
+  });
+
+  api.add({
+    method: 'put',
+    path: '/users/{id}/password',
+    operationId: 'setUserPassword',
+    summary: 'Set a user’s password',
+    description:
+      'Checked against the password policy; never returned. `require_reset: true` makes the user change it at next sign-in.',
+    tag: 'Users',
+    scope: 'user:write',
+    params: idParam,
+    body: SetPassword,
+    responses: { 204: { description: 'Password set' } },
+    errors: [...USER_ERRORS, 'VALIDATION_ERROR'],
+    async handler({ params, body, principal, ctx }) {
+      await users.setPassword(params.id, body.password, contextOf(ctx, principal), {
+        requireReset: body.require_reset,
+      });
+      return { status: 204 };
+    },
+  });
+}

@@ -1,0 +1,516 @@
+/**
+ * The user lifecycle behind /v2/users: listing and searching with stable cursors, creation (one or
+ * in bulk) with role and password-policy checks, partial updates, suspension and deletion (which
+ * revoke the user's sessions, grants and tokens), restore, preferences, roles and activity. Every
+ * mutation is audited. Routes translate to and from HTTP; this module never sees a request.
+ */
+import { AppError } from '../errors/app-error.js';
+import { StoreConflictError } from '../store/errors.js';
+import type {
+  ArtifactStore,
+  DurableStore,
+  JsonObject,
+  NewUser,
+  Role,
+  User,
+  UserPatch,
+} from '../store/ports.js';
+import {
+  and,
+  decodeCursor,
+  encodeCursor,
+  keysetAfter,
+  totalOrder,
+  type Expr,
+  type SortKey,
+} from '../store/query.js';
+import { userSortValue } from '../store/user-fields.js';
+import type { Actor, AuditService, RequestFacts } from './audit.js';
+import type { PasswordPolicy } from './password-policy.js';
+import type { PasswordHasher } from './passwords.js';
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  hasMore: boolean;
+  nextCursor: string | null;
+}
+
+export interface ListInput {
+  limit: number;
+  offset: number;
+  cursor?: string;
+  where?: Expr;
+  search?: string;
+  sort?: SortKey[];
+}
+
+export interface CreateUserInput {
+  email: string;
+  first_name: string;
+  last_name: string;
+  role?: string;
+  status?: User['status'];
+  email_verified?: boolean;
+  password?: string;
+  metadata?: JsonObject;
+  send_welcome_email?: boolean;
+}
+
+export type UpdateUserInput = Partial<
+  Pick<User, 'email' | 'first_name' | 'last_name' | 'role' | 'status' | 'email_verified' | 'metadata'>
+>;
+
+export interface Context {
+  actor: Actor;
+  request?: RequestFacts;
+}
+
+export type BulkItemResult =
+  | { index: number; success: true; user: User }
+  | { index: number; success: false; error: { code: string; message: string; field?: string } };
+
+export const DEFAULT_ROLE = 'user';
+
+/** The fields of a user the audit trail compares. */
+function auditable(user: User | null): Record<string, unknown> | null {
+  if (!user) return null;
+  const { password_hash, ...rest } = user;
+  return { ...rest, password: password_hash ? 'set' : null };
+}
+
+export class UserService {
+  constructor(
+    private readonly store: DurableStore,
+    private readonly artifacts: ArtifactStore,
+    private readonly passwords: PasswordHasher,
+    private readonly policy: PasswordPolicy,
+    private readonly audit: AuditService,
+  ) {}
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* Reading                                                                                    */
+  /* ------------------------------------------------------------------------------------------ */
+
+  /** A cursor names the order it belongs to, so it cannot be replayed under another sort. */
+  private position(order: SortKey[], cursor: string | undefined): Expr | undefined {
+    if (!cursor) return undefined;
+    const signature = order.map((k) => `${k.field}:${k.dir}`).join(',');
+    const decoded = decodeCursor(cursor, order.length + 1);
+    if (!decoded || decoded[0] !== signature) {
+      throw new AppError('VALIDATION_ERROR', {
+        details: [{ field: 'cursor', issue: 'Not a cursor of this list and sort order' }],
+      });
+    }
+    return keysetAfter(order, decoded.slice(1));
+  }
+
+  private cursorAfter(order: SortKey[], user: User): string {
+    const signature = order.map((k) => `${k.field}:${k.dir}`).join(',');
+    return encodeCursor([signature, ...order.map((k) => userSortValue(user, k.field))]);
+  }
+
+  async list(input: ListInput): Promise<Page<User>> {
+    const order = totalOrder(input.sort);
+    const after = this.position(order, input.cursor);
+    const [rows, total] = await Promise.all([
+      this.store.users.list({
+        where: and(input.where, after),
+        search: input.search,
+        sort: order,
+        limit: input.limit + 1,
+        offset: after ? 0 : input.offset,
+      }),
+      this.store.users.count({ where: input.where, search: input.search }),
+    ]);
+    const items = rows.slice(0, input.limit);
+    const hasMore = rows.length > input.limit;
+    return { items, total, hasMore, nextCursor: hasMore ? this.cursorAfter(order, items.at(-1)!) : null };
+  }
+
+  async get(id: string): Promise<User> {
+    const user = await this.store.users.findById(id);
+    if (!user) throw new AppError('USER_NOT_FOUND');
+    return user;
+  }
+
+  /** The user's roles: the primary role (by name) and every linked role, without duplicates. */
+  async rolesOf(user: User): Promise<Role[]> {
+    const [primary, linked] = await Promise.all([
+      this.store.roles.findByName(user.role),
+      this.store.roles.listForUser(user.id),
+    ]);
+    const all = primary ? [primary, ...linked.filter((r) => r.id !== primary.id)] : linked;
+    return all;
+  }
+
+  static permissionsOf(roles: Role[]): string[] {
+    return [...new Set(roles.flatMap((r) => r.permissions))].sort();
+  }
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* Writing                                                                                    */
+  /* ------------------------------------------------------------------------------------------ */
+
+  private async checkRole(role: string | undefined, field = 'role'): Promise<void> {
+    if (role === undefined) return;
+    if (!(await this.store.roles.findByName(role))) {
+      throw new AppError('INVALID_ROLE', {
+        message: `The role "${role}" does not exist`,
+        details: [{ field, issue: 'Unknown role', provided: role }],
+      });
+    }
+  }
+
+  private checkPassword(password: string, personal: string[], field = 'password'): void {
+    const verdict = this.policy.check(password, personal);
+    if (!verdict.ok) {
+      throw new AppError('VALIDATION_ERROR', {
+        message: 'The password does not meet the password policy',
+        details: verdict.issues.map((issue) => ({ field, issue })),
+      });
+    }
+  }
+
+  private async toNewUser(input: CreateUserInput): Promise<NewUser> {
+    return {
+      email: input.email,
+      first_name: input.first_name,
+      last_name: input.last_name,
+      role: input.role ?? DEFAULT_ROLE,
+      status: input.status,
+      email_verified: input.email_verified ?? false,
+      metadata: input.metadata ?? {},
+      password_hash: input.password ? await this.passwords.hash(input.password) : null,
+    };
+  }
+
+  async create(input: CreateUserInput, context: Context): Promise<User> {
+    await this.checkRole(input.role);
+    if (input.password) this.checkPassword(input.password, [input.email, input.first_name, input.last_name]);
+    let user: User;
+    try {
+      user = await this.store.users.create(await this.toNewUser(input));
+    } catch (err) {
+      if (err instanceof StoreConflictError && err.field === 'email')
+        throw new AppError('USER_ALREADY_EXISTS');
+      throw err;
+    }
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.created',
+      target_type: 'user',
+      target_id: user.id,
+      before: null,
+      after: auditable(user),
+      details: { send_welcome_email: input.send_welcome_email ?? false },
+    });
+    return user;
+  }
+
+  /**
+   * Up to 100 users. Each item is checked on its own (schema by the caller, then role and password
+   * policy here) and stored with createMany; with failOnError nothing is stored unless everything is.
+   */
+  async bulkCreate(
+    items: (
+      { ok: true; input: CreateUserInput } | { ok: false; code: string; message: string; field?: string }
+    )[],
+    options: { failOnError: boolean },
+    context: Context,
+  ): Promise<BulkItemResult[]> {
+    const results: (BulkItemResult | undefined)[] = new Array(items.length).fill(undefined);
+    const roleNames = new Set((await this.store.roles.list()).map((r) => r.name));
+    const pending: { index: number; input: CreateUserInput }[] = [];
+    items.forEach((item, index) => {
+      if (!item.ok) {
+        results[index] = {
+          index,
+          success: false,
+          error: { code: item.code, message: item.message, field: item.field },
+        };
+        return;
+      }
+      const { input } = item;
+      if (input.role !== undefined && !roleNames.has(input.role)) {
+        results[index] = {
+          index,
+          success: false,
+          error: { code: 'INVALID_ROLE', message: `The role "${input.role}" does not exist`, field: 'role' },
+        };
+        return;
+      }
+      if (input.password) {
+        const verdict = this.policy.check(input.password, [input.email, input.first_name, input.last_name]);
+        if (!verdict.ok) {
+          results[index] = {
+            index,
+            success: false,
+            error: { code: 'VALIDATION_ERROR', message: verdict.issues.join('; '), field: 'password' },
+          };
+          return;
+        }
+      }
+      pending.push({ index, input });
+    });
+
+    const aborted = (index: number): BulkItemResult => ({
+      index,
+      success: false,
+      error: {
+        code: 'NOT_CREATED',
+        message: 'Not created: another item of this all-or-nothing batch failed',
+      },
+    });
+    if (options.failOnError && pending.length < items.length) {
+      for (const { index } of pending) results[index] = aborted(index);
+      return results as BulkItemResult[];
+    }
+
+    const newUsers = await Promise.all(pending.map(({ input }) => this.toNewUser(input)));
+    const outcomes = await this.store.users.createMany(newUsers, { atomic: options.failOnError });
+    const created: User[] = [];
+    outcomes.forEach((outcome, i) => {
+      const { index } = pending[i]!;
+      if ('user' in outcome) {
+        results[index] = { index, success: true, user: outcome.user };
+        created.push(outcome.user);
+      } else if ('conflict' in outcome) {
+        results[index] = {
+          index,
+          success: false,
+          error: {
+            code: 'DUPLICATE_EMAIL',
+            message: 'A user with this email already exists',
+            field: 'email',
+          },
+        };
+      } else {
+        results[index] = aborted(index);
+      }
+    });
+    for (const user of created) {
+      await this.audit.record({
+        ...context.actor,
+        request: context.request,
+        action: 'user.created',
+        target_type: 'user',
+        target_id: user.id,
+        before: null,
+        after: auditable(user),
+        details: { bulk: true },
+      });
+    }
+    return results as BulkItemResult[];
+  }
+
+  /** Ends every session, grant and token of the user (after suspension, deactivation or deletion). */
+  private async revokeEverything(userId: string): Promise<number> {
+    return this.artifacts.revokeByAccountId(userId);
+  }
+
+  async update(id: string, patch: UpdateUserInput, context: Context): Promise<User> {
+    const before = await this.get(id);
+    await this.checkRole(patch.role);
+    let after: User | null;
+    try {
+      after = await this.store.users.update(id, patch as UserPatch);
+    } catch (err) {
+      if (err instanceof StoreConflictError && err.field === 'email')
+        throw new AppError('USER_ALREADY_EXISTS');
+      throw err;
+    }
+    if (!after) throw new AppError('USER_NOT_FOUND');
+    let revoked = 0;
+    if (before.status === 'active' && after.status !== 'active') revoked = await this.revokeEverything(id);
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: before.role !== after.role ? 'user.role_changed' : 'user.updated',
+      target_type: 'user',
+      target_id: id,
+      before: auditable(before),
+      after: auditable(after),
+      ...(revoked ? { details: { revoked_artifacts: revoked } } : {}),
+    });
+    return after;
+  }
+
+  async remove(
+    id: string,
+    soft: boolean,
+    context: Context,
+  ): Promise<{ deleted_at: Date; soft_delete: boolean }> {
+    const before = await this.get(id);
+    const deletedAt = new Date();
+    if (soft) {
+      if (!(await this.store.users.update(id, { deleted_at: deletedAt })))
+        throw new AppError('USER_NOT_FOUND');
+    } else if (!(await this.store.users.remove(id))) {
+      throw new AppError('USER_NOT_FOUND');
+    }
+    const revoked = await this.revokeEverything(id);
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.deleted',
+      target_type: 'user',
+      target_id: id,
+      before: auditable(before),
+      after: null,
+      details: { soft_delete: soft, revoked_artifacts: revoked },
+    });
+    return { deleted_at: deletedAt, soft_delete: soft };
+  }
+
+  /** Erases a user, soft-deleted or not (used after a soft delete, to free the email). */
+  async erase(id: string, context: Context): Promise<{ deleted_at: Date; soft_delete: boolean }> {
+    const before = await this.store.users.findById(id, 'include');
+    if (!before) throw new AppError('USER_NOT_FOUND');
+    await this.store.users.remove(id);
+    const revoked = await this.revokeEverything(id);
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.deleted',
+      target_type: 'user',
+      target_id: id,
+      before: auditable(before),
+      after: null,
+      details: { soft_delete: false, revoked_artifacts: revoked },
+    });
+    return { deleted_at: new Date(), soft_delete: false };
+  }
+
+  async restore(id: string, context: Context): Promise<User> {
+    const user = await this.store.users.update(id, { deleted_at: null }, 'only');
+    if (!user) throw new AppError('USER_NOT_FOUND', { message: 'No deleted user with this id' });
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.restored',
+      target_type: 'user',
+      target_id: id,
+    });
+    return user;
+  }
+
+  async setPreferences(id: string, preferences: JsonObject, context: Context): Promise<JsonObject> {
+    const before = await this.get(id);
+    const after = await this.store.users.update(id, { preferences });
+    if (!after) throw new AppError('USER_NOT_FOUND');
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.preferences_updated',
+      target_type: 'user',
+      target_id: id,
+      before: { preferences: before.preferences },
+      after: { preferences: after.preferences },
+    });
+    return after.preferences;
+  }
+
+  /** Makes the user choose a new password at their next sign-in, and ends their sessions now. */
+  async requirePasswordReset(id: string, context: Context): Promise<User> {
+    const before = await this.get(id);
+    const after = await this.store.users.update(id, { password_reset_required: true });
+    if (!after) throw new AppError('USER_NOT_FOUND');
+    const revoked = await this.revokeEverything(id);
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.password_reset_required',
+      target_type: 'user',
+      target_id: id,
+      before: { password_reset_required: before.password_reset_required },
+      after: { password_reset_required: true },
+      details: { revoked_artifacts: revoked },
+    });
+    return after;
+  }
+
+  /** Sets a password chosen by an administrator (policy-checked); existing sessions stay. */
+  async setPassword(
+    id: string,
+    password: string,
+    context: Context,
+    options: { requireReset?: boolean } = {},
+  ): Promise<User> {
+    const user = await this.get(id);
+    this.checkPassword(password, [user.email, user.first_name, user.last_name]);
+    const after = await this.store.users.update(id, {
+      password_hash: await this.passwords.hash(password),
+      password_reset_required: options.requireReset ?? false,
+    });
+    if (!after) throw new AppError('USER_NOT_FOUND');
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.password_changed',
+      target_type: 'user',
+      target_id: id,
+      before: { password: 'changed' },
+      after: { password: 'changed', password_reset_required: after.password_reset_required },
+    });
+    return after;
+  }
+
+  async assignRole(userId: string, roleId: string, context: Context): Promise<Role[]> {
+    const user = await this.get(userId);
+    const role = await this.store.roles.findById(roleId);
+    if (!role) throw new AppError('ROLE_NOT_FOUND');
+    const added = await this.store.roles.assign(userId, roleId);
+    if (added) {
+      await this.audit.record({
+        ...context.actor,
+        request: context.request,
+        action: 'user.role_changed',
+        target_type: 'user',
+        target_id: userId,
+        details: { assigned_role: { id: role.id, name: role.name } },
+      });
+    }
+    return this.rolesOf(user);
+  }
+
+  async removeRole(userId: string, roleId: string, context: Context): Promise<Role[]> {
+    const user = await this.get(userId);
+    const role = await this.store.roles.findById(roleId);
+    if (!role) throw new AppError('ROLE_NOT_FOUND');
+    if (!(await this.store.roles.unassign(userId, roleId))) {
+      throw new AppError('NOT_FOUND', { message: 'The user does not have this role' });
+    }
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.role_changed',
+      target_type: 'user',
+      target_id: userId,
+      details: { removed_role: { id: role.id, name: role.name } },
+    });
+    return this.rolesOf(user);
+  }
+
+  /** Sign-ins and changes of a user, newest first, with a summary. */
+  async activity(id: string, limit = 20) {
+    const user = await this.get(id);
+    const ofUser: Expr = and(
+      { field: 'target_type', op: 'eq', value: 'user' },
+      { field: 'target_id', op: 'eq', value: id },
+    )!;
+    const since = new Date(Date.now() - 30 * 86_400_000);
+    const [recent, failed] = await Promise.all([
+      this.audit.list({ where: ofUser, limit }),
+      this.audit.count({
+        where: and(
+          ofUser,
+          { field: 'action', op: 'eq', value: 'user.login_failed' },
+          { field: 'timestamp', op: 'gte', value: since },
+        ),
+      }),
+    ]);
+    return { user, recent, failedLoginsLast30Days: failed };
+  }
+}
