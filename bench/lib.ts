@@ -84,7 +84,8 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;
-      rmSync(dataDir, { recursive: true, force: true });
+      if (process.env.BENCH_KEEP_DATA) process.stderr.write(`kept the server's data in ${dataDir}\n`);
+      else rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -95,6 +95,16 @@ export class AuthenticationService {
     };
   }
 
+  /**
+   * Whether `password` is the user's current one. A forced change (an administrator's reset, often
+   * because the password may be known to someone else) must not keep it.
+   */
+  async isCurrentPassword(userId: string, password: string): Promise<boolean> {
+    const user = await this.store.users.findById(userId);
+    if (!user?.password_hash || password.length > MAX_PASSWORD_LENGTH) return false;
+    return this.passwords.verify(user.password_hash, password);
+  }
+
   /** Records a finished sign-in (after a forced password change, too). */
   async completeLogin(user: User, request: RequestFacts, clientId?: string): Promise<User> {
     const recorded = (await this.store.users.recordLogin(user.id, new Date())) ?? user;

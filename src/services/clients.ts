@@ -99,6 +99,13 @@ export class ClientService {
   ) {}
 
   private async check(clientId: string, metadata: JsonObject, hasSecret: boolean): Promise<void> {
+    // The provider requires PKCE from every client without authentication whatever this says, so
+    // accepting `false` would store (and show) a setting that is not in effect.
+    if (metadata.require_pkce === false && metadata.token_endpoint_auth_method === 'none') {
+      throw new ClientMetadataError(
+        'require_pkce can only be false for confidential clients; PKCE is always required for public clients',
+      );
+    }
     try {
       // The provider requires a secret for secret-based methods; a placeholder stands in for the hash.
       await this.validate({

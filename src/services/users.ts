@@ -113,16 +113,14 @@ export class UserService {
   async list(input: ListInput): Promise<Page<User>> {
     const order = totalOrder(input.sort);
     const after = this.position(order, input.cursor);
-    const [rows, total] = await Promise.all([
-      this.store.users.list({
-        where: and(input.where, after),
-        search: input.search,
-        sort: order,
-        limit: input.limit + 1,
-        offset: after ? 0 : input.offset,
-      }),
-      this.store.users.count({ where: input.where, search: input.search }),
-    ]);
+    const { items: rows, total } = await this.store.users.listPage({
+      where: input.where,
+      after,
+      search: input.search,
+      sort: order,
+      limit: input.limit + 1,
+      offset: after ? 0 : input.offset,
+    });
     const items = rows.slice(0, input.limit);
     const hasMore = rows.length > input.limit;
     return { items, total, hasMore, nextCursor: hasMore ? this.cursorAfter(order, items.at(-1)!) : null };
@@ -290,8 +288,8 @@ export class UserService {
         results[index] = aborted(index);
       }
     });
-    for (const user of created) {
-      await this.audit.record({
+    await this.audit.recordMany(
+      created.map((user) => ({
         ...context.actor,
         request: context.request,
         action: 'user.created',
@@ -300,8 +298,8 @@ export class UserService {
         before: null,
         after: auditable(user),
         details: { bulk: true },
-      });
-    }
+      })),
+    );
     return results as BulkItemResult[];
   }
 

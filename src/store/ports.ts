@@ -106,6 +106,11 @@ export interface UserRepository {
   remove(id: string): Promise<boolean>;
   list(query: UserListQuery): Promise<User[]>;
   count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number>;
+  /**
+   * One page of `list` plus the number of users matching `where` and `search` (as `count`), where
+   * `after` (a keyset position, as built by keysetAfter) narrows the page but not the total.
+   */
+  listPage(query: UserListQuery & { after?: Expr }): Promise<{ items: User[]; total: number }>;
   /** Atomically increments login_count and sets last_login. */
   recordLogin(id: string, at: Date): Promise<User | null>;
 }
@@ -283,6 +288,8 @@ export interface AuditQuery {
 
 export interface AuditRepository {
   append(entry: NewAuditEntry): Promise<AuditEntry>;
+  /** Appends several entries in one write (bulk operations); all or none are stored. */
+  appendMany(entries: NewAuditEntry[]): Promise<void>;
   list(query: AuditQuery): Promise<AuditEntry[]>;
   count(query: Pick<AuditQuery, 'where'>): Promise<number>;
 }

@@ -376,6 +376,37 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
       ).toBe(3);
     });
 
+    it('returns a page with the total of the whole filter, which a keyset position does not narrow', async () => {
+      const order = totalOrder([{ field: 'created_at', dir: 'asc' }]);
+      const first = await store.users.listPage({ where: inBatch, sort: order, limit: 2 });
+      expect(ids(first.items)).toEqual(ids(users).slice(0, 2));
+      expect(first.total).toBe(6);
+      const after = keysetAfter(
+        order,
+        order.map((k) => userSortValue(first.items[1]!, k.field)),
+      );
+      const second = await store.users.listPage({ where: inBatch, after, sort: order, limit: 2 });
+      expect(ids(second.items)).toEqual(ids(users).slice(2, 4));
+      expect(second.total).toBe(6);
+      const beyond = await store.users.listPage({ where: inBatch, sort: order, limit: 2, offset: 10 });
+      expect(beyond).toEqual({ items: [], total: 6 });
+      const searched = await store.users.listPage({ where: inBatch, search: 'smith', sort: order, limit: 1 });
+      expect(searched.items).toHaveLength(1);
+      expect(searched.total).toBe(3);
+      const created = await store.users.create({
+        email: `late-${tag()}@example.org`,
+        first_name: 'Late',
+        last_name: 'Smith',
+        metadata: { batch },
+      });
+      expect(
+        (await store.users.listPage({ where: inBatch, search: 'smith', sort: order, limit: 1 })).total,
+      ).toBe(4);
+      expect(await store.users.count({ where: inBatch, search: 'smith' })).toBe(4);
+      await store.users.remove(created.id);
+      expect(await store.users.count({ where: inBatch, search: 'smith' })).toBe(3);
+    });
+
     it('searches by word prefixes of names and email', async () => {
       const found = (list: User[]) => ids(list).sort();
       expect(found(await query(undefined, undefined, { search: 'smi' }))).toEqual(
@@ -709,6 +740,21 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
         }),
       ];
       for (const e of seed) entries.push(await store.audit.append(e));
+    });
+
+    it('appends many entries in one write, keeping every field', async () => {
+      const many = Array.from({ length: 25 }, (_, n) =>
+        entry({ target_type: `bulk-${batch}`, target_id: `t${n}`, details: { n }, timestamp: at(1000 + n) }),
+      );
+      await store.audit.appendMany(many);
+      await store.audit.appendMany([]);
+      const stored = await store.audit.list({
+        where: { field: 'target_type', op: 'eq', value: `bulk-${batch}` },
+        sort: [{ field: 'timestamp', dir: 'asc' }],
+        limit: 100,
+      });
+      expect(stored.map((e) => [e.target_id, e.details])).toEqual(many.map((e) => [e.target_id, e.details]));
+      expect(stored.every((e) => /^aud_/.test(e.id))).toBe(true);
     });
 
     it('appends entries with generated ids, a default timestamp of now, and reads them back as written', async () => {

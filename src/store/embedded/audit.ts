@@ -40,6 +40,11 @@ export class EmbeddedAuditRepository implements AuditRepository {
   constructor(private readonly db: EmbeddedDatabase) {}
 
   async append(entry: NewAuditEntry): Promise<AuditEntry> {
+    return this.insert(entry);
+  }
+
+  /** Synchronous, so several can run inside one transaction. */
+  private insert(entry: NewAuditEntry): AuditEntry {
     const timestamp = entry.timestamp ?? new Date();
     try {
       const row = this.db.get(
@@ -66,6 +71,13 @@ export class EmbeddedAuditRepository implements AuditRepository {
       if (uniqueViolation(err)) throw new StoreConflictError('id');
       throw err;
     }
+  }
+
+  async appendMany(entries: NewAuditEntry[]): Promise<void> {
+    // One transaction: a single commit instead of one per entry.
+    this.db.transaction(() => {
+      for (const entry of entries) this.insert(entry);
+    });
   }
 
   private filter(query: Pick<AuditQuery, 'where'>): SqlFragment {

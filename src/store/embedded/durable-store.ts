@@ -17,9 +17,13 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly resourceServers: EmbeddedResourceServerRepository;
   readonly audit: EmbeddedAuditRepository;
   private closed = false;
+  private readonly optimizer: NodeJS.Timeout;
 
   constructor(private readonly db: EmbeddedDatabase) {
     db.retain();
+    // Keep the planner's statistics current as the data grows (see EmbeddedDatabase.optimize).
+    this.optimizer = setInterval(() => db.optimize(), 600_000);
+    this.optimizer.unref();
     this.users = new EmbeddedUserRepository(db);
     this.roles = new EmbeddedRoleRepository(db);
     this.clients = new EmbeddedClientRepository(db);
@@ -38,6 +42,7 @@ export class EmbeddedDurableStore implements DurableStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.optimizer);
     this.db.release();
   }
 }

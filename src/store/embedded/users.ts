@@ -87,6 +87,15 @@ const PATCH_COLUMNS: Record<keyof UserPatch, (v: never) => SQLInputValue> = {
 };
 
 export class EmbeddedUserRepository implements UserRepository {
+  /**
+   * Counts over many rows (the `total` of a list page) cost far more than the page itself, and a
+   * paging client asks for the same count again and again. They are remembered until the users
+   * change: by a write through this repository, or by a commit of another process to the file.
+   */
+  private writes = 0;
+  private readonly counts = new Map<string, number>();
+  private countsVersion = '';
+
   constructor(private readonly db: EmbeddedDatabase) {}
 
   private writeSearchTerms(user: Pick<User, 'id' | 'email' | 'first_name' | 'last_name'>): void {
@@ -127,6 +136,8 @@ export class EmbeddedUserRepository implements UserRepository {
   }
 
   async create(input: NewUser): Promise<User> {
+    this.writes += 1;
+    this.db.noteWrites(1);
     try {
       return this.db.transaction(() => this.insert(input, new Date()));
     } catch (err) {
@@ -141,6 +152,8 @@ export class EmbeddedUserRepository implements UserRepository {
    * batch with any conflict is rolled back as a whole.
    */
   async createMany(inputs: NewUser[], options: { atomic: boolean }): Promise<BulkCreateResult[]> {
+    this.writes += 1;
+    this.db.noteWrites(inputs.length);
     const now = new Date();
     const results: BulkCreateResult[] = [];
     try {
@@ -177,6 +190,7 @@ export class EmbeddedUserRepository implements UserRepository {
   }
 
   async update(id: string, patch: UserPatch, deleted: DeletedFilter = 'exclude'): Promise<User | null> {
+    this.writes += 1;
     const sets: string[] = [];
     const params: SQLInputValue[] = [];
     for (const [key, value] of Object.entries(patch) as [keyof UserPatch, never][]) {
@@ -210,6 +224,7 @@ export class EmbeddedUserRepository implements UserRepository {
   }
 
   async remove(id: string): Promise<boolean> {
+    this.writes += 1;
     // user_roles and user_search_terms rows go with it (ON DELETE CASCADE).
     return this.db.run('DELETE FROM users WHERE id = ?', id).changes > 0;
   }
@@ -240,14 +255,48 @@ export class EmbeddedUserRepository implements UserRepository {
     return rows.map(toUser);
   }
 
-  async count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number> {
+  async listPage(query: UserListQuery & { after?: Expr }): Promise<{ items: User[]; total: number }> {
+    if (query.after) {
+      const [items, total] = await Promise.all([
+        this.list({ ...query, where: and(query.where, query.after) }),
+        this.count(query),
+      ]);
+      return { items, total };
+    }
+    // One pass computes the page and the total: SQLite evaluates the window over every matching
+    // row before applying LIMIT, so the rows it visits to sort are counted on the way.
     const where = this.filter(query);
-    return Number(
+    const order = compileOrder(USER_FIELD_MAP, totalOrder(query.sort));
+    const rows = this.db.all(
+      `SELECT *, COUNT(*) OVER () AS total_rows FROM users WHERE ${where.sql} ORDER BY ${order} LIMIT ? OFFSET ?`,
+      ...where.params,
+      query.limit,
+      query.offset ?? 0,
+    );
+    const total = rows.length > 0 ? Number(rows[0]!.total_rows) : await this.count(query);
+    return { items: rows.map(toUser), total };
+  }
+
+  async count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number> {
+    const version = `${this.writes}:${this.db.dataVersion()}`;
+    if (version !== this.countsVersion) {
+      this.counts.clear();
+      this.countsVersion = version;
+    }
+    const where = this.filter(query);
+    const key = `${where.sql}\u0000${JSON.stringify(where.params)}`;
+    const cached = this.counts.get(key);
+    if (cached !== undefined) return cached;
+    const n = Number(
       this.db.get<{ n: number }>(`SELECT COUNT(*) AS n FROM users WHERE ${where.sql}`, ...where.params)!.n,
     );
+    if (this.counts.size >= 500) this.counts.clear();
+    this.counts.set(key, n);
+    return n;
   }
 
   async recordLogin(id: string, at: Date): Promise<User | null> {
+    this.writes += 1;
     const row = this.db.get(
       `UPDATE users SET login_count = login_count + 1, last_login = ? WHERE id = ? AND deleted_at IS NULL RETURNING *`,
       toIso(at),

@@ -45,9 +45,9 @@ function toEntry(doc: AuditDocument): AuditEntry {
 export class MongoAuditRepository implements AuditRepository {
   constructor(private readonly entries: Model<AuditDocument>) {}
 
-  async append(entry: NewAuditEntry): Promise<AuditEntry> {
+  private static document(entry: NewAuditEntry): AuditDocument {
     const timestamp = entry.timestamp ?? new Date();
-    const doc: AuditDocument = {
+    return {
       _id: entry.id ?? newId('aud', timestamp.getTime()),
       timestamp,
       actor_type: entry.actor_type,
@@ -62,10 +62,25 @@ export class MongoAuditRepository implements AuditRepository {
       changes: entry.changes == null ? null : JSON.stringify(entry.changes),
       details: entry.details == null ? null : JSON.stringify(entry.details),
     };
+  }
+
+  async append(entry: NewAuditEntry): Promise<AuditEntry> {
+    const doc = MongoAuditRepository.document(entry);
     try {
       return toEntry((await this.entries.create(doc)).toObject());
     } catch (err) {
       // _id is the only unique key, and only a caller-chosen one can collide.
+      if (duplicateKey(err)) throw new StoreConflictError('id');
+      throw err;
+    }
+  }
+
+  async appendMany(entries: NewAuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    try {
+      // Ordered, so a failure stops at the first bad entry; ids are fresh, so none is expected.
+      await this.entries.insertMany(entries.map(MongoAuditRepository.document), { ordered: true });
+    } catch (err) {
       if (duplicateKey(err)) throw new StoreConflictError('id');
       throw err;
     }

@@ -12,7 +12,7 @@ import type {
   UserPatch,
   UserRepository,
 } from '../ports.js';
-import { searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS } from '../query.js';
+import { and, searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS, type Expr } from '../query.js';
 import { normalizeEmail } from '../user-fields.js';
 import { duplicateKey, isIdViolation, isViolationOf, type DuplicateKey } from './duplicate-key.js';
 import { UNIQUE_INDEX, type RoleLinkDocument, type UserDocument } from './models.js';
@@ -383,6 +383,15 @@ export class MongoUserRepository implements UserRepository {
       .limit(query.limit)
       .lean<UserDocument[]>();
     return docs.map(toUser);
+  }
+
+  async listPage(query: UserListQuery & { after?: Expr }): Promise<{ items: User[]; total: number }> {
+    // The server does both at once; the keyset position narrows the page only.
+    const [items, total] = await Promise.all([
+      this.list({ ...query, where: query.after ? and(query.where, query.after) : query.where }),
+      this.count(query),
+    ]);
+    return { items, total };
   }
 
   async count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number> {
