@@ -213,7 +213,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     },
   });
   app.use(health.routes());
-  app.use(health.allowedMethods());
+  app.use(health.allowedMethods({ throw: true }));
 
   const staticFiles = new Router();
   staticFiles.get('/static/styles.css', (ctx) => {
@@ -225,7 +225,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
 
   const account = accountRouter({ host, views, store: stores.durable, issuer: config.issuer });
   app.use(account.routes());
-  app.use(account.allowedMethods());
+  app.use(account.allowedMethods({ throw: true }));
 
   const v2 = managementApi({
     issuer: config.issuer,
@@ -242,8 +242,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     plans: async () => plans,
     log: logger,
   });
-  app.use(v2.routes());
-  app.use(v2.allowedMethods({ throw: true }));
+  app.use(v2);
 
   const interactions = interactionsRouter({
     host,
@@ -254,7 +253,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());
-  app.use(interactions.allowedMethods());
+  app.use(interactions.allowedMethods({ throw: true }));
 
   return {
     app,

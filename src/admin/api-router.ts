@@ -70,7 +70,15 @@ const SECRET_FIELD = /password|secret|token|key$/i;
 
 /** Turns zod issues into the envelope's details, never echoing secrets. */
 export function detailsOf(error: z.ZodError, input: unknown, prefix = ''): ErrorDetail[] {
-  return error.issues.map((issue) => {
+  return error.issues.flatMap((issue) => {
+    // A strict object names every unknown key in one issue at the object's own path; a client needs
+    // to know which of its fields was refused, so each key becomes a detail of its own.
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({
+        field: [prefix, ...issue.path.map(String), key].filter(Boolean).join('.'),
+        issue: 'Unknown field',
+      }));
+    }
     const field = [prefix, ...issue.path.map(String)].filter(Boolean).join('.') || '(body)';
     const value = provided(input, issue.path);
     const detail: ErrorDetail = { field, issue: issue.message };

@@ -108,13 +108,19 @@ export class BearerAuthenticator {
     if (audiences.length > 0 && !audiences.includes(managementAudience(this.issuer))) {
       throw new AppError('AUTH_TOKEN_INVALID', { message: 'The access token is for another API' });
     }
+    // The client must still exist: deleting a client ends its tokens' use here at once.
+    const client = await this.host.current.Client.find(facts.clientId);
+    if (!client)
+      throw new AppError('AUTH_TOKEN_INVALID', { message: 'The client of this token no longer exists' });
     const requested = new Set((facts.scope ?? '').split(' ').filter(Boolean));
     if (!facts.accountId) {
+      // A service token carries at most what its client is (now) allowed.
+      const allowed = new Set((client.scope ?? '').split(' '));
       return {
         kind: 'client',
         clientId: facts.clientId,
         userId: undefined,
-        scopes: requested,
+        scopes: new Set([...requested].filter((s) => allowed.has(s))),
         tokenId: facts.jti,
       };
     }

@@ -52,6 +52,16 @@ const clientFields = {
     .min(1)
     .max(64)
     .describe('Rate-limit plan of the management API: basic, professional, enterprise'),
+  api_scopes: z
+    .array(
+      z
+        .string()
+        .regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, { error: 'A scope token without spaces or quotes' }),
+    )
+    .max(200)
+    .describe(
+      'Scopes of registered APIs this client may obtain for itself (client credentials with resource=…)',
+    ),
 };
 
 const CreateClient = z
@@ -86,11 +96,26 @@ const CreateClient = z
     id_token_signed_response_alg: true,
     require_pkce: true,
     plan: true,
+    api_scopes: true,
   })
   .strict();
 
+/** Optional fields an update may remove by sending null. */
 const UpdateClient = z
-  .object({ first_party: z.boolean(), ...clientFields })
+  .object({
+    ...clientFields,
+    first_party: z.boolean(),
+    scope: clientFields.scope.nullable(),
+    jwks: clientFields.jwks.nullable(),
+    jwks_uri: clientFields.jwks_uri.nullable(),
+    logo_uri: clientFields.logo_uri.nullable(),
+    client_uri: clientFields.client_uri.nullable(),
+    policy_uri: clientFields.policy_uri.nullable(),
+    tos_uri: clientFields.tos_uri.nullable(),
+    contacts: clientFields.contacts.nullable(),
+    plan: clientFields.plan.nullable(),
+    api_scopes: clientFields.api_scopes.nullable(),
+  })
   .partial()
   .strict();
 
@@ -113,6 +138,7 @@ const Client = z.object({
   tos_uri: z.string().optional(),
   contacts: z.array(z.string()).optional(),
   id_token_signed_response_alg: z.string().optional(),
+  api_scopes: z.array(z.string()).optional(),
   first_party: z.boolean(),
   require_pkce: z.boolean(),
   plan: z.string(),
@@ -273,7 +299,7 @@ export function registerClientRoutes(
     operationId: 'updateClient',
     summary: 'Update an OAuth client (partial)',
     description:
-      'Changes apply on every instance within CLIENT_CACHE_TTL_S. Switching a public client to a secret-based method creates a secret, returned once.',
+      'Changes apply on every instance within CLIENT_CACHE_TTL_S. `null` removes an optional field. Switching a public client to a secret-based method creates a secret, returned once.',
     tag: 'Clients',
     scope: 'client:manage',
     params: clientParam,
@@ -282,9 +308,9 @@ export function registerClientRoutes(
     errors: ['CLIENT_NOT_FOUND', 'VALIDATION_ERROR'],
     async handler({ params, body, principal, ctx }) {
       const { first_party, ...metadata } = body;
-      await checkPlan(metadata.plan);
       const before = await clients.find(params.client_id);
       if (!before) throw new AppError('CLIENT_NOT_FOUND');
+      await checkPlan(metadata.plan ?? undefined);
       const updated = await clients
         .update(params.client_id, {
           metadata: metadata as JsonObject,
@@ -488,10 +514,10 @@ export function registerResourceRoutes(
     scope: 'client:manage',
     params: idParam,
     responses: { 200: { description: 'The API', schema: Resource } },
-    errors: ['NOT_FOUND'],
+    errors: ['RESOURCE_NOT_FOUND'],
     async handler({ params }) {
       const found = await repo.findById(params.id);
-      if (!found) throw new AppError('NOT_FOUND', { message: 'API not found' });
+      if (!found) throw new AppError('RESOURCE_NOT_FOUND');
       return { status: 200, body: toApiResource(found) };
     },
   });
@@ -506,13 +532,13 @@ export function registerResourceRoutes(
     params: idParam,
     body: UpdateResource,
     responses: { 200: { description: 'The API', schema: Resource } },
-    errors: ['NOT_FOUND', 'VALIDATION_ERROR', 'CONFLICT'],
+    errors: ['RESOURCE_NOT_FOUND', 'VALIDATION_ERROR', 'CONFLICT'],
     async handler({ params, body, principal, ctx }) {
       notReserved(body.identifier);
       const before = await repo.findById(params.id);
-      if (!before) throw new AppError('NOT_FOUND', { message: 'API not found' });
+      if (!before) throw new AppError('RESOURCE_NOT_FOUND');
       const updated = await repo.update(params.id, body).catch(resourceConflict);
-      if (!updated) throw new AppError('NOT_FOUND', { message: 'API not found' });
+      if (!updated) throw new AppError('RESOURCE_NOT_FOUND');
       deps.invalidate(before.identifier);
       await audit.record({
         ...contextOf(ctx, principal).actor,
@@ -536,11 +562,10 @@ export function registerResourceRoutes(
     scope: 'client:manage',
     params: idParam,
     responses: { 204: { description: 'Deleted' } },
-    errors: ['NOT_FOUND'],
+    errors: ['RESOURCE_NOT_FOUND'],
     async handler({ params, principal, ctx }) {
       const before = await repo.findById(params.id);
-      if (!before || !(await repo.remove(params.id)))
-        throw new AppError('NOT_FOUND', { message: 'API not found' });
+      if (!before || !(await repo.remove(params.id))) throw new AppError('RESOURCE_NOT_FOUND');
       deps.invalidate(before.identifier);
       await audit.record({
         ...contextOf(ctx, principal).actor,

@@ -5,7 +5,8 @@
  */
 import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
-import type { Context, Next } from 'koa';
+import type { Context, Middleware, Next } from 'koa';
+import compose from 'koa-compose';
 import type { Logger } from 'pino';
 
 import { AppError } from '../errors/app-error.js';
@@ -71,7 +72,7 @@ function bearerChallenges(issuer: string) {
   };
 }
 
-export function managementApi(deps: ManagementApiDeps): Router {
+export function managementApi(deps: ManagementApiDeps): Middleware {
   const api = new ApiRouter(deps.log);
   registerUserRoutes(api, deps.users);
   registerRoleRoutes(api, deps.roles);
@@ -99,17 +100,12 @@ export function managementApi(deps: ManagementApiDeps): Router {
     return plans[name] ?? plans[DEFAULT_PLAN]!;
   };
 
-  const router = new Router({ prefix: '/v2' });
-  router.use(bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' }));
-  router.use(resolvePrincipal(authenticator));
-  router.use(bearerChallenges(deps.issuer));
-  router.use(rateLimit({ counters: deps.counters, planFor }));
-
-  router.get('/openapi.json', (ctx) => {
+  const routes = new Router({ prefix: '/v2' });
+  routes.get('/openapi.json', (ctx) => {
     ctx.set('Cache-Control', 'public, max-age=300');
     ctx.body = openapi;
   });
-  router.get('/docs', (ctx) => {
+  routes.get('/docs', (ctx) => {
     ctx.type = 'text/html; charset=utf-8';
     ctx.set('Cache-Control', 'public, max-age=300');
     ctx.set(
@@ -118,9 +114,22 @@ export function managementApi(deps: ManagementApiDeps): Router {
     );
     ctx.body = docs;
   });
-  router.use(api.router.routes());
-  router.use(api.router.allowedMethods({ throw: true }));
-  return router;
+  routes.use(api.router.routes());
+
+  // Every request under /v2, matched or not, runs the whole pipeline (so even a 404 is counted and
+  // carries the rate-limit headers).
+  const pipeline = compose([
+    bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' }),
+    resolvePrincipal(authenticator),
+    bearerChallenges(deps.issuer),
+    rateLimit({ counters: deps.counters, planFor }),
+    routes.routes() as unknown as Middleware,
+    routes.allowedMethods({ throw: true }) as unknown as Middleware,
+  ]) as Middleware;
+  const middleware: Middleware = (ctx, next) =>
+    ctx.path === '/v2' || ctx.path.startsWith('/v2/') ? pipeline(ctx, next) : next();
+  // The router stays reachable for introspection (the OpenAPI test compares it with the document).
+  return Object.assign(middleware, { router: routes });
 }
 
 export { managementAudience };

@@ -196,17 +196,19 @@ export const User = named(
 
 export const UserList = named('UserList', z.object({ data: z.array(User), pagination: Pagination }));
 
-export const CreateUser = z.object({
-  email: emailField,
-  first_name: nameField(),
-  last_name: nameField(),
-  role: roleName.optional(),
-  status: userStatus.optional(),
-  email_verified: z.boolean().optional(),
-  password: password.optional(),
-  send_welcome_email: z.boolean().optional(),
-  metadata: jsonObject.optional(),
-});
+export const CreateUser = z
+  .object({
+    email: emailField,
+    first_name: nameField(),
+    last_name: nameField(),
+    role: roleName.optional(),
+    status: userStatus.optional(),
+    email_verified: z.boolean().optional(),
+    password: password.optional(),
+    send_welcome_email: z.boolean().optional(),
+    metadata: jsonObject.optional(),
+  })
+  .strict();
 
 export const UpdateUser = z
   .object({

@@ -179,7 +179,12 @@ export function parseFilters(raw: unknown): Expr | undefined {
   const parts: Comparison[] = [];
   for (const [field, condition] of Object.entries(raw)) {
     const path = `filters.${field}`;
-    const type = FILTERABLE[field] ?? (metadataPath(field) ? 'json' : undefined);
+    // Own keys only: "__proto__" or "constructor" must not find Object.prototype's members.
+    const type = Object.hasOwn(FILTERABLE, field)
+      ? FILTERABLE[field]
+      : metadataPath(field)
+        ? ('json' as const)
+        : undefined;
     if (!type) {
       throw new AppError('VALIDATION_ERROR', {
         details: [
@@ -393,7 +398,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     operationId: 'bulkCreateUsers',
     summary: 'Create up to 100 users',
     description:
-      'Each item gets its own result. With `options.fail_on_error: true` nothing is created unless every item can be (all or nothing). 201 when every item was created, 200 otherwise.',
+      'Each item gets its own result. With `options.fail_on_error: true` nothing is created unless every item can be (all or nothing). 201 when every item was created, 200 otherwise. `options.send_welcome_emails` (or an item’s own `send_welcome_email`) is recorded in each created user’s audit entry, as for a single creation.',
     tag: 'Users',
     scope: 'user:write',
     body: BulkCreate,
@@ -423,7 +428,10 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
       });
       const results = await users.bulkCreate(
         items,
-        { failOnError: body.options?.fail_on_error ?? false },
+        {
+          failOnError: body.options?.fail_on_error ?? false,
+          sendWelcomeEmails: body.options?.send_welcome_emails ?? false,
+        },
         contextOf(ctx, principal),
       );
       const successful = results.filter((r) => r.success).length;

@@ -16,6 +16,7 @@ export const ERROR_CATALOG = {
   USER_NOT_FOUND: { status: 404, message: 'User not found' },
   ROLE_NOT_FOUND: { status: 404, message: 'Role not found' },
   CLIENT_NOT_FOUND: { status: 404, message: 'Client not found' },
+  RESOURCE_NOT_FOUND: { status: 404, message: 'API (resource server) not found' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },
   USER_ALREADY_EXISTS: { status: 409, message: 'A user with this email already exists' },
   CONFLICT: { status: 409, message: 'The resource already exists or was changed concurrently' },

@@ -235,6 +235,9 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     if (password !== field(ctx.request.body, 'confirm')) {
       return renderPasswordChange(ctx, details, { error: t('password-change.mismatch'), status: 400 });
     }
+    if (await auth.isCurrentPassword(userId, password)) {
+      return renderPasswordChange(ctx, details, { error: t('password-change.reused'), status: 400 });
+    }
     const actor = { actor_type: 'user' as const, actor_id: userId, actor_client_id: null };
     try {
       await users.setPassword(userId, password, { actor, request: requestOf(ctx) });

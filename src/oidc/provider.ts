@@ -61,7 +61,7 @@ export interface ProviderDeps {
 }
 
 /** Extra client metadata we store with each client. */
-export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'plan'] as const;
+export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'plan', 'api_scopes'] as const;
 
 function logFor(ctx: unknown, fallback: Logger): Logger {
   return ((ctx as Context | undefined)?.state?.log as Logger | undefined) ?? fallback;
@@ -133,10 +133,28 @@ export function createProvider(deps: ProviderDeps): Provider {
       properties: [...EXTRA_CLIENT_METADATA],
       validator(_ctx, key, value) {
         if (value === undefined) return;
+        if (key === 'api_scopes') {
+          if (
+            !Array.isArray(value) ||
+            !value.every((v) => typeof v === 'string' && /^[\x21\x23-\x5B\x5D-\x7E]+$/.test(v))
+          ) {
+            throw new errors.InvalidClientMetadata('api_scopes must be an array of scope tokens');
+          }
+          return;
+        }
         if (key === 'plan' ? typeof value !== 'string' : typeof value !== 'boolean') {
           throw new errors.InvalidClientMetadata(`${key} must be a ${key === 'plan' ? 'string' : 'boolean'}`);
         }
       },
+    },
+    // A client registered without `scope` may ask only for the OpenID Connect scopes: management
+    // scopes (and anything else this server knows) must be granted to a client explicitly.
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      id_token_signed_response_alg: 'RS256',
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: OIDC_SCOPES.join(' '),
     },
     clientBasedCORS(ctx, origin, client) {
       // Browsers may call the token, userinfo, revocation and introspection endpoints only from the
@@ -155,10 +173,11 @@ export function createProvider(deps: ProviderDeps): Provider {
         async allowedPolicy(ctx, client, token) {
           // Introspection is for authenticated clients (resource servers and gateways) only.
           if (client.clientAuthMethod === 'none') return false;
+          // A token of a client that has since been deleted is no longer active.
+          if (!(await ctx.oidc.provider.Client.find(token.clientId!))) return false;
           // A suspended or deleted user's tokens are reported inactive at once.
           const accountId = 'accountId' in token ? token.accountId : undefined;
           if (accountId && !isActiveUser(await stores.durable.users.findById(accountId))) return false;
-          void ctx;
           return true;
         },
       },
@@ -181,7 +200,12 @@ export function createProvider(deps: ProviderDeps): Provider {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
         useGrantedResource: async () => true,
-        getResourceServerInfo: (_ctx, indicator, client) => deps.resourceServers.infoFor(indicator, client),
+        getResourceServerInfo: (ctx, indicator, client) =>
+          deps.resourceServers.infoFor(
+            indicator,
+            client,
+            ctx.oidc.params?.grant_type === 'client_credentials',
+          ),
       },
       userinfo: { enabled: true },
       registration: { enabled: false },

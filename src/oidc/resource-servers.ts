@@ -46,7 +46,12 @@ export class ResourceServers {
     else this.cache.delete(identifier);
   }
 
-  async infoFor(indicator: string, client: Client): Promise<ResourceServer> {
+  /**
+   * What a token for `indicator` may carry. A client acting for itself (client credentials) gets only
+   * the API scopes granted to it: named in its `scope` or its `api_scopes`; a user's token may carry
+   * any of the API's scopes the user consents to.
+   */
+  async infoFor(indicator: string, client: Client, forClientItself = false): Promise<ResourceServer> {
     const own = this.builtIn.find((r) => r.identifier === indicator);
     const record: Pick<
       ResourceServerRecord,
@@ -60,8 +65,11 @@ export class ResourceServers {
         }
       : await this.find(indicator);
     if (!record) throw new errors.InvalidTarget('unknown or unregistered resource indicator');
-    const allowed = typeof client.scope === 'string' ? new Set(client.scope.split(' ')) : undefined;
-    const scopes = record.scopes.filter((s) => !allowed || allowed.has(s));
+    const granted = new Set([
+      ...(typeof client.scope === 'string' ? client.scope.split(' ') : []),
+      ...((client['api_scopes'] as string[] | undefined) ?? []),
+    ]);
+    const scopes = forClientItself ? record.scopes.filter((s) => granted.has(s)) : record.scopes;
     return {
       scope: scopes.join(' '),
       audience: record.identifier,

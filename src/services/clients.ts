@@ -167,7 +167,9 @@ export class ClientService {
   ): Promise<ClientWithSecret | null> {
     const current = await this.clients.find(clientId);
     if (!current) return null;
-    const metadata = { ...current.metadata, ...ClientService.clean(patch.metadata ?? {}) };
+    const metadata: JsonObject = { ...current.metadata, ...ClientService.clean(patch.metadata ?? {}) };
+    // null removes an optional field
+    for (const [key, value] of Object.entries(metadata)) if (value === null) delete metadata[key];
     const needsSecret = SECRET_METHODS.has(String(metadata.token_endpoint_auth_method));
     await this.check(clientId, metadata, needsSecret);
     const secret = needsSecret && !current.client_secret_hash ? generateClientSecret() : undefined;

@@ -34,10 +34,20 @@ export function createPasswordPolicy(options: { minLength: number; minScore: num
       const issues: string[] = [];
       if (password.length < options.minLength) issues.push(`Use at least ${options.minLength} characters`);
       if (password.length > MAX_PASSWORD_LENGTH) issues.push(`Use at most ${MAX_PASSWORD_LENGTH} characters`);
+      const lowered = password.toLowerCase();
+      if (issues.length === 0 && personal.some((p) => p && lowered === p.toLowerCase().trim())) {
+        issues.push('Do not use your name or email address as your password');
+      }
       if (issues.length === 0) {
-        const words = personal
-          .flatMap((p) => p.toLowerCase().split(/[\s@.+_-]+/))
-          .filter((w) => w.length >= 3);
+        // Whole values (an email as typed, its local part) and their words all count as guessable.
+        const words = [
+          ...new Set(
+            personal.flatMap((p) => {
+              const lower = p.toLowerCase().trim();
+              return [lower, lower.split('@')[0] ?? '', ...lower.split(/[\s@.+_-]+/)];
+            }),
+          ),
+        ].filter((w) => w.length >= 3);
         const result = estimator.check(password.slice(0, 256), words);
         if (result.score < options.minScore) {
           issues.push(

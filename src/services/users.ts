@@ -185,7 +185,10 @@ export class UserService {
 
   async create(input: CreateUserInput, context: Context): Promise<User> {
     await this.checkRole(input.role);
-    if (input.password) this.checkPassword(input.password, [input.email, input.first_name, input.last_name]);
+    // An empty password is refused rather than taken for "no password".
+    if (input.password !== undefined) {
+      this.checkPassword(input.password, [input.email, input.first_name, input.last_name]);
+    }
     let user: User;
     try {
       user = await this.store.users.create(await this.toNewUser(input));
@@ -215,7 +218,7 @@ export class UserService {
     items: (
       { ok: true; input: CreateUserInput } | { ok: false; code: string; message: string; field?: string }
     )[],
-    options: { failOnError: boolean },
+    options: { failOnError: boolean; sendWelcomeEmails?: boolean },
     context: Context,
   ): Promise<BulkItemResult[]> {
     const results: (BulkItemResult | undefined)[] = new Array(items.length).fill(undefined);
@@ -239,7 +242,7 @@ export class UserService {
         };
         return;
       }
-      if (input.password) {
+      if (input.password !== undefined) {
         const verdict = this.policy.check(input.password, [input.email, input.first_name, input.last_name]);
         if (!verdict.ok) {
           results[index] = {
@@ -268,12 +271,12 @@ export class UserService {
 
     const newUsers = await Promise.all(pending.map(({ input }) => this.toNewUser(input)));
     const outcomes = await this.store.users.createMany(newUsers, { atomic: options.failOnError });
-    const created: User[] = [];
+    const created: { user: User; input: CreateUserInput }[] = [];
     outcomes.forEach((outcome, i) => {
-      const { index } = pending[i]!;
+      const { index, input } = pending[i]!;
       if ('user' in outcome) {
         results[index] = { index, success: true, user: outcome.user };
-        created.push(outcome.user);
+        created.push({ user: outcome.user, input });
       } else if ('conflict' in outcome) {
         results[index] = {
           index,
@@ -289,7 +292,7 @@ export class UserService {
       }
     });
     await this.audit.recordMany(
-      created.map((user) => ({
+      created.map(({ user, input }) => ({
         ...context.actor,
         request: context.request,
         action: 'user.created',
@@ -297,7 +300,11 @@ export class UserService {
         target_id: user.id,
         before: null,
         after: auditable(user),
-        details: { bulk: true },
+        // Recorded as for a single creation, so integrations that send welcome emails see both.
+        details: {
+          bulk: true,
+          send_welcome_email: input.send_welcome_email ?? options.sendWelcomeEmails ?? false,
+        },
       })),
     );
     return results as BulkItemResult[];

@@ -100,7 +100,8 @@ function isScalar(v: unknown): v is Scalar {
 
 /** Checks a comparison against the field catalog; adapters call it before compiling. */
 export function checkComparison(c: Comparison, fields: Readonly<Record<string, unknown>>): void {
-  if (!(c.field in fields) && !metadataPath(c.field)) throw new QueryError(`unknown field ${c.field}`);
+  if (!Object.hasOwn(fields, c.field) && !metadataPath(c.field))
+    throw new QueryError(`unknown field ${c.field}`);
   if (!(COMPARISON_OPS as readonly string[]).includes(c.op)) throw new QueryError(`unknown operator ${c.op}`);
   if (c.op === 'in') {
     if (!Array.isArray(c.value) || c.value.length === 0 || c.value.length > 100 || !c.value.every(isScalar)) {

@@ -206,14 +206,14 @@ describe.each(availableBackends())(
       await server.t.stores.durable.resourceServers.create({
         identifier: API,
         name: 'Orders API',
-        scopes: ['user:read'],
+        scopes: ['orders:read'],
         access_token_format: 'jwt',
         access_token_ttl: 900,
       });
       const user = await createUser(server.t);
       const client = await registerClient(server.t, 'web');
       const config = await discover(server.url, client);
-      const request = await authorizationRequest(config, client.redirectUri, 'openid user:read', {
+      const request = await authorizationRequest(config, client.redirectUri, 'openid orders:read', {
         resource: API,
       });
       const browser = new FormBrowser(server.url);
@@ -221,7 +221,7 @@ describe.each(availableBackends())(
         .go(request.url.toString())
         .then((login) => submit(browser, login, { email: user.email, password: user.password }));
       expect(isConsentPage(consent)).toBe(true);
-      expect(consent.html).toContain(`Use ${API}: user:read`);
+      expect(consent.html).toContain(`Use ${API}: orders:read`);
       const callback = await submit(browser, consent, { decision: 'approve' });
       const tokens = await oidc.authorizationCodeGrant(
         config,
@@ -230,7 +230,7 @@ describe.each(availableBackends())(
         { resource: API },
       );
       expect(tokens.claims()?.sub).toBe(user.user.id);
-      expect(tokens.scope).toBe('user:read');
+      expect(tokens.scope).toBe('orders:read');
       // The API's lifetime applies to user tokens as it does to client-credentials tokens.
       expect(tokens.expires_in).toBe(900);
       const jwks = createRemoteJWKSet(new URL(`${server.url}/oauth/jwks`));
@@ -239,7 +239,7 @@ describe.each(availableBackends())(
         audience: API,
         typ: 'at+jwt',
       });
-      expect(payload).toMatchObject({ sub: user.user.id, client_id: client.clientId, scope: 'user:read' });
+      expect(payload).toMatchObject({ sub: user.user.id, client_id: client.clientId, scope: 'orders:read' });
       expect(payload.exp! - payload.iat!).toBe(900);
     });
 

@@ -1,0 +1,206 @@
+/**
+ * GET /v2/openapi.json is a valid OpenAPI 3.1 document listing exactly the routes the /v2 router
+ * serves (compared with the router's own registered layers), and GET /v2/docs names every operation.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type Router from '@koa/router';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import request from 'supertest';
+
+import { availableBackends, createTestApp, type TestApp } from '../helpers/test-app.js';
+
+type Json = Record<string, unknown>;
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'options', 'head', 'trace'];
+
+/** "METHOD /v2/path/{param}" for every route the app's /v2 router has registered. */
+function registeredRoutes(t: TestApp): string[] {
+  const routers = t.app.middleware
+    .map((mw) => (mw as unknown as { router?: Router }).router)
+    .filter((r): r is Router => r !== undefined && r.opts.prefix === '/v2');
+  expect(routers).toHaveLength(1);
+  const routes = new Set<string>();
+  for (const layer of routers[0]!.stack) {
+    for (const method of layer.methods) {
+      if (method === 'HEAD') continue; // added by koa-router beside every GET
+      routes.add(`${method} ${String(layer.path).replace(/:(\w+)/g, '{$1}')}`);
+    }
+  }
+  return [...routes].sort();
+}
+
+function documentedRoutes(doc: Json): string[] {
+  const routes: string[] = [];
+  for (const [path, item] of Object.entries(doc.paths as Record<string, Json>)) {
+    for (const method of Object.keys(item).filter((k) => METHODS.includes(k))) {
+      routes.push(`${method.toUpperCase()} ${path}`);
+    }
+  }
+  return routes.sort();
+}
+
+/** Routes served outside the document on purpose: the document itself and its reference page. */
+const UNDOCUMENTED = ['GET /v2/docs', 'GET /v2/openapi.json'];
+
+describe.each(availableBackends())(
+  'GET /v2/openapi.json and /v2/docs with durable=$durable, short-lived=$shortLived',
+  ({ durable, shortLived }) => {
+    let t: TestApp;
+    let doc: Json;
+    beforeAll(async () => {
+      t = await createTestApp({ durable, shortLived });
+      const res = await request(t.callback).get('/v2/openapi.json');
+      expect(res.status).toBe(200);
+      doc = res.body as Json;
+    });
+    afterAll(() => t.close());
+
+    it('GET /v2/openapi.json answers without a token, as cacheable JSON', async () => {
+      const res = await request(t.callback).get('/v2/openapi.json');
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(res.headers['cache-control']).toBe('public, max-age=300');
+      expect(res.headers['x-request-id']).toMatch(/\S/);
+      expect(res.headers['x-ratelimit-limit']).toBeDefined();
+    });
+
+    it('GET /v2/openapi.json validates as an OpenAPI 3.1 document', async () => {
+      expect(doc.openapi).toBe('3.1.0');
+      const validator = new Validator();
+      const result = await validator.validate(structuredClone(doc));
+      expect(result.errors ?? []).toEqual([]);
+      expect(result.valid).toBe(true);
+      expect(validator.version).toBe('3.1');
+      // The validator does look inside: a broken copy fails.
+      const broken = structuredClone(doc) as { paths: Record<string, Record<string, Json>> };
+      broken.paths['/v2/users']!.get!.responses = { 200: { content: 'nope' } };
+      expect((await new Validator().validate(broken)).valid).toBe(false);
+    });
+
+    it('GET /v2/openapi.json lists every route the /v2 router serves, and no other', () => {
+      const served = registeredRoutes(t).filter((r) => !UNDOCUMENTED.includes(r));
+      expect(documentedRoutes(doc)).toEqual(served);
+      expect(served).toEqual(
+        expect.arrayContaining([
+          'GET /v2/users',
+          'POST /v2/users',
+          'GET /v2/users/search',
+          'POST /v2/users/bulk',
+          'GET /v2/users/{id}',
+          'PUT /v2/users/{id}',
+          'DELETE /v2/users/{id}',
+          'POST /v2/users/{id}/restore',
+          'GET /v2/users/{id}/preferences',
+          'PUT /v2/users/{id}/preferences',
+          'GET /v2/users/{id}/activity',
+          'GET /v2/users/{id}/roles',
+          'POST /v2/users/{id}/roles/{role_id}',
+          'DELETE /v2/users/{id}/roles/{role_id}',
+          'POST /v2/users/{id}/password-reset',
+          'PUT /v2/users/{id}/password',
+          'GET /v2/roles',
+          'POST /v2/roles',
+          'GET /v2/roles/{id}',
+          'PUT /v2/roles/{id}',
+          'DELETE /v2/roles/{id}',
+          'GET /v2/audit',
+        ]),
+      );
+    });
+
+    it('GET /v2/openapi.json gives every operation a unique id, its scope as security, and its error envelope', () => {
+      const ids = new Set<string>();
+      const scopes = Object.keys(
+        (((doc.components as Json).securitySchemes as Json).oauth2 as { flows: { clientCredentials: Json } })
+          .flows.clientCredentials.scopes as Json,
+      );
+      for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, Json>>)) {
+        for (const [method, op] of Object.entries(item)) {
+          const where = `${method.toUpperCase()} ${path}`;
+          expect({ where, id: typeof op.operationId }).toEqual({ where, id: 'string' });
+          expect(ids.has(op.operationId as string)).toBe(false);
+          ids.add(op.operationId as string);
+          const scope = op['x-required-scope'] as string | undefined;
+          expect({ where, security: op.security }).toEqual({
+            where,
+            security: scope ? [{ oauth2: [scope] }] : [],
+          });
+          if (scope) {
+            expect(scopes).toContain(scope);
+            const responses = op.responses as Record<string, Json>;
+            for (const status of ['401', '403', '429', '500']) {
+              expect({ where, status, ref: responses[status]?.content }).toEqual({
+                where,
+                status,
+                ref: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+              });
+            }
+          }
+          // Every path parameter is declared.
+          const declared = ((op.parameters as Json[] | undefined) ?? [])
+            .filter((p) => p.in === 'path')
+            .map((p) => p.name)
+            .sort();
+          expect({ where, declared }).toEqual({
+            where,
+            declared: [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort(),
+          });
+        }
+      }
+      expect(scopes).toEqual(
+        expect.arrayContaining(['user:read', 'user:write', 'role:manage', 'client:manage', 'audit:read']),
+      );
+    });
+
+    it('GET /v2/openapi.json documents the user shapes of the API contract', () => {
+      const schemas = (doc.components as Json).schemas as Record<
+        string,
+        { properties?: Json; required?: string[] }
+      >;
+      expect(Object.keys(schemas.User!.properties!)).toEqual(
+        expect.arrayContaining([
+          'id',
+          'email',
+          'first_name',
+          'last_name',
+          'role',
+          'status',
+          'email_verified',
+          'created_at',
+          'updated_at',
+          'last_login',
+          'metadata',
+        ]),
+      );
+      expect(schemas.User!.properties!.password).toBeUndefined();
+      expect(Object.keys(schemas.Pagination!.properties!).sort()).toEqual(
+        ['has_more', 'limit', 'next_cursor', 'offset', 'total'].sort(),
+      );
+      expect(Object.keys(schemas.DeleteResult!.properties!).sort()).toEqual([
+        'deleted_at',
+        'message',
+        'soft_delete',
+      ]);
+      const create = ((doc.paths as Json)['/v2/users'] as Record<string, Json>).post!;
+      const body = (create.requestBody as { content: Record<string, { schema: { required: string[] } }> })
+        .content['application/json']!.schema;
+      expect(body.required.sort()).toEqual(['email', 'first_name', 'last_name']);
+    });
+
+    it('GET /v2/docs renders an HTML page naming every operation', async () => {
+      const res = await request(t.callback).get('/v2/docs');
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+      const html = res.text;
+      expect(html).toMatch(/^<!DOCTYPE html>/);
+      expect(html).not.toMatch(/<script/i);
+      for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, Json>>)) {
+        for (const [method, op] of Object.entries(item)) {
+          expect(html).toContain(`id="${op.operationId as string}"`);
+          expect(html).toContain(`<span class="method">${method.toUpperCase()}</span> <code>${path}</code>`);
+          expect(html).toContain(String(op.summary).replace(/&/g, '&amp;').replace(/'/g, '&#39;'));
+        }
+      }
+    });
+  },
+);
