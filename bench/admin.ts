@@ -151,6 +151,8 @@ export async function runAdminBenchmark(argv: string[]): Promise<string> {
     };
 
     const base = { url: server.url, duration };
+    // Warm up (JIT, caches, the write-ahead log checkpoint after seeding) before measuring.
+    await measure('warm-up', { ...base, duration: 5, requests: [get, list, search], connections: 16 });
     const rows: Measurement[] = [];
     rows.push(
       await measure('GET /v2/users/{id}', { ...base, requests: [get], offeredRate: 1000, connections: 32 }),

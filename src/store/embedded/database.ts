@@ -30,6 +30,8 @@ export class EmbeddedDatabase {
     this.db = new DatabaseSync(path, { timeout: 5000 });
     this.db.exec('PRAGMA journal_mode = WAL');
     this.db.exec('PRAGMA synchronous = NORMAL');
+    // A larger page cache (up to 64 MiB, allocated as used) keeps hot users in memory.
+    this.db.exec('PRAGMA cache_size = -65536');
     this.db.exec('PRAGMA foreign_keys = ON');
     this.migrate();
     this.optimize();
@@ -81,14 +83,24 @@ export class EmbeddedDatabase {
   }
 
   private migrate(): void {
-    this.transaction(() => {
-      const current = this.schemaVersion;
-      for (const step of MIGRATIONS) {
-        if (step.version <= current) continue;
-        this.db.exec(step.sql);
-        this.db.exec(`PRAGMA user_version = ${step.version}`);
-      }
-    });
+    if (MIGRATIONS.every((step) => step.version <= this.schemaVersion)) return;
+    // Steps may rebuild tables (drop and recreate): with foreign keys on, dropping a parent table
+    // would cascade into its children. SQLite only switches this outside a transaction.
+    this.db.exec('PRAGMA foreign_keys = OFF');
+    try {
+      this.transaction(() => {
+        const current = this.schemaVersion;
+        for (const step of MIGRATIONS) {
+          if (step.version <= current) continue;
+          this.db.exec(step.sql);
+          this.db.exec(`PRAGMA user_version = ${step.version}`);
+        }
+        const broken = this.db.prepare('PRAGMA foreign_key_check').all();
+        if (broken.length > 0) throw new Error(`migration left ${broken.length} broken references`);
+      });
+    } finally {
+      this.db.exec('PRAGMA foreign_keys = ON');
+    }
   }
 
   statement(sql: string): StatementSync {

@@ -178,4 +178,63 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX users_live_email ON users (email_normalized) WHERE deleted_at IS NULL;
     `,
   },
+  {
+    version: 6,
+    description: 'users get a stable integer key; search terms point at it',
+    // Text searches fetch every matching user; reaching a row by its integer key takes one b-tree
+    // descent instead of two (the id index, then the row). The key must be declared (INTEGER
+    // PRIMARY KEY): an implicit rowid may be renumbered by VACUUM. SQLite cannot add a primary key
+    // to a table, so users is rebuilt (foreign keys are off while migrations run, see database.ts).
+    sql: `
+      CREATE TABLE users_rebuilt (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        email TEXT NOT NULL,
+        email_normalized TEXT NOT NULL UNIQUE,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        status TEXT NOT NULL,
+        email_verified INTEGER NOT NULL DEFAULT 0,
+        password_hash TEXT,
+        password_reset_required INTEGER NOT NULL DEFAULT 0,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        preferences TEXT NOT NULL DEFAULT '{}',
+        login_count INTEGER NOT NULL DEFAULT 0,
+        last_login TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        deleted_at TEXT
+      ) STRICT;
+      INSERT INTO users_rebuilt (id, email, email_normalized, first_name, last_name, role, status,
+          email_verified, password_hash, password_reset_required, metadata, preferences, login_count,
+          last_login, created_at, updated_at, deleted_at)
+        SELECT id, email, email_normalized, first_name, last_name, role, status, email_verified,
+          password_hash, password_reset_required, metadata, preferences, login_count, last_login,
+          created_at, updated_at, deleted_at
+        FROM users ORDER BY created_at, id;
+
+      CREATE TABLE user_search_index (
+        term TEXT NOT NULL,
+        user_seq INTEGER NOT NULL REFERENCES users (seq) ON DELETE CASCADE,
+        PRIMARY KEY (term, user_seq)
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO user_search_index (term, user_seq)
+        SELECT t.term, u.seq FROM user_search_terms t JOIN users_rebuilt u ON u.id = t.user_id;
+      DROP TABLE user_search_terms;
+
+      DROP TABLE users;
+      ALTER TABLE users_rebuilt RENAME TO users;
+      CREATE INDEX user_search_index_user ON user_search_index (user_seq);
+      CREATE INDEX users_created_at ON users (created_at, id);
+      CREATE INDEX users_status ON users (status, created_at);
+      CREATE INDEX users_role ON users (role, created_at);
+      CREATE INDEX users_last_name ON users (last_name, id);
+      CREATE INDEX users_live_created_at ON users (created_at, id) WHERE deleted_at IS NULL;
+      CREATE INDEX users_live_status ON users (status, created_at, id) WHERE deleted_at IS NULL;
+      CREATE INDEX users_live_role ON users (role, created_at, id) WHERE deleted_at IS NULL;
+      CREATE INDEX users_live_last_name ON users (last_name, id) WHERE deleted_at IS NULL;
+      CREATE INDEX users_live_email ON users (email_normalized) WHERE deleted_at IS NULL;
+    `,
+  },
 ];

@@ -98,10 +98,11 @@ export class EmbeddedUserRepository implements UserRepository {
 
   constructor(private readonly db: EmbeddedDatabase) {}
 
-  private writeSearchTerms(user: Pick<User, 'id' | 'email' | 'first_name' | 'last_name'>): void {
-    this.db.run('DELETE FROM user_search_terms WHERE user_id = ?', user.id);
+  /** Replaces the search terms of the user stored at `seq` (its integer key). */
+  private writeSearchTerms(seq: number, user: Pick<User, 'email' | 'first_name' | 'last_name'>): void {
+    this.db.run('DELETE FROM user_search_index WHERE user_seq = ?', seq);
     for (const term of searchTerms(user.first_name, user.last_name, user.email)) {
-      this.db.run('INSERT OR IGNORE INTO user_search_terms (term, user_id) VALUES (?, ?)', term, user.id);
+      this.db.run('INSERT OR IGNORE INTO user_search_index (term, user_seq) VALUES (?, ?)', term, seq);
     }
   }
 
@@ -131,7 +132,7 @@ export class EmbeddedUserRepository implements UserRepository {
       toIso(now),
     )!;
     const user = toUser(row);
-    this.writeSearchTerms(user);
+    this.writeSearchTerms(Number(row.seq), user);
     return user;
   }
 
@@ -214,7 +215,7 @@ export class EmbeddedUserRepository implements UserRepository {
         if (!row) return null;
         const user = toUser(row);
         if (patch.email !== undefined || patch.first_name !== undefined || patch.last_name !== undefined) {
-          this.writeSearchTerms(user);
+          this.writeSearchTerms(Number(row.seq), user);
         }
         return user;
       });
@@ -225,7 +226,7 @@ export class EmbeddedUserRepository implements UserRepository {
 
   async remove(id: string): Promise<boolean> {
     this.writes += 1;
-    // user_roles and user_search_terms rows go with it (ON DELETE CASCADE).
+    // user_roles and user_search_index rows go with it (ON DELETE CASCADE).
     return this.db.run('DELETE FROM users WHERE id = ?', id).changes > 0;
   }
 
@@ -234,7 +235,7 @@ export class EmbeddedUserRepository implements UserRepository {
     const parts: SqlFragment[] = [{ sql: deletedClause(query.deleted), params: [] }];
     for (const term of terms) {
       parts.push({
-        sql: 'id IN (SELECT user_id FROM user_search_terms WHERE term >= ? AND term < ?)',
+        sql: 'seq IN (SELECT user_seq FROM user_search_index WHERE term >= ? AND term < ?)',
         params: [term, `${term}\u{10FFFF}`],
       });
     }
@@ -256,15 +257,17 @@ export class EmbeddedUserRepository implements UserRepository {
   }
 
   async listPage(query: UserListQuery & { after?: Expr }): Promise<{ items: User[]; total: number }> {
-    if (query.after) {
+    if (query.after || !query.search) {
+      // An index usually yields these rows in order, so the page stops early; the total is a
+      // separate (cached) count.
       const [items, total] = await Promise.all([
         this.list({ ...query, where: and(query.where, query.after) }),
         this.count(query),
       ]);
       return { items, total };
     }
-    // One pass computes the page and the total: SQLite evaluates the window over every matching
-    // row before applying LIMIT, so the rows it visits to sort are counted on the way.
+    // A text search visits every match to sort it anyway: one pass then computes the page and the
+    // total, since SQLite evaluates the window over every matching row before applying LIMIT.
     const where = this.filter(query);
     const order = compileOrder(USER_FIELD_MAP, totalOrder(query.sort));
     const rows = this.db.all(
