@@ -187,7 +187,7 @@ export class MongoUserRepository implements UserRepository {
    */
   async createMany(inputs: NewUser[], options: { atomic: boolean }): Promise<BulkCreateResult[]> {
     const now = new Date();
-    const docs = inputs.map((input) => this.hydrate(newUserDocument(input, now)));
+    const docs = await Promise.all(inputs.map((input) => this.hydrate(newUserDocument(input, now))));
     // Filled, not sparse: map() would skip the holes of `new Array(n)`.
     const results: (BulkCreateResult | undefined)[] = docs.map(() => undefined);
 
@@ -226,10 +226,9 @@ export class MongoUserRepository implements UserRepository {
   }
 
   /** Casts and validates a document as create() would, before anything of a batch is written. */
-  private hydrate(doc: UserDocument): UserDocument {
+  private async hydrate(doc: UserDocument): Promise<UserDocument> {
     const hydrated = new this.users(doc);
-    const invalid = hydrated.validateSync();
-    if (invalid) throw invalid;
+    await hydrated.validate(); // throws the ValidationError create() would
     return hydrated.toObject<UserDocument>();
   }
 
