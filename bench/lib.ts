@@ -4,7 +4,7 @@
  * Benchmarks talk HTTP to a real server process, as clients do; nothing here is timed in tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -144,14 +144,122 @@ export function machine(): string {
   return `${cpus().length} × ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}`;
 }
 
-export function table(rows: Measurement[]): string {
+/**
+ * A Markdown table of measurements; `extra` adds columns after the standard ones (title → cell), for
+ * suites that print floors or memory next to each row.
+ */
+export function table<R extends Measurement>(
+  rows: R[],
+  extra: Record<string, (row: R) => string> = {},
+): string {
+  const titles = Object.keys(extra);
+  const cells = Object.values(extra);
   const lines = [
-    '| Scenario | Offered load | Requests/s | p50 (ms) | p99 (ms) | Errors |',
-    '| --- | --- | --- | --- | --- | --- |',
+    ['| Scenario | Offered load | Requests/s | p50 (ms) | p99 (ms) | Errors', ...titles].join(' | ') + ' |',
+    '| --- | --- | --- | --- | --- | ---' + ' | ---'.repeat(titles.length) + ' |',
     ...rows.map(
       (r) =>
-        `| ${r.name} | ${r.offeredRate ? `${r.offeredRate}/s` : 'max'} | ${r.requestsPerSecond} | ${r.p50} | ${r.p99} | ${r.errors} of ${r.requests} |`,
+        [
+          `| ${r.name} | ${r.offeredRate ? `${r.offeredRate}/s` : 'max'} | ${r.requestsPerSecond} | ${r.p50} | ${r.p99} | ${r.errors} of ${r.requests}`,
+          ...cells.map((cell) => cell(r)),
+        ].join(' | ') + ' |',
     ),
   ];
   return lines.join('\n');
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export function basicAuth(clientId: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
+
+/** Thrown by a closed-loop operation whose loop cannot go on (a broken refresh-token chain). */
+export class StopLoop extends Error {}
+
+/**
+ * Runs `operation` in `concurrency` loops, each starting its next call when the previous one ends,
+ * for `durationS` seconds; for flows autocannon cannot express (several requests with cookies, or a
+ * chain where each request needs the previous answer). A call that throws counts as an error; a loop
+ * whose call threw `StopLoop` ends early (its chain is broken). Latency is of the whole operation.
+ */
+export async function closedLoop(
+  name: string,
+  options: { concurrency: number; durationS: number },
+  operation: (loop: number) => Promise<void>,
+): Promise<Measurement> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = performance.now();
+  const deadline = started + options.durationS * 1000;
+  const loop = async (index: number) => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      try {
+        await operation(index);
+        latencies.push(performance.now() - t0);
+      } catch (err) {
+        errors += 1;
+        if (errors <= 3) process.stderr.write(`${name}: ${(err as Error).message}\n`);
+        if (err instanceof StopLoop) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: options.concurrency }, (_, i) => loop(i)));
+  const elapsedS = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    name,
+    requestsPerSecond: Math.round((latencies.length / elapsedS) * 10) / 10,
+    p50: Math.round(percentile(latencies, 50)),
+    p99: Math.round(percentile(latencies, 99)),
+    errors,
+    requests: latencies.length + errors,
+  };
+}
+
+function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  } catch {
+    return 0; // not Linux, or the process is gone
+  }
+}
+
+/** Resident memory of a process in MiB (0 where /proc is not available). */
+export function rssMiB(pid: number): number {
+  return Math.round(procStatusKiB(pid, 'VmRSS') / 1024);
+}
+
+/**
+ * Peak resident memory of a process while `work` runs, in MiB: the kernel's high-water mark (VmHWM),
+ * reset first through /proc/<pid>/clear_refs, together with VmRSS sampled every 50 ms in case the
+ * reset is not allowed.
+ */
+export async function peakRss<T>(
+  pid: number,
+  work: () => Promise<T>,
+): Promise<{ result: T; peakMiB: number }> {
+  let reset = false;
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    reset = true;
+  } catch {
+    // not Linux, or not permitted: sampling alone
+  }
+  let peakKiB = procStatusKiB(pid, 'VmRSS');
+  const timer = setInterval(() => {
+    peakKiB = Math.max(peakKiB, procStatusKiB(pid, 'VmRSS'));
+  }, 50);
+  try {
+    const result = await work();
+    if (reset) peakKiB = Math.max(peakKiB, procStatusKiB(pid, 'VmHWM'));
+    return { result, peakMiB: Math.round(peakKiB / 1024) };
+  } finally {
+    clearInterval(timer);
+  }
 }

@@ -1,17 +1,26 @@
 /**
  * `npm run bench -- <suite> [options]`: runs a benchmark against the compiled server and prints a
- * Markdown report (copy it into docs/benchmarks.md). Suites: admin.
+ * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol. Without a suite name
+ * (or with `all`), runs every suite in turn with the same options (those common to all: --duration,
+ * --mongo, --redis).
  */
 import { runAdminBenchmark } from './admin.ts';
+import { runProtocolBenchmark } from './protocol.ts';
 
 const suites: Record<string, (argv: string[]) => Promise<string>> = {
   admin: runAdminBenchmark,
+  protocol: runProtocolBenchmark,
 };
 
-const [name = '', ...rest] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const runAll = args.length === 0 || args[0] === 'all' || (args[0]!.startsWith('--') && args[0] !== '--help');
+const [name = '', ...rest] = runAll && args[0] !== 'all' ? ['all', ...args] : args;
 const suite = suites[name];
-if (!suite) {
-  process.stderr.write(`usage: npm run bench -- <${Object.keys(suites).join('|')}> [options]\n`);
+if (!runAll && !suite) {
+  process.stderr.write(
+    `usage: npm run bench -- [all|${Object.keys(suites).join('|')}] [options]\n` +
+      '  no suite name (or all): every suite in turn, with options common to all (--duration, --mongo, --redis)\n',
+  );
   process.exit(2);
 }
-process.stdout.write(`${await suite(rest)}\n`);
+for (const run of runAll ? Object.values(suites) : [suite!]) process.stdout.write(`${await run(rest)}\n`);

@@ -1,0 +1,562 @@
+/**
+ * Protocol benchmark: the OAuth/OIDC endpoints relying parties and APIs call, measured against the
+ * compiled server, next to two ceilings measured in the same run on the same machine:
+ * - bare oidc-provider (bench/bare-provider.ts: the library alone, in-memory adapter, one static
+ *   client) for client credentials, so our figure reads as a share of what the library can do;
+ * - raw argon2id at our parameters (bench/argon2-rate.ts), so full sign-ins read as a share of the
+ *   password hashing they cannot avoid.
+ * Peak RSS of the server is recorded per scenario, and its idle RSS after start.
+ *
+ * Usage: npm run bench -- protocol [--duration S] [--logins-concurrency N] [--mongo URI --redis URL]
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import {
+  adminToken,
+  basicAuth,
+  closedLoop,
+  freePort,
+  machine,
+  measure,
+  peakRss,
+  ROOT,
+  rssMiB,
+  startServer,
+  StopLoop,
+  table,
+  type Measurement,
+} from './lib.ts';
+
+/** The floors the suite prints next to its figures. */
+const FLOORS = {
+  clientCredentialsPerCore: 2000,
+  clientCredentialsShareOfBare: 0.7,
+  introspectionPerCore: 3000,
+  loginShareOfRawHash: 0.8,
+  idleRssMB: 150,
+};
+
+const API = 'https://bench-api.example.com';
+const WEB_REDIRECT = 'https://bench-web.example.com/callback';
+const SPA_REDIRECT = 'https://bench-spa.example.com/callback';
+const PASSWORD = 'Lantern-orchard-47 drifting quietly';
+
+interface Row extends Measurement {
+  peakMiB: number;
+  floor: string;
+}
+
+const mark = (ok: boolean) => (ok ? '✔' : '✘');
+
+/** The password-hash parameters the server runs with: config/defaults.env, unless set in our env. */
+function passwordParams(): Record<string, string> {
+  const defaults = readFileSync(join(ROOT, 'config', 'defaults.env'), 'utf8');
+  const params: Record<string, string> = {};
+  for (const name of ['PASSWORD_HASH_MEMORY_KIB', 'PASSWORD_HASH_TIME_COST', 'PASSWORD_HASH_PARALLELISM']) {
+    const value = process.env[name] ?? new RegExp(`^${name}=(.*)$`, 'm').exec(defaults)?.[1]?.trim();
+    if (!value) throw new Error(`${name} is not set in config/defaults.env`);
+    params[name] = value;
+  }
+  return params;
+}
+
+// --- A cookie-keeping form client for the sign-in flow, on plain fetch ------------------------------
+
+type Jar = Map<string, string>;
+
+function keepCookies(jar: Jar, res: Response): void {
+  for (const line of res.headers.getSetCookie()) {
+    const pair = line.split(';', 1)[0]!;
+    const eq = pair.indexOf('=');
+    const name = pair.slice(0, eq).trim();
+    const value = pair.slice(eq + 1).trim();
+    if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line)) jar.delete(name);
+    else jar.set(name, value);
+  }
+}
+
+interface Step {
+  status: number;
+  html: string;
+  url: string;
+  /** Where the server sent the browser off our origin (the client's redirect URI). */
+  offsite?: URL;
+}
+
+/**
+ * One navigation, following redirects on the server's origin (the issuer names it localhost, the
+ * bench reaches it at 127.0.0.1) and stopping at the first redirect that leaves it.
+ */
+async function browse(jar: Jar, base: string, path: string, form?: Record<string, string>): Promise<Step> {
+  const origin = new URL(base);
+  let target = new URL(path, base);
+  let body = form ? new URLSearchParams(form).toString() : undefined;
+  for (let hop = 0; hop < 10; hop += 1) {
+    const res = await fetch(target, {
+      method: body ? 'POST' : 'GET',
+      redirect: 'manual',
+      headers: {
+        accept: 'text/html',
+        cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; '),
+        ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+      },
+      body,
+    });
+    keepCookies(jar, res);
+    const location = res.headers.get('location');
+    if (res.status >= 300 && res.status < 400 && location) {
+      await res.arrayBuffer();
+      const next = new URL(location, target);
+      const ours =
+        next.port === origin.port && (next.hostname === 'localhost' || next.hostname === origin.hostname);
+      if (!ours) return { status: res.status, html: '', url: target.href, offsite: next };
+      target = new URL(next.pathname + next.search, base);
+      body = undefined;
+      continue;
+    }
+    return { status: res.status, html: await res.text(), url: target.href };
+  }
+  throw new Error(`too many redirects from ${path}`);
+}
+
+function formOf(html: string): { action: string; hidden: Record<string, string> } {
+  const form = /<form[^>]*action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/i.exec(html);
+  if (!form) throw new Error(`no form on the page: ${html.slice(0, 200)}`);
+  const hidden: Record<string, string> = {};
+  for (const input of form[2]!.matchAll(/<input[^>]*type="hidden"[^>]*>/gi)) {
+    const name = /name="([^"]+)"/.exec(input[0])?.[1];
+    if (name) hidden[name] = (/value="([^"]*)"/.exec(input[0])?.[1] ?? '').replace(/&amp;/g, '&');
+  }
+  return { action: form[1]!.replace(/&amp;/g, '&'), hidden };
+}
+
+interface LoginClient {
+  clientId: string;
+  /** Absent for a public client, which names itself in the token request instead. */
+  secret?: string;
+  redirectUri: string;
+}
+
+interface TokenSet {
+  access_token: string;
+  refresh_token?: string;
+}
+
+/**
+ * A whole sign-in as a browser and a relying party do it: authorize with PKCE S256, the login form
+ * (email and password, CSRF token), the consent form if shown, the code at the redirect URI, and
+ * the code exchanged at the token endpoint. A fresh cookie jar each time, so every sign-in checks a
+ * password.
+ */
+async function signIn(
+  base: string,
+  client: LoginClient,
+  user: { email: string; password: string },
+  scope: string,
+  extra: Record<string, string> = {},
+): Promise<TokenSet> {
+  const jar: Jar = new Map();
+  const verifier = randomBytes(32).toString('base64url');
+  const state = randomBytes(16).toString('base64url');
+  const query = new URLSearchParams({
+    client_id: client.clientId,
+    response_type: 'code',
+    redirect_uri: client.redirectUri,
+    scope,
+    state,
+    nonce: randomBytes(16).toString('base64url'),
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+    code_challenge_method: 'S256',
+    ...extra,
+  });
+  let step = await browse(jar, base, `/oauth/authorize?${query}`);
+  for (let forms = 0; !step.offsite && step.status === 200 && forms < 3; forms += 1) {
+    const form = formOf(step.html);
+    const fields: Record<string, string> | null = form.action.endsWith('/login')
+      ? { email: user.email, password: user.password }
+      : form.action.endsWith('/consent')
+        ? { decision: 'approve' }
+        : null;
+    if (!fields) throw new Error(`unexpected form ${form.action}`);
+    step = await browse(jar, base, form.action, { ...form.hidden, ...fields });
+  }
+  if (!step.offsite) throw new Error(`sign-in stopped at ${step.url} with ${step.status}`);
+  const code = step.offsite.searchParams.get('code');
+  if (!code || step.offsite.searchParams.get('state') !== state) {
+    throw new Error(`no code at the redirect URI: ${step.offsite.search}`);
+  }
+  const res = await fetch(`${base}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      ...(client.secret ? { authorization: basicAuth(client.clientId, client.secret) } : {}),
+    },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: client.redirectUri,
+      code_verifier: verifier,
+      ...(client.secret ? {} : { client_id: client.clientId }),
+    }),
+  });
+  const tokens = (await res.json()) as Partial<TokenSet> & { error?: string };
+  if (!res.ok || !tokens.access_token) throw new Error(`code exchange failed: ${JSON.stringify(tokens)}`);
+  return tokens as TokenSet;
+}
+
+// --- Child processes for the two ceilings -----------------------------------------------------------
+
+const childEnv = (env: Record<string, string>) => ({
+  PATH: process.env.PATH ?? '',
+  NODE_ENV: 'production',
+  // As the server sizes its pool (src/runtime/thread-pool.ts).
+  UV_THREADPOOL_SIZE: String(Math.max(2, availableParallelism())),
+  ...env,
+});
+
+async function withBareProvider<T>(
+  work: (bare: { url: string; pid: number; clientId: string; secret: string }) => Promise<T>,
+): Promise<T> {
+  const port = await freePort();
+  const secret = randomBytes(32).toString('base64url');
+  const child = spawn(process.execPath, [join(ROOT, 'bench', 'bare-provider.ts')], {
+    cwd: ROOT,
+    env: childEnv({ PORT: String(port), BARE_CLIENT_SECRET: secret }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('ready')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`bare oidc-provider exited with ${code}: ${stderr}`)));
+    });
+    return await work({ url: `http://127.0.0.1:${port}`, pid: child.pid!, clientId: 'bare-service', secret });
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+async function rawArgon2Rate(params: Record<string, string>, parallel: number, durationS: number) {
+  const child = spawn(process.execPath, [join(ROOT, 'bench', 'argon2-rate.ts')], {
+    cwd: ROOT,
+    env: childEnv({ ...params, PARALLEL: String(parallel), DURATION_S: String(durationS) }),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`argon2 rate child exited with ${code}`);
+  return JSON.parse(out) as { verifications: number; seconds: number; perSecond: number };
+}
+
+// --- The suite --------------------------------------------------------------------------------------
+
+export async function runProtocolBenchmark(argv: string[]): Promise<string> {
+  const cores = availableParallelism();
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '10' },
+      'logins-concurrency': { type: 'string', default: String(2 * cores) },
+      mongo: { type: 'string' },
+      redis: { type: 'string' },
+    },
+  });
+  const duration = Number(values.duration);
+  const loginConcurrency = Number(values['logins-concurrency']);
+  if (!(duration > 0) || !(loginConcurrency >= 1))
+    throw new Error('--duration and --logins-concurrency: positive numbers');
+  const warmUp = Math.max(1, Math.min(3, Math.round(duration / 3)));
+  const backend = values.mongo
+    ? `mongo${values.redis ? ' + redis' : ''}`
+    : values.redis
+      ? 'embedded + redis'
+      : 'embedded';
+  const hashParams = passwordParams();
+
+  const server = await startServer({
+    ...hashParams,
+    ...(values.mongo ? { MONGODB_URI: values.mongo } : {}),
+    ...(values.redis ? { REDIS_URL: values.redis } : {}),
+  });
+  const pid = server.child.pid!;
+  const rows: Row[] = [];
+  let idleMiB: number;
+  let ours: { clientCredentials: Row; logins: Row };
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    idleMiB = rssMiB(pid);
+
+    // --- Set-up through the management API, as an operator would -----------------------------------
+    const admin = await adminToken(server.url, 'user:write client:manage');
+    const v2 = async <T>(path: string, body: object): Promise<T> => {
+      const res = await fetch(`${server.url}/v2${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      if (res.status !== 201) throw new Error(`POST /v2${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as T;
+    };
+    await v2('/resources', {
+      identifier: API,
+      name: 'Bench API',
+      scopes: ['bench:read'],
+      access_token_format: 'jwt',
+    });
+    type Created = { client_id: string; client_secret?: string };
+    const service = await v2<Created>('/clients', {
+      kind: 'service',
+      client_name: 'Bench service',
+      api_scopes: ['bench:read'],
+    });
+    const web = await v2<Created>('/clients', {
+      kind: 'web',
+      client_name: 'Bench web app',
+      redirect_uris: [WEB_REDIRECT],
+      first_party: true,
+    });
+    const spa = await v2<Created>('/clients', {
+      kind: 'spa',
+      client_name: 'Bench SPA',
+      redirect_uris: [SPA_REDIRECT],
+      first_party: true,
+    });
+    const webClient = { clientId: web.client_id, secret: web.client_secret!, redirectUri: WEB_REDIRECT };
+    const spaClient = { clientId: spa.client_id, redirectUri: SPA_REDIRECT };
+    // Sign-ins spread over several users, as real ones are (each one records the login on its user).
+    const users = await Promise.all(
+      Array.from({ length: 2 * loginConcurrency }, async (_, i) => {
+        const email = `bench-user-${i}@bench.example`;
+        await v2('/users', { email, first_name: 'Bench', last_name: `User ${i}`, password: PASSWORD });
+        return { email, password: PASSWORD };
+      }),
+    );
+
+    // One sign-in for a user token: offline_access needs prompt=consent (first party: granted without
+    // a page). Its access token is opaque (no resource), for userinfo and introspection.
+    const userTokens = await signIn(server.url, webClient, users[0]!, 'openid email offline_access', {
+      prompt: 'consent',
+    });
+    if (!userTokens.refresh_token) throw new Error('no refresh token for offline_access');
+
+    const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+    const post = (auth: string, body: string) => ({
+      method: 'POST' as const,
+      headers: { authorization: auth, 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+    });
+    const serviceAuth = basicAuth(service.client_id, service.client_secret!);
+    const webAuth = basicAuth(web.client_id, web.client_secret!);
+    const ccOpaque = {
+      path: '/oauth/token',
+      ...post(serviceAuth, form({ grant_type: 'client_credentials' })),
+    };
+    const ccJwt = {
+      path: '/oauth/token',
+      ...post(serviceAuth, form({ grant_type: 'client_credentials', resource: API, scope: 'bench:read' })),
+    };
+    // Check the requests before timing them: a bench of error answers measures nothing.
+    for (const [label, request, check] of [
+      ['opaque', ccOpaque, (t: string) => t.split('.').length === 1],
+      ['JWT', ccJwt, (t: string) => t.split('.').length === 3],
+    ] as const) {
+      const res = await fetch(`${server.url}${request.path}`, request);
+      const body = (await res.json()) as { access_token?: string };
+      if (!res.ok || !body.access_token || !check(body.access_token)) {
+        throw new Error(`client credentials (${label}) failed: ${res.status} ${JSON.stringify(body)}`);
+      }
+    }
+    const serviceToken = ((await (await fetch(`${server.url}/oauth/token`, ccOpaque)).json()) as TokenSet)
+      .access_token;
+    const introspectUser = {
+      path: '/oauth/introspect',
+      ...post(webAuth, form({ token: userTokens.access_token, token_type_hint: 'access_token' })),
+    };
+    const introspectService = {
+      path: '/oauth/introspect',
+      ...post(webAuth, form({ token: serviceToken, token_type_hint: 'access_token' })),
+    };
+    for (const request of [introspectUser, introspectService]) {
+      const body = (await (await fetch(`${server.url}${request.path}`, request)).json()) as {
+        active?: boolean;
+      };
+      if (body.active !== true) throw new Error(`introspection says inactive: ${JSON.stringify(body)}`);
+    }
+    const userinfo = {
+      path: '/oauth/userinfo',
+      method: 'GET' as const,
+      headers: { authorization: `Bearer ${userTokens.access_token}` },
+    };
+    const refresh = {
+      path: '/oauth/token',
+      ...post(webAuth, form({ grant_type: 'refresh_token', refresh_token: userTokens.refresh_token })),
+    };
+    const jwks = { path: '/oauth/jwks', method: 'GET' as const };
+
+    // --- Autocannon scenarios, each after its own warm-up ---------------------------------------------
+    const scenario = async (
+      name: string,
+      request: { path: string; method: 'GET' | 'POST'; headers?: Record<string, string>; body?: string },
+      floor: (m: Measurement) => string = () => '',
+    ) => {
+      const options = { url: `${server.url}${request.path}`, ...request, connections: 32 };
+      await measure('warm-up', { ...options, duration: warmUp });
+      const { result, peakMiB } = await peakRss(pid, () => measure(name, { ...options, duration }));
+      const row = { ...result, peakMiB, floor: floor(result) };
+      rows.push(row);
+      process.stderr.write(`${name}: ${result.requestsPerSecond}/s, ${result.errors} errors\n`);
+      return row;
+    };
+    const perCore = (m: Measurement) => m.requestsPerSecond / cores;
+    const cc = await scenario(
+      'Client credentials, opaque token',
+      ccOpaque,
+      (m) =>
+        `≥ ${FLOORS.clientCredentialsPerCore.toLocaleString('en')}/s per core ${mark(perCore(m) >= FLOORS.clientCredentialsPerCore)}`,
+    );
+    await scenario('Client credentials, JWT (resource=…, RFC 9068)', ccJwt);
+    const introspectionFloor = (m: Measurement) =>
+      `≥ ${FLOORS.introspectionPerCore.toLocaleString('en')}/s per core ${mark(perCore(m) >= FLOORS.introspectionPerCore)}`;
+    await scenario("Introspection (RFC 7662) of a user's opaque token", introspectUser, introspectionFloor);
+    await scenario(
+      "Introspection (RFC 7662) of a service's opaque token",
+      introspectService,
+      introspectionFloor,
+    );
+    await scenario('Userinfo (Bearer, openid email)', userinfo);
+    await scenario('Refresh, confidential client (no rotation)', refresh);
+    await scenario('JWKS', jwks);
+
+    // --- Closed-loop scenarios: rotating refresh chains and full sign-ins ----------------------------
+    // A public client's refresh token rotates on every use, so each request needs the previous answer:
+    // 16 independent chains, one per simulated app instance.
+    const chains = await Promise.all(
+      Array.from({ length: 16 }, async (_, i) => {
+        const tokens = await signIn(
+          server.url,
+          spaClient,
+          users[i % users.length]!,
+          'openid offline_access',
+          {
+            prompt: 'consent',
+          },
+        );
+        if (!tokens.refresh_token) throw new Error('no refresh token for the SPA');
+        return tokens.refresh_token;
+      }),
+    );
+    const rotate = async (i: number) => {
+      const res = await fetch(`${server.url}/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form({ grant_type: 'refresh_token', refresh_token: chains[i]!, client_id: spaClient.clientId }),
+      });
+      const body = (await res.json()) as Partial<TokenSet>;
+      if (!res.ok || !body.refresh_token)
+        throw new StopLoop(`refresh chain ${i} broke: ${JSON.stringify(body)}`);
+      chains[i] = body.refresh_token;
+    };
+    await closedLoop('warm-up', { concurrency: chains.length, durationS: warmUp }, rotate);
+    {
+      const { result, peakMiB } = await peakRss(pid, () =>
+        closedLoop(
+          'Refresh, public client (rotation, 16 chains)',
+          { concurrency: chains.length, durationS: duration },
+          rotate,
+        ),
+      );
+      rows.push({ ...result, peakMiB, floor: '' });
+    }
+
+    let next = 0;
+    const login = async () => {
+      next += 1;
+      await signIn(server.url, webClient, users[next % users.length]!, 'openid email');
+    };
+    await closedLoop('warm-up', { concurrency: loginConcurrency, durationS: warmUp }, login);
+    const { result: logins, peakMiB: loginPeak } = await peakRss(pid, () =>
+      closedLoop(
+        `Full sign-in: code + PKCE, password (${loginConcurrency} at a time)`,
+        {
+          concurrency: loginConcurrency,
+          durationS: duration,
+        },
+        login,
+      ),
+    );
+    const loginRow = { ...logins, peakMiB: loginPeak, floor: '' };
+    rows.push(loginRow);
+    process.stderr.write(`sign-ins: ${logins.requestsPerSecond}/s, ${logins.errors} errors\n`);
+    ours = { clientCredentials: cc, logins: loginRow };
+  } finally {
+    await server.stop();
+  }
+
+  // --- The ceilings ---------------------------------------------------------------------------------
+  const bare = await withBareProvider(async (b) => {
+    const options = {
+      url: `${b.url}/token`,
+      ...{
+        method: 'POST' as const,
+        headers: {
+          authorization: basicAuth(b.clientId, b.secret),
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: 'grant_type=client_credentials',
+      },
+      connections: 32,
+    };
+    await measure('warm-up', { ...options, duration: warmUp });
+    const { result, peakMiB } = await peakRss(b.pid, () =>
+      measure('Bare oidc-provider: client credentials, opaque (in-memory adapter)', { ...options, duration }),
+    );
+    return { ...result, peakMiB, floor: '' };
+  });
+  rows.push(bare);
+  const ccShare = ours.clientCredentials.requestsPerSecond / bare.requestsPerSecond;
+  ours.clientCredentials.floor += `; ≥ ${FLOORS.clientCredentialsShareOfBare * 100}% of bare ${mark(ccShare >= FLOORS.clientCredentialsShareOfBare)}`;
+
+  const raw = await rawArgon2Rate(hashParams, cores, duration);
+  const loginShare = ours.logins.requestsPerSecond / raw.perSecond;
+  ours.logins.floor = `≥ ${FLOORS.loginShareOfRawHash * 100}% of raw argon2id ${mark(loginShare >= FLOORS.loginShareOfRawHash)}`;
+
+  const idleMB = (idleMiB * 2 ** 20) / 1e6;
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  const m = hashParams.PASSWORD_HASH_MEMORY_KIB;
+  const t = hashParams.PASSWORD_HASH_TIME_COST;
+  const p = hashParams.PASSWORD_HASH_PARALLELISM;
+  return [
+    `### Protocol endpoints on ${backend}`,
+    '',
+    `Machine: ${machine()}. Load generator and server share the machine; "per core" divides by its ${cores} cores.`,
+    `Each scenario: ${warmUp} s warm-up, then ${duration} s measured; autocannon with 32 connections, closed loops as noted.`,
+    '',
+    table(rows, {
+      'Per core': (r) => String(Math.round(r.requestsPerSecond / cores)),
+      'Peak RSS (MiB)': (r) => String(r.peakMiB),
+      Floor: (r) => r.floor,
+    }),
+    '',
+    `- Client credentials (opaque): ours ${ours.clientCredentials.requestsPerSecond}/s = ${pct(ccShare)} of bare oidc-provider ` +
+      `(${bare.requestsPerSecond}/s) ${mark(ccShare >= FLOORS.clientCredentialsShareOfBare)}.`,
+    `- Raw argon2id at m=${m} KiB, t=${t}, p=${p}, ${cores} verifications at a time: ${raw.perSecond}/s; ` +
+      `full sign-ins ${ours.logins.requestsPerSecond}/s = ${pct(loginShare)} of it ${mark(loginShare >= FLOORS.loginShareOfRawHash)}.`,
+    `- Server RSS when idle after start: ${idleMiB} MiB (${Math.round(idleMB)} MB; floor < ${FLOORS.idleRssMB} MB ${mark(idleMB < FLOORS.idleRssMB)}).`,
+    '',
+  ].join('\n');
+}
