@@ -8,7 +8,8 @@ import { EmbeddedArtifactStore } from './embedded/artifact-store.js';
 import { EmbeddedCounterStore } from './embedded/counter-store.js';
 import { EmbeddedDatabase } from './embedded/database.js';
 import { EmbeddedDurableStore } from './embedded/durable-store.js';
-import type { ArtifactStore, CounterStore, DurableStore, Stores } from './ports.js';
+import { LocalEventBus } from './local-event-bus.js';
+import type { ArtifactStore, CounterStore, DurableStore, EventBus, Stores } from './ports.js';
 
 export type StoreConfig = Pick<
   Config,
@@ -33,17 +34,21 @@ export async function createStores(config: StoreConfig): Promise<Stores> {
 
     let artifacts: ArtifactStore;
     let counters: CounterStore;
+    let events: EventBus;
     if (config.redisUrl) {
       const { openRedisShortLived } = await import('./redis/index.js');
-      ({ artifacts, counters } = await openRedisShortLived({
+      const redis = await openRedisShortLived({
         url: config.redisUrl,
         keyPrefix: config.redisKeyPrefix,
-      }));
-      opened.push(artifacts);
+      });
+      ({ artifacts, counters, events } = redis);
+      // The subscriber connection closes before the shared one.
+      opened.push(redis.events, artifacts);
     } else {
       const embeddedCounters = new EmbeddedCounterStore(embeddedDb(), { sweepIntervalMs });
       artifacts = new EmbeddedArtifactStore(embeddedDb(), { sweepIntervalMs });
       counters = embeddedCounters;
+      events = new LocalEventBus();
       opened.push(artifacts, embeddedCounters);
     }
 
@@ -55,6 +60,7 @@ export async function createStores(config: StoreConfig): Promise<Stores> {
       durable,
       artifacts,
       counters,
+      events,
       close: () => (closing ??= closeAll(opened)),
     };
   } catch (err) {

@@ -34,6 +34,8 @@ export interface User {
   preferences: JsonObject;
   login_count: number;
   last_login: Date | null;
+  /** The plan the user is on (rate limits, quota, credits); null means the default plan. */
+  plan: string | null;
   created_at: Date;
   updated_at: Date;
   /** Set when soft-deleted: hidden from lists, email still reserved, restorable. */
@@ -52,6 +54,7 @@ export interface NewUser {
   password_reset_required?: boolean;
   metadata?: JsonObject;
   preferences?: JsonObject;
+  plan?: string | null;
   created_at?: Date;
 }
 
@@ -68,6 +71,7 @@ export type UserPatch = Partial<
     | 'password_reset_required'
     | 'metadata'
     | 'preferences'
+    | 'plan'
     | 'deleted_at'
   >
 >;
@@ -294,6 +298,128 @@ export interface AuditRepository {
   count(query: Pick<AuditQuery, 'where'>): Promise<number>;
 }
 
+/** Who an API key belongs to: a user, or a service client. */
+export type ApiKeyOwnerType = 'user' | 'client';
+
+/**
+ * An API key. The key itself (`sk_live_<lookup_id>_<secret>`) is shown once; only its SHA-256 is
+ * kept. `lookup_id` is the short public part that finds the record without the secret.
+ */
+export interface ApiKeyRecord {
+  id: string;
+  owner_type: ApiKeyOwnerType;
+  owner_id: string;
+  name: string;
+  /** `live` or `test`: the key's prefix, `sk_live_` or `sk_test_`. */
+  environment: 'live' | 'test';
+  lookup_id: string;
+  /** Hex SHA-256 of the whole key. */
+  secret_hash: string;
+  scopes: string[];
+  /** Single addresses and CIDR ranges, IPv4 and IPv6; empty means any address. */
+  allowed_ips: string[];
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewApiKey = Omit<
+  ApiKeyRecord,
+  'id' | 'last_used_at' | 'revoked_at' | 'created_at' | 'updated_at'
+> &
+  Partial<Pick<ApiKeyRecord, 'id' | 'created_at'>>;
+export type ApiKeyPatch = Partial<
+  Pick<
+    ApiKeyRecord,
+    'name' | 'lookup_id' | 'secret_hash' | 'scopes' | 'allowed_ips' | 'expires_at' | 'revoked_at'
+  >
+>;
+
+export interface ApiKeyRepository {
+  /** Throws StoreConflictError('lookup_id') when the lookup id is taken. */
+  create(input: NewApiKey): Promise<ApiKeyRecord>;
+  findById(id: string): Promise<ApiKeyRecord | null>;
+  findByLookupId(lookupId: string): Promise<ApiKeyRecord | null>;
+  /** An owner's keys, revoked ones included, oldest first. */
+  listByOwner(ownerType: ApiKeyOwnerType, ownerId: string): Promise<ApiKeyRecord[]>;
+  update(id: string, patch: ApiKeyPatch): Promise<ApiKeyRecord | null>;
+  /** Sets last_used_at (never moving it backwards). */
+  touch(id: string, at: Date): Promise<void>;
+  /** Erases every key of an owner; returns how many. */
+  removeByOwner(ownerType: ApiKeyOwnerType, ownerId: string): Promise<number>;
+}
+
+export const QUOTA_PERIODS = ['day', 'month'] as const;
+export type QuotaPeriod = (typeof QUOTA_PERIODS)[number];
+
+/** A plan: request rate (per hour, with a per-second burst), a quota per period, and credits. */
+export interface PlanRecord {
+  name: string;
+  requests_per_hour: number;
+  burst: number;
+  /** Units (for example conversations) per period. */
+  quota: number;
+  quota_period: QuotaPeriod;
+  /** Credits a subscriber starts with: spent once the period's quota is used up. */
+  credits: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewPlan = Omit<PlanRecord, 'created_at' | 'updated_at'>;
+export type PlanPatch = Partial<Omit<PlanRecord, 'name' | 'created_at' | 'updated_at'>>;
+
+export interface PlanRepository {
+  /** Throws StoreConflictError('name') when the name is taken. */
+  create(input: NewPlan): Promise<PlanRecord>;
+  find(name: string): Promise<PlanRecord | null>;
+  /** Sorted by name. */
+  list(): Promise<PlanRecord[]>;
+  update(name: string, patch: PlanPatch): Promise<PlanRecord | null>;
+  remove(name: string): Promise<boolean>;
+}
+
+/** One usage entry (for example one chat completion) reported by a gateway or an app. */
+export interface UsageEntry {
+  id: string;
+  owner_type: ApiKeyOwnerType;
+  owner_id: string;
+  key_id: string | null;
+  model: string;
+  message_count: number;
+  /** Total characters of the messages' contents. */
+  characters: number;
+  research_model: boolean;
+  /** The message bodies, only when the deployment keeps them; null otherwise. */
+  messages: JsonValue | null;
+  /** The caller's Idempotency-Key, when it sent one. */
+  idempotency_key: string | null;
+  /** UTC day (YYYY-MM-DD) of created_at, for per-day totals. */
+  day: string;
+  created_at: Date;
+}
+
+export type NewUsageEntry = Omit<UsageEntry, 'id' | 'day'>;
+
+export interface UsageSummary {
+  total: number;
+  by_day: { date: string; count: number }[];
+  by_model: { model: string; count: number }[];
+}
+
+export interface UsageRepository {
+  /**
+   * Stores an entry. With an idempotency key, a second entry with the same owner and key is not
+   * stored: the first one is returned with `duplicate: true`.
+   */
+  record(input: NewUsageEntry): Promise<{ entry: UsageEntry; duplicate: boolean }>;
+  /** Counts of an owner's entries with from <= created_at < to, per day and per model. */
+  summarize(ownerType: ApiKeyOwnerType, ownerId: string, from: Date, to: Date): Promise<UsageSummary>;
+  removeByOwner(ownerType: ApiKeyOwnerType, ownerId: string): Promise<number>;
+}
+
 export interface DurableStore {
   readonly kind: 'embedded' | 'mongo';
   readonly users: UserRepository;
@@ -302,6 +428,9 @@ export interface DurableStore {
   readonly signingKeys: SigningKeyRepository;
   readonly resourceServers: ResourceServerRepository;
   readonly audit: AuditRepository;
+  readonly apiKeys: ApiKeyRepository;
+  readonly plans: PlanRepository;
+  readonly usage: UsageRepository;
   /** Creates or updates schema and indexes; safe to run repeatedly and concurrently. */
   migrate(): Promise<void>;
   /** Resolves when the backend answers; rejects otherwise. */
@@ -365,11 +494,53 @@ export interface CounterStore {
   increment(key: string, windowSeconds: number, by?: number): Promise<CounterValue>;
   get(key: string): Promise<CounterValue | null>;
   reset(key: string): Promise<void>;
+  /**
+   * A subject's quota, in one atomic step: starts (or, once `periodEnd` of the stored period has
+   * passed, restarts) the period with `quota` units and `credits` (credits only for a new subject:
+   * they carry over periods), then takes `amount` units, from the period's quota first and then
+   * from credits, only when both together still hold `max(amount, 1)`. `amount: 0` checks.
+   * Backends may forget a subject a year after its last period ended (it then starts afresh).
+   */
+  consumeQuota(
+    key: string,
+    request: QuotaRequest & { amount: number },
+  ): Promise<QuotaState & { granted: boolean }>;
+  /** Starts or restarts the period as consumeQuota does, then sets what is given. */
+  setQuota(
+    key: string,
+    request: QuotaRequest & { remaining?: number; credits?: number },
+  ): Promise<QuotaState>;
+}
+
+export interface QuotaRequest {
+  /** Units of a new period. */
+  quota: number;
+  /** Credits of a new subject. */
+  credits: number;
+  /** When a period started now would end. */
+  periodEnd: Date;
+  /** The caller's clock (so tests can move it). */
+  now: Date;
+}
+
+export interface QuotaState {
+  remaining: number;
+  used: number;
+  credits: number;
+  periodEnd: Date;
+}
+
+/** Cross-instance notifications (cache invalidation): Redis pub/sub, or in-process when embedded. */
+export interface EventBus {
+  publish(channel: string, message: string): Promise<void>;
+  /** Returns an unsubscribe function. */
+  subscribe(channel: string, handler: (message: string) => void): () => void;
 }
 
 export interface Stores {
   durable: DurableStore;
   artifacts: ArtifactStore;
   counters: CounterStore;
+  events: EventBus;
   close(): Promise<void>;
 }

@@ -329,4 +329,78 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
       expect(await harness.entriesWithoutExpiry()).toEqual([]);
     });
   });
+
+  describe('quotas', () => {
+    const day = 86_400_000;
+    const t0 = new Date('2026-03-10T12:00:00Z');
+    const end0 = new Date('2026-03-11T00:00:00Z');
+    const plan = (now: Date, periodEnd: Date) => ({ quota: 3, credits: 2, now, periodEnd });
+
+    it('starts a subject with the quota and credits, pays from the quota first, then from credits', async () => {
+      const key = `q:${id()}`;
+      const first = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 1 });
+      expect(first).toEqual({ granted: true, remaining: 2, used: 1, credits: 2, periodEnd: end0 });
+      const second = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 3 });
+      expect(second).toEqual({ granted: true, remaining: 0, used: 4, credits: 1, periodEnd: end0 });
+      const refused = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 2 });
+      expect(refused).toEqual({ granted: false, remaining: 0, used: 4, credits: 1, periodEnd: end0 });
+      const last = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 1 });
+      expect(last).toEqual({ granted: true, remaining: 0, used: 5, credits: 0, periodEnd: end0 });
+      const empty = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 1 });
+      expect(empty.granted).toBe(false);
+    });
+
+    it('checks without taking when the amount is 0', async () => {
+      const key = `q:${id()}`;
+      const check = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 0 });
+      expect(check).toEqual({ granted: true, remaining: 3, used: 0, credits: 2, periodEnd: end0 });
+      await counters.setQuota(key, { ...plan(t0, end0), remaining: 0, credits: 0 });
+      const refused = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 0 });
+      expect(refused).toEqual({ granted: false, remaining: 0, used: 0, credits: 0, periodEnd: end0 });
+    });
+
+    it('restarts the period once its end has passed, keeping the credits', async () => {
+      const key = `q:${id()}`;
+      await counters.consumeQuota(key, { ...plan(t0, end0), amount: 4 });
+      const justBefore = new Date(end0.getTime() - 1);
+      const stillOld = await counters.consumeQuota(key, { ...plan(justBefore, end0), amount: 0 });
+      expect(stillOld).toMatchObject({ remaining: 0, used: 4, credits: 1, periodEnd: end0 });
+      const end1 = new Date(end0.getTime() + day);
+      const next = await counters.consumeQuota(key, { ...plan(end0, end1), amount: 1 });
+      expect(next).toEqual({ granted: true, remaining: 2, used: 1, credits: 1, periodEnd: end1 });
+    });
+
+    it('sets the remaining quota and credits as an administrator asks', async () => {
+      const key = `q:${id()}`;
+      const set = await counters.setQuota(key, { ...plan(t0, end0), remaining: 50 });
+      expect(set).toEqual({ remaining: 50, used: 0, credits: 2, periodEnd: end0 });
+      const both = await counters.setQuota(key, { ...plan(t0, end0), remaining: 7, credits: 9 });
+      expect(both).toEqual({ remaining: 7, used: 0, credits: 9, periodEnd: end0 });
+      await expect(counters.setQuota(key, { ...plan(t0, end0), remaining: -1 })).rejects.toThrow(RangeError);
+      await expect(counters.consumeQuota(key, { ...plan(t0, end0), amount: 1.5 })).rejects.toThrow(
+        RangeError,
+      );
+    });
+
+    it('grants exactly the quota to 100 parallel consumers', async () => {
+      const key = `q:${id()}`;
+      const request = { quota: 10, credits: 0, now: t0, periodEnd: end0, amount: 1 };
+      const results = await Promise.all(
+        Array.from({ length: 100 }, () => counters.consumeQuota(key, request)),
+      );
+      expect(results.filter((r) => r.granted)).toHaveLength(10);
+      expect(
+        results
+          .filter((r) => r.granted)
+          .map((r) => r.remaining)
+          .sort((a, b) => a - b),
+      ).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      const after = await counters.consumeQuota(key, { ...request, amount: 0 });
+      expect(after).toMatchObject({ granted: false, remaining: 0, used: 10 });
+    });
+
+    it('holds no quota without an expiry', async () => {
+      expect(await harness.entriesWithoutExpiry()).toEqual([]);
+    });
+  });
 }

@@ -1133,6 +1133,191 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
     });
   });
 
+  describe('user plans', () => {
+    it('stores a user without a plan as null, and sets and clears one', async () => {
+      const user = await store.users.create(newUser());
+      expect(user.plan).toBeNull();
+      expect((await store.users.update(user.id, { plan: 'professional' }))!.plan).toBe('professional');
+      expect((await store.users.findById(user.id))!.plan).toBe('professional');
+      expect((await store.users.update(user.id, { plan: null }))!.plan).toBeNull();
+      const onPlan = await store.users.create(newUser({ plan: 'enterprise' }));
+      expect((await store.users.findById(onPlan.id))!.plan).toBe('enterprise');
+    });
+  });
+
+  describe('API keys', () => {
+    const newKey = (ownerId: string, over: Record<string, unknown> = {}) => ({
+      owner_type: 'user' as const,
+      owner_id: ownerId,
+      name: 'CI key',
+      environment: 'live' as const,
+      lookup_id: `lk${tag()}`,
+      secret_hash: randomBytes(32).toString('hex'),
+      scopes: ['chat:write'],
+      allowed_ips: ['10.0.0.0/8', '2001:db8::/32'],
+      expires_at: null,
+      ...over,
+    });
+
+    it('creates, finds by id and lookup id, lists by owner, updates, touches and removes keys', async () => {
+      const owner = `usr_${tag()}`;
+      const expires = new Date('2030-01-01T00:00:00Z');
+      const a = await store.apiKeys.create(newKey(owner, { expires_at: expires }));
+      const b = await store.apiKeys.create(newKey(owner, { name: 'second' }));
+      await store.apiKeys.create(newKey(`usr_${tag()}`));
+      expect(a).toMatchObject({
+        owner_type: 'user',
+        owner_id: owner,
+        name: 'CI key',
+        environment: 'live',
+        scopes: ['chat:write'],
+        allowed_ips: ['10.0.0.0/8', '2001:db8::/32'],
+        expires_at: expires,
+        last_used_at: null,
+        revoked_at: null,
+      });
+      expect(a.id).toMatch(/^key_/);
+      expect(await store.apiKeys.findById(a.id)).toEqual(a);
+      expect(await store.apiKeys.findByLookupId(a.lookup_id)).toEqual(a);
+      expect(await store.apiKeys.findByLookupId('nope')).toBeNull();
+      expect((await store.apiKeys.listByOwner('user', owner)).map((k) => k.id)).toEqual([a.id, b.id]);
+      expect(await store.apiKeys.listByOwner('client', owner)).toEqual([]);
+
+      const revokedAt = new Date('2026-05-01T00:00:00Z');
+      const rotated = await store.apiKeys.update(a.id, {
+        lookup_id: `lk${tag()}`,
+        secret_hash: 'f'.repeat(64),
+        revoked_at: revokedAt,
+      });
+      expect(rotated).toMatchObject({ secret_hash: 'f'.repeat(64), revoked_at: revokedAt, name: 'CI key' });
+      expect(await store.apiKeys.findByLookupId(a.lookup_id)).toBeNull();
+      expect(await store.apiKeys.update('key_missing', { name: 'x' })).toBeNull();
+
+      const used = new Date('2026-06-01T10:00:00Z');
+      await store.apiKeys.touch(b.id, used);
+      await store.apiKeys.touch(b.id, new Date('2026-06-01T09:00:00Z')); // never backwards
+      expect((await store.apiKeys.findById(b.id))!.last_used_at).toEqual(used);
+
+      expect(await store.apiKeys.removeByOwner('user', owner)).toBe(2);
+      expect(await store.apiKeys.findById(b.id)).toBeNull();
+    });
+
+    it('refuses a second key with the same lookup id', async () => {
+      const first = await store.apiKeys.create(newKey(`usr_${tag()}`));
+      await expect(
+        store.apiKeys.create(newKey(`usr_${tag()}`, { lookup_id: first.lookup_id })),
+      ).rejects.toMatchObject({ name: 'StoreConflictError', field: 'lookup_id' });
+    });
+  });
+
+  describe('plans', () => {
+    it('creates, finds, lists, updates and removes plans; names are unique', async () => {
+      const name = `plan-${tag()}`;
+      const plan = await store.plans.create({
+        name,
+        requests_per_hour: 500,
+        burst: 20,
+        quota: 100,
+        quota_period: 'month',
+        credits: 5,
+      });
+      expect(plan).toMatchObject({
+        name,
+        requests_per_hour: 500,
+        burst: 20,
+        quota: 100,
+        quota_period: 'month',
+        credits: 5,
+      });
+      expect(await store.plans.find(name)).toEqual(plan);
+      expect((await store.plans.list()).map((p) => p.name)).toContain(name);
+      await expect(
+        store.plans.create({
+          name,
+          requests_per_hour: 1,
+          burst: 1,
+          quota: 1,
+          quota_period: 'day',
+          credits: 0,
+        }),
+      ).rejects.toMatchObject({ name: 'StoreConflictError', field: 'name' });
+      const updated = await store.plans.update(name, { quota: 250, quota_period: 'day' });
+      expect(updated).toMatchObject({ name, quota: 250, quota_period: 'day', requests_per_hour: 500 });
+      expect(await store.plans.update(`missing-${tag()}`, { quota: 1 })).toBeNull();
+      expect(await store.plans.remove(name)).toBe(true);
+      expect(await store.plans.remove(name)).toBe(false);
+      expect(await store.plans.find(name)).toBeNull();
+    });
+  });
+
+  describe('usage', () => {
+    const entry = (ownerId: string, over: Record<string, unknown> = {}) => ({
+      owner_type: 'user' as const,
+      owner_id: ownerId,
+      key_id: 'key_1',
+      model: 'gpt-small',
+      message_count: 2,
+      characters: 40,
+      research_model: false,
+      messages: null,
+      idempotency_key: null,
+      created_at: new Date('2026-04-02T10:00:00Z'),
+      ...over,
+    });
+
+    it('records entries and totals them per day and per model within a range', async () => {
+      const owner = `usr_${tag()}`;
+      await store.usage.record(entry(owner));
+      await store.usage.record(
+        entry(owner, { model: 'gpt-large', created_at: new Date('2026-04-02T23:59:59Z') }),
+      );
+      await store.usage.record(entry(owner, { created_at: new Date('2026-04-03T00:00:00Z') }));
+      await store.usage.record(entry(owner, { created_at: new Date('2026-05-01T00:00:00Z') })); // outside
+      await store.usage.record(entry(`usr_${tag()}`)); // someone else
+      const summary = await store.usage.summarize(
+        'user',
+        owner,
+        new Date('2026-04-01T00:00:00Z'),
+        new Date('2026-05-01T00:00:00Z'),
+      );
+      expect(summary).toEqual({
+        total: 3,
+        by_day: [
+          { date: '2026-04-02', count: 2 },
+          { date: '2026-04-03', count: 1 },
+        ],
+        by_model: [
+          { model: 'gpt-small', count: 2 },
+          { model: 'gpt-large', count: 1 },
+        ],
+      });
+    });
+
+    it('stores one entry per idempotency key and owner, even when retried in parallel', async () => {
+      const owner = `usr_${tag()}`;
+      const withKey = entry(owner, {
+        idempotency_key: 'retry-1',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      const results = await Promise.all(Array.from({ length: 5 }, () => store.usage.record(withKey)));
+      expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+      expect(new Set(results.map((r) => r.entry.id)).size).toBe(1);
+      expect(results[0]!.entry.messages).toEqual([{ role: 'user', content: 'hi' }]);
+      // The same key from another owner is another entry.
+      expect(
+        (await store.usage.record(entry(`usr_${tag()}`, { idempotency_key: 'retry-1' }))).duplicate,
+      ).toBe(false);
+      const summary = await store.usage.summarize(
+        'user',
+        owner,
+        new Date(0),
+        new Date('2100-01-01T00:00:00Z'),
+      );
+      expect(summary.total).toBe(1);
+      expect(await store.usage.removeByOwner('user', owner)).toBe(1);
+    });
+  });
+
   describe('resource servers', () => {
     it('creates, finds, lists, updates and removes resource servers; identifiers are unique', async () => {
       const identifier = `https://api-${tag()}.example.com`;

@@ -40,6 +40,9 @@ class StallingCounters implements CounterStore {
     await this.inner.reset(key);
     if (key === this.key) this.released();
   }
+
+  consumeQuota: CounterStore['consumeQuota'] = (key, request) => this.inner.consumeQuota(key, request);
+  setQuota: CounterStore['setQuota'] = (key, request) => this.inner.setQuota(key, request);
 }
 
 describe('LoginThrottle with interleaved parallel attempts', () => {

@@ -1,10 +1,29 @@
 /** Windowed counters in the embedded SQLite file: each increment is one atomic upsert statement. */
-import type { CounterStore, CounterValue } from '../ports.js';
+import type { CounterStore, CounterValue, QuotaRequest, QuotaState } from '../ports.js';
 import type { EmbeddedDatabase } from './database.js';
 
 interface CounterRow {
   value: number;
   expires_at: number;
+}
+
+interface QuotaRow {
+  remaining: number;
+  used: number;
+  credits: number;
+  period_end: number;
+}
+
+const toQuota = (row: QuotaRow): QuotaState => ({
+  remaining: Number(row.remaining),
+  used: Number(row.used),
+  credits: Number(row.credits),
+  periodEnd: new Date(Number(row.period_end)),
+});
+
+export function checkUnits(value: number, name: string): void {
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${name} must be a non-negative integer`);
 }
 
 const toValue = (row: CounterRow): CounterValue => ({
@@ -61,6 +80,78 @@ export class EmbeddedCounterStore implements CounterStore {
 
   async reset(key: string): Promise<void> {
     this.db.run('DELETE FROM counters WHERE key = ?', key);
+  }
+
+  /**
+   * Starts or restarts the subject's period: one upsert statement, so concurrent callers (in this
+   * process or another one on the same file) see one period start, never two.
+   */
+  private startPeriod(key: string, request: QuotaRequest): void {
+    const now = request.now.getTime();
+    this.db.run(
+      `INSERT INTO quotas (key, remaining, used, credits, period_end) VALUES (?, ?, 0, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET
+         remaining = CASE WHEN quotas.period_end <= ? THEN excluded.remaining ELSE quotas.remaining END,
+         used = CASE WHEN quotas.period_end <= ? THEN 0 ELSE quotas.used END,
+         period_end = CASE WHEN quotas.period_end <= ? THEN excluded.period_end ELSE quotas.period_end END`,
+      key,
+      request.quota,
+      request.credits,
+      request.periodEnd.getTime(),
+      now,
+      now,
+      now,
+    );
+  }
+
+  private readQuota(key: string): QuotaState {
+    const row = this.db.get<QuotaRow>(
+      'SELECT remaining, used, credits, period_end FROM quotas WHERE key = ?',
+      key,
+    )!;
+    return toQuota(row);
+  }
+
+  async consumeQuota(
+    key: string,
+    request: QuotaRequest & { amount: number },
+  ): Promise<QuotaState & { granted: boolean }> {
+    checkUnits(request.amount, 'amount');
+    this.startPeriod(key, request);
+    // One conditional statement takes the units: SET expressions all read the row as it was, so
+    // the quota pays first and credits pay what the quota lacks.
+    const taken = this.db.get<QuotaRow>(
+      `UPDATE quotas SET
+         remaining = MAX(0, remaining - ?),
+         credits = credits - MAX(0, ? - remaining),
+         used = used + ?
+       WHERE key = ? AND remaining + credits >= MAX(?, 1)
+       RETURNING remaining, used, credits, period_end`,
+      request.amount,
+      request.amount,
+      request.amount,
+      key,
+      request.amount,
+    );
+    if (taken) return { ...toQuota(taken), granted: true };
+    return { ...this.readQuota(key), granted: false };
+  }
+
+  async setQuota(
+    key: string,
+    request: QuotaRequest & { remaining?: number; credits?: number },
+  ): Promise<QuotaState> {
+    if (request.remaining !== undefined) checkUnits(request.remaining, 'remaining');
+    if (request.credits !== undefined) checkUnits(request.credits, 'credits');
+    this.startPeriod(key, request);
+    const row = this.db.get<QuotaRow>(
+      `UPDATE quotas SET remaining = COALESCE(?, remaining), credits = COALESCE(?, credits)
+       WHERE key = ? RETURNING remaining, used, credits, period_end`,
+      request.remaining ?? null,
+      request.credits ?? null,
+      key,
+    )!;
+    return toQuota(row);
   }
 
   sweep(): number {

@@ -1,11 +1,14 @@
 /** The durable store on the embedded SQLite file. */
 import type { DurableStore } from '../ports.js';
+import { EmbeddedApiKeyRepository } from './api-keys.js';
 import { EmbeddedAuditRepository } from './audit.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
+import { EmbeddedPlanRepository } from './plans.js';
 import { EmbeddedResourceServerRepository } from './resource-servers.js';
 import { EmbeddedRoleRepository } from './roles.js';
 import { EmbeddedSigningKeyRepository } from './signing-keys.js';
+import { EmbeddedUsageRepository } from './usage.js';
 import { EmbeddedUserRepository } from './users.js';
 
 export class EmbeddedDurableStore implements DurableStore {
@@ -16,6 +19,9 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly signingKeys: EmbeddedSigningKeyRepository;
   readonly resourceServers: EmbeddedResourceServerRepository;
   readonly audit: EmbeddedAuditRepository;
+  readonly apiKeys: EmbeddedApiKeyRepository;
+  readonly plans: EmbeddedPlanRepository;
+  readonly usage: EmbeddedUsageRepository;
   private closed = false;
   private readonly optimizer: NodeJS.Timeout;
 
@@ -30,6 +36,9 @@ export class EmbeddedDurableStore implements DurableStore {
     this.signingKeys = new EmbeddedSigningKeyRepository(db);
     this.resourceServers = new EmbeddedResourceServerRepository(db);
     this.audit = new EmbeddedAuditRepository(db);
+    this.apiKeys = new EmbeddedApiKeyRepository(db);
+    this.plans = new EmbeddedPlanRepository(db);
+    this.usage = new EmbeddedUsageRepository(db);
   }
 
   /** The schema is migrated when the file is opened; nothing is left to do. */

@@ -237,4 +237,65 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX users_live_email ON users (email_normalized) WHERE deleted_at IS NULL;
     `,
   },
+  {
+    version: 7,
+    description: 'plans, API keys, usage, quotas; users get a plan',
+    // Quotas live beside the counters (same file) and are changed only by single statements.
+    sql: `
+      ALTER TABLE users ADD COLUMN plan TEXT;
+
+      CREATE TABLE plans (
+        name TEXT PRIMARY KEY,
+        requests_per_hour INTEGER NOT NULL,
+        burst INTEGER NOT NULL,
+        quota INTEGER NOT NULL,
+        quota_period TEXT NOT NULL,
+        credits INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        owner_type TEXT NOT NULL,
+        owner_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        lookup_id TEXT NOT NULL UNIQUE,
+        secret_hash TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '[]',
+        allowed_ips TEXT NOT NULL DEFAULT '[]',
+        expires_at TEXT,
+        last_used_at TEXT,
+        revoked_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX api_keys_owner ON api_keys (owner_type, owner_id, created_at);
+
+      CREATE TABLE usage_entries (
+        id TEXT PRIMARY KEY,
+        owner_type TEXT NOT NULL,
+        owner_id TEXT NOT NULL,
+        key_id TEXT,
+        model TEXT NOT NULL,
+        message_count INTEGER NOT NULL,
+        characters INTEGER NOT NULL,
+        research_model INTEGER NOT NULL,
+        messages TEXT,
+        idempotency_key TEXT,
+        day TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX usage_entries_owner ON usage_entries (owner_type, owner_id, created_at);
+
+      CREATE TABLE quotas (
+        key TEXT PRIMARY KEY,
+        remaining INTEGER NOT NULL,
+        used INTEGER NOT NULL,
+        credits INTEGER NOT NULL,
+        period_end INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];

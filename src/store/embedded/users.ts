@@ -45,6 +45,7 @@ function toUser(row: Row): User {
     preferences: JSON.parse(row.preferences as string),
     login_count: Number(row.login_count),
     last_login: fromIso(row.last_login),
+    plan: (row.plan as string | null) ?? null,
     created_at: fromIso(row.created_at)!,
     updated_at: fromIso(row.updated_at)!,
     deleted_at: fromIso(row.deleted_at),
@@ -83,6 +84,7 @@ const PATCH_COLUMNS: Record<keyof UserPatch, (v: never) => SQLInputValue> = {
   password_reset_required: (v: boolean) => (v ? 1 : 0),
   metadata: (v: object) => JSON.stringify(v),
   preferences: (v: object) => JSON.stringify(v),
+  plan: (v: string | null) => v,
   deleted_at: (v: Date | null) => (v ? toIso(v) : null),
 };
 
@@ -114,8 +116,8 @@ export class EmbeddedUserRepository implements UserRepository {
     const row = this.db.get(
       `INSERT INTO users (id, email, email_normalized, first_name, last_name, role, status, email_verified,
          password_hash, password_reset_required, metadata, preferences, login_count, last_login,
-         created_at, updated_at, deleted_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL) RETURNING *`,
+         created_at, updated_at, deleted_at, plan)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL, ?) RETURNING *`,
       id,
       email,
       normalizeEmail(email),
@@ -130,6 +132,7 @@ export class EmbeddedUserRepository implements UserRepository {
       JSON.stringify(input.preferences ?? {}),
       toIso(now),
       toIso(now),
+      input.plan ?? null,
     )!;
     const user = toUser(row);
     this.writeSearchTerms(Number(row.seq), user);

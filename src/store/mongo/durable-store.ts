@@ -2,13 +2,16 @@
 import type { Connection, Model } from 'mongoose';
 
 import type { DurableStore } from '../ports.js';
+import { MongoApiKeyRepository } from './api-keys.js';
 import { MongoAuditRepository } from './audit.js';
 import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
+import { MongoPlanRepository } from './plans.js';
 import { MongoResourceServerRepository } from './resource-servers.js';
 import { MongoRoleRepository } from './roles.js';
 import { MongoSigningKeyRepository } from './signing-keys.js';
+import { MongoUsageRepository } from './usage.js';
 import { MongoUserRepository } from './users.js';
 
 type CreateIndex = Model<never>['collection']['createIndex'];
@@ -23,6 +26,9 @@ export class MongoDurableStore implements DurableStore {
   readonly signingKeys: MongoSigningKeyRepository;
   readonly resourceServers: MongoResourceServerRepository;
   readonly audit: MongoAuditRepository;
+  readonly apiKeys: MongoApiKeyRepository;
+  readonly plans: MongoPlanRepository;
+  readonly usage: MongoUsageRepository;
   private readonly models: MongoModels;
   private closed = false;
 
@@ -40,6 +46,9 @@ export class MongoDurableStore implements DurableStore {
     this.signingKeys = new MongoSigningKeyRepository(signingKeys);
     this.resourceServers = new MongoResourceServerRepository(resourceServers);
     this.audit = new MongoAuditRepository(audit);
+    this.apiKeys = new MongoApiKeyRepository(this.models.apiKeys);
+    this.plans = new MongoPlanRepository(this.models.plans);
+    this.usage = new MongoUsageRepository(this.models.usage);
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import mongoose, { type Connection, type Model, type SchemaOptions } from 'mongoose';
 
-import type { JsonObject, SigningKeyStatus, UserStatus } from '../ports.js';
+import type { ApiKeyOwnerType, JsonObject, QuotaPeriod, SigningKeyStatus, UserStatus } from '../ports.js';
 
 export interface UserDocument {
   _id: string;
@@ -22,6 +22,8 @@ export interface UserDocument {
   preferences: JsonObject;
   login_count: number;
   last_login: Date | null;
+  /** Absent on users stored before plans existed: read as null. */
+  plan?: string | null;
   created_at: Date;
   updated_at: Date;
   deleted_at: Date | null;
@@ -103,6 +105,51 @@ export interface AuditDocument {
   details: string | null;
 }
 
+export interface ApiKeyDocument {
+  _id: string;
+  owner_type: ApiKeyOwnerType;
+  owner_id: string;
+  name: string;
+  environment: 'live' | 'test';
+  lookup_id: string;
+  secret_hash: string;
+  scopes: string[];
+  allowed_ips: string[];
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface PlanDocument {
+  /** The plan's name. */
+  _id: string;
+  requests_per_hour: number;
+  burst: number;
+  quota: number;
+  quota_period: QuotaPeriod;
+  credits: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface UsageDocument {
+  _id: string;
+  owner_type: ApiKeyOwnerType;
+  owner_id: string;
+  key_id: string | null;
+  model: string;
+  message_count: number;
+  characters: number;
+  research_model: boolean;
+  /** JSON text (message bodies are free-form), only when the deployment keeps them. */
+  messages: string | null;
+  idempotency_key: string | null;
+  day: string;
+  created_at: Date;
+}
+
 export interface MongoModels {
   users: Model<UserDocument>;
   roles: Model<RoleDocument>;
@@ -111,6 +158,9 @@ export interface MongoModels {
   signingKeys: Model<SigningKeyDocument>;
   resourceServers: Model<ResourceServerDocument>;
   audit: Model<AuditDocument>;
+  apiKeys: Model<ApiKeyDocument>;
+  plans: Model<PlanDocument>;
+  usage: Model<UsageDocument>;
 }
 
 /** Names of the unique indexes, which duplicate-key errors are matched against. */
@@ -119,6 +169,7 @@ export const UNIQUE_INDEX = {
   roleName: 'roles_name_unique',
   roleLink: 'user_roles_pair_unique',
   resourceIdentifier: 'resource_servers_identifier_unique',
+  apiKeyLookup: 'api_keys_lookup_id_unique',
 } as const;
 
 const { Schema } = mongoose;
@@ -159,6 +210,7 @@ function userSchema() {
       preferences: { type: Schema.Types.Mixed, default: {} },
       login_count: { type: Number, default: 0 },
       last_login: nullable(Date),
+      plan: nullable(String),
       created_at: { type: Date, required: true },
       updated_at: { type: Date, required: true },
       deleted_at: nullable(Date),
@@ -289,6 +341,69 @@ function auditSchema() {
   return schema;
 }
 
+function apiKeySchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      owner_type: { type: String, required: true },
+      owner_id: { type: String, required: true },
+      name: String,
+      environment: String,
+      lookup_id: { type: String, required: true },
+      secret_hash: { type: String, required: true },
+      scopes: { type: [String], default: [] },
+      allowed_ips: { type: [String], default: [] },
+      expires_at: nullable(Date),
+      last_used_at: nullable(Date),
+      revoked_at: nullable(Date),
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'api_keys' },
+  );
+  schema.index({ lookup_id: 1 }, { unique: true, name: UNIQUE_INDEX.apiKeyLookup });
+  schema.index({ owner_type: 1, owner_id: 1, created_at: 1 }, { name: 'api_keys_owner' });
+  return schema;
+}
+
+function planSchema() {
+  return new Schema(
+    {
+      _id: { type: String, required: true },
+      requests_per_hour: Number,
+      burst: Number,
+      quota: Number,
+      quota_period: String,
+      credits: Number,
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'plans' },
+  );
+}
+
+function usageSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      owner_type: { type: String, required: true },
+      owner_id: { type: String, required: true },
+      key_id: nullable(String),
+      model: String,
+      message_count: Number,
+      characters: Number,
+      research_model: Boolean,
+      messages: nullable(String),
+      idempotency_key: nullable(String),
+      day: String,
+      created_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'usage_entries' },
+  );
+  schema.index({ owner_type: 1, owner_id: 1, created_at: 1 }, { name: 'usage_entries_owner' });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -299,6 +414,9 @@ export function createModels(conn: Connection): MongoModels {
     signingKeys: conn.model<SigningKeyDocument>('SigningKey', signingKeySchema()),
     resourceServers: conn.model<ResourceServerDocument>('ResourceServer', resourceServerSchema()),
     audit: conn.model<AuditDocument>('AuditEntry', auditSchema()),
+    apiKeys: conn.model<ApiKeyDocument>('ApiKey', apiKeySchema()),
+    plans: conn.model<PlanDocument>('Plan', planSchema()),
+    usage: conn.model<UsageDocument>('UsageEntry', usageSchema()),
   };
 }
 

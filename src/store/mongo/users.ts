@@ -84,6 +84,7 @@ function newUserDocument(input: NewUser, defaultNow: Date): UserDocument {
     preferences: input.preferences ?? {},
     login_count: 0,
     last_login: null,
+    plan: input.plan ?? null,
     created_at: now,
     updated_at: now,
     deleted_at: null,
@@ -106,6 +107,7 @@ function toUser(doc: UserDocument): User {
     preferences: doc.preferences ?? {},
     login_count: doc.login_count ?? 0,
     last_login: doc.last_login ?? null,
+    plan: doc.plan ?? null,
     created_at: doc.created_at,
     updated_at: doc.updated_at,
     deleted_at: doc.deleted_at ?? null,
@@ -138,6 +140,7 @@ function patchSet(patch: UserPatch): Partial<UserDocument> {
   if (patch.metadata !== undefined) set.metadata = patch.metadata;
   if (patch.preferences !== undefined) set.preferences = patch.preferences;
   if (patch.deleted_at !== undefined) set.deleted_at = patch.deleted_at;
+  if (patch.plan !== undefined) set.plan = patch.plan;
   return set;
 }
 

@@ -112,6 +112,24 @@ export class RedisConnection {
     await this.guard(() => this.client.del(key));
   }
 
+  async publish(channel: string, message: string): Promise<void> {
+    await this.guard(() => this.client.publish(channel, message));
+  }
+
+  /**
+   * A second connection for SUBSCRIBE (a subscribed connection can run nothing else). It queues
+   * while disconnected and resubscribes on reconnect (ioredis' default).
+   */
+  subscriber(onError?: (err: Error) => void): Redis {
+    const sub = this.client.duplicate({
+      lazyConnect: false,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+    });
+    sub.on('error', (err: Error) => onError?.(err));
+    return sub;
+  }
+
   /**
    * Redis answering with an error (a ReplyError: a script bug, a wrong type) is passed on as is;
    * anything else means no answer came (closed, not writable, timed out), which services must be

@@ -2,10 +2,11 @@
  * Windowed counters in Redis: each increment is one Lua script (INCRBY, and the window's PEXPIRE when
  * the key is new), so parallel requests on any number of instances count exactly.
  */
-import type { CounterStore, CounterValue } from '../ports.js';
+import { checkUnits } from '../embedded/counter-store.js';
+import type { CounterStore, CounterValue, QuotaRequest, QuotaState } from '../ports.js';
 import type { RedisConnection } from './connection.js';
 import type { KeyLayout } from './keys.js';
-import { INCREMENT_COUNTER, READ_COUNTER } from './scripts.js';
+import { CONSUME_QUOTA, INCREMENT_COUNTER, READ_COUNTER, SET_QUOTA } from './scripts.js';
 
 /** The scripts answer `[value, window end in epoch ms]`, or null for a missing counter. */
 function toCounterValue(reply: unknown): CounterValue | null {
@@ -45,4 +46,50 @@ export class RedisCounterStore implements CounterStore {
   async reset(key: string): Promise<void> {
     await this.redis.del(this.keys.counter(key));
   }
+
+  async consumeQuota(
+    key: string,
+    request: QuotaRequest & { amount: number },
+  ): Promise<QuotaState & { granted: boolean }> {
+    checkUnits(request.amount, 'amount');
+    const reply = await this.redis.run(
+      CONSUME_QUOTA,
+      [this.keys.quota(key)],
+      [...quotaArgs(request), request.amount],
+    );
+    return toQuotaState(reply);
+  }
+
+  async setQuota(
+    key: string,
+    request: QuotaRequest & { remaining?: number; credits?: number },
+  ): Promise<QuotaState> {
+    if (request.remaining !== undefined) checkUnits(request.remaining, 'remaining');
+    if (request.credits !== undefined) checkUnits(request.credits, 'credits');
+    const reply = await this.redis.run(
+      SET_QUOTA,
+      [this.keys.quota(key)],
+      [...quotaArgs(request), request.remaining ?? '', request.credits ?? ''],
+    );
+    const { granted: _granted, ...state } = toQuotaState(reply);
+    return state;
+  }
+}
+
+function quotaArgs(request: QuotaRequest): number[] {
+  checkUnits(request.quota, 'quota');
+  checkUnits(request.credits, 'credits');
+  return [request.now.getTime(), request.quota, request.credits, request.periodEnd.getTime()];
+}
+
+function toQuotaState(reply: unknown): QuotaState & { granted: boolean } {
+  if (!Array.isArray(reply) || reply.length !== 5) throw new Error('unexpected reply from a quota script');
+  const [granted, remaining, used, credits, periodEnd] = (reply as unknown[]).map(Number) as number[];
+  return {
+    granted: granted === 1,
+    remaining: remaining!,
+    used: used!,
+    credits: credits!,
+    periodEnd: new Date(periodEnd!),
+  };
 }

@@ -3,10 +3,11 @@
  * connection. The only entry point; the composition root imports it lazily, so ioredis loads only
  * when REDIS_URL is set.
  */
-import type { ArtifactStore, CounterStore } from '../ports.js';
+import type { ArtifactStore, CounterStore, EventBus } from '../ports.js';
 import { RedisArtifactStore } from './artifact-store.js';
 import { RedisConnection } from './connection.js';
 import { RedisCounterStore } from './counter-store.js';
+import { RedisEventBus } from './events.js';
 import { keyLayout } from './keys.js';
 
 export interface RedisShortLivedOptions {
@@ -28,7 +29,11 @@ const DEFAULT_TIMEOUT_MS = 5000;
  */
 export async function openRedisShortLived(
   options: RedisShortLivedOptions,
-): Promise<{ artifacts: ArtifactStore; counters: CounterStore }> {
+): Promise<{
+  artifacts: ArtifactStore;
+  counters: CounterStore;
+  events: EventBus & { close(): Promise<void> };
+}> {
   const keys = keyLayout(options.keyPrefix);
   const connection = await RedisConnection.open({
     url: options.url,
@@ -39,5 +44,6 @@ export async function openRedisShortLived(
   return {
     artifacts: new RedisArtifactStore(connection, keys),
     counters: new RedisCounterStore(connection, keys),
+    events: new RedisEventBus(connection, keys, options.onConnectionError),
   };
 }

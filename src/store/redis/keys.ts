@@ -11,6 +11,9 @@
  *   <prefix>grant:<grantId>       set: full artifact keys bound to the grant
  *   <prefix>account:<accountId>   set: full artifact keys whose payload names the account
  *   <prefix>counter:<key>         string: integer counter, its TTL is the window
+ *   <prefix>quota:<key>           hash: remaining, used, credits, period_end (epoch ms); expires a
+ *                                 year after period_end (credits outlive periods)
+ *   <prefix>events:<channel>      pub/sub channel (cache invalidation between instances)
  */
 
 export interface KeyLayout {
@@ -20,6 +23,8 @@ export interface KeyLayout {
   grant(grantId: string): string;
   account(accountId: string): string;
   counter(key: string): string;
+  quota(key: string): string;
+  channel(name: string): string;
 }
 
 export function keyLayout(prefix: string): KeyLayout {
@@ -30,5 +35,7 @@ export function keyLayout(prefix: string): KeyLayout {
     grant: (grantId) => `${prefix}grant:${grantId}`,
     account: (accountId) => `${prefix}account:${accountId}`,
     counter: (key) => `${prefix}counter:${key}`,
+    quota: (key) => `${prefix}quota:${key}`,
+    channel: (name) => `${prefix}events:${name}`,
   };
 }

@@ -178,3 +178,61 @@ if not value then return false end
 return { tonumber(value), redis.call('PEXPIRETIME', KEYS[1]) }
 `,
 );
+
+/**
+ * Starts or restarts a quota period, shared by the two quota scripts. ARGV: now (epoch ms), quota
+ * of a new period, credits of a new subject, end of a period started now (epoch ms).
+ */
+const START_PERIOD = `
+local function startPeriod(key, now, quota, credits, periodEnd)
+  local ends = tonumber(redis.call('HGET', key, 'period_end'))
+  if not ends then
+    redis.call('HSET', key, 'remaining', quota, 'used', 0, 'credits', credits, 'period_end', periodEnd)
+  elseif ends <= now then
+    redis.call('HSET', key, 'remaining', quota, 'used', 0, 'period_end', periodEnd)
+  end
+  -- Kept for a year past the period's end (credits carry over), then forgotten like any counter.
+  redis.call('PEXPIREAT', key, tonumber(redis.call('HGET', key, 'period_end')) + 31622400000)
+end
+local function state(key)
+  local f = redis.call('HMGET', key, 'remaining', 'used', 'credits', 'period_end')
+  return { tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4]) }
+end
+`;
+
+/**
+ * KEYS: quota hash. ARGV: now, quota, credits, period end, amount. Takes `amount` from the period's
+ * quota, then from credits, when together they hold max(amount, 1). Returns
+ * { granted (1/0), remaining, used, credits, period end }.
+ */
+export const CONSUME_QUOTA = defineScript(
+  'consumeQuota',
+  `${START_PERIOD}
+local key = KEYS[1]
+startPeriod(key, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+local amount = tonumber(ARGV[5])
+local s = state(key)
+local need = amount
+if need < 1 then need = 1 end
+if s[1] + s[3] < need then
+  return { 0, s[1], s[2], s[3], s[4] }
+end
+local fromQuota = math.min(amount, s[1])
+redis.call('HSET', key, 'remaining', s[1] - fromQuota, 'credits', s[3] - (amount - fromQuota), 'used', s[2] + amount)
+s = state(key)
+return { 1, s[1], s[2], s[3], s[4] }
+`,
+);
+
+/** KEYS: quota hash. ARGV: now, quota, credits, period end, remaining ('' = keep), credits ('' = keep). */
+export const SET_QUOTA = defineScript(
+  'setQuota',
+  `${START_PERIOD}
+local key = KEYS[1]
+startPeriod(key, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', key, 'remaining', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', key, 'credits', ARGV[6]) end
+local s = state(key)
+return { 1, s[1], s[2], s[3], s[4] }
+`,
+);
