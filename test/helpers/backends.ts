@@ -31,6 +31,25 @@ export function describeWithBackend(
   describe.skip(`${name} [skipped: ${variable} not set]`, () => body(''));
 }
 
+/** describe() when both REDIS_URL and MONGODB_URI are set (several instances sharing both). */
+export function describeWithRedisAndMongo(
+  name: string,
+  body: (urls: { redisUrl: string; mongodbUri: string }) => void,
+): void {
+  if (REDIS_URL && MONGODB_URI) {
+    describe(name, () => body({ redisUrl: REDIS_URL!, mongodbUri: MONGODB_URI! }));
+    return;
+  }
+  const missing = [REDIS_URL ? '' : 'REDIS_URL', MONGODB_URI ? '' : 'MONGODB_URI']
+    .filter(Boolean)
+    .join(' and ');
+  if (!announced.has(name)) {
+    announced.add(name);
+    process.stderr.write(`SKIPPED ${name}: ${missing} not set (scripts/test-services.sh sets both)\n`);
+  }
+  describe.skip(`${name} [skipped: ${missing} not set]`, () => body({ redisUrl: '', mongodbUri: '' }));
+}
+
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`;
 }
