@@ -60,8 +60,9 @@ export interface HttpResponse<T> {
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** By name: DOMException may come from another realm (test runners, bundlers), so no instanceof. */
 function isAbort(err: unknown, name: string): boolean {
-  return err instanceof Error && err.name === name;
+  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === name;
 }
 
 export class HttpTransport {
@@ -137,8 +138,8 @@ export class HttpTransport {
         cause: err,
       });
     }
-    const reason =
-      err instanceof Error ? ((err.cause as Error | undefined)?.message ?? err.message) : String(err);
+    const { message, cause } = (err ?? {}) as { message?: unknown; cause?: { message?: unknown } };
+    const reason = String(cause?.message ?? message ?? err);
     return new LatchkeyError({
       status: 0,
       code: 'NETWORK_ERROR',
