@@ -19,6 +19,10 @@ import { interactionErrors, providerPages } from './interactions/pages.js';
 import { interactionsRouter } from './interactions/router.js';
 import { createViews } from './interactions/views.js';
 import { requestContext } from './logging/request-context.js';
+import { httpMetrics } from './observability/http-metrics.js';
+import { instrumentStores } from './observability/instrument-stores.js';
+import { Metrics } from './observability/metrics.js';
+import { metricsRouter } from './observability/metrics-router.js';
 import { ClientAdapter } from './oidc/client-adapter.js';
 import { createKeyCipher } from './oidc/keys/key-cipher.js';
 import { SigningKeyService } from './oidc/keys/signing-keys.js';
@@ -62,6 +66,8 @@ export interface AppServices {
   users: UserService;
   roles: RoleService;
   audit: AuditService;
+  /** Counters and histograms served at /metrics (e.g. `metrics.verifyKey(outcome)`). */
+  metrics: Metrics;
 }
 
 export interface BuiltApp {
@@ -117,7 +123,10 @@ export function createServices(config: Config, stores: Stores, logger: Logger) {
 }
 
 export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
-  const { config, logger, stores } = deps;
+  const { config, logger } = deps;
+  const metrics = new Metrics({ processMetrics: config.metricsEnabled });
+  // Services reach storage through timing proxies; the stores' owner still closes the real ones.
+  const stores = config.metricsEnabled ? instrumentStores(deps.stores, metrics.storeDuration) : deps.stores;
   const lifecycle: Lifecycle = { shuttingDown: false };
   const { secrets, passwords, signingKeys } = createServices(config, stores, logger);
 
@@ -129,7 +138,9 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     lockoutMaxS: config.loginLockoutMaxS,
   });
   const audit = new AuditService(stores.durable.audit);
-  const auth = new AuthenticationService(stores.durable, passwords, throttle, logger, audit);
+  const auth = new AuthenticationService(stores.durable, passwords, throttle, logger, audit, (kind) =>
+    metrics.login(kind),
+  );
   const policy = createPasswordPolicy({
     minLength: config.passwordMinLength,
     minScore: config.passwordMinScore,
@@ -155,16 +166,18 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const host = new ProviderHost(
     signingKeys,
     (keys) =>
-      createProvider({
-        config,
-        stores,
-        keys,
-        cookieKeys: secrets.cookieKeys,
-        clients,
-        resourceServers,
-        pages,
-        logger,
-      }),
+      metrics.observeProvider(
+        createProvider({
+          config,
+          stores,
+          keys,
+          cookieKeys: secrets.cookieKeys,
+          clients,
+          resourceServers,
+          pages,
+          logger,
+        }),
+      ),
     logger,
   );
   await host.start(config.signingKeyRefreshIntervalS);
@@ -192,6 +205,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.silent = true; // errors are logged by our middleware, with the request id
   app.on('error', (err) => logger.error({ err }, 'unhandled application error'));
 
+  if (config.metricsEnabled) app.use(httpMetrics(metrics));
   app.use(requestContext(logger));
   app.use(securityHeaders({ hsts: config.nodeEnv === 'production' }));
   app.use(errorMiddleware(logger));
@@ -214,6 +228,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   app.use(health.routes());
   app.use(health.allowedMethods({ throw: true }));
+  if (config.metricsEnabled) app.use(metricsRouter(metrics, { token: config.metricsToken }).routes());
 
   const staticFiles = new Router();
   staticFiles.get('/static/styles.css', (ctx) => {
@@ -269,6 +284,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       users,
       roles,
       audit,
+      metrics,
     },
     close: () => host.stop(),
   };

@@ -77,6 +77,8 @@ export const SETTINGS = {
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     'one of fatal, error, warn, info, debug, trace, silent',
   ),
+  METRICS_ENABLED: spec(bool, 'true or false'),
+  METRICS_TOKEN: spec(optionalSecret(16), 'a token of at least 16 characters, or empty', true),
   ALLOW_HTTP_ISSUER: spec(bool, 'true or false'),
 
   COOKIE_KEYS: spec(secretList, 'a comma-separated list of secrets of at least 32 characters each', true),

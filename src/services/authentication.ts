@@ -11,12 +11,24 @@ import { normalizeEmail } from '../store/user-fields.js';
 import type { LoginThrottle } from './login-throttle.js';
 import { MAX_PASSWORD_LENGTH, type PasswordHasher } from './passwords.js';
 
+export interface SignInInput {
+  email: string;
+  password: string;
+  ip: string;
+  userAgent?: string;
+  requestId?: string;
+  clientId?: string;
+}
+
 export type AuthenticationResult =
   /** `mustChangePassword`: an administrator asked for a new password before the sign-in completes. */
   | { kind: 'ok'; user: User; mustChangePassword: boolean }
   | { kind: 'invalid' }
   | { kind: 'locked'; retryAfterS: number }
   | { kind: 'inactive' };
+
+/** Told the kind of every sign-in attempt's result (metrics); must not throw. */
+export type AuthenticationObserver = (kind: AuthenticationResult['kind']) => void;
 
 export class AuthenticationService {
   constructor(
@@ -25,6 +37,7 @@ export class AuthenticationService {
     private readonly throttle: LoginThrottle,
     private readonly log: Logger,
     private readonly audit?: AuditService,
+    private readonly observe?: AuthenticationObserver,
   ) {}
 
   private async record(action: string, user: User, request: RequestFacts, details?: Record<string, unknown>) {
@@ -45,14 +58,13 @@ export class AuthenticationService {
     return (await this.store.users.findById(userId))?.email ?? '';
   }
 
-  async authenticate(input: {
-    email: string;
-    password: string;
-    ip: string;
-    userAgent?: string;
-    requestId?: string;
-    clientId?: string;
-  }): Promise<AuthenticationResult> {
+  async authenticate(input: SignInInput): Promise<AuthenticationResult> {
+    const result = await this.checkSignIn(input);
+    this.observe?.(result.kind);
+    return result;
+  }
+
+  private async checkSignIn(input: SignInInput): Promise<AuthenticationResult> {
     const request: RequestFacts = {
       request_id: input.requestId ?? null,
       ip_address: input.ip,

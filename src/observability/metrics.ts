@@ -1,0 +1,149 @@
+/**
+ * The Prometheus metrics of one app instance, on a registry of its own (never prom-client's global
+ * one, so several apps in one process, as in tests, do not collide). Code that has something to count
+ * calls one of the small methods below; nothing else touches prom-client. Label values come only from
+ * fixed sets (outcomes, grant types, route templates, store operation names), never from ids or input.
+ */
+import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+
+/** What the API-key verification endpoint decided about one key. */
+export const VERIFY_KEY_OUTCOMES = [
+  'ok',
+  'invalid',
+  'expired',
+  'ip_denied',
+  'quota_exceeded',
+  'rate_limited',
+  'unavailable',
+] as const;
+export type VerifyKeyOutcome = (typeof VERIFY_KEY_OUTCOMES)[number];
+
+/** The kinds of AuthenticationResult, as the sign-in code reports them. */
+export type LoginResultKind = 'ok' | 'invalid' | 'locked' | 'inactive';
+
+/** Sign-in results under the names dashboards use. */
+const LOGIN_OUTCOME: Record<LoginResultKind, string> = {
+  ok: 'succeeded',
+  invalid: 'failed',
+  locked: 'locked',
+  inactive: 'refused',
+};
+
+/** Which store an operation went to. */
+export type StoreRole = 'durable' | 'artifacts' | 'counters';
+
+export interface MetricsOptions {
+  /** Also collect the process and Node.js runtime metrics (CPU, memory, event loop, GC). */
+  processMetrics?: boolean;
+}
+
+/** Seconds; from a quarter millisecond (a cached SQLite read) to a few seconds (a stuck backend). */
+const STORE_BUCKETS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/** Seconds; argon2 sign-ins sit around 50–100 ms, API reads well under 10 ms. */
+const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  private readonly httpDuration = new Histogram({
+    name: 'latchkey_http_request_duration_seconds',
+    help: 'Time from receiving an HTTP request to its response being ready, by method, route template and status code.',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: HTTP_BUCKETS,
+    registers: [this.registry],
+  });
+
+  private readonly tokensIssued = new Counter({
+    name: 'latchkey_tokens_issued_total',
+    help: 'Successful token endpoint responses, by grant type (one response may carry access, refresh and ID tokens).',
+    labelNames: ['grant_type'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly logins = new Counter({
+    name: 'latchkey_logins_total',
+    help: 'Password sign-in attempts by outcome: succeeded, failed (unknown email or wrong password), locked (refused by brute-force protection before the password was checked), refused (right password, inactive account).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly introspections = new Counter({
+    name: 'latchkey_introspections_total',
+    help: 'Answered token introspection requests (RFC 7662) by the active flag of the answer; "unknown" for signed or encrypted answers.',
+    labelNames: ['active'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly verifyKeys = new Counter({
+    name: 'latchkey_verify_key_total',
+    help: 'API-key verifications by outcome: ok, invalid, expired, ip_denied, quota_exceeded, rate_limited, unavailable.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  /** Exposed to the store instrumentation, which binds one child per operation. */
+  readonly storeDuration = new Histogram({
+    name: 'latchkey_store_operation_duration_seconds',
+    help: 'Time of storage operations (failed ones included), by store (durable, artifacts, counters), backend (embedded, mongo, redis) and operation.',
+    labelNames: ['store', 'backend', 'operation'] as const,
+    buckets: STORE_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor(options: MetricsOptions = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+    // Start the fixed-label series at zero, so rates and alerts work before the first event.
+    for (const outcome of VERIFY_KEY_OUTCOMES) this.verifyKeys.inc({ outcome }, 0);
+    for (const outcome of Object.values(LOGIN_OUTCOME)) this.logins.inc({ outcome }, 0);
+    for (const active of ['true', 'false']) this.introspections.inc({ active }, 0);
+  }
+
+  /** One HTTP request answered. `route` must be a template or a fixed name, never a raw path. */
+  httpRequest(method: string, route: string, statusCode: number, seconds: number): void {
+    this.httpDuration.observe({ method, route, status_code: String(statusCode) }, seconds);
+  }
+
+  /** One verification by the API-key endpoint (src/gateway), whatever its answer. */
+  verifyKey(outcome: VerifyKeyOutcome): void {
+    this.verifyKeys.inc({ outcome });
+  }
+
+  /** One password sign-in attempt, as AuthenticationService reports it. */
+  login(kind: LoginResultKind): void {
+    this.logins.inc({ outcome: LOGIN_OUTCOME[kind] });
+  }
+
+  introspection(active: boolean | undefined): void {
+    this.introspections.inc({ active: active === undefined ? 'unknown' : String(active) });
+  }
+
+  tokenIssued(grantType: string): void {
+    this.tokensIssued.inc({ grant_type: grantType });
+  }
+
+  /**
+   * Counts the provider's token responses. Called for every provider instance (one is built again
+   * whenever the signing keys change); returns the provider for use inline.
+   */
+  observeProvider(provider: Provider): Provider {
+    provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
+      // The grant type has a registered handler by now (unknown ones are refused before), so the
+      // label set is the server's fixed list of grants.
+      const grantType = ctx.oidc.params?.grant_type;
+      if (typeof grantType === 'string') this.tokenIssued(grantType);
+    });
+    return provider;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
