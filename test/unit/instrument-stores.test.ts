@@ -17,7 +17,7 @@ async function countOf(metrics: Metrics, labels: Record<string, string>): Promis
   const found = values.find(
     (v) =>
       v.metricName === 'latchkey_store_operation_duration_seconds_count' &&
-      Object.entries(labels).every(([k, value]) => v.labels[k] === value),
+      Object.entries(labels).every(([k, value]) => (v.labels as Record<string, unknown>)[k] === value),
   );
   return found?.value ?? 0;
 }
