@@ -3,7 +3,7 @@
  * drain delay the listener closes, in-flight requests finish (up to the shutdown timeout), and the
  * stores close last.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 import type { Logger } from 'pino';
@@ -40,6 +40,9 @@ export async function startServer(
   // that was opened but has not sent a request yet (browsers pre-connect), so shutdown closes those
   // itself, and closes each busy connection as soon as its last response is sent.
   const inFlight = new Map<Socket, number>();
+  // Responses not finished yet: one begun before shutdown must still say "Connection: close", or
+  // its client would reuse a connection this server is about to end and see it reset.
+  const pending = new Set<ServerResponse>();
   server.on('connection', (socket: Socket) => {
     inFlight.set(socket, 0);
     socket.once('close', () => inFlight.delete(socket));
@@ -49,7 +52,9 @@ export async function startServer(
     inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
     // While shutting down, ask clients to reconnect elsewhere instead of reusing this connection.
     if (built.lifecycle.shuttingDown) res.setHeader('Connection', 'close');
+    pending.add(res);
     res.once('close', () => {
+      pending.delete(res);
       const left = (inFlight.get(socket) ?? 1) - 1;
       inFlight.set(socket, left);
       if (left === 0 && built.lifecycle.shuttingDown && closing) socket.end();
@@ -71,6 +76,7 @@ export async function startServer(
     (stopping ??= (async () => {
       logger.info({ reason }, 'shutting down');
       built.lifecycle.shuttingDown = true;
+      for (const res of pending) if (!res.headersSent) res.setHeader('Connection', 'close');
       if (options.shutdownDrainMs > 0) await new Promise((r) => setTimeout(r, options.shutdownDrainMs));
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       closing = true;
