@@ -139,6 +139,12 @@ export class LoadBalancer {
     });
   }
 
+  /** Takes a backend out for good (its port may be reused by a later process). */
+  remove(name: string): void {
+    this.backends.get(name)?.agent.destroy();
+    this.backends.delete(name);
+  }
+
   /** Requests `backend` answered, optionally only those matching `method` and a path prefix. */
   servedBy(backend: string, method?: string, pathPrefix?: string): Forwarded[] {
     return this.forwarded.filter(
