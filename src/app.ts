@@ -23,6 +23,7 @@ import { httpMetrics } from './observability/http-metrics.js';
 import { instrumentStores } from './observability/instrument-stores.js';
 import { Metrics } from './observability/metrics.js';
 import { metricsRouter } from './observability/metrics-router.js';
+import { spanRoute } from './observability/span-route.js';
 import { ClientAdapter } from './oidc/client-adapter.js';
 import { createKeyCipher } from './oidc/keys/key-cipher.js';
 import { SigningKeyService } from './oidc/keys/signing-keys.js';
@@ -206,6 +207,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.on('error', (err) => logger.error({ err }, 'unhandled application error'));
 
   if (config.metricsEnabled) app.use(httpMetrics(metrics));
+  if (config.otelExporterOtlpEndpoint) app.use(spanRoute());
   app.use(requestContext(logger));
   app.use(securityHeaders({ hsts: config.nodeEnv === 'production' }));
   app.use(errorMiddleware(logger));

@@ -29,6 +29,16 @@ async function main(): Promise<void> {
   }
 
   const logger = createLogger({ level: config.logLevel });
+  // Tracing is loaded only when asked for, before the server exists (it patches node:http).
+  const tracing = config.otelExporterOtlpEndpoint
+    ? (await import('./observability/tracing.js')).startTracing({
+        endpoint: config.otelExporterOtlpEndpoint,
+        serviceName: config.otelServiceName,
+      })
+    : undefined;
+  if (tracing) {
+    logger.info({ collector: new URL(config.otelExporterOtlpEndpoint!).origin }, 'tracing enabled');
+  }
   let stores;
   try {
     stores = await createStores(config);
@@ -59,13 +69,18 @@ async function main(): Promise<void> {
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
-      running.stop(signal).then(
-        () => process.exit(0),
-        (err) => {
-          logger.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
+      running
+        .stop(signal)
+        .then(() =>
+          tracing?.shutdown().catch((err) => logger.warn({ err }, 'could not send the last traces')),
+        )
+        .then(
+          () => process.exit(0),
+          (err) => {
+            logger.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
     });
   }
 }

@@ -79,6 +79,11 @@ export const SETTINGS = {
   ),
   METRICS_ENABLED: spec(bool, 'true or false'),
   METRICS_TOKEN: spec(optionalSecret(16), 'a token of at least 16 characters, or empty', true),
+  OTEL_EXPORTER_OTLP_ENDPOINT: spec(
+    optionalUrl(/^https?:$/),
+    'an http(s) URL of an OTLP/HTTP collector, such as http://otel-collector:4318, or empty',
+  ),
+  OTEL_SERVICE_NAME: spec(z.string().trim().min(1).max(128), 'a service name of 1 to 128 characters'),
   ALLOW_HTTP_ISSUER: spec(bool, 'true or false'),
 
   COOKIE_KEYS: spec(secretList, 'a comma-separated list of secrets of at least 32 characters each', true),
