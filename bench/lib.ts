@@ -235,15 +235,30 @@ export function rssMiB(pid: number): number {
   return Math.round(procStatusKiB(pid, 'VmRSS') / 1024);
 }
 
+/** CPU time (user + system) a process has used so far, in ms (0 where /proc is not available). */
+export function cpuMs(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return 0;
+  }
+}
+/** USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux build in practice. */
+const CLOCK_TICKS_PER_S = 100;
+
 /**
- * Peak resident memory of a process while `work` runs, in MiB: the kernel's high-water mark (VmHWM),
- * reset first through /proc/<pid>/clear_refs, together with VmRSS sampled every 50 ms in case the
- * reset is not allowed.
+ * What a process spends while `work` runs: its peak resident memory in MiB (the kernel's high-water
+ * mark VmHWM, reset first through /proc/<pid>/clear_refs, together with VmRSS sampled every 50 ms in
+ * case the reset is not allowed) and the CPU time it used in ms. CPU per request does not depend on
+ * how busy the rest of the machine is the way requests per second do.
  */
-export async function peakRss<T>(
+export async function watchProcess<T>(
   pid: number,
   work: () => Promise<T>,
-): Promise<{ result: T; peakMiB: number }> {
+): Promise<{ result: T; peakMiB: number; cpuMs: number }> {
   let reset = false;
   try {
     writeFileSync(`/proc/${pid}/clear_refs`, '5');
@@ -255,10 +270,12 @@ export async function peakRss<T>(
   const timer = setInterval(() => {
     peakKiB = Math.max(peakKiB, procStatusKiB(pid, 'VmRSS'));
   }, 50);
+  const cpuBefore = cpuMs(pid);
   try {
     const result = await work();
+    const used = cpuMs(pid) - cpuBefore;
     if (reset) peakKiB = Math.max(peakKiB, procStatusKiB(pid, 'VmHWM'));
-    return { result, peakMiB: Math.round(peakKiB / 1024) };
+    return { result, peakMiB: Math.round(peakKiB / 1024), cpuMs: used };
   } finally {
     clearInterval(timer);
   }

@@ -23,12 +23,12 @@ import {
   freePort,
   machine,
   measure,
-  peakRss,
   ROOT,
   rssMiB,
   startServer,
   StopLoop,
   table,
+  watchProcess,
   type Measurement,
 } from './lib.ts';
 
@@ -48,10 +48,17 @@ const PASSWORD = 'Lantern-orchard-47 drifting quietly';
 
 interface Row extends Measurement {
   peakMiB: number;
+  /** Server CPU time per request (per sign-in for the sign-in row), in ms. */
+  cpuPerRequest: number;
   floor: string;
 }
 
 const mark = (ok: boolean) => (ok ? '✔' : '✘');
+
+function toRow(watched: { result: Measurement; peakMiB: number; cpuMs: number }, floor = ''): Row {
+  const { result, peakMiB, cpuMs } = watched;
+  return { ...result, peakMiB, cpuPerRequest: cpuMs / Math.max(1, result.requests), floor };
+}
 
 /** The password-hash parameters the server runs with: config/defaults.env, unless set in our env. */
 function passwordParams(): Record<string, string> {
@@ -416,10 +423,10 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
     ) => {
       const options = { url: `${server.url}${request.path}`, ...request, connections: 32 };
       await measure('warm-up', { ...options, duration: warmUp });
-      const { result, peakMiB } = await peakRss(pid, () => measure(name, { ...options, duration }));
-      const row = { ...result, peakMiB, floor: floor(result) };
+      const watched = await watchProcess(pid, () => measure(name, { ...options, duration }));
+      const row = toRow(watched, floor(watched.result));
       rows.push(row);
-      process.stderr.write(`${name}: ${result.requestsPerSecond}/s, ${result.errors} errors\n`);
+      process.stderr.write(`${name}: ${row.requestsPerSecond}/s, ${row.errors} errors\n`);
       return row;
     };
     const perCore = (m: Measurement) => m.requestsPerSecond / cores;
@@ -473,14 +480,14 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
     };
     await closedLoop('warm-up', { concurrency: chains.length, durationS: warmUp }, rotate);
     {
-      const { result, peakMiB } = await peakRss(pid, () =>
+      const watched = await watchProcess(pid, () =>
         closedLoop(
           'Refresh, public client (rotation, 16 chains)',
           { concurrency: chains.length, durationS: duration },
           rotate,
         ),
       );
-      rows.push({ ...result, peakMiB, floor: '' });
+      rows.push(toRow(watched));
     }
 
     let next = 0;
@@ -489,7 +496,7 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
       await signIn(server.url, webClient, users[next % users.length]!, 'openid email');
     };
     await closedLoop('warm-up', { concurrency: loginConcurrency, durationS: warmUp }, login);
-    const { result: logins, peakMiB: loginPeak } = await peakRss(pid, () =>
+    const watchedLogins = await watchProcess(pid, () =>
       closedLoop(
         `Full sign-in: code + PKCE, password (${loginConcurrency} at a time)`,
         {
@@ -499,9 +506,9 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
         login,
       ),
     );
-    const loginRow = { ...logins, peakMiB: loginPeak, floor: '' };
+    const loginRow = toRow(watchedLogins);
     rows.push(loginRow);
-    process.stderr.write(`sign-ins: ${logins.requestsPerSecond}/s, ${logins.errors} errors\n`);
+    process.stderr.write(`sign-ins: ${loginRow.requestsPerSecond}/s, ${loginRow.errors} errors\n`);
     ours = { clientCredentials: cc, logins: loginRow };
   } finally {
     await server.stop();
@@ -522,10 +529,14 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
       connections: 32,
     };
     await measure('warm-up', { ...options, duration: warmUp });
-    const { result, peakMiB } = await peakRss(b.pid, () =>
-      measure('Bare oidc-provider: client credentials, opaque (in-memory adapter)', { ...options, duration }),
+    return toRow(
+      await watchProcess(b.pid, () =>
+        measure('Bare oidc-provider: client credentials, opaque (in-memory adapter)', {
+          ...options,
+          duration,
+        }),
+      ),
     );
-    return { ...result, peakMiB, floor: '' };
   });
   rows.push(bare);
   const ccShare = ours.clientCredentials.requestsPerSecond / bare.requestsPerSecond;
@@ -548,12 +559,16 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
     '',
     table(rows, {
       'Per core': (r) => String(Math.round(r.requestsPerSecond / cores)),
+      'Server CPU/request (ms)': (r) => r.cpuPerRequest.toFixed(r.cpuPerRequest < 10 ? 2 : 0),
       'Peak RSS (MiB)': (r) => String(r.peakMiB),
       Floor: (r) => r.floor,
     }),
     '',
     `- Client credentials (opaque): ours ${ours.clientCredentials.requestsPerSecond}/s = ${pct(ccShare)} of bare oidc-provider ` +
       `(${bare.requestsPerSecond}/s) ${mark(ccShare >= FLOORS.clientCredentialsShareOfBare)}.`,
+    `- Server CPU per client-credentials request: ours ${ours.clientCredentials.cpuPerRequest.toFixed(2)} ms, ` +
+      `bare oidc-provider ${bare.cpuPerRequest.toFixed(2)} ms (bare/ours = ${pct(bare.cpuPerRequest / ours.clientCredentials.cpuPerRequest)}; ` +
+      'less sensitive to a busy machine than requests per second).',
     `- Raw argon2id at m=${m} KiB, t=${t}, p=${p}, ${cores} verifications at a time: ${raw.perSecond}/s; ` +
       `full sign-ins ${ours.logins.requestsPerSecond}/s = ${pct(loginShare)} of it ${mark(loginShare >= FLOORS.loginShareOfRawHash)}.`,
     `- Server RSS when idle after start: ${idleMiB} MiB (${Math.round(idleMB)} MB; floor < ${FLOORS.idleRssMB} MB ${mark(idleMB < FLOORS.idleRssMB)}).`,
