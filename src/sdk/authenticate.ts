@@ -188,7 +188,11 @@ export class LatchkeyAuthenticator {
     const bearer = header ? /^Bearer +(\S+)$/i.exec(header)?.[1] : undefined;
     if (bearer) {
       if (API_KEY_PREFIX.test(bearer)) return this.apiKey(bearer);
-      if (JWT_SHAPE.test(bearer) && this.accept.has('jwt')) return this.jwt(bearer);
+      if (JWT_SHAPE.test(bearer)) {
+        if (this.accept.has('jwt')) return this.jwt(bearer);
+        // Latchkey does not introspect JWT access tokens, so one cannot pass as an opaque token.
+        throw invalidToken('JWT access tokens are not accepted here');
+      }
       if (this.accept.has('opaque')) return this.opaque(bearer);
       throw invalidToken('The access token is invalid');
     }
@@ -293,7 +297,7 @@ export class LatchkeyAuthenticator {
       });
     }
     if (err instanceof joseErrors.JWTClaimValidationFailed) {
-      return invalidToken(`The access token is invalid: ${err.claim} ${err.reason}`, err);
+      return invalidToken(`The access token is invalid: ${err.message}`, err);
     }
     if (
       err instanceof joseErrors.JWSSignatureVerificationFailed ||
@@ -342,6 +346,12 @@ export class LatchkeyAuthenticator {
     if (!endpoint) throw unavailable('Discovery has no introspection_endpoint');
     const { clientId, clientSecret, cacheTtlMs = 60_000 } = this.options.introspection!;
     const basic = Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64');
+    const now = this.now();
+    // A refusal is final for this token (it cannot become active), so it is cached too.
+    const refuse = (refusal: Refusal): never => {
+      this.remember(key, now + cacheTtlMs, refusal);
+      throw refusal;
+    };
     const { status, body } = await this.getJson(endpoint, {
       method: 'POST',
       headers: {
@@ -351,18 +361,16 @@ export class LatchkeyAuthenticator {
       },
       body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
     });
+    const oauthError = (body as { error?: unknown } | undefined)?.error;
+    if (status === 400 && oauthError === 'unsupported_token_type') {
+      refuse(invalidToken('The access token cannot be introspected'));
+    }
     if (status !== 200 || body === null || typeof body !== 'object') {
       throw unavailable(`Introspection answered ${status}: ${JSON.stringify(body ?? null).slice(0, 200)}`);
     }
     const claims = body as Record<string, unknown>;
-    const now = this.now();
     const exp = typeof claims.exp === 'number' ? claims.exp * 1000 : undefined;
     const cacheUntil = Math.min(now + cacheTtlMs, exp ?? Infinity);
-    const refuse = (refusal: Refusal): never => {
-      this.remember(key, now + cacheTtlMs, refusal);
-      throw refusal;
-    };
-
     if (claims.active !== true) refuse(invalidToken('The access token is not active'));
     if (exp !== undefined && exp <= now) {
       refuse(

@@ -11,7 +11,8 @@ export interface KoaLikeContext {
   set(field: string, value: string): void;
   status: number;
   body: unknown;
-  state: Record<string, unknown>;
+  /** Any state type: the identity is added as `latchkey`. */
+  state: object;
 }
 
 /** For typing Koa apps: `new Koa<LatchkeyKoaState>()` or `Router<LatchkeyKoaState>`. */
@@ -39,7 +40,7 @@ export function latchkeyKoa(options: AuthenticateOptions | LatchkeyAuthenticator
       ctx.body = result.failure.body;
       return;
     }
-    ctx.state.latchkey = result.identity;
+    (ctx.state as { latchkey?: LatchkeyIdentity }).latchkey = result.identity;
     await next();
   };
   return Object.assign(middleware, { authenticator });
