@@ -38,7 +38,11 @@ import { ClientService } from './services/clients.js';
 import { LoginThrottle } from './services/login-throttle.js';
 import { createPasswordPolicy } from './services/password-policy.js';
 import { createPasswordHasher, type PasswordHasher } from './services/passwords.js';
-import { builtInPlans } from './services/plans.js';
+import { builtInPlans, PlanService } from './services/plans.js';
+import { ApiKeyService } from './services/api-keys.js';
+import { QuotaService } from './services/quotas.js';
+import { API_KEY_CLIENT_ID } from './oidc/api-key-grant.js';
+import { gatewayRouter } from './gateway/router.js';
 import { RoleService } from './services/roles.js';
 import { UserService } from './services/users.js';
 import { ADMIN_SCOPES } from './oidc/scopes.js';
@@ -69,6 +73,9 @@ export interface AppServices {
   audit: AuditService;
   /** Counters and histograms served at /metrics (e.g. `metrics.verifyKey(outcome)`). */
   metrics: Metrics;
+  plans: PlanService;
+  apiKeys: ApiKeyService;
+  quotas: QuotaService;
 }
 
 export interface BuiltApp {
@@ -148,10 +155,21 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   const users = new UserService(stores.durable, stores.artifacts, passwords, policy, audit);
   const roles = new RoleService(stores.durable, audit);
-  const plans = builtInPlans({
-    requestsPerHour: config.rateLimitEnterprisePerHour,
-    burst: config.rateLimitEnterpriseBurst,
+  const planService = new PlanService(
+    stores.durable.plans,
+    stores.durable.users,
+    builtInPlans({
+      requestsPerHour: config.rateLimitEnterprisePerHour,
+      burst: config.rateLimitEnterpriseBurst,
+    }),
+    stores.events,
+    audit,
+  );
+  const apiKeys = new ApiKeyService(stores.durable, stores.events, audit, {
+    cacheTtlMs: config.apiKeyCacheTtlS * 1000,
   });
+  users.changes.add((userId) => apiKeys.ownerChanged({ type: 'user', id: userId }));
+  const quotas = new QuotaService(stores.counters);
   const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);
   const resourceServers = new ResourceServers(stores.durable.resourceServers, config.clientCacheTtlS * 1000, [
     // The management API itself: tokens with resource=<issuer>/v2 are JWTs verified in process.
@@ -177,6 +195,22 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
           resourceServers,
           pages,
           logger,
+          apiKeys: {
+            verify: (key, ip) => apiKeys.verify(key, ip),
+            usable: (keyId) => apiKeys.usable(keyId),
+            tokenTtlS: config.apiKeyTokenTtlS,
+            onIssued: async (verified, token) => {
+              await audit.record({
+                actor_type: verified.owner.type,
+                actor_id: verified.owner.id,
+                actor_client_id: API_KEY_CLIENT_ID,
+                action: 'api_key.token_issued',
+                target_type: 'api_key',
+                target_id: verified.key.id,
+                details: { token_id: token.jti, scope: token.scope, expires_in: token.expires_in },
+              });
+            },
+          },
         }),
       ),
     logger,
@@ -256,10 +290,26 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     roles,
     clients: clientService,
     audit,
-    plans: async () => plans,
+    plans: () => planService.all(),
+    planService,
+    apiKeys,
+    quotas,
+    apiKeyTokenTtlS: config.apiKeyTokenTtlS,
     log: logger,
   });
   app.use(v2);
+
+  const gateway = gatewayRouter({
+    apiKeys,
+    plans: planService,
+    quotas,
+    counters: stores.counters,
+    usage: stores.durable.usage,
+    storeMessages: config.usageStoreMessages,
+    onVerify: (outcome) => metrics.verifyKey(outcome),
+  });
+  app.use(gateway.routes());
+  app.use(gateway.allowedMethods({ throw: true }));
 
   const interactions = interactionsRouter({
     host,
@@ -287,6 +337,9 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       roles,
       audit,
       metrics,
+      plans: planService,
+      apiKeys,
+      quotas,
     },
     close: () => host.stop(),
   };

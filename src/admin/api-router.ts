@@ -41,6 +41,11 @@ export interface RouteSpec<
   tag: string;
   /** The scope the caller's token must hold; undefined for a public route. */
   scope?: string;
+  /**
+   * The user named by the `{id}` path parameter may call the route with their own token, without
+   * the scope (their own API keys, usage).
+   */
+  allowSelf?: boolean;
   params?: P;
   query?: Q;
   body?: B;
@@ -121,7 +126,13 @@ export class ApiRouter {
   add<P extends AnyObject, Q extends AnyObject, B extends z.ZodType>(spec: RouteSpec<P, Q, B>): void {
     this.routes.push(spec as unknown as RouteSpec);
     this.router[spec.method](koaPath(spec.path), async (ctx) => {
-      const principal = requireScope(ctx, spec.scope);
+      const own = ctx.state.principal as Principal | undefined;
+      const self =
+        spec.allowSelf === true &&
+        !ctx.state.authError &&
+        own?.kind === 'user' &&
+        own.userId === ctx.params.id;
+      const principal = self ? own : requireScope(ctx, spec.scope);
       const params = parse(spec.params, ctx.params, '');
       const query = parse(spec.query, ctx.query, '');
       let body: z.output<B> = undefined as z.output<B>;

@@ -23,6 +23,8 @@ interface TokenFacts {
   scope: string | undefined;
   aud: unknown;
   bound: boolean;
+  /** Set on tokens minted from an API key. */
+  apiKeyId?: string;
 }
 
 /** Reads the bearer token; undefined when there is none. */
@@ -42,6 +44,8 @@ export class BearerAuthenticator {
     private readonly host: ProviderHost,
     private readonly store: DurableStore,
     private readonly issuer: string,
+    /** Whether an API key (by id) may still be used; tokens minted from it follow the key. */
+    private readonly apiKeyUsable?: (keyId: string) => Promise<boolean>,
   ) {}
 
   private async opaque(token: string): Promise<TokenFacts | undefined> {
@@ -59,6 +63,7 @@ export class BearerAuthenticator {
       scope: found.scope,
       aud: found.aud,
       bound: Boolean(found.jkt || found['x5t#S256']),
+      apiKeyId: typeof found.extra?.api_key_id === 'string' ? found.extra.api_key_id : undefined,
     };
   }
 
@@ -104,6 +109,11 @@ export class BearerAuthenticator {
         message: 'Sender-constrained (DPoP or mTLS) tokens are not accepted here',
       });
     }
+    if (facts.apiKeyId && this.apiKeyUsable && !(await this.apiKeyUsable(facts.apiKeyId))) {
+      throw new AppError('AUTH_TOKEN_INVALID', {
+        message: 'The API key of this token was revoked or has expired',
+      });
+    }
     const audiences = Array.isArray(facts.aud) ? facts.aud : facts.aud === undefined ? [] : [facts.aud];
     if (audiences.length > 0 && !audiences.includes(managementAudience(this.issuer))) {
       throw new AppError('AUTH_TOKEN_INVALID', { message: 'The access token is for another API' });
@@ -122,6 +132,7 @@ export class BearerAuthenticator {
         userId: undefined,
         scopes: new Set([...requested].filter((s) => allowed.has(s))),
         tokenId: facts.jti,
+        apiKeyId: facts.apiKeyId,
       };
     }
     const user = await this.store.users.findById(facts.accountId);
@@ -133,6 +144,7 @@ export class BearerAuthenticator {
       userId: user.id,
       scopes: new Set([...requested].filter((s) => allowed.has(s))),
       tokenId: facts.jti,
+      apiKeyId: facts.apiKeyId,
     };
   }
 }

@@ -15,13 +15,17 @@ import type { ProviderHost } from '../oidc/provider-host.js';
 import type { ResourceServers } from '../oidc/resource-servers.js';
 import { ADMIN_SCOPES, ADMIN_SCOPE_DESCRIPTIONS } from '../oidc/scopes.js';
 import type { AuditService } from '../services/audit.js';
+import type { ApiKeyService } from '../services/api-keys.js';
 import type { ClientService } from '../services/clients.js';
+import type { PlanService } from '../services/plans.js';
+import type { QuotaService } from '../services/quotas.js';
 import { DEFAULT_PLAN, type RatePlan } from '../services/plans.js';
 import type { RoleService } from '../services/roles.js';
 import type { UserService } from '../services/users.js';
 import type { CounterStore, DurableStore } from '../store/ports.js';
 import { ApiRouter } from './api-router.js';
 import { registerAuditRoutes } from './audit-routes.js';
+import { registerBillingRoutes } from './billing-routes.js';
 import { BearerAuthenticator, managementAudience, resolvePrincipal } from './bearer-auth.js';
 import { registerClientRoutes, registerResourceRoutes } from './clients-routes.js';
 import { renderDocsPage } from './docs-page.js';
@@ -43,6 +47,11 @@ export interface ManagementApiDeps {
   clients: ClientService;
   audit: AuditService;
   plans: () => Promise<Record<string, RatePlan>>;
+  planService: PlanService;
+  apiKeys: ApiKeyService;
+  quotas: QuotaService;
+  /** Lifetime of access tokens exchanged for API keys (seconds). */
+  apiKeyTokenTtlS: number;
   log: Logger;
 }
 
@@ -84,6 +93,16 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
     reserved: [managementAudience(deps.issuer)],
   });
   registerAuditRoutes(api, deps.audit);
+  registerBillingRoutes(api, {
+    apiKeys: deps.apiKeys,
+    plans: deps.planService,
+    quotas: deps.quotas,
+    users: deps.users,
+    store: deps.store,
+    host: deps.host,
+    audit: deps.audit,
+    tokenTtlS: deps.apiKeyTokenTtlS,
+  });
 
   const openapi = buildOpenApi(api.routes, {
     issuer: deps.issuer,
@@ -92,7 +111,9 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   });
   const docs = renderDocsPage(openapi);
 
-  const authenticator = new BearerAuthenticator(deps.host, deps.store, deps.issuer);
+  const authenticator = new BearerAuthenticator(deps.host, deps.store, deps.issuer, (keyId) =>
+    deps.apiKeys.usable(keyId),
+  );
   const planFor = async (clientId: string | undefined): Promise<RatePlan> => {
     const plans = await deps.plans();
     const metadata = clientId ? await deps.clientsCache.find(clientId) : undefined;

@@ -8,6 +8,8 @@ export interface Principal {
   scopes: ReadonlySet<string>;
   /** The token's identifier (never the token itself), for the audit trail. */
   tokenId: string;
+  /** The API key the token was minted from, if any. */
+  apiKeyId?: string;
 }
 
 export function principalActor(principal: Principal | undefined) {

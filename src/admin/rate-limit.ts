@@ -22,34 +22,48 @@ export interface RateLimitDeps {
   now?: () => number;
 }
 
+/**
+ * Counts one request of `subject` against `plan`, sets the X-RateLimit-* headers, and throws
+ * RATE_LIMIT_EXCEEDED (with Retry-After) when the hourly or the per-second allowance is used up.
+ */
+export async function countRequest(
+  ctx: Context,
+  counters: CounterStore,
+  subject: string,
+  plan: RatePlan,
+  now: () => number = Date.now,
+): Promise<void> {
+  const [hour, burst] = await Promise.all([
+    counters.increment(`ratelimit:hour:${subject}`, HOUR_S),
+    counters.increment(`ratelimit:burst:${subject}`, BURST_WINDOW_S),
+  ]);
+  const resetS = Math.ceil(hour.resetAt.getTime() / 1000);
+  ctx.set('X-RateLimit-Limit', String(plan.requests_per_hour));
+  ctx.set('X-RateLimit-Remaining', String(Math.max(0, plan.requests_per_hour - hour.value)));
+  ctx.set('X-RateLimit-Reset', String(resetS));
+  ctx.set('X-RateLimit-Window', String(HOUR_S));
+  ctx.set('X-RateLimit-Plan', plan.name);
+  if (hour.value > plan.requests_per_hour) {
+    throw new AppError('RATE_LIMIT_EXCEEDED', {
+      message: `The hourly limit of ${plan.requests_per_hour} requests of the ${plan.name} plan is used up`,
+      retryAfter: Math.max(1, Math.ceil((hour.resetAt.getTime() - now()) / 1000)),
+    });
+  }
+  if (burst.value > plan.burst) {
+    throw new AppError('RATE_LIMIT_EXCEEDED', {
+      message: `More than ${plan.burst} requests within one second (the ${plan.name} plan's burst allowance)`,
+      retryAfter: Math.max(1, Math.ceil((burst.resetAt.getTime() - now()) / 1000)),
+    });
+  }
+}
+
 export function rateLimit(deps: RateLimitDeps) {
   const now = deps.now ?? Date.now;
   return async (ctx: Context, next: Next) => {
     const principal = ctx.state.principal as Principal | undefined;
     const plan = await deps.planFor(principal?.clientId);
     const subject = principal ? `client:${principal.clientId}` : `ip:${ctx.ip}`;
-    const [hour, burst] = await Promise.all([
-      deps.counters.increment(`ratelimit:hour:${subject}`, HOUR_S),
-      deps.counters.increment(`ratelimit:burst:${subject}`, BURST_WINDOW_S),
-    ]);
-    const resetS = Math.ceil(hour.resetAt.getTime() / 1000);
-    ctx.set('X-RateLimit-Limit', String(plan.requests_per_hour));
-    ctx.set('X-RateLimit-Remaining', String(Math.max(0, plan.requests_per_hour - hour.value)));
-    ctx.set('X-RateLimit-Reset', String(resetS));
-    ctx.set('X-RateLimit-Window', String(HOUR_S));
-    ctx.set('X-RateLimit-Plan', plan.name);
-    if (hour.value > plan.requests_per_hour) {
-      throw new AppError('RATE_LIMIT_EXCEEDED', {
-        message: `The hourly limit of ${plan.requests_per_hour} requests of the ${plan.name} plan is used up`,
-        retryAfter: Math.max(1, Math.ceil((hour.resetAt.getTime() - now()) / 1000)),
-      });
-    }
-    if (burst.value > plan.burst) {
-      throw new AppError('RATE_LIMIT_EXCEEDED', {
-        message: `More than ${plan.burst} requests within one second (the ${plan.name} plan's burst allowance)`,
-        retryAfter: Math.max(1, Math.ceil((burst.resetAt.getTime() - now()) / 1000)),
-      });
-    }
+    await countRequest(ctx, deps.counters, subject, plan, now);
     await next();
   };
 }

@@ -188,6 +188,7 @@ export const User = named(
     updated_at: timestamp,
     last_login: timestamp.nullable(),
     metadata: z.record(z.string(), z.unknown()),
+    plan: z.string().nullable().describe('The user’s plan; null means the default plan (basic)'),
     roles: z.array(RoleSummary).optional().describe('With include=roles'),
     permissions: z.array(z.string()).optional().describe('With include=permissions'),
     preferences: z.record(z.string(), z.unknown()).optional().describe('With include=preferences'),

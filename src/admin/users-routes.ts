@@ -63,6 +63,7 @@ export function toApiUser(user: UserRecord) {
     updated_at: user.updated_at.toISOString(),
     last_login: isoOf(user.last_login),
     metadata: user.metadata,
+    plan: user.plan,
   };
 }
 

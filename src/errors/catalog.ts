@@ -12,11 +12,18 @@ export const ERROR_CATALOG = {
   AUTH_TOKEN_INVALID: { status: 401, message: 'The access token is invalid' },
   AUTH_TOKEN_EXPIRED: { status: 401, message: 'The access token has expired' },
   AUTH_INSUFFICIENT_SCOPE: { status: 403, message: 'The access token lacks the scope this operation needs' },
+  API_KEY_MISSING: { status: 401, message: 'An API key is required (Authorization: Bearer <api key>)' },
+  API_KEY_INVALID: { status: 401, message: 'The API key is invalid or has been revoked' },
+  API_KEY_EXPIRED: { status: 401, message: 'The API key has expired' },
+  IP_NOT_ALLOWED: { status: 403, message: 'The API key may not be used from this address' },
+  USER_INACTIVE: { status: 403, message: 'The owner of this API key is suspended or deleted' },
   NOT_FOUND: { status: 404, message: 'No such resource' },
   USER_NOT_FOUND: { status: 404, message: 'User not found' },
   ROLE_NOT_FOUND: { status: 404, message: 'Role not found' },
   CLIENT_NOT_FOUND: { status: 404, message: 'Client not found' },
   RESOURCE_NOT_FOUND: { status: 404, message: 'API (resource server) not found' },
+  API_KEY_NOT_FOUND: { status: 404, message: 'API key not found' },
+  PLAN_NOT_FOUND: { status: 404, message: 'Plan not found' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },
   USER_ALREADY_EXISTS: { status: 409, message: 'A user with this email already exists' },
   CONFLICT: { status: 409, message: 'The resource already exists or was changed concurrently' },
@@ -27,6 +34,7 @@ export const ERROR_CATALOG = {
   QUOTA_EXCEEDED: { status: 429, message: 'The quota for this period is used up' },
   INTERNAL_ERROR: { status: 500, message: 'An unexpected error occurred' },
   SERVICE_UNAVAILABLE: { status: 503, message: 'The service is temporarily unavailable' },
+  STORE_UNAVAILABLE: { status: 503, message: 'A data store is unavailable; retry shortly' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

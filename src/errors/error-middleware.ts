@@ -78,6 +78,9 @@ export function errorMiddleware(fallbackLog: Logger) {
       let appError: AppError;
       if (err instanceof AppError) {
         appError = err;
+      } else if ((err as { name?: unknown } | null)?.name === 'StoreUnavailableError') {
+        // A store that does not answer: the client may retry (by name: errors may cross realms).
+        appError = new AppError('STORE_UNAVAILABLE', { retryAfter: 1 });
       } else {
         appError = fromHttpError(err as never) ?? new AppError('INTERNAL_ERROR');
       }

@@ -9,6 +9,12 @@ import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'o
 import type { Logger } from 'pino';
 
 import { accountClient } from '../account/router.js';
+import {
+  apiKeyClient,
+  apiKeyTokenUsable,
+  registerApiKeyGrant,
+  type ApiKeyTokenDeps,
+} from './api-key-grant.js';
 import type { Config } from '../config/load-config.js';
 import type { Stores } from '../store/ports.js';
 import { createFindAccount, isActiveUser } from './accounts.js';
@@ -58,6 +64,8 @@ export interface ProviderDeps {
   resourceServers: ResourceServers;
   pages: ProviderPages;
   logger: Logger;
+  /** API-key tokens (api-key-grant.ts); without it the grant is not offered. */
+  apiKeys?: ApiKeyTokenDeps;
 }
 
 /** Extra client metadata we store with each client. */
@@ -90,7 +98,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     // Authorization code only: no implicit or hybrid flows. `none` (a session without tokens) is used
     // only by the built-in account page, the one client registered for it.
     responseTypes: ['code', 'none'],
-    clients: [accountClient(config.issuer)],
+    clients: [accountClient(config.issuer), ...(deps.apiKeys ? [apiKeyClient()] : [])],
     pkce: {
       // Required for public clients; on for confidential ones unless a client opts out explicitly.
       required: (_ctx, client) => client.clientAuthMethod === 'none' || client['require_pkce'] !== false,
@@ -178,6 +186,8 @@ export function createProvider(deps: ProviderDeps): Provider {
           // A suspended or deleted user's tokens are reported inactive at once.
           const accountId = 'accountId' in token ? token.accountId : undefined;
           if (accountId && !isActiveUser(await stores.durable.users.findById(accountId))) return false;
+          // A token minted from an API key lives only as long as the key.
+          if (deps.apiKeys && !(await apiKeyTokenUsable(token as never, deps.apiKeys.usable))) return false;
           return true;
         },
       },
@@ -210,6 +220,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       userinfo: { enabled: true },
       registration: { enabled: false },
     },
+    // Keep what a token was created with (api_key_id on tokens minted from API keys, see
+    // api-key-grant.ts); introspection reports it. Other tokens carry no extra claims.
+    extraTokenClaims: (_ctx, token) =>
+      'extra' in token ? (token.extra as Record<string, unknown>) : undefined,
     renderError: (ctx, out, error) => deps.pages.renderError(ctx, out, error),
     discovery: {
       service_documentation: `${config.issuer}/v2/docs`,
@@ -219,6 +233,7 @@ export function createProvider(deps: ProviderDeps): Provider {
 
   const provider = new Provider(config.issuer, configuration);
   provider.proxy = config.trustProxy;
+  if (deps.apiKeys) registerApiKeyGrant(provider, deps.apiKeys);
 
   // Clients hold a hash of their secret (client-secrets.ts); compare presented secrets against it.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(

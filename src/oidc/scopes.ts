@@ -7,6 +7,7 @@ export const ADMIN_SCOPES = [
   'role:manage',
   'client:manage',
   'key:manage',
+  'plan:manage',
   'audit:read',
 ] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
@@ -16,7 +17,8 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'user:write': 'Create, update, suspend, delete and restore users',
   'role:manage': 'Manage roles and assign them to users',
   'client:manage': 'Manage OAuth clients and APIs (resource servers)',
-  'key:manage': 'Manage API keys',
+  'key:manage': 'Manage API keys of users and service clients',
+  'plan:manage': 'Manage plans, users’ plans, and adjust quotas and credits',
   'audit:read': 'Read the audit trail',
 };
 

@@ -88,6 +88,13 @@ export class UserService {
     private readonly audit: AuditService,
   ) {}
 
+  /** Called with a user's id after anything about the user changed (caches listen, see api-keys.ts). */
+  readonly changes = new Set<(userId: string) => void>();
+
+  private notify(userId: string): void {
+    for (const listener of this.changes) listener(userId);
+  }
+
   /* ------------------------------------------------------------------------------------------ */
   /* Reading                                                                                    */
   /* ------------------------------------------------------------------------------------------ */
@@ -312,7 +319,34 @@ export class UserService {
 
   /** Ends every session, grant and token of the user (after suspension, deactivation or deletion). */
   private async revokeEverything(userId: string): Promise<number> {
+    this.notify(userId);
     return this.artifacts.revokeByAccountId(userId);
+  }
+
+  /** What only an erased user leaves behind: their API keys and usage records. */
+  private async eraseBelongings(userId: string): Promise<void> {
+    await Promise.all([
+      this.store.apiKeys.removeByOwner('user', userId),
+      this.store.usage.removeByOwner('user', userId),
+    ]);
+  }
+
+  /** Moves a user to a plan (null: the default plan); the plan must exist (checked by the caller). */
+  async setPlan(id: string, plan: string | null, context: Context): Promise<User> {
+    const before = await this.get(id);
+    const after = await this.store.users.update(id, { plan });
+    if (!after) throw new AppError('USER_NOT_FOUND');
+    this.notify(id);
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.plan_changed',
+      target_type: 'user',
+      target_id: id,
+      before: { plan: before.plan },
+      after: { plan: after.plan },
+    });
+    return after;
   }
 
   async update(id: string, patch: UpdateUserInput, context: Context): Promise<User> {
@@ -327,6 +361,7 @@ export class UserService {
       throw err;
     }
     if (!after) throw new AppError('USER_NOT_FOUND');
+    this.notify(id);
     let revoked = 0;
     if (before.status === 'active' && after.status !== 'active') revoked = await this.revokeEverything(id);
     await this.audit.record({
@@ -356,6 +391,7 @@ export class UserService {
       throw new AppError('USER_NOT_FOUND');
     }
     const revoked = await this.revokeEverything(id);
+    if (!soft) await this.eraseBelongings(id);
     await this.audit.record({
       ...context.actor,
       request: context.request,
@@ -375,6 +411,7 @@ export class UserService {
     if (!before) throw new AppError('USER_NOT_FOUND');
     await this.store.users.remove(id);
     const revoked = await this.revokeEverything(id);
+    await this.eraseBelongings(id);
     await this.audit.record({
       ...context.actor,
       request: context.request,
@@ -391,6 +428,7 @@ export class UserService {
   async restore(id: string, context: Context): Promise<User> {
     const user = await this.store.users.update(id, { deleted_at: null }, 'only');
     if (!user) throw new AppError('USER_NOT_FOUND', { message: 'No deleted user with this id' });
+    this.notify(id);
     await this.audit.record({
       ...context.actor,
       request: context.request,

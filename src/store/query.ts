@@ -35,6 +35,7 @@ export const USER_QUERY_FIELDS: Readonly<Record<string, FieldType>> = {
   last_name: 'string',
   role: 'string',
   status: 'string',
+  plan: 'string',
   email_verified: 'boolean',
   login_count: 'number',
   last_login: 'date',
