@@ -15,11 +15,12 @@ import type {
   CreateUserInput,
   DeleteResult,
   IssuedApiKey,
-  JsonObject,
   ListUsersQuery,
   LogMessageInput,
+  LogMessageResult,
   Page,
   Plan,
+  PlanInput,
   Role,
   RoleSummary,
   SearchUsersQuery,
@@ -28,6 +29,7 @@ import type {
   UpdateUserInput,
   Usage,
   UsageAdjustment,
+  UserPlan,
   User,
   UserInclude,
   VerifyKeyResult,
@@ -275,41 +277,40 @@ export class LatchkeyClient {
       ).data,
   };
 
-  readonly apiKeys = {
-    /** The answer's `key` is shown only here: store it now. */
-    create: (userId: string, input: CreateApiKeyInput, options: MutationOptions = {}) =>
-      this.request<IssuedApiKey>({
-        method: 'POST',
-        path: `/v2/users/${enc(userId)}/api-keys`,
-        json: input,
-        ...options,
-      }),
+  /** API keys of users (`/v2/users/{id}/api-keys`). */
+  readonly apiKeys = this.keyCalls('users');
 
-    list: async (userId: string, options: CallOptions = {}) =>
-      (
-        await this.request<{ data: ApiKey[] }>({
-          method: 'GET',
-          path: `/v2/users/${enc(userId)}/api-keys`,
+  /** API keys of service clients (`/v2/clients/{id}/api-keys`). */
+  readonly clientApiKeys = this.keyCalls('clients');
+
+  private keyCalls(owners: 'users' | 'clients') {
+    const base = (ownerId: string) => `/v2/${owners}/${enc(ownerId)}/api-keys`;
+    return {
+      /** The answer's `key` is shown only here: store it now. */
+      create: (ownerId: string, input: CreateApiKeyInput, options: MutationOptions = {}) =>
+        this.request<IssuedApiKey>({ method: 'POST', path: base(ownerId), json: input, ...options }),
+
+      /** Every key of the owner, revoked ones too (with `revoked_at`). */
+      list: async (ownerId: string, options: CallOptions = {}) =>
+        (await this.request<{ data: ApiKey[] }>({ method: 'GET', path: base(ownerId), ...options })).data,
+
+      get: (ownerId: string, keyId: string, options: CallOptions = {}) =>
+        this.request<ApiKey>({ method: 'GET', path: `${base(ownerId)}/${enc(keyId)}`, ...options }),
+
+      /** A new secret for the key; the old one stops working. The new `key` is shown only here. */
+      rotate: (ownerId: string, keyId: string, options: MutationOptions = {}) =>
+        this.request<IssuedApiKey>({
+          method: 'POST',
+          path: `${base(ownerId)}/${enc(keyId)}/rotate`,
           ...options,
-        })
-      ).data,
+        }),
 
-    /** A new secret for the key; the old one stops working. The new `key` is shown only here. */
-    rotate: (userId: string, keyId: string, options: MutationOptions = {}) =>
-      this.request<IssuedApiKey>({
-        method: 'POST',
-        path: `/v2/users/${enc(userId)}/api-keys/${enc(keyId)}/rotate`,
-        ...options,
-      }),
-
-    revoke: async (userId: string, keyId: string, options: CallOptions = {}): Promise<void> => {
-      await this.request<unknown>({
-        method: 'DELETE',
-        path: `/v2/users/${enc(userId)}/api-keys/${enc(keyId)}`,
-        ...options,
-      });
-    },
-  };
+      /** The key, and tokens obtained with it, stop working at once. Revoking twice changes nothing. */
+      revoke: async (ownerId: string, keyId: string, options: CallOptions = {}): Promise<void> => {
+        await this.request<unknown>({ method: 'DELETE', path: `${base(ownerId)}/${enc(keyId)}`, ...options });
+      },
+    };
+  }
 
   readonly plans = {
     list: async (options: CallOptions = {}) =>
@@ -318,10 +319,10 @@ export class LatchkeyClient {
     get: (name: string, options: CallOptions = {}) =>
       this.request<Plan>({ method: 'GET', path: `/v2/plans/${enc(name)}`, ...options }),
 
-    create: (plan: Plan, options: MutationOptions = {}) =>
+    create: (plan: PlanInput, options: MutationOptions = {}) =>
       this.request<Plan>({ method: 'POST', path: '/v2/plans', json: plan, ...options }),
 
-    update: (name: string, patch: Partial<Omit<Plan, 'name'>>, options: CallOptions = {}) =>
+    update: (name: string, patch: Partial<Omit<PlanInput, 'name'>>, options: CallOptions = {}) =>
       this.request<Plan>({ method: 'PUT', path: `/v2/plans/${enc(name)}`, json: patch, ...options }),
 
     delete: async (name: string, options: CallOptions = {}): Promise<void> => {
@@ -330,7 +331,7 @@ export class LatchkeyClient {
 
     /** Puts a user on a plan. */
     assign: (userId: string, plan: string, options: CallOptions = {}) =>
-      this.request<JsonObject>({
+      this.request<UserPlan>({
         method: 'PUT',
         path: `/v2/users/${enc(userId)}/plan`,
         json: { plan },
@@ -365,6 +366,18 @@ export class LatchkeyClient {
           ...options,
         })
         .then((r) => r.body),
+
+    /** A fresh token for a current one obtained from `token()` (`POST /v2/auth/refresh`). */
+    refresh: (accessToken: string, options: CallOptions = {}) =>
+      this.http
+        .request<TokenResponse>({
+          method: 'POST',
+          path: '/v2/auth/refresh',
+          headers: { authorization: `Bearer ${accessToken}` },
+          idempotent: true,
+          ...options,
+        })
+        .then((r) => r.body),
   };
 
   /**
@@ -392,8 +405,8 @@ export class LatchkeyClient {
     apiKey: string,
     message: LogMessageInput,
     options: MutationOptions = {},
-  ): Promise<JsonObject> {
-    const { body } = await this.http.request<JsonObject>({
+  ): Promise<LogMessageResult> {
+    const { body } = await this.http.request<LogMessageResult>({
       method: 'POST',
       path: '/api/v1/auth/log-message',
       headers: { authorization: `Bearer ${apiKey}` },

@@ -5,7 +5,9 @@
  * - other 5xx answers (but 501), and network errors and timeouts, only for idempotent requests
  *   (GET, PUT, DELETE, or a POST carrying an Idempotency-Key), where a second try cannot do the work twice.
  * A `Retry-After` header (seconds or an HTTP date), or `retry_after` in the error body, replaces the
- * computed delay, capped at `maxRetryDelayMs` like every other wait.
+ * computed delay. No wait is longer than `maxRetryDelayMs`: when the server asks for more, the error
+ * is thrown at once (its `retryAfter` says when to come back) instead of retrying too early. A used-up
+ * quota (`QUOTA_EXCEEDED`) is never retried: it comes back with the next period, not in seconds.
  */
 import { errorFromResponse, LatchkeyError } from './errors.js';
 
@@ -18,7 +20,10 @@ export interface RetryOptions {
   retries?: number;
   /** Ceiling of the first backoff; doubles per retry. Default 200 ms. */
   baseDelayMs?: number;
-  /** The longest single wait, for backoff and for `Retry-After` alike. Default 30 s. */
+  /**
+   * The longest single wait. Caps the backoff; an answer whose `Retry-After` is longer is not retried
+   * but thrown at once. Default 30 s.
+   */
   maxRetryDelayMs?: number;
   /** Injectable for tests: how to wait. */
   sleep?: (ms: number) => Promise<void>;
@@ -96,7 +101,7 @@ export class HttpTransport {
 
   /** The wait before retry number `attempt` (0-based): full jitter, or the server's `Retry-After`. */
   delayFor(attempt: number, retryAfterS: number | undefined): number {
-    if (retryAfterS !== undefined) return Math.min(retryAfterS * 1000, this.maxRetryDelayMs);
+    if (retryAfterS !== undefined) return retryAfterS * 1000;
     const ceiling = Math.min(this.maxRetryDelayMs, this.baseDelayMs * 2 ** attempt);
     return Math.floor(this.random() * ceiling);
   }
@@ -116,9 +121,11 @@ export class HttpTransport {
         if (!(result instanceof LatchkeyError)) return result;
         failure = result;
         retryable =
-          failure.status === 429 ||
-          failure.status === 503 ||
-          (idempotent && failure.status >= 500 && failure.status !== 501);
+          failure.code !== 'QUOTA_EXCEEDED' &&
+          (failure.status === 429 ||
+            failure.status === 503 ||
+            (idempotent && failure.status >= 500 && failure.status !== 501)) &&
+          (failure.retryAfter ?? 0) * 1000 <= this.maxRetryDelayMs;
       } catch (err) {
         if (req.signal?.aborted) throw req.signal.reason ?? err;
         failure = this.noAnswer(req, err);

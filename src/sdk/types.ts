@@ -153,21 +153,26 @@ export type UpdateRoleInput = Partial<Omit<CreateRoleInput, 'name'>>;
 
 export interface CreateApiKeyInput {
   name: string;
+  /** Default, and at most: what the owner holds. */
   scopes?: string[];
   expires_at?: string | null;
   /** Addresses or CIDR ranges, IPv4 or IPv6. */
   allowed_ips?: string[];
+  /** `sk_live_…` (default) or `sk_test_…`. */
+  environment?: 'live' | 'test';
 }
 
 export interface ApiKey {
   id: string;
   name: string;
+  /** The key's public start, for recognizing it. */
   prefix: string;
   scopes: string[];
   allowed_ips: string[];
   created_at: string;
   expires_at: string | null;
-  last_used_at?: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
 }
 
 /** The answer to creating or rotating a key: the only time `key` is shown. */
@@ -177,7 +182,7 @@ export interface IssuedApiKey extends ApiKey {
 
 /* Plans and usage -------------------------------------------------------------------------------- */
 
-export interface Plan {
+export interface PlanInput {
   name: string;
   requests_per_hour: number;
   burst: number;
@@ -186,13 +191,28 @@ export interface Plan {
   credits: number;
 }
 
+export interface Plan extends PlanInput {
+  built_in: boolean;
+  created_at: string | null;
+  updated_at: string | null;
+}
+
+export interface UserPlan {
+  user_id: string;
+  plan: string;
+  updated_at: string;
+}
+
 export interface Usage {
+  user_id: string;
   plan: string;
   period_start: string;
   period_end: string;
+  quota: number;
   remaining_conversations: number;
   used: number;
   credits: number;
+  total_messages_logged: number;
   by_day: { date: string; count: number }[];
   by_model: { model: string; count: number }[];
 }
@@ -206,9 +226,9 @@ export interface UsageAdjustment {
 
 export interface TokenResponse {
   access_token: string;
-  token_type: string;
+  token_type: 'Bearer';
   expires_in: number;
-  scope?: string;
+  scope: string;
 }
 
 export interface VerifyKeyResult {
@@ -231,5 +251,19 @@ export interface LogMessageInput {
   model: string;
   messages: { role: string; content: string }[];
   research_model?: boolean;
-  [extra: string]: unknown;
+}
+
+export interface LogMessageResult {
+  id: string;
+  /** False when the Idempotency-Key was seen before and nothing new was recorded. */
+  recorded: boolean;
+  duplicate: boolean;
+  model: string;
+  message_count: number;
+  characters: number;
+  research_model: boolean;
+  key_id: string;
+  user_id?: string;
+  client_id?: string;
+  created_at: string;
 }

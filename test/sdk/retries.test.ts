@@ -102,14 +102,43 @@ describe('LatchkeyClient retries', () => {
     expect(sleeps).toEqual([999, 1498, 1498]);
   });
 
-  it('honours Retry-After as an HTTP date, capped at maxRetryDelayMs', async () => {
-    const inAnHour = new Date(Date.now() + 3_600_000).toUTCString();
+  it('honours Retry-After as an HTTP date', async () => {
+    const soon = new Date(Date.now() + 3_600_000).toUTCString();
     server.script('GET', '/v2/users/usr_1', [
-      { status: 503, headers: { 'retry-after': inAnHour } },
+      { status: 503, headers: { 'retry-after': soon } },
       { status: 200, body: USER },
     ]);
-    await expect(client({ maxRetryDelayMs: 5000 }).users.get('usr_1')).resolves.toEqual(USER);
-    expect(sleeps).toEqual([5000]);
+    await expect(client({ maxRetryDelayMs: 7_200_000 }).users.get('usr_1')).resolves.toEqual(USER);
+    // An HTTP date has whole seconds, and a second may tick between sending and reading it.
+    expect(sleeps).toHaveLength(1);
+    expect(sleeps[0]).toBeGreaterThanOrEqual(3_598_000);
+    expect(sleeps[0]).toBeLessThanOrEqual(3_600_000);
+  });
+
+  it('throws at once when Retry-After asks for a longer wait than maxRetryDelayMs', async () => {
+    server.script('GET', '/v2/users/usr_1', [
+      { status: 429, headers: { 'retry-after': '120' }, body: envelope('RATE_LIMIT_EXCEEDED', 'Slow down') },
+      { status: 200, body: USER },
+    ]);
+    const err = await failureOf(client({ maxRetryDelayMs: 60_000 }).users.get('usr_1'));
+    expect(err).toMatchObject({ status: 429, code: 'RATE_LIMIT_EXCEEDED', retryAfter: 120 });
+    expect(server.requests).toHaveLength(1);
+    expect(sleeps).toEqual([]);
+  });
+
+  it('does not retry QUOTA_EXCEEDED, whatever its Retry-After', async () => {
+    server.script('POST', '/api/v1/auth/verify-key', [
+      {
+        status: 429,
+        headers: { 'retry-after': '1' },
+        body: envelope('QUOTA_EXCEEDED', 'The quota is used up', { resets_at: '2026-01-21T00:00:00Z' }),
+      },
+      { status: 200, body: { valid: true } },
+    ]);
+    const err = await failureOf(client().verifyKey('sk_test_abc', { consume: false }));
+    expect(err).toMatchObject({ status: 429, code: 'QUOTA_EXCEEDED', retryAfter: 1 });
+    expect(err.data).toMatchObject({ resets_at: '2026-01-21T00:00:00Z' });
+    expect(server.requests).toHaveLength(1);
   });
 
   it('uses retry_after of the error body when there is no Retry-After header', async () => {
