@@ -9,7 +9,7 @@ import type { Context, Next } from 'koa';
 
 import { AppError } from '../errors/app-error.js';
 import type { RatePlan } from '../services/plans.js';
-import type { CounterStore } from '../store/ports.js';
+import type { CounterStore, CounterValue } from '../store/ports.js';
 import type { Principal } from './principal.js';
 
 const HOUR_S = 3600;
@@ -26,6 +26,45 @@ export interface RateLimitDeps {
  * Counts one request of `subject` against `plan`, sets the X-RateLimit-* headers, and throws
  * RATE_LIMIT_EXCEEDED (with Retry-After) when the hourly or the per-second allowance is used up.
  */
+/** The two windows of a plan's rate, for CounterStore.admit. */
+export function rateWindows(subject: string, plan: RatePlan) {
+  return [
+    { key: `ratelimit:hour:${subject}`, windowSeconds: HOUR_S, limit: plan.requests_per_hour },
+    { key: `ratelimit:burst:${subject}`, windowSeconds: BURST_WINDOW_S, limit: plan.burst },
+  ];
+}
+
+/**
+ * Sets the X-RateLimit-* headers from the counted hour and burst windows, and throws
+ * RATE_LIMIT_EXCEEDED (with Retry-After) when either allowance is used up.
+ */
+export function enforceRate(
+  ctx: Context,
+  plan: RatePlan,
+  [hour, burst]: CounterValue[],
+  now: () => number = Date.now,
+): void {
+  const resetS = Math.ceil(hour!.resetAt.getTime() / 1000);
+  ctx.set('X-RateLimit-Limit', String(plan.requests_per_hour));
+  ctx.set('X-RateLimit-Remaining', String(Math.max(0, plan.requests_per_hour - hour!.value)));
+  ctx.set('X-RateLimit-Reset', String(resetS));
+  ctx.set('X-RateLimit-Window', String(HOUR_S));
+  ctx.set('X-RateLimit-Plan', plan.name);
+  if (hour!.value > plan.requests_per_hour) {
+    throw new AppError('RATE_LIMIT_EXCEEDED', {
+      message: `The hourly limit of ${plan.requests_per_hour} requests of the ${plan.name} plan is used up`,
+      retryAfter: Math.max(1, Math.ceil((hour!.resetAt.getTime() - now()) / 1000)),
+    });
+  }
+  if (burst!.value > plan.burst) {
+    throw new AppError('RATE_LIMIT_EXCEEDED', {
+      message: `More than ${plan.burst} requests within one second (the ${plan.name} plan's burst allowance)`,
+      retryAfter: Math.max(1, Math.ceil((burst!.resetAt.getTime() - now()) / 1000)),
+    });
+  }
+}
+
+/** Counts one request of `subject` against `plan` (see enforceRate). */
 export async function countRequest(
   ctx: Context,
   counters: CounterStore,
@@ -33,28 +72,8 @@ export async function countRequest(
   plan: RatePlan,
   now: () => number = Date.now,
 ): Promise<void> {
-  const [hour, burst] = await Promise.all([
-    counters.increment(`ratelimit:hour:${subject}`, HOUR_S),
-    counters.increment(`ratelimit:burst:${subject}`, BURST_WINDOW_S),
-  ]);
-  const resetS = Math.ceil(hour.resetAt.getTime() / 1000);
-  ctx.set('X-RateLimit-Limit', String(plan.requests_per_hour));
-  ctx.set('X-RateLimit-Remaining', String(Math.max(0, plan.requests_per_hour - hour.value)));
-  ctx.set('X-RateLimit-Reset', String(resetS));
-  ctx.set('X-RateLimit-Window', String(HOUR_S));
-  ctx.set('X-RateLimit-Plan', plan.name);
-  if (hour.value > plan.requests_per_hour) {
-    throw new AppError('RATE_LIMIT_EXCEEDED', {
-      message: `The hourly limit of ${plan.requests_per_hour} requests of the ${plan.name} plan is used up`,
-      retryAfter: Math.max(1, Math.ceil((hour.resetAt.getTime() - now()) / 1000)),
-    });
-  }
-  if (burst.value > plan.burst) {
-    throw new AppError('RATE_LIMIT_EXCEEDED', {
-      message: `More than ${plan.burst} requests within one second (the ${plan.name} plan's burst allowance)`,
-      retryAfter: Math.max(1, Math.ceil((burst.resetAt.getTime() - now()) / 1000)),
-    });
-  }
+  const { windows } = await counters.admit({ windows: rateWindows(subject, plan) });
+  enforceRate(ctx, plan, windows, now);
 }
 
 export function rateLimit(deps: RateLimitDeps) {

@@ -14,7 +14,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
 
-import { countRequest } from '../admin/rate-limit.js';
+import { countRequest, enforceRate, rateWindows } from '../admin/rate-limit.js';
 import { validationError } from '../admin/api-router.js';
 import { AppError } from '../errors/app-error.js';
 import type { VerifyKeyOutcome } from '../observability/metrics.js';
@@ -110,21 +110,24 @@ export function gatewayRouter(deps: GatewayDeps): Router {
     await next();
   });
 
-  /** Verification shared by both endpoints, with the rate count of the owner's plan. */
-  const authenticate = async (ctx: Context) => {
-    const verified = await deps.apiKeys.verify(presentedKey(ctx), ctx.ip);
-    const plan = await deps.plans.forUser({ plan: verified.owner.plan });
-    await countRequest(ctx, deps.counters, `key-owner:${verified.owner.type}:${verified.owner.id}`, plan);
-    return { verified, plan };
-  };
+  const ownerSubject = (verified: VerifiedKey) => `key-owner:${verified.owner.type}:${verified.owner.id}`;
 
   router.post('/verify-key', async (ctx) => {
     try {
       const body = parseBody(VerifyBody, ctx);
       const consume = body.consume ?? ctx.query.consume !== 'false';
-      const { verified, plan } = await authenticate(ctx);
+      const verified = await deps.apiKeys.verify(presentedKey(ctx), ctx.ip);
+      const plan = await deps.plans.forUser({ plan: verified.owner.plan });
       const owner = { type: verified.owner.type, id: verified.owner.id };
-      const quota = await deps.quotas.consume(owner, plan, consume ? 1 : 0);
+      // The rate count and the quota step in one store operation (one Redis round trip).
+      const admitted = await deps.quotas.admit(
+        owner,
+        plan,
+        consume ? 1 : 0,
+        rateWindows(ownerSubject(verified), plan),
+      );
+      enforceRate(ctx, plan, admitted.windows);
+      const quota = admitted.quota!;
       if (!quota.granted) {
         const retryAfter = Math.max(
           1,
@@ -159,7 +162,9 @@ export function gatewayRouter(deps: GatewayDeps): Router {
         details: [{ field: 'Idempotency-Key', issue: 'Must be 1 to 255 visible ASCII characters' }],
       });
     }
-    const { verified } = await authenticate(ctx);
+    const verified = await deps.apiKeys.verify(presentedKey(ctx), ctx.ip);
+    const plan = await deps.plans.forUser({ plan: verified.owner.plan });
+    await countRequest(ctx, deps.counters, ownerSubject(verified), plan);
     const { entry, duplicate } = await deps.usage.record({
       owner_type: verified.owner.type,
       owner_id: verified.owner.id,

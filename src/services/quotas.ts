@@ -4,7 +4,14 @@
  * configured), where consumeQuota takes a unit in one atomic step, so concurrent gateways on any
  * number of instances never grant more than the quota. Periods are calendar days or months in UTC.
  */
-import type { ApiKeyOwnerType, CounterStore, QuotaPeriod, QuotaState } from '../store/ports.js';
+import type {
+  AdmitRequest,
+  ApiKeyOwnerType,
+  CounterStore,
+  CounterValue,
+  QuotaPeriod,
+  QuotaState,
+} from '../store/ports.js';
 import type { Plan } from './plans.js';
 
 export interface QuotaOwner {
@@ -60,6 +67,25 @@ export class QuotaService {
     return { ...this.status(plan, state, start), granted: state.granted };
   }
 
+  /**
+   * Counts a request in its rate windows and, unless one is over its limit, takes `amount` units:
+   * one step in the counter store (one Redis round trip), for the path in front of every request.
+   */
+  async admit(
+    owner: QuotaOwner,
+    plan: Plan,
+    amount: number,
+    windows: AdmitRequest['windows'],
+  ): Promise<{ windows: CounterValue[]; quota?: QuotaStatus & { granted: boolean } }> {
+    const { start, base } = this.request(plan);
+    const result = await this.counters.admit({ windows, quota: { key: this.key(owner), ...base, amount } });
+    if (!result.quota) return { windows: result.windows };
+    return {
+      windows: result.windows,
+      quota: { ...this.status(plan, result.quota, start), granted: result.quota.granted },
+    };
+  }
+
   async read(owner: QuotaOwner, plan: Plan): Promise<QuotaStatus> {
     const { granted: _granted, ...status } = await this.consume(owner, plan, 0);
     return status;
@@ -72,7 +98,7 @@ export class QuotaService {
     values: { remaining?: number; credits?: number },
   ): Promise<QuotaStatus> {
     const { start, base } = this.request(plan);
-    const state = await this.counters.setQuota(this.key(owner), { ...base, ...values });
+    const state = await this.counters.setQuota(this.key(owner), base, values);
     return this.status(plan, state, start);
   }
 }

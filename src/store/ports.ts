@@ -505,11 +505,32 @@ export interface CounterStore {
     key: string,
     request: QuotaRequest & { amount: number },
   ): Promise<QuotaState & { granted: boolean }>;
-  /** Starts or restarts the period as consumeQuota does, then sets what is given. */
+  /**
+   * One request's admission in one step (one round trip on Redis): counts it in every rate window
+   * (as increment does), and only when no window is over its limit, takes from the quota as
+   * consumeQuota does.
+   */
+  admit(request: AdmitRequest): Promise<AdmitResult>;
+  /** Starts or restarts the period as consumeQuota does, then sets what `values` gives. */
   setQuota(
     key: string,
-    request: QuotaRequest & { remaining?: number; credits?: number },
+    request: QuotaRequest,
+    values: { remaining?: number; credits?: number },
   ): Promise<QuotaState>;
+}
+
+export interface AdmitRequest {
+  windows: { key: string; windowSeconds: number; limit: number }[];
+  quota?: { key: string } & QuotaRequest & { amount: number };
+}
+
+export interface AdmitResult {
+  /** The counters after this request, in the order of the request's windows. */
+  windows: CounterValue[];
+  /** Whether any window is over its limit (then nothing was taken from the quota). */
+  limited: boolean;
+  /** Absent when limited or when no quota was asked for. */
+  quota?: QuotaState & { granted: boolean };
 }
 
 export interface QuotaRequest {

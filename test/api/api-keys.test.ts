@@ -268,6 +268,10 @@ describe.each(availableBackends())(
           credits: 5,
         });
         expect((await verify(t, key)).body).toMatchObject({ remaining_conversations: 39, credits: 5 });
+        const remainingOnly = await admin.put(`/v2/users/${userId}/usage`, { remaining_conversations: 3 });
+        expect(remainingOnly.body).toMatchObject({ remaining_conversations: 3, credits: 5 });
+        const creditsOnly = await admin.put(`/v2/users/${userId}/usage`, { credits: 0 });
+        expect(creditsOnly.body).toMatchObject({ remaining_conversations: 3, credits: 0 });
         expectError(await admin.put(`/v2/users/${userId}/usage`, {}), 400, 'VALIDATION_ERROR');
       } finally {
         quotas.now = realNow;

@@ -354,7 +354,7 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
       const key = `q:${id()}`;
       const check = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 0 });
       expect(check).toEqual({ granted: true, remaining: 3, used: 0, credits: 2, periodEnd: end0 });
-      await counters.setQuota(key, { ...plan(t0, end0), remaining: 0, credits: 0 });
+      await counters.setQuota(key, plan(t0, end0), { remaining: 0, credits: 0 });
       const refused = await counters.consumeQuota(key, { ...plan(t0, end0), amount: 0 });
       expect(refused).toEqual({ granted: false, remaining: 0, used: 0, credits: 0, periodEnd: end0 });
     });
@@ -372,11 +372,13 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
 
     it('sets the remaining quota and credits as an administrator asks', async () => {
       const key = `q:${id()}`;
-      const set = await counters.setQuota(key, { ...plan(t0, end0), remaining: 50 });
+      const set = await counters.setQuota(key, plan(t0, end0), { remaining: 50 });
       expect(set).toEqual({ remaining: 50, used: 0, credits: 2, periodEnd: end0 });
-      const both = await counters.setQuota(key, { ...plan(t0, end0), remaining: 7, credits: 9 });
+      const both = await counters.setQuota(key, plan(t0, end0), { remaining: 7, credits: 9 });
+      const creditsOnly = await counters.setQuota(key, plan(t0, end0), { credits: 4 });
+      expect(creditsOnly).toEqual({ remaining: 7, used: 0, credits: 4, periodEnd: end0 });
       expect(both).toEqual({ remaining: 7, used: 0, credits: 9, periodEnd: end0 });
-      await expect(counters.setQuota(key, { ...plan(t0, end0), remaining: -1 })).rejects.toThrow(RangeError);
+      await expect(counters.setQuota(key, plan(t0, end0), { remaining: -1 })).rejects.toThrow(RangeError);
       await expect(counters.consumeQuota(key, { ...plan(t0, end0), amount: 1.5 })).rejects.toThrow(
         RangeError,
       );
@@ -397,6 +399,34 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
       ).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
       const after = await counters.consumeQuota(key, { ...request, amount: 0 });
       expect(after).toMatchObject({ granted: false, remaining: 0, used: 10 });
+    });
+
+    it('admits a request in one step: counts every window, and takes quota only within the limits', async () => {
+      const tag = id();
+      const windows = [
+        { key: `w:h:${tag}`, windowSeconds: 3600, limit: 100 },
+        { key: `w:s:${tag}`, windowSeconds: 60, limit: 2 },
+      ];
+      const quota = { key: `q:${tag}`, ...plan(t0, end0), amount: 1 };
+      const first = await counters.admit({ windows, quota });
+      expect(first.limited).toBe(false);
+      expect(first.windows.map((w) => w.value)).toEqual([1, 1]);
+      expect(first.windows[0]!.resetAt.getTime()).toBeGreaterThan(Date.now() + 3_500_000);
+      expect(first.quota).toEqual({ granted: true, remaining: 2, used: 1, credits: 2, periodEnd: end0 });
+      expect((await counters.admit({ windows, quota })).quota).toMatchObject({ granted: true, remaining: 1 });
+      const third = await counters.admit({ windows, quota });
+      expect(third.limited).toBe(true);
+      expect(third.windows.map((w) => w.value)).toEqual([3, 3]);
+      expect(third.quota).toBeUndefined();
+      // The refused request took nothing.
+      expect(await counters.consumeQuota(quota.key, { ...quota, amount: 0 })).toMatchObject({
+        remaining: 1,
+        used: 2,
+      });
+      const ratesOnly = await counters.admit({
+        windows: [{ key: `w:o:${tag}`, windowSeconds: 60, limit: 5 }],
+      });
+      expect(ratesOnly).toEqual({ windows: [{ value: 1, resetAt: expect.any(Date) }], limited: false });
     });
 
     it('holds no quota without an expiry', async () => {

@@ -42,7 +42,8 @@ class StallingCounters implements CounterStore {
   }
 
   consumeQuota: CounterStore['consumeQuota'] = (key, request) => this.inner.consumeQuota(key, request);
-  setQuota: CounterStore['setQuota'] = (key, request) => this.inner.setQuota(key, request);
+  setQuota: CounterStore['setQuota'] = (key, request, values) => this.inner.setQuota(key, request, values);
+  admit: CounterStore['admit'] = (request) => this.inner.admit(request);
 }
 
 describe('LoginThrottle with interleaved parallel attempts', () => {

@@ -1,5 +1,12 @@
 /** Windowed counters in the embedded SQLite file: each increment is one atomic upsert statement. */
-import type { CounterStore, CounterValue, QuotaRequest, QuotaState } from '../ports.js';
+import type {
+  AdmitRequest,
+  AdmitResult,
+  CounterStore,
+  CounterValue,
+  QuotaRequest,
+  QuotaState,
+} from '../ports.js';
 import type { EmbeddedDatabase } from './database.js';
 
 interface CounterRow {
@@ -137,18 +144,30 @@ export class EmbeddedCounterStore implements CounterStore {
     return { ...this.readQuota(key), granted: false };
   }
 
+  async admit(request: AdmitRequest): Promise<AdmitResult> {
+    // Each statement is atomic and runs without interleaving in this process; the quota is taken
+    // only after every window counted the request within its limit.
+    const windows: CounterValue[] = [];
+    for (const w of request.windows) windows.push(await this.increment(w.key, w.windowSeconds));
+    const limited = windows.some((v, i) => v.value > request.windows[i]!.limit);
+    if (limited || !request.quota) return { windows, limited };
+    const { key, ...quota } = request.quota;
+    return { windows, limited, quota: await this.consumeQuota(key, quota) };
+  }
+
   async setQuota(
     key: string,
-    request: QuotaRequest & { remaining?: number; credits?: number },
+    request: QuotaRequest,
+    values: { remaining?: number; credits?: number },
   ): Promise<QuotaState> {
-    if (request.remaining !== undefined) checkUnits(request.remaining, 'remaining');
-    if (request.credits !== undefined) checkUnits(request.credits, 'credits');
+    if (values.remaining !== undefined) checkUnits(values.remaining, 'remaining');
+    if (values.credits !== undefined) checkUnits(values.credits, 'credits');
     this.startPeriod(key, request);
     const row = this.db.get<QuotaRow>(
       `UPDATE quotas SET remaining = COALESCE(?, remaining), credits = COALESCE(?, credits)
        WHERE key = ? RETURNING remaining, used, credits, period_end`,
-      request.remaining ?? null,
-      request.credits ?? null,
+      values.remaining ?? null,
+      values.credits ?? null,
       key,
     )!;
     return toQuota(row);

@@ -3,6 +3,27 @@
  * the durable, artifact and counter adapters; it closes when the last of them closes. node:sqlite is synchronous, so a
  * statement or an explicit transaction runs without interleaving inside this process, and SQLite's
  * own locking (WAL, busy timeout) orders writers from other processes.
+ *
+ * Checkpoints. In WAL mode a commit appends to the -wal file; a checkpoint copies those pages back
+ * into the database file and lets the WAL start over. SQLite's default runs one automatically inside
+ * whichever commit takes the WAL past 1000 pages, fsyncs included, so under a stream of token writes
+ * one request in a few hundred waited 30-150 ms for it. Here the automatic checkpoint is off and
+ * the handle checkpoints itself, outside any statement:
+ * - every second from an unref'd timer, PASSIVE (never waits for other connections' readers or
+ *   writers; it copies what it can and the next run finishes the rest), when anything was written
+ *   since the last one or the last one could not finish;
+ * - as a backstop, after CHECKPOINT_AFTER_WRITES write statements since the last checkpoint, on the
+ *   next turn of the event loop (setImmediate), not inside the statement that crossed the mark.
+ *   Every write of this process runs on the event loop, so between two timer runs the WAL grows by
+ *   at most what one second of writes (plus one long synchronous transaction) adds; the backstop
+ *   caps that during write bursts and if the timer runs late;
+ * - TRUNCATE on close, so a stopped server leaves no large -wal file behind.
+ * A second process on the same file (a CLI command, a test) has its own handle doing the same;
+ * SQLite lets one checkpoint run at a time and a PASSIVE one that finds another running reports
+ * busy and is retried on the next tick. A connection with SQLite's defaults (the sqlite3 shell, an
+ * older build) still checkpoints automatically, which is equally safe. What no checkpoint can
+ * overcome is a reader that keeps one snapshot open for long (SQLite cannot reuse the WAL behind
+ * it); this code holds no transaction open across an await.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -16,25 +37,87 @@ export type Row = Record<string, SQLInputValue>;
 
 const STATEMENT_CACHE_SIZE = 256;
 
+/** How often the WAL is checkpointed in the background. */
+const CHECKPOINT_INTERVAL_MS = 1000;
+/** Write statements (and transactions) after which a checkpoint is run without waiting for the timer. */
+const CHECKPOINT_AFTER_WRITES = 2000;
+/** Statements that write even though they return rows (get/all): INSERT … RETURNING and the like. */
+const RETURNING = /\bRETURNING\b/i;
+
+/** The row of `PRAGMA wal_checkpoint`: busy is 1 when it could not run or finish; pages of the WAL. */
+export interface CheckpointResult {
+  busy: number;
+  log: number;
+  checkpointed: number;
+}
+
 export class EmbeddedDatabase {
   readonly path: string;
   private readonly db: DatabaseSync;
   private readonly statements = new Map<string, StatementSync>();
+  /** Cached statements that write although called through get/all. */
+  private readonly returningWrites = new WeakSet<StatementSync>();
   private users = 0;
   private closed = false;
   private writesSinceOptimize = 0;
+  private writesSinceCheckpoint = 0;
+  /** The last checkpoint was busy or left pages behind: the next tick runs one even without writes. */
+  private checkpointIncomplete = false;
+  private checkpointScheduled = false;
+  private readonly checkpointTimer: NodeJS.Timeout | undefined;
 
   private constructor(path: string) {
     this.path = path;
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new DatabaseSync(path, { timeout: 5000 });
     this.db.exec('PRAGMA journal_mode = WAL');
+    // In WAL mode, NORMAL syncs at checkpoints rather than at every commit. A commit is durable
+    // against a crash of this process (it is in the OS's file cache); an OS crash or power loss can
+    // roll back the transactions committed since the last checkpoint (about a second, see above)
+    // but never corrupts the file. FULL would add an fsync to every token issued.
     this.db.exec('PRAGMA synchronous = NORMAL');
+    // Checkpoints are ours (see the top of this file); the setting is per connection.
+    this.db.exec('PRAGMA wal_autocheckpoint = 0');
     // A larger page cache (up to 64 MiB, allocated as used) keeps hot users in memory.
     this.db.exec('PRAGMA cache_size = -65536');
     this.db.exec('PRAGMA foreign_keys = ON');
     this.migrate();
     this.optimize();
+    if (path !== ':memory:') {
+      this.checkpointTimer = setInterval(() => {
+        if (this.writesSinceCheckpoint > 0 || this.checkpointIncomplete) this.checkpoint();
+      }, CHECKPOINT_INTERVAL_MS);
+      this.checkpointTimer.unref();
+    }
+  }
+
+  /**
+   * Copies the WAL's committed pages into the database file without waiting for other connections
+   * (PASSIVE). Never throws: a failed checkpoint (an I/O error) leaves the WAL longer and is retried
+   * on the next tick; the writes themselves report such errors.
+   */
+  checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): CheckpointResult | undefined {
+    if (this.closed || this.path === ':memory:') return undefined;
+    this.writesSinceCheckpoint = 0;
+    try {
+      const result = this.db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as unknown as CheckpointResult;
+      this.checkpointIncomplete = result.busy !== 0 || result.checkpointed < result.log;
+      return result;
+    } catch {
+      this.checkpointIncomplete = true;
+      return undefined;
+    }
+  }
+
+  /** Counts one write statement; past CHECKPOINT_AFTER_WRITES, checkpoints once this turn is done. */
+  private wrote(): void {
+    this.writesSinceCheckpoint += 1;
+    if (this.writesSinceCheckpoint < CHECKPOINT_AFTER_WRITES || this.checkpointScheduled) return;
+    this.checkpointScheduled = true;
+    setImmediate(() => {
+      this.checkpointScheduled = false;
+      this.checkpoint();
+    });
   }
 
   /**
@@ -72,6 +155,17 @@ export class EmbeddedDatabase {
   release(): void {
     this.users -= 1;
     if (this.users <= 0 && !this.closed) {
+      clearInterval(this.checkpointTimer);
+      if (this.path !== ':memory:') {
+        // Empties the WAL file. It waits for other processes' writers and readers, but not for long:
+        // when one is busy the checkpoint reports it and the file is left for a later one.
+        try {
+          this.db.exec('PRAGMA busy_timeout = 500');
+        } catch {
+          // closing anyway
+        }
+        this.checkpoint('TRUNCATE');
+      }
       this.closed = true;
       this.statements.clear();
       this.db.close();
@@ -109,6 +203,7 @@ export class EmbeddedDatabase {
       this.statements.delete(sql);
     } else {
       stmt = this.db.prepare(sql);
+      if (RETURNING.test(sql)) this.returningWrites.add(stmt);
       if (this.statements.size >= STATEMENT_CACHE_SIZE) {
         this.statements.delete(this.statements.keys().next().value as string);
       }
@@ -118,15 +213,22 @@ export class EmbeddedDatabase {
   }
 
   get<T = Row>(sql: string, ...params: SQLInputValue[]): T | undefined {
-    return this.statement(sql).get(...params) as T | undefined;
+    const stmt = this.statement(sql);
+    const row = stmt.get(...params) as T | undefined;
+    if (this.returningWrites.has(stmt)) this.wrote();
+    return row;
   }
 
   all<T = Row>(sql: string, ...params: SQLInputValue[]): T[] {
-    return this.statement(sql).all(...params) as T[];
+    const stmt = this.statement(sql);
+    const rows = stmt.all(...params) as T[];
+    if (this.returningWrites.has(stmt)) this.wrote();
+    return rows;
   }
 
   run(sql: string, ...params: SQLInputValue[]): { changes: number } {
     const result = this.statement(sql).run(...params);
+    if (result.changes) this.wrote();
     return { changes: Number(result.changes) };
   }
 
@@ -136,6 +238,7 @@ export class EmbeddedDatabase {
     try {
       const result = work();
       this.db.exec('COMMIT');
+      this.wrote();
       return result;
     } catch (err) {
       this.db.exec('ROLLBACK');

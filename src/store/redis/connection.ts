@@ -53,6 +53,9 @@ export class RedisConnection {
       autoResendUnfulfilledCommands: false,
       // disconnect() ends a socket that may already be dead and keeps a timer alive until this passes.
       disconnectTimeout: 500,
+      // Commands issued in the same event-loop turn (by concurrent requests, or the two counters of
+      // one rate check) go out in one write: fewer system calls per request under load.
+      enableAutoPipelining: true,
     });
     let lastError: Error | undefined;
     // Without a listener ioredis prints every reconnect failure to the console.

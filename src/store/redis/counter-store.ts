@@ -3,10 +3,17 @@
  * the key is new), so parallel requests on any number of instances count exactly.
  */
 import { checkUnits } from '../embedded/counter-store.js';
-import type { CounterStore, CounterValue, QuotaRequest, QuotaState } from '../ports.js';
+import type {
+  AdmitRequest,
+  AdmitResult,
+  CounterStore,
+  CounterValue,
+  QuotaRequest,
+  QuotaState,
+} from '../ports.js';
 import type { RedisConnection } from './connection.js';
 import type { KeyLayout } from './keys.js';
-import { CONSUME_QUOTA, INCREMENT_COUNTER, READ_COUNTER, SET_QUOTA } from './scripts.js';
+import { ADMIT, CONSUME_QUOTA, INCREMENT_COUNTER, READ_COUNTER, SET_QUOTA } from './scripts.js';
 
 /** The scripts answer `[value, window end in epoch ms]`, or null for a missing counter. */
 function toCounterValue(reply: unknown): CounterValue | null {
@@ -60,16 +67,55 @@ export class RedisCounterStore implements CounterStore {
     return toQuotaState(reply);
   }
 
+  async admit(request: AdmitRequest): Promise<AdmitResult> {
+    const keys = request.windows.map((w) => this.keys.counter(w.key));
+    const args: (string | number)[] = [request.windows.length];
+    for (const w of request.windows) {
+      if (!(w.windowSeconds > 0) || !Number.isFinite(w.windowSeconds)) {
+        throw new RangeError('windowSeconds must be a positive, finite number');
+      }
+      args.push(Math.ceil(w.windowSeconds * 1000), w.limit);
+    }
+    if (request.quota) {
+      const { key, amount, ...quota } = request.quota;
+      checkUnits(amount, 'amount');
+      keys.push(this.keys.quota(key));
+      args.push(...quotaArgs(quota), amount);
+    }
+    const reply = await this.redis.run(ADMIT, keys, args);
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from ${ADMIT.name}`);
+    const values = (reply as unknown[]).map(Number);
+    const windows = request.windows.map((_, i) => ({
+      value: values[1 + 2 * i]!,
+      resetAt: new Date(values[2 + 2 * i]!),
+    }));
+    const limited = values[0] === 1;
+    if (limited || !request.quota) return { windows, limited };
+    const q = values.slice(1 + 2 * request.windows.length);
+    return {
+      windows,
+      limited,
+      quota: {
+        granted: q[0] === 1,
+        remaining: q[1]!,
+        used: q[2]!,
+        credits: q[3]!,
+        periodEnd: new Date(q[4]!),
+      },
+    };
+  }
+
   async setQuota(
     key: string,
-    request: QuotaRequest & { remaining?: number; credits?: number },
+    request: QuotaRequest,
+    values: { remaining?: number; credits?: number },
   ): Promise<QuotaState> {
-    if (request.remaining !== undefined) checkUnits(request.remaining, 'remaining');
-    if (request.credits !== undefined) checkUnits(request.credits, 'credits');
+    if (values.remaining !== undefined) checkUnits(values.remaining, 'remaining');
+    if (values.credits !== undefined) checkUnits(values.credits, 'credits');
     const reply = await this.redis.run(
       SET_QUOTA,
       [this.keys.quota(key)],
-      [...quotaArgs(request), request.remaining ?? '', request.credits ?? ''],
+      [...quotaArgs(request), values.remaining ?? '', values.credits ?? ''],
     );
     const { granted: _granted, ...state } = toQuotaState(reply);
     return state;

@@ -27,9 +27,7 @@ const DEFAULT_TIMEOUT_MS = 5000;
  * Opens one connection and resolves once Redis has answered; rejects with StoreUnavailableError when
  * it does not within the timeout. Closing `artifacts` closes the connection the counters share.
  */
-export async function openRedisShortLived(
-  options: RedisShortLivedOptions,
-): Promise<{
+export async function openRedisShortLived(options: RedisShortLivedOptions): Promise<{
   artifacts: ArtifactStore;
   counters: CounterStore;
   events: EventBus & { close(): Promise<void> };

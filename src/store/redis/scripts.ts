@@ -236,3 +236,47 @@ local s = state(key)
 return { 1, s[1], s[2], s[3], s[4] }
 `,
 );
+
+/**
+ * One request's admission. KEYS: the rate windows' counters, then the quota hash ('' for none).
+ * ARGV: the number of windows, then for each its length (ms) and limit, then the quota's now,
+ * quota, credits, period end and amount. Returns { limited (1/0), then value and window end per
+ * window, then granted, remaining, used, credits, period end (all 0 when no quota step ran) }.
+ */
+export const ADMIT = defineScript(
+  'admit',
+  `${START_PERIOD}
+local n = tonumber(ARGV[1])
+local out = { 0 }
+local limited = 0
+for i = 1, n do
+  local value = redis.call('INCRBY', KEYS[i], 1)
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2 * i]) end
+  if value > tonumber(ARGV[2 * i + 1]) then limited = 1 end
+  out[#out + 1] = value
+  out[#out + 1] = redis.call('PEXPIRETIME', KEYS[i])
+end
+out[1] = limited
+local q = KEYS[n + 1]
+if limited == 1 or q == nil or q == '' then
+  for _ = 1, 5 do out[#out + 1] = 0 end
+  return out
+end
+local a = 2 * n + 2
+startPeriod(q, tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+local amount = tonumber(ARGV[a + 4])
+local s = state(q)
+local need = amount
+if need < 1 then need = 1 end
+if s[1] + s[3] < need then
+  out[#out + 1] = 0
+else
+  local fromQuota = math.min(amount, s[1])
+  redis.call('HSET', q, 'remaining', s[1] - fromQuota, 'credits', s[3] - (amount - fromQuota), 'used', s[2] + amount)
+  s = state(q)
+  out[#out + 1] = 1
+end
+for i = 1, 4 do out[#out + 1] = s[i] end
+return out
+`,
+);
