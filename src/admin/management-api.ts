@@ -147,8 +147,10 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
     routes.routes() as unknown as Middleware,
     routes.allowedMethods({ throw: true }) as unknown as Middleware,
   ]) as Middleware;
+  // /v2 ends here: nothing mounted after it (HTML pages, other routers) runs for a /v2 path.
+  const terminal = async () => {};
   const middleware: Middleware = (ctx, next) =>
-    ctx.path === '/v2' || ctx.path.startsWith('/v2/') ? pipeline(ctx, next) : next();
+    ctx.path === '/v2' || ctx.path.startsWith('/v2/') ? pipeline(ctx, terminal) : next();
   // The router stays reachable for introspection (the OpenAPI test compares it with the document).
   return Object.assign(middleware, { router: routes });
 }

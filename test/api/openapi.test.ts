@@ -63,6 +63,16 @@ describe.each(availableBackends())(
       expect(res.headers['x-ratelimit-limit']).toBeDefined();
     });
 
+    it('answers a wrong method or an unknown path under /v2 in the JSON envelope, never with a page', async () => {
+      const wrong = await request(t.callback).delete('/v2/openapi.json');
+      expect(wrong.status).toBe(405);
+      expect(wrong.headers['content-type']).toMatch(/^application\/json/);
+      expect(wrong.body.error.code).toBe('METHOD_NOT_ALLOWED');
+      const unknown = await request(t.callback).get('/v2/no-such-thing');
+      expect(unknown.status).toBe(404);
+      expect(unknown.body.error.code).toBe('NOT_FOUND');
+    });
+
     it('GET /v2/openapi.json validates as an OpenAPI 3.1 document', async () => {
       expect(doc.openapi).toBe('3.1.0');
       const validator = new Validator();
