@@ -31,7 +31,15 @@ describe.each(availableBackends())(
         name: 'admin',
         display_name: 'Administrator',
         description: 'Full access to the management API',
-        permissions: ['user:read', 'user:write', 'role:manage', 'client:manage', 'key:manage', 'audit:read'],
+        permissions: [
+          'user:read',
+          'user:write',
+          'role:manage',
+          'client:manage',
+          'key:manage',
+          'plan:manage',
+          'audit:read',
+        ],
         created_at: expect.stringMatching(RFC3339),
         updated_at: expect.stringMatching(RFC3339),
       });

@@ -62,6 +62,7 @@ describe.each(availableBackends())(
             updated_at: expect.stringMatching(RFC3339),
             last_login: null,
             metadata: item.metadata ?? {},
+            plan: null,
           },
         })),
       );

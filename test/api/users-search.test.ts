@@ -422,7 +422,7 @@ describe.each(availableBackends())(
           {
             field: 'fields',
             issue:
-              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, created_at, updated_at, last_login, metadata',
+              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, created_at, updated_at, last_login, metadata, plan',
           },
         ],
         [
@@ -431,7 +431,7 @@ describe.each(availableBackends())(
           {
             field: 'fields',
             issue:
-              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, created_at, updated_at, last_login, metadata',
+              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, created_at, updated_at, last_login, metadata, plan',
           },
         ],
         ['fields that are not JSON', { fields: 'email' }, { field: 'fields', issue: 'Not valid JSON' }],

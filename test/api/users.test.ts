@@ -238,6 +238,7 @@ describe.each(availableBackends())(
             'updated_at',
             'last_login',
             'metadata',
+            'plan',
           ].sort(),
         );
         expect(JSON.stringify(res.body)).not.toMatch(/argon2|password|preferences|deleted_at/);
@@ -267,6 +268,7 @@ describe.each(availableBackends())(
           updated_at: expect.stringMatching(RFC3339),
           last_login: null,
           metadata: { department: 'engineering', level: 3, tags: ['a', 'b'], nested: { ok: true } },
+          plan: null,
         });
         expect(res.headers.location).toBe(`/v2/users/${res.body.id}`);
         expect(res.headers['x-request-id']).toMatch(/\S/);

@@ -66,6 +66,8 @@ describe.each(availableBackends())(
         'authorization_code',
         'refresh_token',
         'client_credentials',
+        // API keys exchanged for access tokens (README: API keys, plans and quotas).
+        'urn:latchkey:params:oauth:grant-type:api-key',
       ]);
       expect(doc.authorization_response_iss_parameter_supported).toBe(true);
       // client_secret_jwt cannot work with secrets stored as hashes, so it is not offered.
