@@ -3,10 +3,19 @@
  * (PASSWORD_MIN_LENGTH, default 12) and an estimated strength (zxcvbn-ts score, PASSWORD_MIN_SCORE,
  * default 3 of 4) computed against common-password and English dictionaries plus the user's own
  * name and email.
+ *
+ * The dictionaries are large (about 58 MiB of heap once zxcvbn has ranked them), and most processes
+ * never check a password: a server that only issues and introspects tokens, or a CLI command. They
+ * are therefore loaded and ranked on the first check that gets as far as the strength estimate, not
+ * at startup. `check()` stays synchronous (its callers do not await it), so the packages are loaded
+ * with require; they are CommonJS packages, the same files an import would load. The first such check
+ * pays the load (a few hundred milliseconds); later checks reuse the estimator.
  */
-import zxcvbnCore from '@zxcvbn-ts/core';
-import zxcvbnCommon from '@zxcvbn-ts/language-common';
-import zxcvbnEn from '@zxcvbn-ts/language-en';
+import { createRequire } from 'node:module';
+
+import type * as ZxcvbnCore from '@zxcvbn-ts/core';
+import type * as ZxcvbnCommon from '@zxcvbn-ts/language-common';
+import type * as ZxcvbnEn from '@zxcvbn-ts/language-en';
 
 import { MAX_PASSWORD_LENGTH } from './passwords.js';
 
@@ -22,12 +31,33 @@ export interface PasswordPolicy {
   check(password: string, personal?: string[]): PasswordVerdict;
 }
 
+type Estimator = InstanceType<typeof ZxcvbnCore.ZxcvbnFactory>;
+
+const requireCjs = createRequire(import.meta.url);
+
+/** One estimator per process, built on first use and shared by every policy. */
+let sharedEstimator: Estimator | undefined;
+
+function estimator(): Estimator {
+  if (!sharedEstimator) {
+    const core = requireCjs('@zxcvbn-ts/core') as typeof ZxcvbnCore;
+    const common = requireCjs('@zxcvbn-ts/language-common') as typeof ZxcvbnCommon;
+    const en = requireCjs('@zxcvbn-ts/language-en') as typeof ZxcvbnEn;
+    sharedEstimator = new core.ZxcvbnFactory({
+      dictionary: { ...common.dictionary, ...en.dictionary },
+      graphs: common.adjacencyGraphs,
+      translations: en.translations,
+    });
+  }
+  return sharedEstimator;
+}
+
+/** Whether the dictionaries have been loaded in this process (they are, after the first full check). */
+export function passwordDictionariesLoaded(): boolean {
+  return sharedEstimator !== undefined;
+}
+
 export function createPasswordPolicy(options: { minLength: number; minScore: number }): PasswordPolicy {
-  const estimator = new zxcvbnCore.ZxcvbnFactory({
-    dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
-    graphs: zxcvbnCommon.adjacencyGraphs,
-    translations: zxcvbnEn.translations,
-  });
   return {
     ...options,
     check(password, personal = []) {
@@ -48,7 +78,7 @@ export function createPasswordPolicy(options: { minLength: number; minScore: num
             }),
           ),
         ].filter((w) => w.length >= 3);
-        const result = estimator.check(password.slice(0, 256), words);
+        const result = estimator().check(password.slice(0, 256), words);
         if (result.score < options.minScore) {
           issues.push(
             [result.feedback.warning, ...result.feedback.suggestions].filter(Boolean).join(' ') ||
