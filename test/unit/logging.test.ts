@@ -1,10 +1,10 @@
-import { describe, expect, it } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { Writable } from 'node:stream';
 import Koa from 'koa';
 import request from 'supertest';
 
 import { createLogger, scrubUrl } from '../../src/logging/create-logger.js';
-import { requestContext } from '../../src/logging/request-context.js';
+import { lazyChildLogger, requestContext } from '../../src/logging/request-context.js';
 
 function capture() {
   const lines: string[] = [];
@@ -93,5 +93,58 @@ describe('logging', () => {
       const replaced = await request(app.callback()).get('/').set('X-Request-Id', bad);
       expect(replaced.headers['x-request-id']).toMatch(/^req_/);
     }
+  });
+
+  it('makes the per-request child logger only when a line is written, and every line still carries the id', async () => {
+    const out = capture();
+    const logger = createLogger({ level: 'warn', destination: out.destination });
+    const makeChild = jest.spyOn(logger, 'child');
+    const app = new Koa();
+    app.use(requestContext(logger));
+    app.use((ctx) => {
+      ctx.state.log.info({ step: 'filtered' }, 'not written at warn');
+      ctx.state.log.debug('nor this');
+      if (ctx.path === '/warns') ctx.state.log.warn({ step: 'inside' }, 'written');
+      ctx.status = ctx.path === '/fails' ? 500 : 200;
+      ctx.body = 'ok';
+    });
+
+    await request(app.callback()).get('/quiet');
+    expect(makeChild).not.toHaveBeenCalled();
+    expect(out.lines).toHaveLength(0);
+
+    const res = await request(app.callback()).get('/warns');
+    expect(makeChild).toHaveBeenCalledTimes(1);
+    expect(out.records()).toEqual([
+      expect.objectContaining({ level: 'warn', step: 'inside', request_id: res.headers['x-request-id'] }),
+    ]);
+
+    // An enabled level read through the lazy logger behaves as before (the request line is info).
+    logger.level = 'info';
+    const second = await request(app.callback()).get('/fails');
+    const lines = out.records().slice(1);
+    expect(lines.map((r) => r.msg)).toEqual(['not written at warn', 'request completed']);
+    for (const r of lines) expect(r.request_id).toBe(second.headers['x-request-id']);
+    expect(lines[1]).toMatchObject({ status: 500, url: '/fails' });
+  });
+
+  it('gives the lazy child logger the whole logger interface with its bindings', () => {
+    const out = capture();
+    const logger = createLogger({ level: 'info', destination: out.destination });
+    const log = lazyChildLogger(logger, { request_id: 'req_lazy', password: 'Secret-14' });
+    expect(log.level).toBe('info');
+    expect(log.isLevelEnabled('debug')).toBe(false);
+    expect(log.bindings()).toMatchObject({ request_id: 'req_lazy' });
+
+    log.child({ step: 'nested' }).info({ token: 'Secret-15' }, 'from a grandchild');
+    log.level = 'debug';
+    log.debug('after lowering the level of this request only');
+    logger.debug('the parent keeps its level');
+
+    const records = out.records();
+    expect(records).toHaveLength(2);
+    expect(records[0]).toMatchObject({ request_id: 'req_lazy', step: 'nested', token: '[REDACTED]' });
+    expect(records[1]).toMatchObject({ request_id: 'req_lazy', level: 'debug' });
+    expect(out.lines.join('\n')).not.toMatch(/Secret-1[45]/);
   });
 });
