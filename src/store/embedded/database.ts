@@ -7,17 +7,26 @@
  * Checkpoints. In WAL mode a commit appends to the -wal file; a checkpoint copies those pages back
  * into the database file and lets the WAL start over. SQLite's default runs one automatically inside
  * whichever commit takes the WAL past 1000 pages, fsyncs included, so under a stream of token writes
- * one request in a few hundred waited 30-150 ms for it. Here the automatic checkpoint is off and
- * the handle checkpoints itself, outside any statement:
- * - every second from an unref'd timer, PASSIVE (never waits for other connections' readers or
- *   writers; it copies what it can and the next run finishes the rest), when anything was written
- *   since the last one or the last one could not finish;
- * - as a backstop, after CHECKPOINT_AFTER_WRITES write statements since the last checkpoint, on the
- *   next turn of the event loop (setImmediate), not inside the statement that crossed the mark.
- *   Every write of this process runs on the event loop, so between two timer runs the WAL grows by
- *   at most what one second of writes (plus one long synchronous transaction) adds; the backstop
- *   caps that during write bursts and if the timer runs late;
+ * one request in a few hundred waited 20-150 ms for it. Here the automatic checkpoint is off and
+ * the handle checkpoints itself, outside any statement, PASSIVE (never waiting for other
+ * connections' readers or writers; it copies what it can and the next run finishes the rest):
+ * - every second from an unref'd timer, when anything was written since the last one or the last
+ *   one could not finish;
+ * - as a backstop, after CHECKPOINT_AFTER_WRITES write statements since the last one, on the next
+ *   turn of the event loop (setImmediate), not inside the statement that crossed the mark. Every
+ *   write of this process runs on the event loop, so between two timer runs the WAL grows by at
+ *   most one second of writes (plus one long synchronous transaction); the backstop caps that
+ *   during bursts and if the timer runs late;
  * - TRUNCATE on close, so a stopped server leaves no large -wal file behind.
+ * Where the checkpoint runs matters as much as when: node:sqlite is synchronous, and a checkpoint of
+ * one busy second (a few thousand pages and two fsyncs) blocks the thread for 50-100 ms, every
+ * request in flight with it. So once this handle sees OFFLOAD_AFTER_WRITES writes between two
+ * checkpoints, checkpoints move for good to a worker thread with a connection of its own
+ * (checkpointer.ts), which the writers here do not wait for; once the WAL is CATCH_UP_AFTER_FRAMES
+ * long, this thread copies the few pages written while the worker ran, without which the WAL could
+ * never start over under steady writes. Below that rate checkpoints run in-thread: a handful of
+ * pages, and no idle server pays the worker's ~18 MiB. Should the worker fail, they run in-thread
+ * again. So the WAL stays within about CATCH_UP_AFTER_FRAMES pages plus two seconds of writes.
  * A second process on the same file (a CLI command, a test) has its own handle doing the same;
  * SQLite lets one checkpoint run at a time and a PASSIVE one that finds another running reports
  * busy and is retried on the next tick. A connection with SQLite's defaults (the sqlite3 shell, an
@@ -29,7 +38,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 
+import { BackgroundCheckpointer, type CheckpointResult } from './checkpointer.js';
 import { MIGRATIONS } from './migrations.js';
+
+export type { CheckpointResult } from './checkpointer.js';
 
 export const EMBEDDED_FILE_NAME = 'latchkey.sqlite';
 
@@ -37,19 +49,16 @@ export type Row = Record<string, SQLInputValue>;
 
 const STATEMENT_CACHE_SIZE = 256;
 
-/** How often the WAL is checkpointed in the background. */
+/** How often the WAL is checkpointed. */
 const CHECKPOINT_INTERVAL_MS = 1000;
-/** Write statements (and transactions) after which a checkpoint is run without waiting for the timer. */
+/** Write statements (and transactions) after which a checkpoint starts without waiting for the timer. */
 const CHECKPOINT_AFTER_WRITES = 2000;
+/** Writes between two checkpoints from which checkpoints move to a worker thread. */
+const OFFLOAD_AFTER_WRITES = 200;
+/** WAL length (pages, 16 MiB at SQLite's 4 KiB) from which this thread finishes the worker's checkpoint. */
+const CATCH_UP_AFTER_FRAMES = 4096;
 /** Statements that write even though they return rows (get/all): INSERT … RETURNING and the like. */
 const RETURNING = /\bRETURNING\b/i;
-
-/** The row of `PRAGMA wal_checkpoint`: busy is 1 when it could not run or finish; pages of the WAL. */
-export interface CheckpointResult {
-  busy: number;
-  log: number;
-  checkpointed: number;
-}
 
 export class EmbeddedDatabase {
   readonly path: string;
@@ -65,6 +74,8 @@ export class EmbeddedDatabase {
   private checkpointIncomplete = false;
   private checkpointScheduled = false;
   private readonly checkpointTimer: NodeJS.Timeout | undefined;
+  private background: BackgroundCheckpointer | undefined;
+  private backgroundWaiters: (() => void)[] = [];
 
   private constructor(path: string) {
     this.path = path;
@@ -85,38 +96,91 @@ export class EmbeddedDatabase {
     this.optimize();
     if (path !== ':memory:') {
       this.checkpointTimer = setInterval(() => {
-        if (this.writesSinceCheckpoint > 0 || this.checkpointIncomplete) this.checkpoint();
+        if (this.writesSinceCheckpoint > 0 || this.checkpointIncomplete) this.startCheckpoint();
       }, CHECKPOINT_INTERVAL_MS);
       this.checkpointTimer.unref();
     }
   }
 
   /**
-   * Copies the WAL's committed pages into the database file without waiting for other connections
-   * (PASSIVE). Never throws: a failed checkpoint (an I/O error) leaves the WAL longer and is retried
-   * on the next tick; the writes themselves report such errors.
+   * Checkpoints on this thread, on this connection: PASSIVE copies the WAL's committed pages into the
+   * database file without waiting for other connections. Never throws: a failed checkpoint (an I/O
+   * error) leaves the WAL longer and is retried on the next tick; the writes report such errors.
    */
   checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): CheckpointResult | undefined {
     if (this.closed || this.path === ':memory:') return undefined;
     this.writesSinceCheckpoint = 0;
+    let result: CheckpointResult | undefined;
     try {
-      const result = this.db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as unknown as CheckpointResult;
-      this.checkpointIncomplete = result.busy !== 0 || result.checkpointed < result.log;
-      return result;
+      result = this.db.prepare(`PRAGMA wal_checkpoint(${mode})`).get() as unknown as CheckpointResult;
     } catch {
-      this.checkpointIncomplete = true;
-      return undefined;
+      result = undefined;
     }
+    this.checkpointEnded(result);
+    return result;
+  }
+
+  /** Whether checkpoints have moved to the worker thread (see the top of this file). */
+  get checkpointsInBackground(): boolean {
+    return this.background !== undefined && !this.background.failed;
+  }
+
+  /** Resolves when the worker's running checkpoint, if any, has ended. */
+  async backgroundCheckpointSettled(): Promise<void> {
+    if (!this.background?.busy) return;
+    await new Promise<void>((done) => this.backgroundWaiters.push(done));
+  }
+
+  /** Starts a checkpoint where it belongs: in the worker once writes are frequent, else here. */
+  private startCheckpoint(): void {
+    if (this.closed || this.path === ':memory:') return;
+    if (this.background === undefined && this.writesSinceCheckpoint >= OFFLOAD_AFTER_WRITES) {
+      try {
+        this.background = new BackgroundCheckpointer(this.path, (result) =>
+          this.checkpointEnded(result, true),
+        );
+      } catch {
+        // No worker thread to be had: checkpoints stay on this thread.
+      }
+    }
+    if (this.background && !this.background.failed) {
+      // When one is already running it will cover these pages, or leave them for the next tick.
+      if (this.background.request()) this.writesSinceCheckpoint = 0;
+      return;
+    }
+    this.checkpoint();
+  }
+
+  private checkpointEnded(result: CheckpointResult | undefined, inBackground = false): void {
+    this.checkpointIncomplete = !result || result.busy !== 0 || result.checkpointed < result.log;
+    if (!inBackground) return;
+    // The writes made here while the worker copied are still only in the WAL, and SQLite starts the
+    // WAL over only when a write begins with every frame copied; under steady writes that would never
+    // happen and the WAL would grow for as long as they last. Copying that remainder here (the pages
+    // of a few tens of milliseconds, but two fsyncs: 10-20 ms on a busy disk) lets the next write
+    // start it over; done once the WAL is long rather than after every run, it costs the event loop
+    // one such pause every few seconds of heavy writing.
+    if (result && result.busy === 0 && result.log >= CATCH_UP_AFTER_FRAMES && !this.closed) {
+      this.checkpoint();
+    }
+    for (const done of this.backgroundWaiters.splice(0)) done();
+    // Writes went on while the worker copied: start the next one now if the backstop is due.
+    if (this.writesSinceCheckpoint >= CHECKPOINT_AFTER_WRITES) this.scheduleCheckpoint();
   }
 
   /** Counts one write statement; past CHECKPOINT_AFTER_WRITES, checkpoints once this turn is done. */
   private wrote(): void {
     this.writesSinceCheckpoint += 1;
-    if (this.writesSinceCheckpoint < CHECKPOINT_AFTER_WRITES || this.checkpointScheduled) return;
+    if (this.writesSinceCheckpoint >= CHECKPOINT_AFTER_WRITES) this.scheduleCheckpoint();
+  }
+
+  private scheduleCheckpoint(): void {
+    // A running background checkpoint calls back when it ends (checkpointEnded).
+    if (this.checkpointScheduled || this.background?.busy) return;
     this.checkpointScheduled = true;
     setImmediate(() => {
       this.checkpointScheduled = false;
-      this.checkpoint();
+      this.startCheckpoint();
     });
   }
 
@@ -156,9 +220,12 @@ export class EmbeddedDatabase {
     this.users -= 1;
     if (this.users <= 0 && !this.closed) {
       clearInterval(this.checkpointTimer);
+      this.background?.stop();
+      for (const done of this.backgroundWaiters.splice(0)) done();
       if (this.path !== ':memory:') {
-        // Empties the WAL file. It waits for other processes' writers and readers, but not for long:
-        // when one is busy the checkpoint reports it and the file is left for a later one.
+        // Empties the WAL file. It waits for other connections' writers and readers (the worker's
+        // last checkpoint among them), but not for long: when one stays busy the checkpoint reports
+        // it and the file is left for a later one.
         try {
           this.db.exec('PRAGMA busy_timeout = 500');
         } catch {
