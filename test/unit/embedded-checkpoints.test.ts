@@ -20,7 +20,7 @@ describe('embedded database checkpoints', () => {
     return dir.path;
   };
 
-  it('leaves checkpoints to the handle, which copies the WAL back without blocking', () => {
+  it('leaves checkpoints to the handle, which copies the WAL back without blocking', async () => {
     const db = EmbeddedDatabase.open(fresh()).retain();
     try {
       expect(db.get('PRAGMA wal_autocheckpoint')).toEqual({ wal_autocheckpoint: 0 });
@@ -32,7 +32,7 @@ describe('embedded database checkpoints', () => {
       expect(result?.log).toBeGreaterThanOrEqual(50);
       expect(result?.checkpointed).toBe(result?.log);
     } finally {
-      db.release();
+      await db.release();
     }
   });
 
@@ -61,13 +61,13 @@ describe('embedded database checkpoints', () => {
       expect(walSize(dir)).toBeLessThan(firstBurst * 1.5);
       expect(db.get('SELECT count(*) AS rows FROM scratch')).toEqual({ rows: 5000 });
     } finally {
-      db.release();
+      await db.release();
     }
     // Closing empties the WAL (TRUNCATE), the worker's connection notwithstanding.
     expect(walSize(dir)).toBe(0);
   });
 
-  it('empties the WAL on close while another handle on the same file keeps working', () => {
+  it('empties the WAL on close while another handle on the same file keeps working', async () => {
     const dir = fresh();
     const first = EmbeddedDatabase.open(dir).retain();
     const second = EmbeddedDatabase.open(dir).retain();
@@ -82,14 +82,14 @@ describe('embedded database checkpoints', () => {
       first.run('INSERT INTO scratch (n) VALUES (?)', 100);
       expect(walSize(dir)).toBeGreaterThan(0);
 
-      first.release();
+      await first.release();
       expect(walSize(dir)).toBe(0);
       expect(second.get('SELECT count(*) AS rows FROM scratch')).toEqual({ rows: 101 });
       second.run('INSERT INTO scratch (n) VALUES (?)', 101);
       expect(second.get('SELECT max(n) AS top FROM scratch')).toEqual({ top: 101 });
     } finally {
-      first.release();
-      second.release();
+      await first.release();
+      await second.release();
     }
   });
 });

@@ -165,6 +165,6 @@ export class EmbeddedArtifactStore implements ArtifactStore {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    this.db.release();
+    await this.db.release();
   }
 }

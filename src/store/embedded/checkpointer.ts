@@ -42,6 +42,7 @@ export class BackgroundCheckpointer {
   private readonly worker: Worker;
   private running = false;
   private stopped = false;
+  private readonly exited: Promise<void>;
   /** Set when the worker failed or exited on its own: the caller then checkpoints in-thread. */
   failed = false;
 
@@ -52,6 +53,7 @@ export class BackgroundCheckpointer {
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
     });
     this.worker.unref();
+    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.on('message', (message: { result?: CheckpointResult; error?: string }) => {
       this.running = false;
       onResult(message.result);
@@ -78,10 +80,24 @@ export class BackgroundCheckpointer {
     return this.running;
   }
 
-  /** Closes the worker's connection once its current checkpoint (if any) is done; the thread ends. */
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (!this.failed) this.worker.postMessage('close');
+  /**
+   * Closes the worker's connection once its current checkpoint (if any) is done, and resolves when
+   * the thread has ended, so no file of the database is touched after the store says it is closed
+   * (a caller may delete the folder next). A worker that does not end within 2 s is terminated.
+   */
+  stop(): Promise<void> {
+    if (!this.stopped) {
+      this.stopped = true;
+      if (!this.failed) this.worker.postMessage('close');
+      else void this.worker.terminate();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        void this.worker.terminate().finally(resolve);
+      }, 2000);
+      timer.unref();
+    });
+    return Promise.race([this.exited, deadline]).finally(() => clearTimeout(timer));
   }
 }

@@ -182,6 +182,6 @@ export class EmbeddedCounterStore implements CounterStore {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    this.db.release();
+    await this.db.release();
   }
 }

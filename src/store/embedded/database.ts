@@ -73,6 +73,7 @@ export class EmbeddedDatabase {
   /** The last checkpoint was busy or left pages behind: the next tick runs one even without writes. */
   private checkpointIncomplete = false;
   private checkpointScheduled = false;
+  private releasing = false;
   private readonly checkpointTimer: NodeJS.Timeout | undefined;
   private background: BackgroundCheckpointer | undefined;
   private backgroundWaiters: (() => void)[] = [];
@@ -215,12 +216,16 @@ export class EmbeddedDatabase {
     return this;
   }
 
-  /** The file is closed when the last holder releases it. */
-  release(): void {
+  /**
+   * The file is closed when the last holder releases it; the promise settles once nothing (the
+   * checkpoint worker included) has the file open any more.
+   */
+  async release(): Promise<void> {
     this.users -= 1;
-    if (this.users <= 0 && !this.closed) {
+    if (this.users <= 0 && !this.closed && !this.releasing) {
+      this.releasing = true;
       clearInterval(this.checkpointTimer);
-      this.background?.stop();
+      await this.background?.stop();
       for (const done of this.backgroundWaiters.splice(0)) done();
       if (this.path !== ':memory:') {
         // Empties the WAL file. It waits for other connections' writers and readers (the worker's

@@ -52,6 +52,6 @@ export class EmbeddedDurableStore implements DurableStore {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.optimizer);
-    this.db.release();
+    await this.db.release();
   }
 }
