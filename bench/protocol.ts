@@ -8,6 +8,10 @@
  * Peak RSS of the server is recorded per scenario, and its idle RSS after start.
  *
  * Usage: npm run bench -- protocol [--duration S] [--logins-concurrency N] [--mongo URI --redis URL]
+ *        [--only REGEX] [--cpu-prof DIR]
+ * --only runs just the scenarios whose names match (case-insensitive; "bare" and "argon2" name the
+ * two ceilings) and prints their rows without the floor summary; --cpu-prof writes V8 CPU profiles
+ * of the server process into DIR (open them in Chrome DevTools) — for finding where time goes.
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -160,7 +164,7 @@ interface TokenSet {
  * the code exchanged at the token endpoint. A fresh cookie jar each time, so every sign-in checks a
  * password.
  */
-async function signIn(
+export async function signIn(
   base: string,
   client: LoginClient,
   user: { email: string; password: string },
@@ -281,8 +285,12 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
       'logins-concurrency': { type: 'string', default: String(2 * cores) },
       mongo: { type: 'string' },
       redis: { type: 'string' },
+      only: { type: 'string' },
+      'cpu-prof': { type: 'string' },
     },
   });
+  const only = values.only ? new RegExp(values.only, 'i') : undefined;
+  const selected = (name: string) => !only || only.test(name);
   const duration = Number(values.duration);
   const loginConcurrency = Number(values['logins-concurrency']);
   if (!(duration > 0) || !(loginConcurrency >= 1))
@@ -299,11 +307,12 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
     ...hashParams,
     ...(values.mongo ? { MONGODB_URI: values.mongo } : {}),
     ...(values.redis ? { REDIS_URL: values.redis } : {}),
+    ...(values['cpu-prof'] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values['cpu-prof']}` } : {}),
   });
   const pid = server.child.pid!;
   const rows: Row[] = [];
   let idleMiB: number;
-  let ours: { clientCredentials: Row; logins: Row };
+  let ours: { clientCredentials?: Row; logins?: Row };
   try {
     await new Promise((r) => setTimeout(r, 1000));
     idleMiB = rssMiB(pid);
@@ -420,7 +429,8 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
       name: string,
       request: { path: string; method: 'GET' | 'POST'; headers?: Record<string, string>; body?: string },
       floor: (m: Measurement) => string = () => '',
-    ) => {
+    ): Promise<Row | undefined> => {
+      if (!selected(name)) return undefined;
       const options = { url: `${server.url}${request.path}`, ...request, connections: 32 };
       await measure('warm-up', { ...options, duration: warmUp });
       const watched = await watchProcess(pid, () => measure(name, { ...options, duration }));
@@ -455,21 +465,24 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
     // --- Closed-loop scenarios: rotating refresh chains and full sign-ins ----------------------------
     // A public client's refresh token rotates on every use, so each request needs the previous answer:
     // 16 independent chains, one per simulated app instance.
-    const chains = await Promise.all(
-      Array.from({ length: 16 }, async (_, i) => {
-        const tokens = await signIn(
-          server.url,
-          spaClient,
-          users[i % users.length]!,
-          'openid offline_access',
-          {
-            prompt: 'consent',
-          },
+    const rotation = 'Refresh, public client (rotation, 16 chains)';
+    const chains = !selected(rotation)
+      ? []
+      : await Promise.all(
+          Array.from({ length: 16 }, async (_, i) => {
+            const tokens = await signIn(
+              server.url,
+              spaClient,
+              users[i % users.length]!,
+              'openid offline_access',
+              {
+                prompt: 'consent',
+              },
+            );
+            if (!tokens.refresh_token) throw new Error('no refresh token for the SPA');
+            return tokens.refresh_token;
+          }),
         );
-        if (!tokens.refresh_token) throw new Error('no refresh token for the SPA');
-        return tokens.refresh_token;
-      }),
-    );
     const rotate = async (i: number) => {
       const res = await fetch(`${server.url}/oauth/token`, {
         method: 'POST',
@@ -481,66 +494,87 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
         throw new StopLoop(`refresh chain ${i} broke: ${JSON.stringify(body)}`);
       chains[i] = body.refresh_token;
     };
-    await closedLoop('warm-up', { concurrency: chains.length, durationS: warmUp }, rotate);
-    {
+    if (chains.length > 0) {
+      await closedLoop('warm-up', { concurrency: chains.length, durationS: warmUp }, rotate);
       const watched = await watchProcess(pid, () =>
-        closedLoop(
-          'Refresh, public client (rotation, 16 chains)',
-          { concurrency: chains.length, durationS: duration },
-          rotate,
-        ),
+        closedLoop(rotation, { concurrency: chains.length, durationS: duration }, rotate),
       );
       rows.push(toRow(watched));
     }
 
+    const loginName = `Full sign-in: code + PKCE, password (${loginConcurrency} at a time)`;
     let next = 0;
     const login = async () => {
       next += 1;
       await signIn(server.url, webClient, users[next % users.length]!, 'openid email');
     };
-    await closedLoop('warm-up', { concurrency: loginConcurrency, durationS: warmUp }, login);
-    const watchedLogins = await watchProcess(pid, () =>
-      closedLoop(
-        `Full sign-in: code + PKCE, password (${loginConcurrency} at a time)`,
-        {
-          concurrency: loginConcurrency,
-          durationS: duration,
-        },
-        login,
-      ),
-    );
-    const loginRow = toRow(watchedLogins);
-    rows.push(loginRow);
-    process.stderr.write(`sign-ins: ${loginRow.requestsPerSecond}/s, ${loginRow.errors} errors\n`);
+    let loginRow: Row | undefined;
+    if (selected(loginName)) {
+      await closedLoop('warm-up', { concurrency: loginConcurrency, durationS: warmUp }, login);
+      const watchedLogins = await watchProcess(pid, () =>
+        closedLoop(loginName, { concurrency: loginConcurrency, durationS: duration }, login),
+      );
+      loginRow = toRow(watchedLogins);
+      rows.push(loginRow);
+      process.stderr.write(`sign-ins: ${loginRow.requestsPerSecond}/s, ${loginRow.errors} errors\n`);
+    }
     ours = { clientCredentials: cc, logins: loginRow };
   } finally {
     await server.stop();
   }
 
   // --- The ceilings ---------------------------------------------------------------------------------
-  const bare = await withBareProvider(async (b) => {
-    const options = {
-      url: `${b.url}/token`,
-      ...{
-        method: 'POST' as const,
-        headers: {
-          authorization: basicAuth(b.clientId, b.secret),
-          'content-type': 'application/x-www-form-urlencoded',
+  const bareName = 'Bare oidc-provider: client credentials, opaque (in-memory adapter)';
+  const measureBare = () =>
+    withBareProvider(async (b) => {
+      const options = {
+        url: `${b.url}/token`,
+        ...{
+          method: 'POST' as const,
+          headers: {
+            authorization: basicAuth(b.clientId, b.secret),
+            'content-type': 'application/x-www-form-urlencoded',
+          },
+          body: 'grant_type=client_credentials',
         },
-        body: 'grant_type=client_credentials',
-      },
-      connections: 32,
-    };
-    await measure('warm-up', { ...options, duration: warmUp });
-    return toRow(
-      await watchProcess(b.pid, () =>
-        measure('Bare oidc-provider: client credentials, opaque (in-memory adapter)', {
-          ...options,
-          duration,
-        }),
-      ),
-    );
-  });
+        connections: 32,
+      };
+      await measure('warm-up', { ...options, duration: warmUp });
+      return toRow(
+        await watchProcess(b.pid, () =>
+          measure(bareName, {
+            ...options,
+            duration,
+          }),
+        ),
+      );
+    });
+  const header = [
+    `### Protocol endpoints on ${backend}`,
+    '',
+    `Machine: ${machine()}. Load generator and server share the machine; "per core" is what one core of the server sustains: 1000 / (server CPU ms per request).`,
+    `Each scenario: ${warmUp} s warm-up, then ${duration} s measured; autocannon with 32 connections, closed loops as noted.`,
+    '',
+  ];
+  const rowTable = () =>
+    table(rows, {
+      'Per core': (r) => String(Math.round(1000 / Math.max(0.001, r.cpuPerRequest))),
+      'Server CPU/request (ms)': (r) => r.cpuPerRequest.toFixed(r.cpuPerRequest < 10 ? 2 : 0),
+      'Peak RSS (MiB)': (r) => String(r.peakMiB),
+      Floor: (r) => r.floor,
+    });
+  if (only || !ours.clientCredentials || !ours.logins) {
+    // A partial run: the rows asked for, the ceilings if asked for, no floor summary.
+    if (selected(bareName)) rows.push(await measureBare());
+    const lines = [...header, rowTable(), ''];
+    if (selected('raw argon2id')) {
+      const raw = await rawArgon2Rate(hashParams, cores, duration);
+      lines.push(`- Raw argon2id, ${cores} verifications at a time: ${raw.perSecond}/s.`);
+    }
+    lines.push(`- Server RSS when idle after start: ${idleMiB} MiB.`, '');
+    return lines.join('\n');
+  }
+  const bare = await measureBare();
   rows.push(bare);
   // Both measured the same way on the same machine; compared by what one core of each sustains.
   const ccShare = bare.cpuPerRequest / ours.clientCredentials.cpuPerRequest;
@@ -557,17 +591,8 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
   const t = hashParams.PASSWORD_HASH_TIME_COST;
   const p = hashParams.PASSWORD_HASH_PARALLELISM;
   return [
-    `### Protocol endpoints on ${backend}`,
-    '',
-    `Machine: ${machine()}. Load generator and server share the machine; "per core" is what one core of the server sustains: 1000 / (server CPU ms per request).`,
-    `Each scenario: ${warmUp} s warm-up, then ${duration} s measured; autocannon with 32 connections, closed loops as noted.`,
-    '',
-    table(rows, {
-      'Per core': (r) => String(Math.round(1000 / Math.max(0.001, r.cpuPerRequest))),
-      'Server CPU/request (ms)': (r) => r.cpuPerRequest.toFixed(r.cpuPerRequest < 10 ? 2 : 0),
-      'Peak RSS (MiB)': (r) => String(r.peakMiB),
-      Floor: (r) => r.floor,
-    }),
+    ...header,
+    rowTable(),
     '',
     `- Client credentials (opaque): per core, ours is ${pct(ccShare)} of bare oidc-provider ${mark(ccShare >= FLOORS.clientCredentialsShareOfBare)}; ` +
       `in requests/s on the shared machine, ours ${ours.clientCredentials.requestsPerSecond}/s = ${pct(ccWallShare)} of bare's ${bare.requestsPerSecond}/s.`,
