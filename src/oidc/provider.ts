@@ -21,6 +21,8 @@ import { createFindAccount, isActiveUser } from './accounts.js';
 import type { ClientAdapter } from './client-adapter.js';
 import { verifyClientSecret } from './client-secrets.js';
 import type { KeySet } from './keys/signing-keys.js';
+import type { CookieSigner } from '../http/cookie-signer.js';
+import { loadExistingGrant } from './first-party-grant.js';
 import { createInteractionPolicy } from './interaction-policy.js';
 import type { ResourceServers } from './resource-servers.js';
 import { ADMIN_SCOPES, OIDC_SCOPE_CLAIMS, OIDC_SCOPES } from './scopes.js';
@@ -59,7 +61,8 @@ export interface ProviderDeps {
   config: Config;
   stores: Stores;
   keys: KeySet;
-  cookieKeys: string[];
+  /** Signs and verifies the provider's cookies (a keygrip-compatible signer, see cookie-signer.ts). */
+  cookieKeys: CookieSigner;
   clients: ClientAdapter;
   resourceServers: ResourceServers;
   pages: ProviderPages;
@@ -89,7 +92,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     conformIdTokenClaims: true,
     jwks: { keys: deps.keys.providerJwks as never },
     cookies: {
-      keys: deps.cookieKeys,
+      // oidc-provider hands this to Koa's cookies, which accept a keygrip-like object as well as a list.
+      keys: deps.cookieKeys as never,
       names: { session: '_lk_session', interaction: '_lk_interaction', resume: '_lk_resume' },
       long: { httpOnly: true, sameSite: 'lax' },
       short: { httpOnly: true, sameSite: 'lax' },
@@ -133,6 +137,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       DeviceCode: 600,
       BackchannelAuthenticationRequest: 600,
     },
+    // First-party clients get what they ask for without a consent interaction (first-party-grant.ts).
+    loadExistingGrant,
     interactions: {
       policy: createInteractionPolicy(),
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,

@@ -12,6 +12,8 @@ export interface Page {
 
 export class FormBrowser {
   private readonly cookies = new Map<string, string>();
+  /** Every request made, as `METHOD path` (same origin) in order, redirects included. */
+  readonly visited: string[] = [];
 
   constructor(private readonly origin: string) {}
 
@@ -43,6 +45,7 @@ export class FormBrowser {
     let method = init.method ?? (init.form ? 'POST' : 'GET');
     let body: string | undefined = init.form ? new URLSearchParams(init.form).toString() : undefined;
     for (let hops = 0; hops < 20; hops += 1) {
+      this.visited.push(`${method} ${new URL(next).pathname}`);
       const res = await fetch(next, {
         method,
         redirect: 'manual',

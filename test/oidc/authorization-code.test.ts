@@ -191,6 +191,13 @@ describe.each(availableBackends())(
       const afterLogin = await submit(browser, login, { email: user.email, password: user.password });
       expect(afterLogin.status).toBe(0);
       expect(afterLogin.url.startsWith(`${client.redirectUri}?`)).toBe(true);
+      // No consent interaction at all, not even one that approves itself: the sign-in form's post
+      // resumes the authorization, which answers with the code.
+      const interactions = browser.visited.filter((hop) => hop.includes('/interaction/'));
+      expect(interactions).toEqual([
+        expect.stringMatching(/^GET \/interaction\/[\w-]+$/),
+        expect.stringMatching(/^POST \/interaction\/[\w-]+\/login$/),
+      ]);
       const tokens = await oidc.authorizationCodeGrant(config, new URL(afterLogin.url), {
         pkceCodeVerifier: request.verifier,
         expectedState: request.state,
@@ -199,6 +206,53 @@ describe.each(availableBackends())(
       expect(tokens.scope).toBe('openid profile email');
       const info = await oidc.fetchUserInfo(config, tokens.access_token, user.user.id);
       expect(info.email).toBe(user.email);
+
+      // Signed in, the same client asking for more (a silent prompt=none request, as SPAs renew) is
+      // granted it without a page, and the token carries the new scope.
+      const more = await authorizationRequest(config, client.redirectUri, 'openid profile email roles', {
+        prompt: 'none',
+      });
+      const silent = await browser.go(more.url.toString());
+      expect(silent.status).toBe(0);
+      const moreTokens = await oidc.authorizationCodeGrant(config, new URL(silent.url), {
+        pkceCodeVerifier: more.verifier,
+        expectedState: more.state,
+        expectedNonce: more.nonce,
+      });
+      expect(moreTokens.scope).toBe('openid profile email roles');
+    });
+
+    it("a first-party client is granted a registered API's scopes it asks for, without a consent page", async () => {
+      const API = `https://first-party-${Date.now()}.example.com`;
+      await server.t.stores.durable.resourceServers.create({
+        identifier: API,
+        name: 'Reports API',
+        scopes: ['reports:read', 'reports:write'],
+        access_token_format: 'jwt',
+        access_token_ttl: 600,
+      });
+      const user = await createUser(server.t);
+      const client = await registerClient(server.t, 'web', { firstParty: true });
+      const config = await discover(server.url, client);
+      const request = await authorizationRequest(config, client.redirectUri, 'openid reports:read', {
+        resource: API,
+      });
+      const browser = new FormBrowser(server.url);
+      const callback = await browser
+        .go(request.url.toString())
+        .then((login) => submit(browser, login, { email: user.email, password: user.password }));
+      expect(callback.status).toBe(0);
+      const tokens = await oidc.authorizationCodeGrant(
+        config,
+        new URL(callback.url),
+        { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce },
+        { resource: API },
+      );
+      // Only what was asked for: reports:write exists on the API but was not requested.
+      expect(tokens.scope).toBe('reports:read');
+      const jwks = createRemoteJWKSet(new URL(`${server.url}/oauth/jwks`));
+      const { payload } = await jwtVerify(tokens.access_token, jwks, { issuer: server.url, audience: API });
+      expect(payload.scope).toBe('reports:read');
     });
 
     it('a web client gets a JWT access token for a registered API by naming it as resource', async () => {
