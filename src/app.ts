@@ -14,6 +14,7 @@ import { errorMiddleware } from './errors/error-middleware.js';
 import { healthRouter } from './health/health-router.js';
 import './http/koa-state.js';
 import { securityHeaders } from './http/security-headers.js';
+import { CookieSigner } from './http/cookie-signer.js';
 import { Csrf } from './interactions/csrf.js';
 import { interactionErrors, providerPages } from './interactions/pages.js';
 import { interactionsRouter } from './interactions/router.js';
@@ -179,6 +180,8 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       accessTokenTtlS: config.clientCredentialsTtlS,
     },
   ]);
+  // One signer for every signed cookie (ours and the provider's), keys prepared once.
+  const cookieSigner = new CookieSigner(secrets.cookieKeys);
   const views = createViews({ brand: 'Latchkey' });
   const pages = providerPages(views);
 
@@ -190,7 +193,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
           config,
           stores,
           keys,
-          cookieKeys: secrets.cookieKeys,
+          cookieKeys: cookieSigner,
           clients,
           resourceServers,
           pages,
@@ -236,7 +239,8 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
 
   // The provider runs inside this app, on this app's contexts: cookies it sets are signed with these
   // keys and must verify with the same ones when it reads them back through its own context.
-  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: config.proxyHops, keys: secrets.cookieKeys });
+  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: config.proxyHops });
+  app.keys = cookieSigner;
   app.silent = true; // errors are logged by our middleware, with the request id
   app.on('error', (err) => logger.error({ err }, 'unhandled application error'));
 
