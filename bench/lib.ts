@@ -56,6 +56,8 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
       BOOTSTRAP_ADMIN_CLIENT_SECRET: ADMIN_SECRET,
       RATE_LIMIT_ENTERPRISE_PER_HOUR: '1000000000',
       RATE_LIMIT_ENTERPRISE_BURST: '10000000',
+      // Node/V8 flags for the server only (experiments: --stack-trace-limit=…, --max-semi-space-size=…).
+      ...(process.env.BENCH_SERVER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS } : {}),
       ...env,
     },
     stdio: ['ignore', 'inherit', 'inherit'],

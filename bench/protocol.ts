@@ -434,7 +434,8 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
       const options = { url: `${server.url}${request.path}`, ...request, connections: 32 };
       await measure('warm-up', { ...options, duration: warmUp });
       const watched = await watchProcess(pid, () => measure(name, { ...options, duration }));
-      const row = toRow(watched, floor(watched.result));
+      const row = toRow(watched);
+      row.floor = floor(row);
       rows.push(row);
       process.stderr.write(`${name}: ${row.requestsPerSecond}/s, ${row.errors} errors\n`);
       return row;

@@ -2,6 +2,8 @@
  * oidc-provider artifacts in the embedded SQLite file. Expiry is enforced on every read, and expired
  * rows are swept periodically; consumption is sticky (an upsert never un-consumes). Lookup keys (grant,
  * uid, user code, account) are columns of the artifact's own row, so they live and die with it.
+ * Writes share commits with the others of the same event-loop turn (EmbeddedDatabase.runGrouped)
+ * and resolve once committed.
  */
 import { accountIdOf, GRANTABLE_MODELS } from '../artifact-models.js';
 import { checkExpiresIn } from '../errors.js';
@@ -31,7 +33,7 @@ class EmbeddedArtifactAdapter implements ArtifactAdapter {
     const ttl = checkExpiresIn(this.model, expiresIn);
     const grantId = GRANTABLE_MODELS.has(this.model) && payload.grantId ? payload.grantId : null;
     const consumedAt = typeof payload.consumed === 'number' ? payload.consumed * 1000 : null;
-    this.db.run(
+    await this.db.runGrouped(
       `INSERT INTO oidc_artifacts
          (model, id, payload, grant_id, user_code, uid, account_id, expires_at, consumed_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -88,7 +90,7 @@ class EmbeddedArtifactAdapter implements ArtifactAdapter {
 
   async consume(id: string): Promise<void> {
     const now = this.now();
-    this.db.run(
+    await this.db.runGrouped(
       `UPDATE oidc_artifacts SET consumed_at = COALESCE(consumed_at, ?)
        WHERE model = ? AND id = ? AND expires_at > ?`,
       now,
@@ -99,11 +101,11 @@ class EmbeddedArtifactAdapter implements ArtifactAdapter {
   }
 
   async destroy(id: string): Promise<void> {
-    this.db.run('DELETE FROM oidc_artifacts WHERE model = ? AND id = ?', this.model, id);
+    await this.db.runGrouped('DELETE FROM oidc_artifacts WHERE model = ? AND id = ?', this.model, id);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    this.db.run('DELETE FROM oidc_artifacts WHERE grant_id = ?', grantId);
+    await this.db.runGrouped('DELETE FROM oidc_artifacts WHERE grant_id = ?', grantId);
   }
 }
 
@@ -144,11 +146,12 @@ export class EmbeddedArtifactStore implements ArtifactStore {
     if (accountId === '') return 0;
     // Expired rows are already gone for every reader; counting them would make the answer depend on
     // when the sweep last ran (Redis never counts them either). The sweep removes them.
-    return this.db.run(
+    const { changes } = await this.db.runGrouped(
       'DELETE FROM oidc_artifacts WHERE account_id = ? AND expires_at > ?',
       accountId,
       this.now(),
-    ).changes;
+    );
+    return changes;
   }
 
   /** Deletes expired artifacts; returns how many. */
