@@ -385,7 +385,7 @@ export class EmbeddedDatabase {
 
   /** Changes whenever another connection (another process) commits to the file. */
   dataVersion(): number {
-    return Number((this.db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+    return Number((this.statement('PRAGMA data_version').get() as { data_version: number }).data_version);
   }
 
   ping(): void {

@@ -52,6 +52,15 @@ function toUser(row: Row): User {
   };
 }
 
+/** Most users a repository keeps in its lookup cache (about 1 KiB each). */
+const LIVE_CACHE_SIZE = 5000;
+
+function freezeUser(user: User): User {
+  Object.freeze(user.metadata);
+  Object.freeze(user.preferences);
+  return Object.freeze(user);
+}
+
 function deletedClause(deleted: DeletedFilter = 'exclude'): string {
   if (deleted === 'include') return '1';
   return deleted === 'only' ? 'deleted_at IS NOT NULL' : 'deleted_at IS NULL';
@@ -97,6 +106,14 @@ export class EmbeddedUserRepository implements UserRepository {
   private writes = 0;
   private readonly counts = new Map<string, number>();
   private countsVersion = '';
+
+  /**
+   * Live (not soft-deleted) users by id, as last read. Emptied whenever `version()` changes, so a
+   * hit is what the database holds now: any write to users in this process, or any commit from
+   * another, drops every entry. Entries are frozen, so no caller can alter what the next one gets.
+   */
+  private readonly live = new Map<string, User>();
+  private liveVersion = '';
 
   constructor(private readonly db: EmbeddedDatabase) {}
 
@@ -181,8 +198,34 @@ export class EmbeddedUserRepository implements UserRepository {
   }
 
   async findById(id: string, deleted: DeletedFilter = 'exclude'): Promise<User | null> {
-    const row = this.db.get(`SELECT * FROM users WHERE id = ? AND ${deletedClause(deleted)}`, id);
-    return row ? toUser(row) : null;
+    if (deleted !== 'exclude') {
+      const row = this.db.get(`SELECT * FROM users WHERE id = ? AND ${deletedClause(deleted)}`, id);
+      return row ? toUser(row) : null;
+    }
+    // Introspection and userinfo read the token's user on every call; see `live` for why a cached
+    // record is never stale.
+    const version = this.version();
+    if (version !== this.liveVersion) {
+      this.live.clear();
+      this.liveVersion = version;
+    }
+    const cached = this.live.get(id);
+    if (cached) return cached;
+    const row = this.db.get('SELECT * FROM users WHERE id = ? AND deleted_at IS NULL', id);
+    if (!row) return null;
+    const user = freezeUser(toUser(row));
+    if (this.live.size >= LIVE_CACHE_SIZE) this.live.clear();
+    this.live.set(id, user);
+    return user;
+  }
+
+  /**
+   * Changes whenever the users table may have: a write through this repository (every one bumps
+   * `writes` synchronously with its statement) or a commit by another connection to the file (a CLI
+   * command, another process), which SQLite's data_version reports.
+   */
+  private version(): string {
+    return `${this.writes}:${this.db.dataVersion()}`;
   }
 
   async findByEmail(email: string, deleted: DeletedFilter = 'exclude'): Promise<User | null> {
@@ -284,7 +327,7 @@ export class EmbeddedUserRepository implements UserRepository {
   }
 
   async count(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): Promise<number> {
-    const version = `${this.writes}:${this.db.dataVersion()}`;
+    const version = this.version();
     if (version !== this.countsVersion) {
       this.counts.clear();
       this.countsVersion = version;
