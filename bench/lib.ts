@@ -4,7 +4,7 @@
  * Benchmarks talk HTTP to a real server process, as clients do; nothing here is timed in tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -57,7 +57,9 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
       RATE_LIMIT_ENTERPRISE_PER_HOUR: '1000000000',
       RATE_LIMIT_ENTERPRISE_BURST: '10000000',
       // Node/V8 flags for the server only (experiments: --stack-trace-limit=…, --max-semi-space-size=…).
-      ...(process.env.BENCH_SERVER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS } : {}),
+      ...(process.env.BENCH_SERVER_NODE_OPTIONS
+        ? { NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS }
+        : {}),
       ...env,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -247,6 +249,34 @@ export function cpuMs(pid: number): number {
   } catch {
     return 0;
   }
+}
+/**
+ * CPU time (ms) of a process's threads, grouped: its main thread (the event loop), libuv's pool
+ * (`libuv-worker`: password hashing, WebCrypto signatures, file system calls) and the rest (V8's
+ * compiler and GC helpers, worker threads). Zeros where /proc is not readable.
+ */
+export function threadCpuMs(pid: number): { main: number; pool: number; other: number } {
+  const out = { main: 0, pool: 0, other: 0 };
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+      if (tid === String(pid)) out.main += ms;
+      else if (name.startsWith('libuv-worker')) out.pool += ms;
+      else out.other += ms;
+    } catch {
+      // the thread ended while we looked
+    }
+  }
+  return out;
 }
 /** USER_HZ, the unit of /proc/<pid>/stat times: 100 on every Linux build in practice. */
 const CLOCK_TICKS_PER_S = 100;
