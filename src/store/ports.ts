@@ -494,6 +494,19 @@ export interface CounterStore {
   increment(key: string, windowSeconds: number, by?: number): Promise<CounterValue>;
   get(key: string): Promise<CounterValue | null>;
   reset(key: string): Promise<void>;
+  /** Several resets and increments (as `reset` and `increment` do) in one atomic step. */
+  update(changes: CounterChange[]): Promise<void>;
+  /**
+   * Brute-force guard, in one atomic step (one round trip on Redis): takes the subjects in order and
+   * stops at the first one that is locked. A subject whose `lock` counter exists is refused until
+   * that counter's window ends. Otherwise its `attempts` counter is incremented (window
+   * `windowSeconds`); the increment that takes it past `limit` locks the subject: its `lockouts`
+   * counter (window `lockoutMemorySeconds`) is incremented to level L, the `lock` counter is set for
+   * min(lockoutBaseSeconds × 2^(L−1), lockoutMaxSeconds) and `attempts` starts over. Subjects after
+   * a refused one are not counted. So however many attempts race, no more than `limit` per window
+   * get through.
+   */
+  guardAttempt(request: AttemptGuard): Promise<AttemptVerdict>;
   /**
    * A subject's quota, in one atomic step: starts (or, once `periodEnd` of the stored period has
    * passed, restarts) the period with `quota` units and `credits` (credits only for a new subject:
@@ -518,6 +531,21 @@ export interface CounterStore {
     values: { remaining?: number; credits?: number },
   ): Promise<QuotaState>;
 }
+
+export type CounterChange = { reset: string } | { increment: string; windowSeconds: number; by?: number };
+
+export interface AttemptGuard {
+  subjects: { attempts: string; lock: string; lockouts: string; limit: number }[];
+  windowSeconds: number;
+  lockoutBaseSeconds: number;
+  lockoutMaxSeconds: number;
+  lockoutMemorySeconds: number;
+}
+
+export type AttemptVerdict =
+  | { allowed: true }
+  /** `subject`: the index of the locked subject in the request. */
+  | { allowed: false; subject: number; lockedUntil: Date };
 
 export interface AdmitRequest {
   windows: { key: string; windowSeconds: number; limit: number }[];

@@ -167,8 +167,9 @@ describe.each(availableBackends())(
       expect(
         delta(store, { store: 'artifacts', backend: shortKind, operation: 'ClientCredentials.upsert' }),
       ).toBe(2);
+      // Every sign-in attempt, the locked one included, is one guardAttempt.
       expect(
-        delta(store, { store: 'counters', backend: shortKind, operation: 'increment' }),
+        delta(store, { store: 'counters', backend: shortKind, operation: 'guardAttempt' }),
       ).toBeGreaterThanOrEqual(4);
 
       // No id of a user, client, token or interaction ever becomes a label value.

@@ -325,6 +325,97 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
       expect(fresh.value).toBe(1);
     });
 
+    it('applies resets and increments together', async () => {
+      const [a, b, c] = [`c:${id()}`, `c:${id()}`, `c:${id()}`];
+      await counters.increment(a, 60, 5);
+      await counters.increment(b, 60, 2);
+      await counters.update([
+        { reset: a },
+        { increment: b, windowSeconds: 60, by: -1 },
+        { increment: c, windowSeconds: 60 },
+      ]);
+      expect(await counters.get(a)).toBeNull();
+      expect((await counters.get(b))!.value).toBe(1);
+      expect((await counters.get(c))!.value).toBe(1);
+    });
+
+    describe('guardAttempt', () => {
+      const subject = (limit: number) => {
+        const s = id();
+        return { attempts: `ga:${s}`, lock: `gl:${s}`, lockouts: `go:${s}`, limit };
+      };
+      const guard = (subjects: ReturnType<typeof subject>[], lockoutBaseSeconds = 60) =>
+        counters.guardAttempt({
+          subjects,
+          windowSeconds: 900,
+          lockoutBaseSeconds,
+          lockoutMaxSeconds: 3600,
+          lockoutMemorySeconds: 86_400,
+        });
+
+      it('lets the limit through, locks on the attempt past it, and refuses while locked without counting', async () => {
+        const s = subject(3);
+        for (let i = 0; i < 3; i += 1) expect(await guard([s])).toEqual({ allowed: true });
+        const before = Date.now();
+        const locked = await guard([s]);
+        expect(locked).toMatchObject({ allowed: false, subject: 0 });
+        const until = (locked as { lockedUntil: Date }).lockedUntil.getTime();
+        expect(until).toBeGreaterThanOrEqual(before + 59_000);
+        expect(until).toBeLessThanOrEqual(Date.now() + 61_000);
+        // Locked: refused with the same end, and the count started over (it is not counting).
+        expect(await guard([s])).toEqual(locked);
+        expect(await counters.get(s.attempts)).toBeNull();
+        expect((await counters.get(s.lockouts))!.value).toBe(1);
+      });
+
+      it('stops at the first locked subject: later ones are not counted', async () => {
+        const address = subject(0);
+        const account = subject(5);
+        expect(await guard([address, account])).toMatchObject({ allowed: false, subject: 0 });
+        expect(await guard([address, account])).toMatchObject({ allowed: false, subject: 0 });
+        expect(await counters.get(account.attempts)).toBeNull();
+        // The other way round, the first is counted and the second refuses.
+        const open = subject(100);
+        expect(await guard([open, address])).toMatchObject({ allowed: false, subject: 1 });
+        expect((await counters.get(open.attempts))!.value).toBe(1);
+      });
+
+      it('lets exactly the limit through out of 50 parallel attempts', async () => {
+        const s = subject(5);
+        const verdicts = await Promise.all(Array.from({ length: 50 }, () => guard([s])));
+        expect(verdicts.filter((v) => v.allowed)).toHaveLength(5);
+        const ends = new Set(verdicts.flatMap((v) => (v.allowed ? [] : [v.lockedUntil.getTime()])));
+        expect(ends.size).toBe(1);
+      });
+
+      it('doubles the lock for each further lockout the subject earns', async () => {
+        const s = subject(0);
+        const first = await guard([s], 1);
+        expect(first.allowed).toBe(false);
+        const firstMs = (first as { lockedUntil: Date }).lockedUntil.getTime() - Date.now();
+        expect(firstMs).toBeLessThanOrEqual(1000);
+        await sleep(1100);
+        const second = await guard([s], 1);
+        const secondMs = (second as { lockedUntil: Date }).lockedUntil.getTime() - Date.now();
+        expect(secondMs).toBeGreaterThan(1000);
+        expect(secondMs).toBeLessThanOrEqual(2000);
+        expect((await counters.get(s.lockouts))!.value).toBe(2);
+      });
+
+      it('refuses nonsense settings', async () => {
+        await expect(
+          counters.guardAttempt({
+            subjects: [subject(1)],
+            windowSeconds: 0,
+            lockoutBaseSeconds: 1,
+            lockoutMaxSeconds: 1,
+            lockoutMemorySeconds: 1,
+          }),
+        ).rejects.toThrow(RangeError);
+        await expect(guard([subject(-1)])).rejects.toThrow(RangeError);
+      });
+    });
+
     it('holds no counter without an expiry', async () => {
       expect(await harness.entriesWithoutExpiry()).toEqual([]);
     });

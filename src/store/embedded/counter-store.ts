@@ -2,6 +2,9 @@
 import type {
   AdmitRequest,
   AdmitResult,
+  AttemptGuard,
+  AttemptVerdict,
+  CounterChange,
   CounterStore,
   CounterValue,
   QuotaRequest,
@@ -27,6 +30,27 @@ const toQuota = (row: QuotaRow): QuotaState => ({
   credits: Number(row.credits),
   periodEnd: new Date(Number(row.period_end)),
 });
+
+/** How long the `level`-th lockout within the memory window lasts, in seconds. */
+export function lockSeconds(request: AttemptGuard, level: number): number {
+  return Math.min(request.lockoutBaseSeconds * 2 ** (level - 1), request.lockoutMaxSeconds);
+}
+
+export function checkGuard(request: AttemptGuard): void {
+  for (const name of [
+    'windowSeconds',
+    'lockoutBaseSeconds',
+    'lockoutMaxSeconds',
+    'lockoutMemorySeconds',
+  ] as const) {
+    if (!(request[name] > 0) || !Number.isFinite(request[name]))
+      throw new RangeError(`${name} must be positive`);
+  }
+  for (const subject of request.subjects) {
+    if (!Number.isSafeInteger(subject.limit) || subject.limit < 0)
+      throw new RangeError('limit must be a non-negative integer');
+  }
+}
 
 export function checkUnits(value: number, name: string): void {
   if (!Number.isSafeInteger(value) || value < 0)
@@ -59,6 +83,11 @@ export class EmbeddedCounterStore implements CounterStore {
   }
 
   async increment(key: string, windowSeconds: number, by = 1): Promise<CounterValue> {
+    return this.incrementNow(key, windowSeconds, by);
+  }
+
+  /** One upsert statement: atomic on its own, and usable inside a transaction. */
+  private incrementNow(key: string, windowSeconds: number, by = 1): CounterValue {
     if (!(windowSeconds > 0)) throw new RangeError('windowSeconds must be positive');
     const now = this.now();
     const row = this.db.get<CounterRow>(
@@ -77,6 +106,10 @@ export class EmbeddedCounterStore implements CounterStore {
   }
 
   async get(key: string): Promise<CounterValue | null> {
+    return this.getNow(key);
+  }
+
+  private getNow(key: string): CounterValue | null {
     const row = this.db.get<CounterRow>(
       'SELECT value, expires_at FROM counters WHERE key = ? AND expires_at > ?',
       key,
@@ -87,6 +120,37 @@ export class EmbeddedCounterStore implements CounterStore {
 
   async reset(key: string): Promise<void> {
     this.db.run('DELETE FROM counters WHERE key = ?', key);
+  }
+
+  async update(changes: CounterChange[]): Promise<void> {
+    for (const change of changes) {
+      if ('increment' in change && !(change.windowSeconds > 0))
+        throw new RangeError('windowSeconds must be positive');
+    }
+    this.db.transaction(() => {
+      for (const change of changes) {
+        if ('reset' in change) this.db.run('DELETE FROM counters WHERE key = ?', change.reset);
+        else this.incrementNow(change.increment, change.windowSeconds, change.by ?? 1);
+      }
+    });
+  }
+
+  async guardAttempt(request: AttemptGuard): Promise<AttemptVerdict> {
+    checkGuard(request);
+    return this.db.transaction((): AttemptVerdict => {
+      for (const [index, subject] of request.subjects.entries()) {
+        const lock = this.getNow(subject.lock);
+        if (lock) return { allowed: false, subject: index, lockedUntil: lock.resetAt };
+        const { value } = this.incrementNow(subject.attempts, request.windowSeconds);
+        if (value > subject.limit) {
+          const level = this.incrementNow(subject.lockouts, request.lockoutMemorySeconds).value;
+          const created = this.incrementNow(subject.lock, lockSeconds(request, level));
+          this.db.run('DELETE FROM counters WHERE key = ?', subject.attempts);
+          return { allowed: false, subject: index, lockedUntil: created.resetAt };
+        }
+      }
+      return { allowed: true };
+    });
   }
 
   /**

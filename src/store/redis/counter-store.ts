@@ -2,10 +2,13 @@
  * Windowed counters in Redis: each increment is one Lua script (INCRBY, and the window's PEXPIRE when
  * the key is new), so parallel requests on any number of instances count exactly.
  */
-import { checkUnits } from '../embedded/counter-store.js';
+import { checkGuard, checkUnits } from '../embedded/counter-store.js';
 import type {
   AdmitRequest,
   AdmitResult,
+  AttemptGuard,
+  AttemptVerdict,
+  CounterChange,
   CounterStore,
   CounterValue,
   QuotaRequest,
@@ -13,7 +16,15 @@ import type {
 } from '../ports.js';
 import type { RedisConnection } from './connection.js';
 import type { KeyLayout } from './keys.js';
-import { ADMIT, CONSUME_QUOTA, INCREMENT_COUNTER, READ_COUNTER, SET_QUOTA } from './scripts.js';
+import {
+  ADMIT,
+  CONSUME_QUOTA,
+  GUARD_ATTEMPT,
+  INCREMENT_COUNTER,
+  READ_COUNTER,
+  SET_QUOTA,
+  UPDATE_COUNTERS,
+} from './scripts.js';
 
 /** The scripts answer `[value, window end in epoch ms]`, or null for a missing counter. */
 function toCounterValue(reply: unknown): CounterValue | null {
@@ -52,6 +63,45 @@ export class RedisCounterStore implements CounterStore {
 
   async reset(key: string): Promise<void> {
     await this.redis.del(this.keys.counter(key));
+  }
+
+  async update(changes: CounterChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    const args: (string | number)[] = [];
+    for (const change of changes) {
+      if ('reset' in change) {
+        args.push('reset', '', '');
+        continue;
+      }
+      if (!(change.windowSeconds > 0) || !Number.isFinite(change.windowSeconds)) {
+        throw new RangeError('windowSeconds must be a positive, finite number');
+      }
+      const by = change.by ?? 1;
+      if (!Number.isSafeInteger(by)) throw new RangeError('by must be an integer');
+      args.push('increment', by, Math.ceil(change.windowSeconds * 1000));
+    }
+    const keys = changes.map((c) => this.keys.counter('reset' in c ? c.reset : c.increment));
+    await this.redis.run(UPDATE_COUNTERS, keys, args);
+  }
+
+  async guardAttempt(request: AttemptGuard): Promise<AttemptVerdict> {
+    checkGuard(request);
+    if (request.subjects.length === 0) return { allowed: true };
+    const ms = (seconds: number) => Math.ceil(seconds * 1000);
+    const reply = (await this.redis.run(
+      GUARD_ATTEMPT,
+      request.subjects.flatMap((s) => [s.attempts, s.lock, s.lockouts].map((k) => this.keys.counter(k))),
+      [
+        ms(request.windowSeconds),
+        ms(request.lockoutBaseSeconds),
+        ms(request.lockoutMaxSeconds),
+        ms(request.lockoutMemorySeconds),
+        ...request.subjects.map((s) => s.limit),
+      ],
+    )) as [number, number];
+    const subject = Number(reply[0]);
+    if (subject === 0) return { allowed: true };
+    return { allowed: false, subject: subject - 1, lockedUntil: new Date(Number(reply[1])) };
   }
 
   async consumeQuota(

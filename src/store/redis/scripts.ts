@@ -169,6 +169,53 @@ return { value, redis.call('PEXPIRETIME', KEYS[1]) }
 `,
 );
 
+/**
+ * KEYS: counters. ARGV: per key, three values: 'reset' (then two empty strings), or 'increment',
+ * the increment and the window in ms (as incrementCounter). All applied in one step.
+ */
+export const UPDATE_COUNTERS = defineScript(
+  'updateCounters',
+  `
+for i, key in ipairs(KEYS) do
+  if ARGV[3 * i - 2] == 'reset' then
+    redis.call('DEL', key)
+  else
+    redis.call('INCRBY', key, ARGV[3 * i - 1])
+    if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3 * i]) end
+  end
+end
+return 1
+`,
+);
+
+/**
+ * The brute-force guard (CounterStore.guardAttempt). KEYS: per subject, its attempts, lock and
+ * lockouts counters. ARGV: window, lockout base, lockout maximum, lockout memory (all ms), then each
+ * subject's limit. Returns { 0, 0 } when every subject was counted and none is locked, else
+ * { subject (1-based), lock end in epoch ms }.
+ */
+export const GUARD_ATTEMPT = defineScript(
+  'guardAttempt',
+  `
+local windowMs, baseMs, maxMs, memoryMs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 1, #KEYS / 3 do
+  local attempts, lock, lockouts = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if redis.call('EXISTS', lock) == 1 then return { i, redis.call('PEXPIRETIME', lock) } end
+  local value = redis.call('INCR', attempts)
+  if redis.call('PTTL', attempts) < 0 then redis.call('PEXPIRE', attempts, windowMs) end
+  if value > tonumber(ARGV[4 + i]) then
+    local level = redis.call('INCR', lockouts)
+    if redis.call('PTTL', lockouts) < 0 then redis.call('PEXPIRE', lockouts, memoryMs) end
+    local duration = math.floor(math.min(baseMs * 2 ^ (level - 1), maxMs))
+    redis.call('SET', lock, 1, 'PX', duration)
+    redis.call('DEL', attempts)
+    return { i, redis.call('PEXPIRETIME', lock) }
+  end
+end
+return { 0, 0 }
+`,
+);
+
 /** KEYS: counter. Returns { value, window end in epoch ms }, or nil when absent. */
 export const READ_COUNTER = defineScript(
   'readCounter',
