@@ -88,6 +88,28 @@ describe('embedded database group commit', () => {
     }
   });
 
+  it('inside a transaction, a grouped write is part of that transaction', async () => {
+    const { db, other, committed } = open();
+    try {
+      let inside: Promise<{ changes: number }> | undefined;
+      expect(() =>
+        db.transaction(() => {
+          inside = db.runGrouped('INSERT INTO scratch (n) VALUES (?)', 40);
+          throw new Error('rolled back');
+        }),
+      ).toThrow('rolled back');
+      await expect(inside).resolves.toEqual({ changes: 1 });
+      expect(committed()).toEqual([]);
+      db.transaction(() => {
+        inside = db.runGrouped('INSERT INTO scratch (n) VALUES (?)', 41);
+      });
+      expect(committed()).toEqual([41]);
+    } finally {
+      other.close();
+      await db.release();
+    }
+  });
+
   it('commits an open group on close', async () => {
     const { db, other, committed } = open();
     try {

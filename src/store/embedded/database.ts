@@ -322,6 +322,15 @@ export class EmbeddedDatabase {
    * commits the group first, so their own semantics are unchanged.
    */
   runGrouped(sql: string, ...params: SQLInputValue[]): Promise<{ changes: number }> {
+    // Called inside a transaction() callback: the write belongs to that transaction, which commits
+    // (or rolls back) before the callback's caller regains control.
+    if (!this.group && this.db.isTransaction) {
+      try {
+        return Promise.resolve(this.run(sql, ...params));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     if (!this.group) {
       this.db.exec('BEGIN IMMEDIATE');
       this.group = [];
