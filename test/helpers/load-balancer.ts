@@ -56,6 +56,12 @@ export interface Failed {
   at: number;
 }
 
+/**
+ * Longer than the server's own store-check timeout (2 s), so a slow store reads as the 503 the
+ * server answers, not as a backend that is down.
+ */
+const PROBE_TIMEOUT_MS = 5000;
+
 /** A change in a backend's readiness as the balancer's probe saw it. */
 export interface ProbeChange {
   backend: string;
@@ -177,10 +183,14 @@ export class LoadBalancer {
         if (status !== b.lastProbe) this.probes.push({ backend: b.name, status, at: Date.now() });
         b.lastProbe = status;
       };
-      const req = http.get(new URL('/health/ready', b.url), { agent: false, timeout: 2000 }, (res) => {
-        res.resume();
-        res.once('end', () => record(res.statusCode ?? 0));
-      });
+      const req = http.get(
+        new URL('/health/ready', b.url),
+        { agent: false, timeout: PROBE_TIMEOUT_MS },
+        (res) => {
+          res.resume();
+          res.once('end', () => record(res.statusCode ?? 0));
+        },
+      );
       req.once('timeout', () => req.destroy(new Error('probe timed out')));
       req.once('error', () => record('down'));
     }
