@@ -193,7 +193,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
           config,
           stores,
           keys,
-          cookieKeys: cookieSigner,
+          cookieSigner,
           clients,
           resourceServers,
           pages,

@@ -62,7 +62,7 @@ export interface ProviderDeps {
   stores: Stores;
   keys: KeySet;
   /** Signs and verifies the provider's cookies (a keygrip-compatible signer, see cookie-signer.ts). */
-  cookieKeys: CookieSigner;
+  cookieSigner: CookieSigner;
   clients: ClientAdapter;
   resourceServers: ResourceServers;
   pages: ProviderPages;
@@ -93,7 +93,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     jwks: { keys: deps.keys.providerJwks as never },
     cookies: {
       // oidc-provider hands this to Koa's cookies, which accept a keygrip-like object as well as a list.
-      keys: deps.cookieKeys as never,
+      keys: deps.cookieSigner as never,
       names: { session: '_lk_session', interaction: '_lk_interaction', resume: '_lk_resume' },
       long: { httpOnly: true, sameSite: 'lax' },
       short: { httpOnly: true, sameSite: 'lax' },

@@ -21,6 +21,16 @@ export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfterS
 
 const LOCKOUT_MEMORY_S = 86_400;
 
+/** The counters that guard one subject (`ip:…` or `account:…`). */
+function subject(name: string, limit: number) {
+  return {
+    attempts: `login:attempts:${name}`,
+    lock: `login:lock:${name}`,
+    lockouts: `login:lockouts:${name}`,
+    limit,
+  };
+}
+
 export class LoginThrottle {
   private readonly now: () => number;
 
@@ -40,18 +50,8 @@ export class LoginThrottle {
     // The address first: a locked address does not count against the account it tried.
     const verdict = await this.counters.guardAttempt({
       subjects: [
-        {
-          attempts: `login:attempts:ip:${ip}`,
-          lock: `login:lock:ip:${ip}`,
-          lockouts: `login:lockouts:ip:${ip}`,
-          limit: this.options.ipMaxFailures,
-        },
-        {
-          attempts: `login:attempts:account:${account}`,
-          lock: `login:lock:account:${account}`,
-          lockouts: `login:lockouts:account:${account}`,
-          limit: this.options.maxFailures,
-        },
+        subject(`ip:${ip}`, this.options.ipMaxFailures),
+        subject(`account:${account}`, this.options.maxFailures),
       ],
       windowSeconds: this.options.windowS,
       lockoutBaseSeconds: this.options.lockoutBaseS,

@@ -32,7 +32,7 @@ const toQuota = (row: QuotaRow): QuotaState => ({
 });
 
 /** How long the `level`-th lockout within the memory window lasts, in seconds. */
-export function lockSeconds(request: AttemptGuard, level: number): number {
+function lockSeconds(request: AttemptGuard, level: number): number {
   return Math.min(request.lockoutBaseSeconds * 2 ** (level - 1), request.lockoutMaxSeconds);
 }
 
@@ -119,17 +119,18 @@ export class EmbeddedCounterStore implements CounterStore {
   }
 
   async reset(key: string): Promise<void> {
+    this.resetNow(key);
+  }
+
+  private resetNow(key: string): void {
     this.db.run('DELETE FROM counters WHERE key = ?', key);
   }
 
   async update(changes: CounterChange[]): Promise<void> {
-    for (const change of changes) {
-      if ('increment' in change && !(change.windowSeconds > 0))
-        throw new RangeError('windowSeconds must be positive');
-    }
+    // A bad change throws inside the transaction, which then rolls back the ones before it.
     this.db.transaction(() => {
       for (const change of changes) {
-        if ('reset' in change) this.db.run('DELETE FROM counters WHERE key = ?', change.reset);
+        if ('reset' in change) this.resetNow(change.reset);
         else this.incrementNow(change.increment, change.windowSeconds, change.by ?? 1);
       }
     });
@@ -145,7 +146,7 @@ export class EmbeddedCounterStore implements CounterStore {
         if (value > subject.limit) {
           const level = this.incrementNow(subject.lockouts, request.lockoutMemorySeconds).value;
           const created = this.incrementNow(subject.lock, lockSeconds(request, level));
-          this.db.run('DELETE FROM counters WHERE key = ?', subject.attempts);
+          this.resetNow(subject.attempts);
           return { allowed: false, subject: index, lockedUntil: created.resetAt };
         }
       }

@@ -290,17 +290,19 @@ export class EmbeddedDatabase {
 
   get<T = Row>(sql: string, ...params: SQLInputValue[]): T | undefined {
     const stmt = this.statement(sql);
-    if (this.returningWrites.has(stmt)) this.commitGroup();
+    const writes = this.returningWrites.has(stmt);
+    if (writes) this.commitGroup();
     const row = stmt.get(...params) as T | undefined;
-    if (this.returningWrites.has(stmt)) this.wrote();
+    if (writes) this.wrote();
     return row;
   }
 
   all<T = Row>(sql: string, ...params: SQLInputValue[]): T[] {
     const stmt = this.statement(sql);
-    if (this.returningWrites.has(stmt)) this.commitGroup();
+    const writes = this.returningWrites.has(stmt);
+    if (writes) this.commitGroup();
     const rows = stmt.all(...params) as T[];
-    if (this.returningWrites.has(stmt)) this.wrote();
+    if (writes) this.wrote();
     return rows;
   }
 

@@ -33,6 +33,16 @@ function toCounterValue(reply: unknown): CounterValue | null {
   return { value: Number(value), resetAt: new Date(Number(resetAtMs)) };
 }
 
+/** The increment and the window in ms the counter scripts take, checked before any round trip. */
+function incrementArgs(windowSeconds: number, by: number): [number, number] {
+  if (!(windowSeconds > 0) || !Number.isFinite(windowSeconds)) {
+    throw new RangeError('windowSeconds must be a positive, finite number');
+  }
+  // INCRBY takes integers only; refuse here rather than with a script error.
+  if (!Number.isSafeInteger(by)) throw new RangeError('by must be an integer');
+  return [by, Math.ceil(windowSeconds * 1000)];
+}
+
 export class RedisCounterStore implements CounterStore {
   readonly kind = 'redis' as const;
 
@@ -42,15 +52,10 @@ export class RedisCounterStore implements CounterStore {
   ) {}
 
   async increment(key: string, windowSeconds: number, by = 1): Promise<CounterValue> {
-    if (!(windowSeconds > 0) || !Number.isFinite(windowSeconds)) {
-      throw new RangeError('windowSeconds must be a positive, finite number');
-    }
-    // INCRBY takes integers only; refuse here rather than with a script error.
-    if (!Number.isSafeInteger(by)) throw new RangeError('by must be an integer');
     const reply = await this.redis.run(
       INCREMENT_COUNTER,
       [this.keys.counter(key)],
-      [by, Math.ceil(windowSeconds * 1000)],
+      incrementArgs(windowSeconds, by),
     );
     const counted = toCounterValue(reply);
     if (!counted) throw new Error(`unexpected reply from ${INCREMENT_COUNTER.name}`);
@@ -73,12 +78,7 @@ export class RedisCounterStore implements CounterStore {
         args.push('reset', '', '');
         continue;
       }
-      if (!(change.windowSeconds > 0) || !Number.isFinite(change.windowSeconds)) {
-        throw new RangeError('windowSeconds must be a positive, finite number');
-      }
-      const by = change.by ?? 1;
-      if (!Number.isSafeInteger(by)) throw new RangeError('by must be an integer');
-      args.push('increment', by, Math.ceil(change.windowSeconds * 1000));
+      args.push('increment', ...incrementArgs(change.windowSeconds, change.by ?? 1));
     }
     const keys = changes.map((c) => this.keys.counter('reset' in c ? c.reset : c.increment));
     await this.redis.run(UPDATE_COUNTERS, keys, args);
