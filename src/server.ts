@@ -9,6 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 import type { BuiltApp } from './app.js';
+import { IdleMemoryRelease, isHousekeepingPath } from './runtime/idle-memory.js';
 import type { Stores } from './store/ports.js';
 
 export interface RunningServer {
@@ -23,6 +24,8 @@ export interface ServerOptions {
   host: string;
   shutdownDrainMs: number;
   shutdownTimeoutMs: number;
+  /** Release memory after this long without requests (and once at start); 0: never. */
+  idleMemoryReleaseMs: number;
 }
 
 export async function startServer(
@@ -62,6 +65,29 @@ export async function startServer(
   });
   let closing = false;
 
+  const idleMemory =
+    options.idleMemoryReleaseMs > 0
+      ? new IdleMemoryRelease({
+          idleMs: options.idleMemoryReleaseMs,
+          inFlight: () => pending.size,
+          onRelease: ({ heapBefore, heapAfter, durationMs }) =>
+            logger.debug(
+              {
+                heap_before_mib: Math.round(heapBefore / 2 ** 20),
+                heap_after_mib: Math.round(heapAfter / 2 ** 20),
+                duration_ms: Math.round(durationMs),
+              },
+              'released idle memory',
+            ),
+        })
+      : undefined;
+  if (idleMemory) {
+    server.on('request', (req) => {
+      if (!isHousekeepingPath(req.url)) idleMemory.noteRequest();
+    });
+    idleMemory.start();
+  }
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -76,6 +102,7 @@ export async function startServer(
     (stopping ??= (async () => {
       logger.info({ reason }, 'shutting down');
       built.lifecycle.shuttingDown = true;
+      idleMemory?.stop();
       for (const res of pending) if (!res.headersSent) res.setHeader('Connection', 'close');
       if (options.shutdownDrainMs > 0) await new Promise((r) => setTimeout(r, options.shutdownDrainMs));
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

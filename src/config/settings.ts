@@ -72,6 +72,7 @@ export const SETTINGS = {
   REDIS_URL: spec(optionalUrl(/^rediss?:$/), 'a redis:// or rediss:// URL, or empty', true),
   REDIS_KEY_PREFIX: spec(z.string().max(64), 'a string of at most 64 characters'),
   EMBEDDED_SWEEP_INTERVAL_S: spec(int(1, 86_400), 'seconds from 1 to 86400'),
+  IDLE_MEMORY_RELEASE_MS: spec(int(0, 86_400_000), 'milliseconds from 0 (never) to 86400000'),
   NODE_ENV: spec(z.enum(['development', 'production', 'test']), 'development, production or test'),
   LOG_LEVEL: spec(
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

@@ -23,6 +23,7 @@ export async function startTestServer(options: TestAppOptions = {}): Promise<Tes
     host: '127.0.0.1',
     shutdownDrainMs: 0,
     shutdownTimeoutMs: 2000,
+    idleMemoryReleaseMs: 0,
   });
   return {
     t,

@@ -24,6 +24,7 @@ async function startOnPort(port: number, options: TestAppOptions): Promise<TestS
     host: '127.0.0.1',
     shutdownDrainMs: 0,
     shutdownTimeoutMs: 2000,
+    idleMemoryReleaseMs: 0,
   });
   return {
     t,

@@ -29,6 +29,7 @@ describe('loadConfig', () => {
       proxyHops: 1,
       shutdownTimeoutMs: 10000,
       shutdownDrainMs: 0,
+      idleMemoryReleaseMs: 30000,
       dataDir: './data',
       mongodbUri: undefined,
       redisUrl: undefined,
