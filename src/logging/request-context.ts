@@ -7,7 +7,7 @@
  * microseconds with our redact paths), which most requests would pay for nothing when the level
  * filters their lines (`LOG_LEVEL=warn`, or `info` for the quiet health and metrics paths).
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
@@ -16,8 +16,21 @@ import { scrubUrl } from './create-logger.js';
 
 const ACCEPTABLE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
+// Ids are cut from a pool of random bytes filled 256 ids at a time: one call into the random
+// generator per 256 requests instead of one per request. Request ids correlate log lines; they are
+// not secrets.
+const ID_BYTES = 12;
+const idPool = Buffer.allocUnsafe(ID_BYTES * 256);
+let idOffset = idPool.length;
+
 export function newRequestId(): string {
-  return `req_${randomBytes(12).toString('base64url')}`;
+  if (idOffset === idPool.length) {
+    randomFillSync(idPool);
+    idOffset = 0;
+  }
+  const id = idPool.toString('base64url', idOffset, idOffset + ID_BYTES);
+  idOffset += ID_BYTES;
+  return `req_${id}`;
 }
 
 const LEVEL_METHODS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal']);

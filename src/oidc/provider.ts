@@ -187,8 +187,10 @@ export function createProvider(deps: ProviderDeps): Provider {
         async allowedPolicy(ctx, client, token) {
           // Introspection is for authenticated clients (resource servers and gateways) only.
           if (client.clientAuthMethod === 'none') return false;
-          // A token of a client that has since been deleted is no longer active.
-          if (!(await ctx.oidc.provider.Client.find(token.clientId!))) return false;
+          // A token of a client that has since been deleted is no longer active. (The client asking
+          // was just loaded to authenticate it: when the token is its own, there is nothing to look up.)
+          if (token.clientId !== client.clientId && !(await ctx.oidc.provider.Client.find(token.clientId!)))
+            return false;
           // A suspended or deleted user's tokens are reported inactive at once.
           const accountId = 'accountId' in token ? token.accountId : undefined;
           if (accountId && !isActiveUser(await stores.durable.users.findById(accountId))) return false;

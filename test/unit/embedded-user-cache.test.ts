@@ -9,7 +9,8 @@ import { tempDir } from '../helpers/backends.js';
 /**
  * The embedded users repository keeps live users it has read by id (introspection and userinfo read
  * one per call). A cached record must never outlive a change: neither one made through the store nor
- * one committed by another process on the same file.
+ * one committed by another process on the same file (seen from the next turn of the event loop: the
+ * file's data_version is read once per turn).
  */
 describe('embedded user lookups by id', () => {
   const dir = tempDir();
@@ -41,11 +42,14 @@ describe('embedded user lookups by id', () => {
   it('answers a change committed by another connection to the file (a CLI command, another process)', async () => {
     const user = await newUser('cache-2@example.com');
     expect((await store.users.findById(user.id))?.status).toBe('active');
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
     const other = new DatabaseSync(join(dir.path, EMBEDDED_FILE_NAME));
     try {
       other.prepare("UPDATE users SET status = 'suspended' WHERE id = ?").run(user.id);
+      await nextTurn();
       expect((await store.users.findById(user.id))?.status).toBe('suspended');
       other.prepare('UPDATE users SET deleted_at = ? WHERE id = ?').run(new Date().toISOString(), user.id);
+      await nextTurn();
       expect(await store.users.findById(user.id)).toBeNull();
     } finally {
       other.close();

@@ -4,7 +4,7 @@ import Koa from 'koa';
 import request from 'supertest';
 
 import { createLogger, scrubUrl } from '../../src/logging/create-logger.js';
-import { lazyChildLogger, requestContext } from '../../src/logging/request-context.js';
+import { lazyChildLogger, newRequestId, requestContext } from '../../src/logging/request-context.js';
 
 function capture() {
   const lines: string[] = [];
@@ -78,6 +78,12 @@ describe('logging', () => {
     });
     const text = out.lines.join('\n');
     for (const secret of ['Secret-11', 'Secret-12', 'Secret-13']) expect(text).not.toContain(secret);
+  });
+
+  it('makes distinct request ids of the documented form, across refills of its random pool', () => {
+    const ids = Array.from({ length: 1000 }, () => newRequestId());
+    for (const id of ids) expect(id).toMatch(/^req_[A-Za-z0-9_-]{16}$/);
+    expect(new Set(ids).size).toBe(ids.length);
   });
 
   it('keeps a sane incoming request id and replaces an unsafe one', async () => {

@@ -68,6 +68,7 @@ export class EmbeddedDatabase {
   private readonly returningWrites = new WeakSet<StatementSync>();
   private users = 0;
   private closed = false;
+  private turnDataVersion: number | undefined;
   private writesSinceOptimize = 0;
   private writesSinceCheckpoint = 0;
   /** The last checkpoint was busy or left pages behind: the next tick runs one even without writes. */
@@ -394,9 +395,22 @@ export class EmbeddedDatabase {
     }
   }
 
-  /** Changes whenever another connection (another process) commits to the file. */
+  /**
+   * Changes whenever another connection (another process) commits to the file. Read once per turn of
+   * the event loop (the value is kept until the next check phase): the requests a turn serves see
+   * the file as of that turn's start, which a request racing another process's commit could have
+   * seen anyway, and a burst of cached reads costs one PRAGMA instead of one each.
+   */
   dataVersion(): number {
-    return Number((this.statement('PRAGMA data_version').get() as { data_version: number }).data_version);
+    if (this.turnDataVersion === undefined) {
+      this.turnDataVersion = Number(
+        (this.statement('PRAGMA data_version').get() as { data_version: number }).data_version,
+      );
+      setImmediate(() => {
+        this.turnDataVersion = undefined;
+      });
+    }
+    return this.turnDataVersion;
   }
 
   ping(): void {
