@@ -101,6 +101,7 @@ export const SETTINGS = {
   INTERACTION_TTL_S: spec(int(60, 86_400), 'seconds from 60 to 86400'),
   GRANT_TTL_S: spec(int(300, 365 * 86_400), 'seconds from 300 to 31536000'),
   CLIENT_CACHE_TTL_S: spec(int(0, 3600), 'seconds from 0 to 3600'),
+  USER_CACHE_TTL_S: spec(int(0, 3600), 'seconds from 0 to 3600'),
   API_KEY_CACHE_TTL_S: spec(int(0, 3600), 'seconds from 0 to 3600'),
   API_KEY_TOKEN_TTL_S: spec(int(60, 30 * 86_400), 'seconds from 60 to 2592000'),
   USAGE_STORE_MESSAGES: spec(bool, 'true or false'),

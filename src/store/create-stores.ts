@@ -9,12 +9,14 @@ import { EmbeddedCounterStore } from './embedded/counter-store.js';
 import { EmbeddedDatabase } from './embedded/database.js';
 import { EmbeddedDurableStore } from './embedded/durable-store.js';
 import { LocalEventBus } from './local-event-bus.js';
+import type { MongoDurableStore } from './mongo/durable-store.js';
 import type { ArtifactStore, CounterStore, DurableStore, EventBus, Stores } from './ports.js';
 
 export type StoreConfig = Pick<
   Config,
   'dataDir' | 'mongodbUri' | 'redisUrl' | 'redisKeyPrefix' | 'embeddedSweepIntervalS' | 'nodeEnv'
->;
+> &
+  Partial<Pick<Config, 'userCacheTtlS'>>;
 
 export async function createStores(config: StoreConfig): Promise<Stores> {
   let embedded: EmbeddedDatabase | undefined;
@@ -24,9 +26,10 @@ export async function createStores(config: StoreConfig): Promise<Stores> {
 
   try {
     let durable: DurableStore;
+    let mongo: MongoDurableStore | undefined;
     if (config.mongodbUri) {
       const { openMongoDurableStore } = await import('./mongo/index.js');
-      durable = await openMongoDurableStore({ uri: config.mongodbUri });
+      durable = mongo = await openMongoDurableStore({ uri: config.mongodbUri });
     } else {
       durable = new EmbeddedDurableStore(embeddedDb());
     }
@@ -51,6 +54,9 @@ export async function createStores(config: StoreConfig): Promise<Stores> {
       events = new LocalEventBus();
       opened.push(artifacts, embeddedCounters);
     }
+
+    // Users by id from memory, changes announced on the bus (the embedded store has its own cache).
+    mongo?.cacheUsers(events, (config.userCacheTtlS ?? 0) * 1000);
 
     // Outside production the schema follows the code on start; production runs `npm run migrate`.
     if (config.nodeEnv !== 'production') await durable.migrate();

@@ -1,6 +1,7 @@
 /** Users in the embedded store: the users table plus the search-term index kept beside it. */
 import type { SQLInputValue } from 'node:sqlite';
 
+import { freezeUser } from '../cached-users.js';
 import { StoreConflictError } from '../errors.js';
 import { newId } from '../ids.js';
 import type {
@@ -54,12 +55,6 @@ function toUser(row: Row): User {
 
 /** Most users a repository keeps in its lookup cache (about 1 KiB each). */
 const LIVE_CACHE_SIZE = 5000;
-
-function freezeUser(user: User): User {
-  Object.freeze(user.metadata);
-  Object.freeze(user.preferences);
-  return Object.freeze(user);
-}
 
 function deletedClause(deleted: DeletedFilter = 'exclude'): string {
   if (deleted === 'include') return '1';

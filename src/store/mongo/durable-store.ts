@@ -1,7 +1,8 @@
 /** The durable store on MongoDB (or a MongoDB-wire database such as FerretDB): repositories and index migration. */
 import type { Connection, Model } from 'mongoose';
 
-import type { DurableStore } from '../ports.js';
+import { CachedUserRepository } from '../cached-users.js';
+import type { DurableStore, EventBus, UserRepository } from '../ports.js';
 import { MongoApiKeyRepository } from './api-keys.js';
 import { MongoAuditRepository } from './audit.js';
 import { MongoClientRepository } from './clients.js';
@@ -20,7 +21,8 @@ type IndexOptions = Parameters<CreateIndex>[1];
 
 export class MongoDurableStore implements DurableStore {
   readonly kind = 'mongo' as const;
-  readonly users: MongoUserRepository;
+  /** The repository itself, or the cache in front of it once cacheUsers() is called. */
+  users: UserRepository;
   readonly roles: MongoRoleRepository;
   readonly clients: MongoClientRepository;
   readonly signingKeys: MongoSigningKeyRepository;
@@ -31,6 +33,7 @@ export class MongoDurableStore implements DurableStore {
   readonly usage: MongoUsageRepository;
   private readonly models: MongoModels;
   private closed = false;
+  private userCache: CachedUserRepository | undefined;
 
   /** Takes ownership of `conn`: close() closes it. */
   constructor(
@@ -49,6 +52,16 @@ export class MongoDurableStore implements DurableStore {
     this.apiKeys = new MongoApiKeyRepository(this.models.apiKeys);
     this.plans = new MongoPlanRepository(this.models.plans);
     this.usage = new MongoUsageRepository(this.models.usage);
+  }
+
+  /**
+   * Serves live users by id from memory for up to `ttlMs` (see CachedUserRepository), with changes
+   * announced on `events`. Called once the event bus is open; 0 leaves every lookup to the database.
+   */
+  cacheUsers(events: EventBus, ttlMs: number): void {
+    if (ttlMs <= 0 || this.users instanceof CachedUserRepository) return;
+    this.userCache = new CachedUserRepository(this.users, events, { ttlMs });
+    this.users = this.userCache;
   }
 
   /**
@@ -77,6 +90,7 @@ export class MongoDurableStore implements DurableStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.userCache?.close();
     // destroy() also drops the connection from mongoose's own list of connections.
     await this.conn.destroy();
   }
