@@ -51,6 +51,8 @@ const FLOORS = {
  * default); shortened so the run can show the RSS an instance returns to when its traffic stops.
  */
 const IDLE_RELEASE_MS = 2000;
+/** Two release periods (a release comes one to two periods after the last request) and a margin. */
+const IDLE_AGAIN_WAIT_MS = 2 * IDLE_RELEASE_MS + 1000;
 
 const API = 'https://bench-api.example.com';
 const WEB_REDIRECT = 'https://bench-web.example.com/callback';
@@ -633,14 +635,14 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
       if (selected('raw argon2id')) rawRuns.push(await rawArgon2Rate(hashParams, cores, rawDuration));
     }
     ours = { clientCredentials: cc, logins: loginRow };
-    await new Promise((r) => setTimeout(r, 2 * IDLE_RELEASE_MS + 1000));
+    await new Promise((r) => setTimeout(r, IDLE_AGAIN_WAIT_MS));
     idleAfterMiB = rssMiB(pid);
   } finally {
     await server.stop();
   }
 
   const idleAgainLine = () =>
-    `- Server RSS idle again after the run (${(2 * IDLE_RELEASE_MS + 1000) / 1000} s without requests, ` +
+    `- Server RSS idle again after the run (${IDLE_AGAIN_WAIT_MS / 1000} s without requests, ` +
     `IDLE_MEMORY_RELEASE_MS=${IDLE_RELEASE_MS}): ${idleAfterMiB} MiB (${Math.round((idleAfterMiB! * 2 ** 20) / 1e6)} MB).`;
 
   // --- The ceilings ---------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 import type { BuiltApp } from './app.js';
-import { IdleMemoryRelease, isHousekeepingPath } from './runtime/idle-memory.js';
+import { isHousekeepingPath } from './http/housekeeping.js';
+import { IdleMemoryRelease } from './runtime/idle-memory.js';
 import type { Stores } from './store/ports.js';
 
 export interface RunningServer {
@@ -50,21 +51,7 @@ export async function startServer(
     inFlight.set(socket, 0);
     socket.once('close', () => inFlight.delete(socket));
   });
-  server.on('request', (req, res) => {
-    const socket = req.socket;
-    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
-    // While shutting down, ask clients to reconnect elsewhere instead of reusing this connection.
-    if (built.lifecycle.shuttingDown) res.setHeader('Connection', 'close');
-    pending.add(res);
-    res.once('close', () => {
-      pending.delete(res);
-      const left = (inFlight.get(socket) ?? 1) - 1;
-      inFlight.set(socket, left);
-      if (left === 0 && built.lifecycle.shuttingDown && closing) socket.end();
-    });
-  });
-  let closing = false;
-
+  // Gives memory back at start and whenever the server has been idle a while (runtime/idle-memory.ts).
   const idleMemory =
     options.idleMemoryReleaseMs > 0
       ? new IdleMemoryRelease({
@@ -81,12 +68,22 @@ export async function startServer(
             ),
         })
       : undefined;
-  if (idleMemory) {
-    server.on('request', (req) => {
-      if (!isHousekeepingPath(req.url)) idleMemory.noteRequest();
+  server.on('request', (req, res) => {
+    if (idleMemory && !isHousekeepingPath(req.url)) idleMemory.noteRequest();
+    const socket = req.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    // While shutting down, ask clients to reconnect elsewhere instead of reusing this connection.
+    if (built.lifecycle.shuttingDown) res.setHeader('Connection', 'close');
+    pending.add(res);
+    res.once('close', () => {
+      pending.delete(res);
+      const left = (inFlight.get(socket) ?? 1) - 1;
+      inFlight.set(socket, left);
+      if (left === 0 && built.lifecycle.shuttingDown && closing) socket.end();
     });
-    idleMemory.start();
-  }
+  });
+  let closing = false;
+  idleMemory?.start();
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -12,6 +12,7 @@ import { randomFillSync } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
 
+import { isHousekeepingPath } from '../http/housekeeping.js';
 import { scrubUrl } from './create-logger.js';
 
 const ACCEPTABLE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -78,8 +79,7 @@ export function lazyChildLogger(parent: Logger, bindings: Record<string, unknown
   });
 }
 
-export function requestContext(logger: Logger, options: { quietPaths?: RegExp } = {}) {
-  const quiet = options.quietPaths ?? /^\/health(\/|$)|^\/metrics$/;
+export function requestContext(logger: Logger) {
   return async function bindRequestContext(ctx: Context, next: Next): Promise<void> {
     const incoming = ctx.get('X-Request-Id');
     const requestId = ACCEPTABLE_ID.test(incoming) ? incoming : newRequestId();
@@ -98,7 +98,7 @@ export function requestContext(logger: Logger, options: { quietPaths?: RegExp } 
         ip: ctx.ip,
         user_agent: ctx.get('User-Agent') || undefined,
       };
-      if (quiet.test(ctx.path) && ctx.status < 400) ctx.state.log.debug(entry, 'request completed');
+      if (isHousekeepingPath(ctx.path) && ctx.status < 400) ctx.state.log.debug(entry, 'request completed');
       else ctx.state.log.info(entry, 'request completed');
     }
   };

@@ -12,7 +12,7 @@
  * per quiet period; the young generation regrows as soon as traffic returns, at no cost to it
  * (unlike a smaller `--max-semi-space-size`, which makes every request pay for more collections).
  */
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 type GcFunction = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
@@ -36,15 +36,13 @@ function collector(): GcFunction {
 }
 
 export interface MemoryRelease {
-  /** V8 heap reserved (all spaces) before and after, in bytes. */
+  /** V8 heap reserved before and after, in bytes. */
   heapBefore: number;
   heapAfter: number;
   durationMs: number;
 }
 
-function heapReserved(): number {
-  return getHeapSpaceStatistics().reduce((sum, space) => sum + space.space_size, 0);
-}
+const heapReserved = (): number => getHeapStatistics().total_heap_size;
 
 /** Runs one memory-reducing full collection now (synchronously) and reports what it freed. */
 export function releaseMemory(): MemoryRelease {
@@ -66,9 +64,9 @@ export interface IdleMemoryReleaseOptions {
 }
 
 /**
- * Watches request arrivals and releases memory once per quiet period. Requests that a platform makes
- * on its own schedule (health probes, metric scrapes) are not passed to {@link noteRequest}: they
- * would otherwise keep an otherwise idle instance from ever counting as idle.
+ * Watches request arrivals and releases memory once per quiet period. Health probes and metric
+ * scrapes (isHousekeepingPath) are not passed to {@link noteRequest}: they would keep an otherwise
+ * idle instance from ever counting as idle.
  */
 export class IdleMemoryRelease {
   private arrivals = 0;
@@ -110,11 +108,4 @@ export class IdleMemoryRelease {
     const result = this.release();
     this.options.onRelease?.(result);
   }
-}
-
-/** Paths a platform requests on its own schedule; they do not make an instance busy. */
-export function isHousekeepingPath(url: string | undefined): boolean {
-  return (
-    url !== undefined && (url.startsWith('/health/') || url === '/metrics' || url.startsWith('/metrics?'))
-  );
 }

@@ -21,16 +21,11 @@ import type {
   UserRepository,
 } from './ports.js';
 import type { Expr } from './query.js';
+import { freezeUser } from './user-fields.js';
 
 /** The bus channel on which changed users' ids are announced. */
 export const USER_CHANGES_CHANNEL = 'users:changed';
 const MAX_ENTRIES = 10_000;
-
-export function freezeUser(user: User): User {
-  Object.freeze(user.metadata);
-  Object.freeze(user.preferences);
-  return Object.freeze(user);
-}
 
 export interface CachedUserRepositoryOptions {
   ttlMs: number;

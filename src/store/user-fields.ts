@@ -7,6 +7,13 @@ export function normalizeEmail(email: string): string {
   return email.normalize('NFKC').trim().toLowerCase();
 }
 
+/** A cached user record no caller can alter for the next one (its JSON fields included). */
+export function freezeUser(user: User): User {
+  Object.freeze(user.metadata);
+  Object.freeze(user.preferences);
+  return Object.freeze(user);
+}
+
 /** The value a user has for a sort key, as the backends compare it (emails normalized). */
 export function userSortValue(user: User, field: string): Scalar {
   if (field === 'email') return normalizeEmail(user.email);

@@ -3,12 +3,8 @@ import { runInNewContext } from 'node:vm';
 
 import { describe, expect, it, jest } from '@jest/globals';
 
-import {
-  IdleMemoryRelease,
-  isHousekeepingPath,
-  releaseMemory,
-  type MemoryRelease,
-} from '../../src/runtime/idle-memory.js';
+import { isHousekeepingPath } from '../../src/http/housekeeping.js';
+import { IdleMemoryRelease, releaseMemory, type MemoryRelease } from '../../src/runtime/idle-memory.js';
 
 const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_size;
 

@@ -1,7 +1,6 @@
 /** Users in the embedded store: the users table plus the search-term index kept beside it. */
 import type { SQLInputValue } from 'node:sqlite';
 
-import { freezeUser } from '../cached-users.js';
 import { StoreConflictError } from '../errors.js';
 import { newId } from '../ids.js';
 import type {
@@ -14,7 +13,7 @@ import type {
   UserRepository,
 } from '../ports.js';
 import { and, searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS, type Expr } from '../query.js';
-import { normalizeEmail } from '../user-fields.js';
+import { freezeUser, normalizeEmail } from '../user-fields.js';
 import { fromIso, toIso, uniqueViolation, type EmbeddedDatabase, type Row } from './database.js';
 import { compileOrder, compileWhere, type SqlFieldMap, type SqlFragment } from './sql-query.js';
 

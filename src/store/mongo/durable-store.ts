@@ -33,7 +33,6 @@ export class MongoDurableStore implements DurableStore {
   readonly usage: MongoUsageRepository;
   private readonly models: MongoModels;
   private closed = false;
-  private userCache: CachedUserRepository | undefined;
 
   /** Takes ownership of `conn`: close() closes it. */
   constructor(
@@ -60,8 +59,7 @@ export class MongoDurableStore implements DurableStore {
    */
   cacheUsers(events: EventBus, ttlMs: number): void {
     if (ttlMs <= 0 || this.users instanceof CachedUserRepository) return;
-    this.userCache = new CachedUserRepository(this.users, events, { ttlMs });
-    this.users = this.userCache;
+    this.users = new CachedUserRepository(this.users, events, { ttlMs });
   }
 
   /**
@@ -90,7 +88,7 @@ export class MongoDurableStore implements DurableStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.userCache?.close();
+    if (this.users instanceof CachedUserRepository) this.users.close();
     // destroy() also drops the connection from mongoose's own list of connections.
     await this.conn.destroy();
   }
