@@ -1066,6 +1066,9 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
       );
 
       const before = await store.clients.count();
+      // Clients are listed by creation time, then by id: let the clock move on, or two clients made
+      // in the same millisecond come in the order of their (random) ids.
+      await new Promise((resolve) => setTimeout(resolve, 5));
       const other = await store.clients.create({
         client_id: `client-${tag()}`,
         metadata: {},
