@@ -299,6 +299,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     apiKeys,
     quotas,
     apiKeyTokenTtlS: config.apiKeyTokenTtlS,
+    anonymousRate: {
+      requests_per_hour: config.rateLimitAnonymousPerHour,
+      burst: config.rateLimitAnonymousBurst,
+    },
     log: logger,
   });
   app.use(v2);

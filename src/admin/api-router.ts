@@ -7,7 +7,7 @@
  */
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import type { z } from 'zod';
+import { z } from 'zod';
 
 import { AppError, type ErrorDetail } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
@@ -114,6 +114,22 @@ function parse<T extends z.ZodType>(schema: T | undefined, input: unknown, prefi
   return result.data;
 }
 
+/**
+ * Query parameters a route does not declare are refused, by name: a misspelt or injection-shaped
+ * parameter (`email[$ne]=x`) silently ignored would return more than its sender meant to ask for.
+ */
+function refuseUnknownQuery(schema: z.ZodType | undefined, query: Record<string, unknown>): void {
+  const known = schema instanceof z.ZodObject ? new Set(Object.keys(schema.shape)) : new Set<string>();
+  const unknown = Object.keys(query).filter((name) => !known.has(name));
+  if (unknown.length === 0) return;
+  throw new AppError('VALIDATION_ERROR', {
+    message: `Unknown query parameter${unknown.length > 1 ? 's' : ''}: ${unknown
+      .map((n) => n.slice(0, 64))
+      .join(', ')}`,
+    details: unknown.map((name) => ({ field: name.slice(0, 64), issue: 'Unknown query parameter' })),
+  });
+}
+
 /** `/users/{id}` → `/users/:id` */
 export const koaPath = (path: string) => path.replace(/\{(\w+)\}/g, ':$1');
 
@@ -134,6 +150,7 @@ export class ApiRouter {
         own.userId === ctx.params.id;
       const principal = self ? own : requireScope(ctx, spec.scope);
       const params = parse(spec.params, ctx.params, '');
+      refuseUnknownQuery(spec.query, ctx.query);
       const query = parse(spec.query, ctx.query, '');
       let body: z.output<B> = undefined as z.output<B>;
       if (spec.body) {

@@ -175,7 +175,8 @@ export function requireScope(ctx: Context, scope: string | undefined): Principal
   if (!principal.scopes.has(scope)) {
     throw new AppError('AUTH_INSUFFICIENT_SCOPE', {
       message: `This operation needs the scope "${scope}"`,
-      extra: { required_scope: scope },
+      details: [{ field: 'scope', issue: `Required: ${scope}` }],
+      requiredScope: scope,
     });
   }
   return principal;

@@ -3,13 +3,13 @@
  * resource routers, and the OpenAPI document with its reference page. The pipeline is visible here
  * in the order every request runs it.
  */
-import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type { Context, Middleware, Next } from 'koa';
 import compose from 'koa-compose';
 import type { Logger } from 'pino';
 
 import { AppError } from '../errors/app-error.js';
+import { jsonBody } from '../http/json-body.js';
 import type { ClientAdapter } from '../oidc/client-adapter.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import type { ResourceServers } from '../oidc/resource-servers.js';
@@ -52,6 +52,8 @@ export interface ManagementApiDeps {
   quotas: QuotaService;
   /** Lifetime of access tokens exchanged for API keys (seconds). */
   apiKeyTokenTtlS: number;
+  /** The budget of callers without a valid token, counted per address. */
+  anonymousRate: { requests_per_hour: number; burst: number };
   log: Logger;
 }
 
@@ -72,7 +74,7 @@ function bearerChallenges(issuer: string) {
         } else if (err.code === 'AUTH_INSUFFICIENT_SCOPE') {
           ctx.set(
             'WWW-Authenticate',
-            `Bearer ${realm}, error="insufficient_scope", scope="${String(err.extra?.required_scope ?? '')}"`,
+            `Bearer ${realm}, error="insufficient_scope", scope="${err.requiredScope ?? ''}"`,
           );
         }
       }
@@ -114,9 +116,11 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   const authenticator = new BearerAuthenticator(deps.host, deps.store, deps.issuer, (keyId) =>
     deps.apiKeys.usable(keyId),
   );
+  const anonymous: RatePlan = { name: 'anonymous', ...deps.anonymousRate };
   const planFor = async (clientId: string | undefined): Promise<RatePlan> => {
+    if (!clientId) return anonymous;
     const plans = await deps.plans();
-    const metadata = clientId ? await deps.clientsCache.find(clientId) : undefined;
+    const metadata = await deps.clientsCache.find(clientId);
     const name = typeof metadata?.plan === 'string' ? metadata.plan : DEFAULT_PLAN;
     return plans[name] ?? plans[DEFAULT_PLAN]!;
   };
@@ -138,12 +142,13 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   routes.use(api.router.routes());
 
   // Every request under /v2, matched or not, runs the whole pipeline (so even a 404 is counted and
-  // carries the rate-limit headers).
+  // carries the rate-limit headers). The request is counted before its body is read: a refused body
+  // (too large, not JSON, not UTF-8) still costs its sender a request and carries the headers.
   const pipeline = compose([
-    bodyParser({ enableTypes: ['json'], jsonLimit: '1mb', encoding: 'utf-8' }),
     resolvePrincipal(authenticator),
     bearerChallenges(deps.issuer),
     rateLimit({ counters: deps.counters, planFor }),
+    jsonBody({ limit: 1024 * 1024 }),
     routes.routes() as unknown as Middleware,
     routes.allowedMethods({ throw: true }) as unknown as Middleware,
   ]) as Middleware;

@@ -98,7 +98,8 @@ export const ErrorEnvelope = named(
       details: z
         .array(z.object({ field: z.string(), issue: z.string(), provided: z.unknown().optional() }))
         .optional(),
-      retry_after: z.number().int().optional(),
+      retry_after: z.number().int().optional().describe('Seconds to wait (also sent as Retry-After)'),
+      resets_at: timestamp.optional().describe('QUOTA_EXCEEDED: when the quota period ends'),
       request_id: z.string(),
       timestamp,
     }),
@@ -117,20 +118,28 @@ export const Pagination = named(
   }),
 );
 
+/**
+ * A query parameter holding a decimal integer: digits only, given once (`0x10`, `1e1`, `+5`, `5.0`, ` 5`
+ * and `limit=1&limit=2` are refused rather than read as numbers).
+ */
+export function decimalInteger(min: number, max: number) {
+  return z
+    .string({ error: 'Must be given once, as a decimal integer' })
+    .regex(/^-?[0-9]{1,10}$/, { error: 'Must be a decimal integer' })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, { error: `At least ${min}` })
+        .max(max, { error: `At most ${max}` }),
+    );
+}
+
 export const pageQuery = {
-  limit: z.coerce
-    .number({ error: 'Must be a number' })
-    .int()
-    .min(1, { error: 'At least 1' })
-    .max(100, { error: 'At most 100' })
-    .default(25),
-  offset: z.coerce
-    .number({ error: 'Must be a number' })
-    .int()
-    .min(0, { error: 'At least 0' })
-    .max(1_000_000)
-    .default(0),
-  cursor: z.string().max(2048).optional(),
+  limit: decimalInteger(1, 100).default(25).describe('Page size, 1 to 100'),
+  offset: decimalInteger(0, 1_000_000).default(0).describe('Items to skip, 0 to 1000000'),
+  cursor: z.string().max(2048).optional().describe('next_cursor of the previous page'),
 };
 
 /* --------------------------------------------------------------------------------------------- */

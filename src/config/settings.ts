@@ -118,6 +118,8 @@ export const SETTINGS = {
 
   RATE_LIMIT_ENTERPRISE_PER_HOUR: spec(int(1, 1_000_000_000), 'requests per hour from 1 to 1000000000'),
   RATE_LIMIT_ENTERPRISE_BURST: spec(int(1, 10_000_000), 'requests per second from 1 to 10000000'),
+  RATE_LIMIT_ANONYMOUS_PER_HOUR: spec(int(1, 1_000_000_000), 'requests per hour from 1 to 1000000000'),
+  RATE_LIMIT_ANONYMOUS_BURST: spec(int(1, 10_000_000), 'requests per second from 1 to 10000000'),
 
   LOGIN_MAX_FAILURES: spec(int(1, 1000), 'an integer from 1 to 1000'),
   LOGIN_IP_MAX_FAILURES: spec(int(1, 100_000), 'an integer from 1 to 100000'),

@@ -12,8 +12,13 @@ export interface AppErrorOptions {
   details?: ErrorDetail[];
   /** Seconds; sent as Retry-After and as `retry_after` in the body. */
   retryAfter?: number;
-  /** Extra fields placed in the error object (for example `resets_at`). */
-  extra?: Record<string, unknown>;
+  /**
+   * Members the Error schema declares besides code and message (`resets_at` of QUOTA_EXCEEDED).
+   * Anything else a client should know goes in `details`.
+   */
+  extra?: { resets_at?: string };
+  /** The scope a 403 AUTH_INSUFFICIENT_SCOPE names in its RFC 6750 challenge. */
+  requiredScope?: string;
   cause?: unknown;
 }
 
@@ -22,7 +27,8 @@ export class AppError extends Error {
   readonly status: number;
   readonly details: ErrorDetail[] | undefined;
   readonly retryAfter: number | undefined;
-  readonly extra: Record<string, unknown> | undefined;
+  readonly extra: { resets_at?: string } | undefined;
+  readonly requiredScope: string | undefined;
 
   constructor(code: ErrorCode, options: AppErrorOptions = {}) {
     super(options.message ?? ERROR_CATALOG[code].message, { cause: options.cause });
@@ -32,5 +38,6 @@ export class AppError extends Error {
     this.details = options.details;
     this.retryAfter = options.retryAfter;
     this.extra = options.extra;
+    this.requiredScope = options.requiredScope;
   }
 }

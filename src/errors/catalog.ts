@@ -8,6 +8,7 @@ export const ERROR_CATALOG = {
   INVALID_EMAIL_FORMAT: { status: 400, message: 'The email address is not valid' },
   INVALID_ROLE: { status: 400, message: 'The role does not exist' },
   MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON' },
+  INVALID_ENCODING: { status: 400, message: 'The request body is not valid UTF-8' },
   AUTH_TOKEN_MISSING: { status: 401, message: 'An access token is required' },
   AUTH_TOKEN_INVALID: { status: 401, message: 'The access token is invalid' },
   AUTH_TOKEN_EXPIRED: { status: 401, message: 'The access token has expired' },
@@ -27,6 +28,15 @@ export const ERROR_CATALOG = {
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },
   USER_ALREADY_EXISTS: { status: 409, message: 'A user with this email already exists' },
   CONFLICT: { status: 409, message: 'The resource already exists or was changed concurrently' },
+  CONFUSABLE_EMAIL: {
+    status: 409,
+    message: 'The email address looks the same as the address of an existing user',
+  },
+  SELF_PROTECTION: { status: 409, message: 'A client cannot remove its own access this way' },
+  LAST_ADMINISTRATOR: {
+    status: 409,
+    message: 'This would leave no administrator: the last one cannot be removed',
+  },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json' },
   BUSINESS_RULE_VIOLATION: { status: 422, message: 'The request breaks a business rule' },

@@ -17,7 +17,7 @@ export interface ErrorEnvelope {
     retry_after?: number;
     request_id: string;
     timestamp: string;
-    [extra: string]: unknown;
+    resets_at?: string;
   };
 }
 

@@ -96,7 +96,10 @@ export class RoleService {
     if ((usage.linked > 0 || usage.primary > 0) && !force) {
       throw new AppError('BUSINESS_RULE_VIOLATION', {
         message: `The role is held by ${usage.linked + usage.primary} user(s); pass force=true to delete it anyway`,
-        extra: { users_linked: usage.linked, users_with_primary_role: usage.primary },
+        details: [
+          { field: 'force', issue: `${usage.linked} user(s) have the role linked`, provided: false },
+          { field: 'force', issue: `${usage.primary} user(s) have it as their primary role`, provided: false },
+        ],
       });
     }
     let reassigned = 0;

@@ -170,14 +170,14 @@ describe.each(availableBackends())(
           status: res.status,
           code: res.body.error?.code,
           message: res.body.error?.message,
-          required_scope: res.body.error?.required_scope,
+          details: res.body.error?.details,
           challenge: res.headers['www-authenticate'],
         };
         const expected = {
           status: 403,
           code: 'AUTH_INSUFFICIENT_SCOPE',
           message: `This operation needs the scope "${op.scope}"`,
-          required_scope: op.scope,
+          details: [{ field: 'scope', issue: `Required: ${op.scope}` }],
           challenge: `Bearer realm="${issuer}", error="insufficient_scope", scope="${op.scope}"`,
         };
         if (JSON.stringify(seen) !== JSON.stringify(expected)) wrong.push({ op, seen });
@@ -342,7 +342,7 @@ describe.each(availableBackends())(
       expect(create.status).toBe(403);
       expect(create.body.error).toMatchObject({
         code: 'AUTH_INSUFFICIENT_SCOPE',
-        required_scope: 'user:write',
+        details: [{ field: 'scope', issue: 'Required: user:write' }],
       });
       expect((await mine.get('/v2/roles')).status).toBe(403);
 

@@ -82,20 +82,21 @@ describe.each(availableBackends())(
       expect(limits(await pro.get('/v2/users'))).toMatchObject({ limit: '10000', remaining: '9999' });
     });
 
-    it('unauthenticated and refused-token answers carry the headers, counted per address on the basic plan', async () => {
+    it('unauthenticated and refused-token answers carry the headers, counted per address on the small anonymous budget', async () => {
       const address = '203.0.113.77';
       const missing = await request(t.callback).get('/v2/users').set('X-Forwarded-For', address);
       expect(missing.status).toBe(401);
-      expect(limits(missing)).toMatchObject({ limit: '1000', remaining: '999', window: '3600' });
+      expect(missing.headers['x-ratelimit-plan']).toBe('anonymous');
+      expect(limits(missing)).toMatchObject({ limit: '300', remaining: '299', window: '3600' });
       const garbage = await request(t.callback)
         .get('/v2/roles')
         .set('X-Forwarded-For', address)
         .set('Authorization', 'Bearer garbage');
       expect(garbage.status).toBe(401);
-      expect(limits(garbage)).toMatchObject({ limit: '1000', remaining: '998', window: '3600' });
+      expect(limits(garbage)).toMatchObject({ limit: '300', remaining: '298', window: '3600' });
       const docs = await request(t.callback).get('/v2/openapi.json').set('X-Forwarded-For', address);
       expect(docs.status).toBe(200);
-      expect(limits(docs)).toMatchObject({ limit: '1000', remaining: '997', window: '3600' });
+      expect(limits(docs)).toMatchObject({ limit: '300', remaining: '297', window: '3600' });
     });
 
     describe('a client on the enterprise plan with a small hourly limit', () => {

@@ -180,9 +180,14 @@ describe.each(availableBackends())(
       expect(refused.body.error).toMatchObject({
         code: 'BUSINESS_RULE_VIOLATION',
         message: 'The role is held by 3 user(s); pass force=true to delete it anyway',
-        users_linked: 1,
-        users_with_primary_role: 2,
+        details: [
+          { field: 'force', issue: '1 user(s) have the role linked', provided: false },
+          { field: 'force', issue: '2 user(s) have it as their primary role', provided: false },
+        ],
       });
+      expect(Object.keys(refused.body.error).sort()).toEqual(
+        ['code', 'details', 'message', 'request_id', 'timestamp'].sort(),
+      );
       const notForced = await api.delete(`/v2/roles/${role.id}`, { force: false });
       expect(notForced.status).toBe(422);
       expect((await api.get(`/v2/roles/${role.id}`)).status).toBe(200);
@@ -205,7 +210,10 @@ describe.each(availableBackends())(
       await api.post(`/v2/users/${user.id}/roles/${role.id}`);
       const res = await api.delete(`/v2/roles/${role.id}`);
       expect(res.status).toBe(422);
-      expect(res.body.error).toMatchObject({ users_linked: 1, users_with_primary_role: 0 });
+      expect(res.body.error.details).toEqual([
+        { field: 'force', issue: '1 user(s) have the role linked', provided: false },
+        { field: 'force', issue: '0 user(s) have it as their primary role', provided: false },
+      ]);
     });
 
     it('DELETE /v2/roles/{id} never deletes the built-in user role, even with force=true', async () => {

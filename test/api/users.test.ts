@@ -167,7 +167,9 @@ describe.each(availableBackends())(
           [{ limit: '0' }, { field: 'limit', issue: 'At least 1', provided: '0' }],
           [{ limit: '101' }, { field: 'limit', issue: 'At most 100', provided: '101' }],
           [{ offset: '-1' }, { field: 'offset', issue: 'At least 0', provided: '-1' }],
-          [{ limit: 'ten' }, { field: 'limit', issue: 'Must be a number', provided: 'ten' }],
+          [{ limit: 'ten' }, { field: 'limit', issue: 'Must be a decimal integer', provided: 'ten' }],
+          [{ limit: '0x10' }, { field: 'limit', issue: 'Must be a decimal integer', provided: '0x10' }],
+          [{ limit: '1e1' }, { field: 'limit', issue: 'Must be a decimal integer', provided: '1e1' }],
           [
             { status: 'deleted' },
             { field: 'status', issue: 'One of active, suspended, inactive', provided: 'deleted' },
