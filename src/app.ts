@@ -154,7 +154,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     minLength: config.passwordMinLength,
     minScore: config.passwordMinScore,
   });
-  const users = new UserService(stores.durable, stores.artifacts, passwords, policy, audit);
+  const users = new UserService(stores.durable, stores.artifacts, passwords, policy, audit, {
+    protectedMetadataKeys: config.protectedMetadataKeys,
+    confusableEmails: config.confusableEmails,
+    log: logger,
+  });
   const roles = new RoleService(stores.durable, audit);
   const planService = new PlanService(
     stores.durable.plans,

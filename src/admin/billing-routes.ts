@@ -24,7 +24,7 @@ import type { UserService } from '../services/users.js';
 import { QUOTA_PERIODS, type ApiKeyRecord, type DurableStore } from '../store/ports.js';
 import type { ApiRouter } from './api-router.js';
 import type { Principal } from './principal.js';
-import { isoOf, timestamp } from './schemas.js';
+import { isoOf, textField, timestamp } from './schemas.js';
 import { contextOf } from './users-routes.js';
 
 export interface BillingRouteDeps {
@@ -52,7 +52,7 @@ const allowEntry = z
 
 const CreateApiKey = z
   .object({
-    name: z.string().trim().min(1).max(100),
+    name: textField(100),
     scopes: z.array(scopeToken).max(100).optional(),
     expires_at: z.iso.datetime({ offset: true, error: 'An RFC 3339 date-time' }).nullable().optional(),
     allowed_ips: z.array(allowEntry).max(100).optional(),

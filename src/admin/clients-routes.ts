@@ -6,7 +6,13 @@ import { z } from 'zod';
 
 import { AppError } from '../errors/app-error.js';
 import { MAX_RESOURCE_TOKEN_TTL_S } from '../oidc/resource-servers.js';
-import { CLIENT_KINDS, ClientMetadataError, kindOf, type ClientService } from '../services/clients.js';
+import {
+  CLIENT_KINDS,
+  ClientMetadataError,
+  kindOf,
+  type ClientCallContext,
+  type ClientService,
+} from '../services/clients.js';
 import type { RatePlan } from '../services/plans.js';
 import { StoreConflictError } from '../store/errors.js';
 import type {
@@ -16,16 +22,25 @@ import type {
   ResourceServerRepository,
 } from '../store/ports.js';
 import type { ApiRouter } from './api-router.js';
-import { pageQuery, Pagination, timestamp } from './schemas.js';
+import type { Principal } from './principal.js';
+import { pageQuery, Pagination, textField, timestamp } from './schemas.js';
 import { contextOf } from './users-routes.js';
 import type { AuditService } from '../services/audit.js';
 
 const uri = z.string().trim().min(1).max(2000);
+
+/** The caller as the client service's rules see it (a service token names its own client). */
+function callContext(principal: Principal | undefined): ClientCallContext {
+  return {
+    grants: principal?.scopes ?? new Set<string>(),
+    selfClientId: principal?.kind === 'client' ? principal.clientId : undefined,
+  };
+}
 const GRANTS = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
 const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 
 const clientFields = {
-  client_name: z.string().trim().min(1).max(200),
+  client_name: textField(200),
   application_type: z.enum(['web', 'native']),
   redirect_uris: z.array(uri).max(50),
   post_logout_redirect_uris: z.array(uri).max(50),
@@ -257,7 +272,10 @@ export function registerClientRoutes(
       const { kind, client_id, first_party, ...metadata } = body;
       await checkPlan(metadata.plan);
       const created = await clients
-        .create({ kind, first_party, ...(client_id ? { client_id } : {}), metadata: metadata as JsonObject })
+        .create(
+          { kind, first_party, ...(client_id ? { client_id } : {}), metadata: metadata as JsonObject },
+          callContext(principal),
+        )
         .catch(metadataError);
       await audit.record({
         ...contextOf(ctx, principal).actor,
@@ -305,17 +323,21 @@ export function registerClientRoutes(
     params: clientParam,
     body: UpdateClient,
     responses: { 200: { description: 'The client', schema: ClientWithSecret } },
-    errors: ['CLIENT_NOT_FOUND', 'VALIDATION_ERROR'],
+    errors: ['CLIENT_NOT_FOUND', 'VALIDATION_ERROR', 'SELF_PROTECTION', 'LAST_ADMINISTRATOR'],
     async handler({ params, body, principal, ctx }) {
       const { first_party, ...metadata } = body;
       const before = await clients.find(params.client_id);
       if (!before) throw new AppError('CLIENT_NOT_FOUND');
       await checkPlan(metadata.plan ?? undefined);
       const updated = await clients
-        .update(params.client_id, {
-          metadata: metadata as JsonObject,
-          ...(first_party !== undefined ? { first_party } : {}),
-        })
+        .update(
+          params.client_id,
+          {
+            metadata: metadata as JsonObject,
+            ...(first_party !== undefined ? { first_party } : {}),
+          },
+          callContext(principal),
+        )
         .catch(metadataError);
       if (!updated) throw new AppError('CLIENT_NOT_FOUND');
       await audit.record({
@@ -340,10 +362,11 @@ export function registerClientRoutes(
     scope: 'client:manage',
     params: clientParam,
     responses: { 204: { description: 'Deleted' } },
-    errors: ['CLIENT_NOT_FOUND'],
+    errors: ['CLIENT_NOT_FOUND', 'SELF_PROTECTION', 'LAST_ADMINISTRATOR'],
     async handler({ params, principal, ctx }) {
       const before = await clients.find(params.client_id);
-      if (!before || !(await clients.remove(params.client_id))) throw new AppError('CLIENT_NOT_FOUND');
+      if (!before || !(await clients.remove(params.client_id, callContext(principal))))
+        throw new AppError('CLIENT_NOT_FOUND');
       await audit.record({
         ...contextOf(ctx, principal).actor,
         request: contextOf(ctx, principal).request,
@@ -371,7 +394,7 @@ export function registerClientRoutes(
     async handler({ params, principal, ctx }) {
       const existing = await clients.find(params.client_id);
       if (!existing) throw new AppError('CLIENT_NOT_FOUND');
-      const rotated = await clients.rotateSecret(params.client_id);
+      const rotated = await clients.rotateSecret(params.client_id, callContext(principal));
       if (!rotated)
         throw new AppError('BUSINESS_RULE_VIOLATION', {
           message: 'This client does not use a client secret',

@@ -19,58 +19,113 @@ export const timestamp = z.string().describe('RFC 3339 timestamp in UTC');
 const isoOf = (d: Date | null) => (d ? d.toISOString() : null);
 export { isoOf };
 
-/** Email syntax only (no DNS lookups); internationalized addresses are accepted. */
+/**
+ * Characters no e-mail address may hold: controls, format characters (zero-width, bidi overrides),
+ * line and paragraph separators, private-use, unassigned and other default-ignorable code points. Each
+ * would let a new address look exactly like an existing one.
+ */
+const INVISIBLE_IN_EMAIL = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
+
+/** Controls (NUL, ESC, …), line and paragraph separators, and bidi overrides/isolates. */
+const UNSAFE_IN_TEXT = /[\p{Cc}\p{Zl}\p{Zp}\u202A-\u202E\u2066-\u2069]/u;
+
+/** Trims and NFC-normalizes text; anything that is not text passes through for the schema to refuse. */
+const canonical = (value: unknown) => (typeof value === 'string' ? value.trim().normalize('NFC') : value);
+
+/** Email syntax only (no DNS lookups); internationalized addresses are accepted, NFC-normalized. */
 export const emailField = z.preprocess(
-  (value) => (typeof value === 'string' ? value.trim() : value),
+  canonical,
   z
-    .email({
-      pattern: z.regexes.unicodeEmail,
-      error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format'),
+    .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format') })
+    .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate', abort: true })
+    .refine((s) => !INVISIBLE_IN_EMAIL.test(s), {
+      error: 'Contains an invisible or control character',
+      abort: true,
     })
-    .max(254, { error: 'At most 254 characters' }),
+    .pipe(
+      z
+        .email({
+          pattern: z.regexes.unicodeEmail,
+          error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format'),
+        })
+        .max(254, { error: 'At most 254 characters' }),
+    ),
 );
 
+/** Human-readable text (names, display names): NFC, no controls, separators, bidi overrides or lone surrogates. */
+export function textField(max: number) {
+  return z.preprocess(
+    canonical,
+    z
+      .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Must be a string') })
+      .min(1, { error: 'Must not be empty' })
+      .max(max, { error: `At most ${max} characters` })
+      .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate' })
+      .refine((s) => !UNSAFE_IN_TEXT.test(s), {
+        error: 'Contains a control, line-separator or bidi-override character',
+      }),
+  );
+}
+
 const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Keys that name JavaScript's object machinery. JSON.parse keeps them as plain data, but code that
+ * copies objects by assignment would not, so they are refused by name rather than stored.
+ */
+export const RESERVED_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
 const METADATA_MAX_BYTES = 16_384;
 
-function metadataProblem(value: unknown, depth = 0): string | undefined {
-  if (depth > 5) return 'Nested deeper than 5 levels';
+interface Problem {
+  /** The object holding the offending key, or the value that is too deep. */
+  path: (string | number)[];
+  message: string;
+}
+
+function metadataProblem(value: unknown, path: (string | number)[] = []): Problem | undefined {
+  if (path.length > 5) return { path, message: 'Nested deeper than 5 levels' };
   if (Array.isArray(value)) {
-    for (const item of value) {
-      const problem = metadataProblem(item, depth + 1);
+    for (const [i, item] of value.entries()) {
+      const problem = metadataProblem(item, [...path, i]);
       if (problem) return problem;
     }
     return undefined;
   }
   if (value !== null && typeof value === 'object') {
     for (const [key, item] of Object.entries(value)) {
+      if (RESERVED_KEYS.includes(key)) return { path, message: `Key "${key}" is reserved` };
       if (!METADATA_KEY.test(key))
-        return `Key "${key.slice(0, 70)}" must be 1 to 64 letters, digits, "-" or "_"`;
-      const problem = metadataProblem(item, depth + 1);
+        return { path, message: `Key "${key.slice(0, 70)}" must be 1 to 64 letters, digits, "-" or "_"` };
+      const problem = metadataProblem(item, [...path, key]);
       if (problem) return problem;
     }
   }
   return undefined;
 }
 
-/** Free-form JSON object with safe keys (no "$", no "."), shallow enough and at most 16 KiB. */
+/**
+ * Free-form JSON object with safe keys (no "$", no ".", none of RESERVED_KEYS), at most 5 levels
+ * deep and 16 KiB. Checked on the parsed input itself, before anything copies it.
+ */
 export const jsonObject = z
-  .record(z.string(), z.unknown(), { error: 'Must be a JSON object' })
-  .superRefine((value, ctx) => {
-    const problem = metadataProblem(value);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    else if (Buffer.byteLength(JSON.stringify(value)) > METADATA_MAX_BYTES) {
-      ctx.addIssue({ code: 'custom', message: `At most ${METADATA_MAX_BYTES} bytes of JSON` });
-    }
-  })
+  .preprocess(
+    (value, ctx) => {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+      const problem = metadataProblem(value);
+      if (problem) {
+        ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path });
+        return z.NEVER;
+      }
+      if (Buffer.byteLength(JSON.stringify(value)) > METADATA_MAX_BYTES) {
+        ctx.addIssue({ code: 'custom', message: `At most ${METADATA_MAX_BYTES} bytes of JSON` });
+        return z.NEVER;
+      }
+      return value;
+    },
+    z.record(z.string().regex(METADATA_KEY), z.unknown(), { error: 'Must be a JSON object' }),
+  )
   .transform((v) => v as JsonObject);
 
-const nameField = (max = 100) =>
-  z
-    .string({ error: 'Required' })
-    .trim()
-    .min(1, { error: 'Must not be empty' })
-    .max(max, { error: `At most ${max} characters` });
+const nameField = (max = 100) => textField(max);
 
 export const userStatus = z.enum(USER_STATUSES, { error: `One of ${USER_STATUSES.join(', ')}` });
 export const roleName = z

@@ -46,8 +46,13 @@ export function requestFacts(ctx: Context): RequestFacts {
   };
 }
 
+/** A service call's context: who acts, from where, holding which management scopes. */
 export function contextOf(ctx: Context, principal: Principal | undefined) {
-  return { actor: principalActor(principal), request: requestFacts(ctx) };
+  return {
+    actor: principalActor(principal),
+    request: requestFacts(ctx),
+    grants: principal?.scopes ?? new Set<string>(),
+  };
 }
 
 export function toApiUser(user: UserRecord) {
@@ -386,7 +391,13 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     scope: 'user:write',
     body: CreateUser,
     responses: { 201: { description: 'The created user', schema: User } },
-    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', 'INVALID_ROLE', 'USER_ALREADY_EXISTS'],
+    errors: [
+      'VALIDATION_ERROR',
+      'MISSING_REQUIRED_FIELD',
+      'INVALID_ROLE',
+      'USER_ALREADY_EXISTS',
+      'CONFUSABLE_EMAIL',
+    ],
     async handler({ body, principal, ctx }) {
       const user = await users.create(body as CreateUserInput, contextOf(ctx, principal));
       return { status: 201, body: toApiUser(user), headers: { Location: `/v2/users/${user.id}` } };
@@ -484,7 +495,14 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     params: idParam,
     body: UpdateUser,
     responses: { 200: { description: 'The updated user', schema: User } },
-    errors: [...USER_ERRORS, 'VALIDATION_ERROR', 'INVALID_ROLE', 'USER_ALREADY_EXISTS'],
+    errors: [
+      ...USER_ERRORS,
+      'VALIDATION_ERROR',
+      'INVALID_ROLE',
+      'USER_ALREADY_EXISTS',
+      'CONFUSABLE_EMAIL',
+      'LAST_ADMINISTRATOR',
+    ],
     async handler({ params, body, principal, ctx }) {
       return { status: 200, body: toApiUser(await users.update(params.id, body, contextOf(ctx, principal))) };
     },
@@ -507,7 +525,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
         .transform((v) => v === 'true'),
     }),
     responses: { 200: { description: 'Deleted', schema: DeleteResult } },
-    errors: USER_ERRORS,
+    errors: [...USER_ERRORS, 'LAST_ADMINISTRATOR'],
     async handler({ params, query, principal, ctx }) {
       const context = contextOf(ctx, principal);
       const result = query.soft_delete
@@ -653,7 +671,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     scope: 'role:manage',
     params: roleLinkParams,
     responses: { 200: { description: 'The user’s roles', schema: z.object({ data: z.array(RoleSummary) }) } },
-    errors: [...USER_ERRORS, 'ROLE_NOT_FOUND', 'NOT_FOUND'],
+    errors: [...USER_ERRORS, 'ROLE_NOT_FOUND', 'NOT_FOUND', 'LAST_ADMINISTRATOR'],
     async handler({ params, principal, ctx }) {
       const roles = await users.removeRole(params.id, params.role_id, contextOf(ctx, principal));
       return { status: 200, body: { data: roles.map(toRoleSummary) } };

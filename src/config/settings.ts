@@ -113,6 +113,20 @@ export const SETTINGS = {
   PASSWORD_HASH_TIME_COST: spec(int(2, 100), 'an integer from 2 to 100'),
   PASSWORD_HASH_PARALLELISM: spec(int(1, 16), 'an integer from 1 to 16'),
 
+  PROTECTED_METADATA_KEYS: spec(
+    z
+      .string()
+      .transform((s) =>
+        s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+      )
+      .refine((keys) => keys.every((k) => /^[A-Za-z0-9_-]{1,64}$/.test(k))),
+    'a comma-separated list of metadata keys (letters, digits, "-" or "_"), or empty',
+  ),
+  CONFUSABLE_EMAILS: spec(z.enum(['warn', 'refuse']), 'warn or refuse'),
+
   PASSWORD_MIN_LENGTH: spec(int(8, 256), 'an integer from 8 to 256'),
   PASSWORD_MIN_SCORE: spec(int(0, 4), 'a zxcvbn score from 0 (anything) to 4 (very strong)'),
 

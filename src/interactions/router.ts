@@ -240,7 +240,8 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     }
     const actor = { actor_type: 'user' as const, actor_id: userId, actor_client_id: null };
     try {
-      await users.setPassword(userId, password, { actor, request: requestOf(ctx) });
+      // The user acting on themselves (their password was just verified): no management scopes.
+      await users.setPassword(userId, password, { actor, request: requestOf(ctx), grants: new Set() });
     } catch (err) {
       if (err instanceof AppError && err.code === 'VALIDATION_ERROR') {
         const issues = err.details?.map((d) => d.issue).join(' ') ?? err.message;

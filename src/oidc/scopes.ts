@@ -4,6 +4,7 @@
 export const ADMIN_SCOPES = [
   'user:read',
   'user:write',
+  'user:security',
   'role:manage',
   'client:manage',
   'key:manage',
@@ -15,6 +16,8 @@ export type AdminScope = (typeof ADMIN_SCOPES)[number];
 export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'user:read': 'Read users, their roles, preferences and activity',
   'user:write': 'Create, update, suspend, delete and restore users',
+  'user:security':
+    'Change security-relevant user state: reactivate suspended or inactive users, set email_verified, write protected metadata keys',
   'role:manage': 'Manage roles and assign them to users',
   'client:manage': 'Manage OAuth clients and APIs (resource servers)',
   'key:manage': 'Manage API keys of users and service clients',

@@ -16,6 +16,7 @@ import { isActiveUser } from '../oidc/accounts.js';
 import { StoreConflictError } from '../store/errors.js';
 import type { ApiKeyOwnerType, ApiKeyRecord, DurableStore, EventBus, User } from '../store/ports.js';
 import type { AuditService } from './audit.js';
+import { holds, managementScopes, requireDominance, requireGrantable } from './authority.js';
 import type { Context } from './users.js';
 
 export const API_KEY_PREFIXES = { live: 'sk_live_', test: 'sk_test_' } as const;
@@ -231,6 +232,15 @@ export class ApiKeyService {
     return new Set([...(primary?.permissions ?? []), ...linked.flatMap((r) => r.permissions)]);
   }
 
+  /**
+   * A key acts as its owner: only the owner themselves, or a caller holding every management scope
+   * the owner holds, may create or rotate one (authority.ts, rule 3).
+   */
+  private guardOwner(owner: KeyOwner, ownerScopes: Iterable<string>, context: Context): void {
+    const self = owner.type === context.actor.actor_type && owner.id === context.actor.actor_id;
+    if (!self) requireDominance(context.grants, ownerScopes, 'id');
+  }
+
   private async checkOwner(owner: KeyOwner): Promise<void> {
     const exists =
       owner.type === 'user'
@@ -246,7 +256,12 @@ export class ApiKeyService {
   ): Promise<{ record: ApiKeyRecord; key: string }> {
     await this.checkOwner(owner);
     const grantable = await this.grantableScopes(owner);
-    const scopes = input.scopes ?? [...grantable].sort();
+    this.guardOwner(owner, grantable, context);
+    // By default a key holds what its owner holds, less management scopes its creator lacks.
+    const scopes =
+      input.scopes ??
+      [...grantable].filter((s) => holds(context.grants, s) || managementScopes([s]).length === 0).sort();
+    requireGrantable(context.grants, scopes, 'scopes');
     const refused = scopes.filter((s) => !grantable.has(s));
     if (refused.length > 0) {
       throw new AppError('VALIDATION_ERROR', {
@@ -319,6 +334,8 @@ export class ApiKeyService {
     context: Context,
   ): Promise<{ record: ApiKeyRecord; key: string }> {
     const before = await this.get(owner, keyId);
+    this.guardOwner(owner, await this.grantableScopes(owner), context);
+    requireGrantable(context.grants, before.scopes, 'key_id');
     if (before.revoked_at) {
       throw new AppError('BUSINESS_RULE_VIOLATION', {
         message: 'A revoked key cannot be rotated; create a new one',

@@ -1,8 +1,10 @@
 /**
  * First-start provisioning from configuration, the way Keycloak's bootstrap admin works: an admin
  * role, a confidential client-credentials client allowed every admin scope, and an admin user.
- * Only what is missing is created; existing records are never changed. Safe to run from several
- * instances at once (a lost creation race is simply ignored).
+ * Only what is missing is created; existing records are changed in one way only: the built-in admin
+ * role and the bootstrap client gain management scopes a newer version added (so an upgrade's new
+ * features are usable by the administrators it already has). Safe to run from several instances at
+ * once (a lost creation race is simply ignored).
  */
 import type { Logger } from 'pino';
 
@@ -11,6 +13,7 @@ import { ADMIN_SCOPES } from '../oidc/scopes.js';
 import { StoreConflictError } from '../store/errors.js';
 import type { DurableStore } from '../store/ports.js';
 import type { PasswordHasher } from './passwords.js';
+import { ADMIN_ROLE, DEFAULT_ROLE as USER_ROLE } from './users.js';
 
 export interface BootstrapSettings {
   clientId?: string;
@@ -28,9 +31,6 @@ async function ignoringConflicts<T>(work: () => Promise<T>): Promise<T | undefin
   }
 }
 
-export const ADMIN_ROLE = 'admin';
-export const USER_ROLE = 'user';
-
 /** The roles every installation has: `user` (the default primary role) and `admin`. */
 export async function ensureDefaultRoles(store: DurableStore): Promise<void> {
   for (const role of [
@@ -42,7 +42,15 @@ export async function ensureDefaultRoles(store: DurableStore): Promise<void> {
       permissions: [...ADMIN_SCOPES],
     },
   ]) {
-    if (!(await store.roles.findByName(role.name))) await ignoringConflicts(() => store.roles.create(role));
+    const existing = await store.roles.findByName(role.name);
+    if (!existing) {
+      await ignoringConflicts(() => store.roles.create(role));
+      continue;
+    }
+    const missing = role.permissions.filter((p) => !existing.permissions.includes(p));
+    if (missing.length > 0) {
+      await store.roles.update(existing.id, { permissions: [...existing.permissions, ...missing] });
+    }
   }
 }
 
@@ -53,7 +61,23 @@ export async function bootstrap(
   log: Logger,
 ): Promise<void> {
   await ensureDefaultRoles(store);
-  if (settings.clientId && settings.clientSecret && !(await store.clients.find(settings.clientId))) {
+  const existingClient = settings.clientId ? await store.clients.find(settings.clientId) : null;
+  if (existingClient) {
+    const scopes = String(existingClient.metadata.scope ?? '')
+      .split(' ')
+      .filter(Boolean);
+    const missing = ADMIN_SCOPES.filter((s) => !scopes.includes(s));
+    if (missing.length > 0) {
+      await store.clients.update(existingClient.client_id, {
+        metadata: { ...existingClient.metadata, scope: [...scopes, ...missing].join(' ') },
+      });
+      log.info(
+        { client_id: existingClient.client_id, added: missing },
+        'bootstrap admin client gains new management scopes',
+      );
+    }
+  }
+  if (settings.clientId && settings.clientSecret && !existingClient) {
     const created = await ignoringConflicts(() =>
       store.clients.create({
         client_id: settings.clientId!,

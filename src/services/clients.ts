@@ -6,10 +6,12 @@
 import { errors } from 'oidc-provider';
 
 import { ACCOUNT_CLIENT_ID } from '../account/router.js';
+import { AppError } from '../errors/app-error.js';
 import { generateClientSecret, hashClientSecret } from '../oidc/client-secrets.js';
 import { StoreConflictError } from '../store/errors.js';
 import { newId } from '../store/ids.js';
 import type { ClientRecord, ClientRepository, JsonObject } from '../store/ports.js';
+import { requireDominance, requireGrantable, requireScopes, type Grants } from './authority.js';
 
 /**
  * - web: confidential server-side app (client_secret_basic), code + PKCE and refresh tokens
@@ -89,6 +91,25 @@ export interface ClientWithSecret {
 
 export type MetadataValidator = (metadata: JsonObject) => Promise<void>;
 
+/** Who changes a client: the caller's management scopes and, for a service token, its own client id. */
+export interface ClientCallContext {
+  grants: Grants;
+  /** The client the caller acts as (a service token's client), for the self-protection rules. */
+  selfClientId?: string;
+}
+
+/** The system itself (the CLI, start-up). */
+export const SYSTEM_CALL: ClientCallContext = { grants: 'all' };
+
+const scopesOf = (metadata: JsonObject): string[] =>
+  typeof metadata.scope === 'string' ? metadata.scope.split(' ').filter(Boolean) : [];
+
+/** A client that can get a token carrying client:manage: the clients that can manage clients. */
+function managesClients(metadata: JsonObject): boolean {
+  const grants = Array.isArray(metadata.grant_types) ? metadata.grant_types : [];
+  return scopesOf(metadata).includes('client:manage') && grants.includes('client_credentials');
+}
+
 const PROTECTED_METADATA = ['client_id', 'client_secret', 'client_secret_expires_at', 'client_id_issued_at'];
 
 export class ClientService {
@@ -131,11 +152,50 @@ export class ClientService {
     return out;
   }
 
-  async create(input: NewClientInput): Promise<ClientWithSecret> {
+  /**
+   * The field, target and self-protection rules of a change from `before` to `after` (authority.ts):
+   * a client's management scopes and plan are granted only by a caller holding them; a client with
+   * management scopes is changed only by a caller holding them all; a client cannot remove its own
+   * management access; the last client able to manage clients stays.
+   */
+  private async guard(
+    clientId: string,
+    before: JsonObject | null,
+    after: JsonObject | null,
+    context: ClientCallContext,
+  ): Promise<void> {
+    const self = context.selfClientId === clientId;
+    if (before && !self) requireDominance(context.grants, scopesOf(before), 'client_id');
+    if (after) requireGrantable(context.grants, scopesOf(after), 'scope');
+    if (after && (after.plan ?? null) !== (before?.plan ?? null)) {
+      requireScopes(context.grants, ['plan:manage'], 'plan', "Setting a client's plan");
+    }
+    if (!before || !managesClients(before) || (after && managesClients(after))) return;
+    if (self) {
+      throw new AppError('SELF_PROTECTION', {
+        message: after
+          ? 'A client cannot remove its own client:manage scope or client_credentials grant'
+          : 'A client cannot delete itself',
+        details: [{ field: 'client_id', issue: 'This is the calling client', provided: clientId }],
+      });
+    }
+    for (let offset = 0; ; offset += 500) {
+      const page = await this.clients.list({ limit: 500, offset });
+      if (page.some((c) => c.client_id !== clientId && managesClients(c.metadata))) return;
+      if (page.length < 500) break;
+    }
+    throw new AppError('LAST_ADMINISTRATOR', {
+      message: 'This is the last client that can manage clients; give another client client:manage first',
+      details: [{ field: 'client_id', issue: 'Last client holding client:manage', provided: clientId }],
+    });
+  }
+
+  async create(input: NewClientInput, context: ClientCallContext = SYSTEM_CALL): Promise<ClientWithSecret> {
     const clientId = input.client_id ?? newId('cl');
     // The built-in account page's client is part of the provider configuration; its id is taken.
     if (clientId === ACCOUNT_CLIENT_ID) throw new StoreConflictError('client_id');
     const metadata = { ...kindDefaults(input.kind), ...ClientService.clean(input.metadata) };
+    await this.guard(clientId, null, metadata, context);
     const needsSecret = SECRET_METHODS.has(String(metadata.token_endpoint_auth_method));
     await this.check(clientId, metadata, needsSecret);
     const secret = needsSecret ? generateClientSecret() : undefined;
@@ -164,12 +224,14 @@ export class ClientService {
   async update(
     clientId: string,
     patch: { metadata?: JsonObject; first_party?: boolean },
+    context: ClientCallContext = SYSTEM_CALL,
   ): Promise<ClientWithSecret | null> {
     const current = await this.clients.find(clientId);
     if (!current) return null;
     const metadata: JsonObject = { ...current.metadata, ...ClientService.clean(patch.metadata ?? {}) };
     // null removes an optional field
     for (const [key, value] of Object.entries(metadata)) if (value === null) delete metadata[key];
+    await this.guard(clientId, current.metadata, metadata, context);
     const needsSecret = SECRET_METHODS.has(String(metadata.token_endpoint_auth_method));
     await this.check(clientId, metadata, needsSecret);
     const secret = needsSecret && !current.client_secret_hash ? generateClientSecret() : undefined;
@@ -184,16 +246,24 @@ export class ClientService {
   }
 
   /** Issues a new secret (the old one stops working at once); null when no such confidential client. */
-  async rotateSecret(clientId: string): Promise<ClientWithSecret | null> {
+  async rotateSecret(
+    clientId: string,
+    context: ClientCallContext = SYSTEM_CALL,
+  ): Promise<ClientWithSecret | null> {
     const current = await this.clients.find(clientId);
     if (!current || !SECRET_METHODS.has(String(current.metadata.token_endpoint_auth_method))) return null;
+    // Whoever gets the new secret can act as the client.
+    await this.guard(clientId, current.metadata, current.metadata, context);
     const secret = generateClientSecret();
     const client = await this.clients.update(clientId, { client_secret_hash: hashClientSecret(secret) });
     this.onChange(clientId);
     return client ? { client, client_secret: secret } : null;
   }
 
-  async remove(clientId: string): Promise<boolean> {
+  async remove(clientId: string, context: ClientCallContext = SYSTEM_CALL): Promise<boolean> {
+    const current = await this.clients.find(clientId);
+    if (!current) return false;
+    await this.guard(clientId, current.metadata, null, context);
     const removed = await this.clients.remove(clientId);
     this.onChange(clientId);
     return removed;

@@ -7,7 +7,8 @@ import { AppError } from '../errors/app-error.js';
 import { StoreConflictError } from '../store/errors.js';
 import type { DurableStore, Role } from '../store/ports.js';
 import type { AuditService } from './audit.js';
-import { DEFAULT_ROLE, type Context } from './users.js';
+import { requireGrantable } from './authority.js';
+import { ADMIN_ROLE, DEFAULT_ROLE, type Context } from './users.js';
 
 export interface RoleInput {
   name: string;
@@ -33,6 +34,7 @@ export class RoleService {
   }
 
   async create(input: RoleInput, context: Context): Promise<Role> {
+    requireGrantable(context.grants, input.permissions ?? [], 'permissions');
     let role: Role;
     try {
       role = await this.store.roles.create({ ...input, permissions: [...new Set(input.permissions ?? [])] });
@@ -59,6 +61,8 @@ export class RoleService {
 
   async update(id: string, patch: Omit<Partial<RoleInput>, 'name'>, context: Context): Promise<Role> {
     const before = await this.get(id);
+    // Adding a management scope grants it to every holder; removing one takes it from them.
+    requireGrantable(context.grants, [...before.permissions, ...(patch.permissions ?? [])], 'permissions');
     const after = await this.store.roles.update(id, {
       ...patch,
       ...(patch.permissions ? { permissions: [...new Set(patch.permissions)] } : {}),
@@ -87,18 +91,23 @@ export class RoleService {
 
   async remove(id: string, force: boolean, context: Context): Promise<{ reassigned_users: number }> {
     const role = await this.get(id);
-    if (role.name === DEFAULT_ROLE) {
+    if (role.name === DEFAULT_ROLE || role.name === ADMIN_ROLE) {
       throw new AppError('BUSINESS_RULE_VIOLATION', {
-        message: `The built-in "${DEFAULT_ROLE}" role cannot be deleted`,
+        message: `The built-in "${role.name}" role cannot be deleted`,
       });
     }
+    requireGrantable(context.grants, role.permissions, 'id');
     const usage = await this.usage(role);
     if ((usage.linked > 0 || usage.primary > 0) && !force) {
       throw new AppError('BUSINESS_RULE_VIOLATION', {
         message: `The role is held by ${usage.linked + usage.primary} user(s); pass force=true to delete it anyway`,
         details: [
           { field: 'force', issue: `${usage.linked} user(s) have the role linked`, provided: false },
-          { field: 'force', issue: `${usage.primary} user(s) have it as their primary role`, provided: false },
+          {
+            field: 'force',
+            issue: `${usage.primary} user(s) have it as their primary role`,
+            provided: false,
+          },
         ],
       });
     }

@@ -26,6 +26,14 @@ import {
 } from '../store/query.js';
 import { userSortValue } from '../store/user-fields.js';
 import type { Actor, AuditService, RequestFacts } from './audit.js';
+import {
+  holds,
+  managementScopes,
+  requireDominance,
+  requireGrantable,
+  requireScopes,
+  type Grants,
+} from './authority.js';
 import type { PasswordPolicy } from './password-policy.js';
 import type { PasswordHasher } from './passwords.js';
 
@@ -64,6 +72,8 @@ export type UpdateUserInput = Partial<
 export interface Context {
   actor: Actor;
   request?: RequestFacts;
+  /** The management scopes the caller holds (field and target rules in authority.ts). */
+  grants: Grants;
 }
 
 export type BulkItemResult =
@@ -71,6 +81,29 @@ export type BulkItemResult =
   | { index: number; success: false; error: { code: string; message: string; field?: string } };
 
 export const DEFAULT_ROLE = 'user';
+/** The built-in role holding every management scope (bootstrap.ts keeps it that way). */
+export const ADMIN_ROLE = 'admin';
+
+export interface UserServiceOptions {
+  /** Metadata keys only a caller with user:security may change. */
+  protectedMetadataKeys?: readonly string[];
+  /** What to do with an e-mail that looks like an existing user's. */
+  confusableEmails?: 'warn' | 'refuse';
+  log?: { warn(obj: object, msg: string): void };
+}
+
+/** Keys of `protectedKeys` whose value differs between two metadata objects. */
+function changedProtectedKeys(
+  protectedKeys: readonly string[],
+  before: JsonObject,
+  after: JsonObject,
+): string[] {
+  return protectedKeys.filter(
+    (key) =>
+      JSON.stringify(before[key] ?? null) !== JSON.stringify(after[key] ?? null) ||
+      Object.hasOwn(before, key) !== Object.hasOwn(after, key),
+  );
+}
 
 /** The fields of a user the audit trail compares. */
 function auditable(user: User | null): Record<string, unknown> | null {
@@ -86,6 +119,7 @@ export class UserService {
     private readonly passwords: PasswordHasher,
     private readonly policy: PasswordPolicy,
     private readonly audit: AuditService,
+    private readonly options: UserServiceOptions = {},
   ) {}
 
   /** Called with a user's id after anything about the user changed (caches listen, see api-keys.ts). */
@@ -93,6 +127,110 @@ export class UserService {
 
   private notify(userId: string): void {
     for (const listener of this.changes) listener(userId);
+  }
+
+  /* ------------------------------------------------------------------------------------------ */
+  /* Field and target rules (authority.ts)                                                      */
+  /* ------------------------------------------------------------------------------------------ */
+
+  /** The management scopes a user holds through their roles. */
+  private async managementScopesOf(user: User): Promise<string[]> {
+    return managementScopes(UserService.permissionsOf(await this.rolesOf(user)));
+  }
+
+  private static isSelf(context: Context, userId: string): boolean {
+    return context.actor.actor_type === 'user' && context.actor.actor_id === userId;
+  }
+
+  /** Rule 3: only a caller holding every management scope of `user` may change them (or the user). */
+  private async guardTarget(user: User, context: Context): Promise<void> {
+    if (context.grants === 'all' || UserService.isSelf(context, user.id)) return;
+    requireDominance(context.grants, await this.managementScopesOf(user));
+  }
+
+  /** Rule 1 for the privileged fields of a create or an update (`before` null for a create). */
+  private async guardFields(
+    before: User | null,
+    change: { role?: string; status?: User['status']; email_verified?: boolean; metadata?: JsonObject },
+    context: Context,
+  ): Promise<void> {
+    const { grants } = context;
+    if (change.role !== undefined && change.role !== (before?.role ?? DEFAULT_ROLE)) {
+      requireScopes(grants, ['role:manage'], 'role', 'Setting a role');
+    }
+    const role = change.role ?? (before ? undefined : DEFAULT_ROLE);
+    if (role !== undefined) {
+      const record = await this.store.roles.findByName(role);
+      if (record) requireGrantable(grants, record.permissions, 'role');
+    }
+    if (before && before.status !== 'active' && change.status === 'active') {
+      requireScopes(grants, ['user:security'], 'status', 'Reactivating a user');
+    }
+    if (change.email_verified !== undefined && change.email_verified !== (before?.email_verified ?? false)) {
+      requireScopes(grants, ['user:security'], 'email_verified', 'Setting email_verified');
+    }
+    const protectedKeys = this.options.protectedMetadataKeys ?? [];
+    if (change.metadata !== undefined && protectedKeys.length > 0) {
+      const changed = changedProtectedKeys(protectedKeys, before?.metadata ?? {}, change.metadata);
+      if (changed.length > 0 && !holds(grants, 'user:security')) {
+        requireScopes(
+          grants,
+          ['user:security'],
+          `metadata.${changed[0]}`,
+          'Changing a protected metadata key',
+        );
+      }
+    }
+  }
+
+  /** Whether the user is an active administrator (the built-in admin role, primary or linked). */
+  private async isActiveAdmin(user: User, linkedRoleNames?: string[]): Promise<boolean> {
+    if (user.status !== 'active' || user.deleted_at) return false;
+    if (user.role === ADMIN_ROLE) return true;
+    const names = linkedRoleNames ?? (await this.store.roles.listForUser(user.id)).map((r) => r.name);
+    return names.includes(ADMIN_ROLE);
+  }
+
+  /** Refuses a change that would leave no active administrator (409 LAST_ADMINISTRATOR). */
+  private async guardLastAdmin(before: User, after: { user: User | null; linked?: string[] }): Promise<void> {
+    if (!(await this.isActiveAdmin(before))) return;
+    if (after.user && (await this.isActiveAdmin(after.user, after.linked))) return;
+    const primary = await this.store.users.list({
+      where: and(
+        { field: 'role', op: 'eq', value: ADMIN_ROLE },
+        { field: 'status', op: 'eq', value: 'active' },
+      ),
+      limit: 2,
+    });
+    if (primary.some((u) => u.id !== before.id)) return;
+    const adminRole = await this.store.roles.findByName(ADMIN_ROLE);
+    if (adminRole) {
+      for (const id of await this.store.roles.listUserIds(adminRole.id, 100)) {
+        if (id === before.id) continue;
+        const other = await this.store.users.findById(id);
+        if (other && other.status === 'active') return;
+      }
+    }
+    throw new AppError('LAST_ADMINISTRATOR', {
+      message: 'This is the last active administrator; make another user an administrator first',
+    });
+  }
+
+  /** Rule on look-alike e-mails: accepted with a warning, or refused (CONFUSABLE_EMAILS). */
+  private async confusableWith(email: string, exceptId?: string): Promise<User | null> {
+    const lookalike = await this.store.users.findConfusable(email, exceptId);
+    if (lookalike && this.options.confusableEmails === 'refuse') {
+      throw new AppError('CONFUSABLE_EMAIL', {
+        details: [{ field: 'email', issue: 'Looks like the address of an existing user', provided: email }],
+      });
+    }
+    if (lookalike) {
+      this.options.log?.warn(
+        { user_id: exceptId, confusable_with: lookalike.id },
+        "e-mail address looks like an existing user's",
+      );
+    }
+    return lookalike;
   }
 
   /* ------------------------------------------------------------------------------------------ */
@@ -192,10 +330,12 @@ export class UserService {
 
   async create(input: CreateUserInput, context: Context): Promise<User> {
     await this.checkRole(input.role);
+    await this.guardFields(null, input, context);
     // An empty password is refused rather than taken for "no password".
     if (input.password !== undefined) {
       this.checkPassword(input.password, [input.email, input.first_name, input.last_name]);
     }
+    const lookalike = await this.confusableWith(input.email);
     let user: User;
     try {
       user = await this.store.users.create(await this.toNewUser(input));
@@ -212,7 +352,10 @@ export class UserService {
       target_id: user.id,
       before: null,
       after: auditable(user),
-      details: { send_welcome_email: input.send_welcome_email ?? false },
+      details: {
+        send_welcome_email: input.send_welcome_email ?? false,
+        ...(lookalike ? { warning: 'confusable_email', confusable_with: lookalike.id } : {}),
+      },
     });
     return user;
   }
@@ -262,6 +405,26 @@ export class UserService {
       }
       pending.push({ index, input });
     });
+    // Field rules and look-alike addresses, per item, as for a single creation.
+    const lookalikes = new Map<number, string>();
+    for (const { index, input } of [...pending]) {
+      try {
+        await this.guardFields(null, input, context);
+        const lookalike = await this.confusableWith(input.email);
+        if (lookalike) lookalikes.set(index, lookalike.id);
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        results[index] = {
+          index,
+          success: false,
+          error: { code: err.code, message: err.message, field: err.details?.[0]?.field },
+        };
+        pending.splice(
+          pending.findIndex((p) => p.index === index),
+          1,
+        );
+      }
+    }
 
     const aborted = (index: number): BulkItemResult => ({
       index,
@@ -278,12 +441,12 @@ export class UserService {
 
     const newUsers = await Promise.all(pending.map(({ input }) => this.toNewUser(input)));
     const outcomes = await this.store.users.createMany(newUsers, { atomic: options.failOnError });
-    const created: { user: User; input: CreateUserInput }[] = [];
+    const created: { user: User; input: CreateUserInput; index: number }[] = [];
     outcomes.forEach((outcome, i) => {
       const { index, input } = pending[i]!;
       if ('user' in outcome) {
         results[index] = { index, success: true, user: outcome.user };
-        created.push({ user: outcome.user, input });
+        created.push({ user: outcome.user, input, index });
       } else if ('conflict' in outcome) {
         results[index] = {
           index,
@@ -299,7 +462,7 @@ export class UserService {
       }
     });
     await this.audit.recordMany(
-      created.map(({ user, input }) => ({
+      created.map(({ user, input, index }) => ({
         ...context.actor,
         request: context.request,
         action: 'user.created',
@@ -311,6 +474,9 @@ export class UserService {
         details: {
           bulk: true,
           send_welcome_email: input.send_welcome_email ?? options.sendWelcomeEmails ?? false,
+          ...(lookalikes.has(index)
+            ? { warning: 'confusable_email', confusable_with: lookalikes.get(index)! }
+            : {}),
         },
       })),
     );
@@ -334,6 +500,7 @@ export class UserService {
   /** Moves a user to a plan (null: the default plan); the plan must exist (checked by the caller). */
   async setPlan(id: string, plan: string | null, context: Context): Promise<User> {
     const before = await this.get(id);
+    await this.guardTarget(before, context);
     const after = await this.store.users.update(id, { plan });
     if (!after) throw new AppError('USER_NOT_FOUND');
     this.notify(id);
@@ -352,6 +519,13 @@ export class UserService {
   async update(id: string, patch: UpdateUserInput, context: Context): Promise<User> {
     const before = await this.get(id);
     await this.checkRole(patch.role);
+    await this.guardTarget(before, context);
+    await this.guardFields(before, patch, context);
+    await this.guardLastAdmin(before, { user: { ...before, ...patch } as User });
+    const lookalike =
+      patch.email !== undefined && patch.email !== before.email
+        ? await this.confusableWith(patch.email, id)
+        : null;
     let after: User | null;
     try {
       after = await this.store.users.update(id, patch as UserPatch);
@@ -372,7 +546,14 @@ export class UserService {
       target_id: id,
       before: auditable(before),
       after: auditable(after),
-      ...(revoked ? { details: { revoked_artifacts: revoked } } : {}),
+      ...(revoked || lookalike
+        ? {
+            details: {
+              ...(revoked ? { revoked_artifacts: revoked } : {}),
+              ...(lookalike ? { warning: 'confusable_email', confusable_with: lookalike.id } : {}),
+            },
+          }
+        : {}),
     });
     return after;
   }
@@ -383,6 +564,8 @@ export class UserService {
     context: Context,
   ): Promise<{ deleted_at: Date; soft_delete: boolean }> {
     const before = await this.get(id);
+    await this.guardTarget(before, context);
+    await this.guardLastAdmin(before, { user: null });
     const deletedAt = new Date();
     if (soft) {
       if (!(await this.store.users.update(id, { deleted_at: deletedAt })))
@@ -409,6 +592,8 @@ export class UserService {
   async erase(id: string, context: Context): Promise<{ deleted_at: Date; soft_delete: boolean }> {
     const before = await this.store.users.findById(id, 'include');
     if (!before) throw new AppError('USER_NOT_FOUND');
+    await this.guardTarget(before, context);
+    await this.guardLastAdmin(before, { user: null });
     await this.store.users.remove(id);
     const revoked = await this.revokeEverything(id);
     await this.eraseBelongings(id);
@@ -426,6 +611,8 @@ export class UserService {
   }
 
   async restore(id: string, context: Context): Promise<User> {
+    const deleted = await this.store.users.findById(id, 'only');
+    if (deleted) await this.guardTarget(deleted, context);
     const user = await this.store.users.update(id, { deleted_at: null }, 'only');
     if (!user) throw new AppError('USER_NOT_FOUND', { message: 'No deleted user with this id' });
     this.notify(id);
@@ -441,6 +628,7 @@ export class UserService {
 
   async setPreferences(id: string, preferences: JsonObject, context: Context): Promise<JsonObject> {
     const before = await this.get(id);
+    await this.guardTarget(before, context);
     const after = await this.store.users.update(id, { preferences });
     if (!after) throw new AppError('USER_NOT_FOUND');
     await this.audit.record({
@@ -458,6 +646,7 @@ export class UserService {
   /** Makes the user choose a new password at their next sign-in, and ends their sessions now. */
   async requirePasswordReset(id: string, context: Context): Promise<User> {
     const before = await this.get(id);
+    await this.guardTarget(before, context);
     const after = await this.store.users.update(id, { password_reset_required: true });
     if (!after) throw new AppError('USER_NOT_FOUND');
     const revoked = await this.revokeEverything(id);
@@ -482,6 +671,7 @@ export class UserService {
     options: { requireReset?: boolean } = {},
   ): Promise<User> {
     const user = await this.get(id);
+    await this.guardTarget(user, context);
     this.checkPassword(password, [user.email, user.first_name, user.last_name]);
     const after = await this.store.users.update(id, {
       password_hash: await this.passwords.hash(password),
@@ -504,6 +694,8 @@ export class UserService {
     const user = await this.get(userId);
     const role = await this.store.roles.findById(roleId);
     if (!role) throw new AppError('ROLE_NOT_FOUND');
+    await this.guardTarget(user, context);
+    requireGrantable(context.grants, role.permissions, 'role_id');
     const added = await this.store.roles.assign(userId, roleId);
     if (added) {
       await this.audit.record({
@@ -522,6 +714,9 @@ export class UserService {
     const user = await this.get(userId);
     const role = await this.store.roles.findById(roleId);
     if (!role) throw new AppError('ROLE_NOT_FOUND');
+    await this.guardTarget(user, context);
+    const linked = (await this.store.roles.listForUser(userId)).map((r) => r.name);
+    await this.guardLastAdmin(user, { user, linked: linked.filter((n) => n !== role.name) });
     if (!(await this.store.roles.unassign(userId, roleId))) {
       throw new AppError('NOT_FOUND', { message: 'The user does not have this role' });
     }

@@ -121,6 +121,10 @@ export class CachedUserRepository implements UserRepository {
     return this.inner.findByEmail(email, deleted);
   }
 
+  findConfusable(email: string, exceptId?: string): Promise<User | null> {
+    return this.inner.findConfusable(email, exceptId);
+  }
+
   list(query: UserListQuery): Promise<User[]> {
     return this.inner.list(query);
   }

@@ -104,6 +104,11 @@ export interface UserRepository {
   createMany(inputs: NewUser[], options: { atomic: boolean }): Promise<BulkCreateResult[]>;
   findById(id: string, deleted?: DeletedFilter): Promise<User | null>;
   findByEmail(email: string, deleted?: DeletedFilter): Promise<User | null>;
+  /**
+   * A user (soft-deleted ones included) whose email looks like `email` (the same UTS #39 skeleton,
+   * see email-skeleton.ts) without being the same address; `exceptId` leaves one user out.
+   */
+  findConfusable(email: string, exceptId?: string): Promise<User | null>;
   /** Applies the patch and bumps updated_at; null when no such user. Conflicts as in create. */
   update(id: string, patch: UserPatch, deleted?: DeletedFilter): Promise<User | null>;
   /** Erases the user and their role links; false when no such user. */
@@ -157,6 +162,8 @@ export interface RoleRepository {
   /** The roles linked to a user, sorted by name. */
   listForUser(userId: string): Promise<Role[]>;
   countUsers(roleId: string): Promise<number>;
+  /** Ids of users linked to the role, sorted, at most `limit`. */
+  listUserIds(roleId: string, limit: number): Promise<string[]>;
 }
 
 /** An OAuth client: oidc-provider client metadata plus what only we need. */

@@ -210,6 +210,14 @@ export function searchTerms(...texts: string[]): string[] {
   return [...out];
 }
 
+/**
+ * A search made only of separators (`_`, `.`, `@`, …) has no term to look for: it matches nothing,
+ * rather than falling back to "no search" and listing everyone.
+ */
+export function searchFindsNothing(q: string | undefined): boolean {
+  return q !== undefined && q.trim() !== '' && searchTerms(q).length === 0;
+}
+
 /** Terms of a search query; at most 5 are used. */
 export function searchQueryTerms(q: string): string[] {
   return searchTerms(q).slice(0, 5);

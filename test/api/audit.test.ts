@@ -89,6 +89,14 @@ describe.each(availableBackends())(
         updated_at: { before: expect.stringMatching(RFC3339), after: expect.stringMatching(RFC3339) },
       });
 
+      // Another administrator, so suspending this one below does not remove the last one.
+      const other = await api.post('/v2/users', {
+        email: `other-admin-${id}@example.com`,
+        first_name: 'Other',
+        last_name: 'Admin',
+        role: 'admin',
+      });
+      expect(other.status).toBe(201);
       const promoted = await api.put(`/v2/users/${id}`, { role: 'admin' });
       const roleEntry = await oneEntry(promoted, 'user.role_changed', target);
       expect(roleEntry.changes).toMatchObject({ role: { before: 'user', after: 'admin' } });

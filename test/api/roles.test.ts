@@ -2,6 +2,7 @@
  * /v2/roles: create, read, list, update (the name is immutable) and delete — a role in use only with
  * force=true, which moves its holders to the built-in `user` role; `user` itself cannot be deleted.
  */
+import { ADMIN_SCOPES } from '../../src/oidc/scopes.js';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
 import { adminApi, RFC3339, uniqueRoleName, type AdminApi, type ApiRole } from '../helpers/admin-api.js';
@@ -31,15 +32,8 @@ describe.each(availableBackends())(
         name: 'admin',
         display_name: 'Administrator',
         description: 'Full access to the management API',
-        permissions: [
-          'user:read',
-          'user:write',
-          'role:manage',
-          'client:manage',
-          'key:manage',
-          'plan:manage',
-          'audit:read',
-        ],
+        // Every management scope, in catalog order (bootstrap keeps the built-in role complete).
+        permissions: [...ADMIN_SCOPES],
         created_at: expect.stringMatching(RFC3339),
         updated_at: expect.stringMatching(RFC3339),
       });

@@ -39,6 +39,7 @@ import { dirname, join, resolve } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 
 import { BackgroundCheckpointer, type CheckpointResult } from './checkpointer.js';
+import { emailSkeleton } from '../email-skeleton.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type { CheckpointResult } from './checkpointer.js';
@@ -96,6 +97,10 @@ export class EmbeddedDatabase {
     // A larger page cache (up to 64 MiB, allocated as used) keeps hot users in memory.
     this.db.exec('PRAGMA cache_size = -65536');
     this.db.exec('PRAGMA foreign_keys = ON');
+    // Field rules computed in JavaScript, for migration steps that backfill derived columns.
+    this.db.function('latchkey_email_skeleton', { deterministic: true }, (email) =>
+      emailSkeleton(String(email)),
+    );
     this.migrate();
     this.optimize();
     if (path !== ':memory:') {

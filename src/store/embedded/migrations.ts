@@ -298,4 +298,13 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 8,
+    description: 'users: the UTS #39 skeleton of each e-mail, to find look-alike addresses',
+    sql: `
+      ALTER TABLE users ADD COLUMN email_skeleton TEXT NOT NULL DEFAULT '';
+      UPDATE users SET email_skeleton = latchkey_email_skeleton(email_normalized);
+      CREATE INDEX users_email_skeleton ON users (email_skeleton);
+    `,
+  },
 ];

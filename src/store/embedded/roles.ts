@@ -113,6 +113,12 @@ export class EmbeddedRoleRepository implements RoleRepository {
       .map(toRole);
   }
 
+  async listUserIds(roleId: string, limit: number): Promise<string[]> {
+    return this.db
+      .all('SELECT user_id FROM user_roles WHERE role_id = ? ORDER BY user_id LIMIT ?', roleId, limit)
+      .map((row) => String(row.user_id));
+  }
+
   async countUsers(roleId: string): Promise<number> {
     return Number(
       this.db.get<{ n: number }>('SELECT COUNT(*) AS n FROM user_roles WHERE role_id = ?', roleId)!.n,

@@ -12,7 +12,16 @@ import type {
   UserPatch,
   UserRepository,
 } from '../ports.js';
-import { and, searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS, type Expr } from '../query.js';
+import {
+  and,
+  searchFindsNothing,
+  searchQueryTerms,
+  searchTerms,
+  totalOrder,
+  USER_QUERY_FIELDS,
+  type Expr,
+} from '../query.js';
+import { emailSkeleton } from '../email-skeleton.js';
 import { freezeUser, normalizeEmail } from '../user-fields.js';
 import { fromIso, toIso, uniqueViolation, type EmbeddedDatabase, type Row } from './database.js';
 import { compileOrder, compileWhere, type SqlFieldMap, type SqlFragment } from './sql-query.js';
@@ -127,8 +136,8 @@ export class EmbeddedUserRepository implements UserRepository {
     const row = this.db.get(
       `INSERT INTO users (id, email, email_normalized, first_name, last_name, role, status, email_verified,
          password_hash, password_reset_required, metadata, preferences, login_count, last_login,
-         created_at, updated_at, deleted_at, plan)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL, ?) RETURNING *`,
+         created_at, updated_at, deleted_at, plan, email_skeleton)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, NULL, ?, ?) RETURNING *`,
       id,
       email,
       normalizeEmail(email),
@@ -144,6 +153,7 @@ export class EmbeddedUserRepository implements UserRepository {
       toIso(now),
       toIso(now),
       input.plan ?? null,
+      emailSkeleton(normalizeEmail(email)),
     )!;
     const user = toUser(row);
     this.writeSearchTerms(Number(row.seq), user);
@@ -230,6 +240,17 @@ export class EmbeddedUserRepository implements UserRepository {
     return row ? toUser(row) : null;
   }
 
+  async findConfusable(email: string, exceptId?: string): Promise<User | null> {
+    const normalized = normalizeEmail(email);
+    const row = this.db.get(
+      `SELECT * FROM users WHERE email_skeleton = ? AND email_normalized <> ? AND id <> ? LIMIT 1`,
+      emailSkeleton(normalized),
+      normalized,
+      exceptId ?? '',
+    );
+    return row ? toUser(row) : null;
+  }
+
   async update(id: string, patch: UserPatch, deleted: DeletedFilter = 'exclude'): Promise<User | null> {
     this.writes += 1;
     const sets: string[] = [];
@@ -239,8 +260,8 @@ export class EmbeddedUserRepository implements UserRepository {
       sets.push(`${key} = ?`);
       params.push(PATCH_COLUMNS[key](value));
       if (key === 'email') {
-        sets.push('email_normalized = ?');
-        params.push(normalizeEmail(value));
+        sets.push('email_normalized = ?', 'email_skeleton = ?');
+        params.push(normalizeEmail(value), emailSkeleton(normalizeEmail(value)));
       }
     }
     sets.push('updated_at = ?');
@@ -273,6 +294,7 @@ export class EmbeddedUserRepository implements UserRepository {
   private filter(query: Omit<UserListQuery, 'sort' | 'limit' | 'offset'>): SqlFragment {
     const terms = query.search ? searchQueryTerms(query.search) : [];
     const parts: SqlFragment[] = [{ sql: deletedClause(query.deleted), params: [] }];
+    if (searchFindsNothing(query.search)) parts.push({ sql: '0', params: [] });
     for (const term of terms) {
       parts.push({
         sql: 'seq IN (SELECT user_seq FROM user_search_index WHERE term >= ? AND term < ?)',

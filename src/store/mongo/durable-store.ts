@@ -32,6 +32,8 @@ export class MongoDurableStore implements DurableStore {
   readonly plans: MongoPlanRepository;
   readonly usage: MongoUsageRepository;
   private readonly models: MongoModels;
+  /** The repository itself, never the cache (migrate backfills through it). */
+  private readonly userRepository: MongoUserRepository;
   private closed = false;
 
   /** Takes ownership of `conn`: close() closes it. */
@@ -42,7 +44,7 @@ export class MongoDurableStore implements DurableStore {
   ) {
     this.models = createModels(conn);
     const { users, roles, roleLinks, clients, signingKeys, resourceServers, audit } = this.models;
-    this.users = new MongoUserRepository(users, roleLinks);
+    this.users = this.userRepository = new MongoUserRepository(users, roleLinks);
     this.roles = new MongoRoleRepository(roles, roleLinks, users);
     this.clients = new MongoClientRepository(clients);
     this.signingKeys = new MongoSigningKeyRepository(signingKeys);
@@ -69,7 +71,7 @@ export class MongoDurableStore implements DurableStore {
    * one createIndexes command names several indexes that all exist already. The collection's
    * createIndex rather than Model.createIndexes(): mongoose reports a failed index as a model
    * 'error' event, which throws when nobody listens. Indexes are never dropped here; removing one
-   * is a deliberate migration step.
+   * is a deliberate migration step. Derived fields added later (email skeletons) are backfilled.
    */
   async migrate(): Promise<void> {
     const models: Model<never>[] = Object.values(this.models);
@@ -79,6 +81,7 @@ export class MongoDurableStore implements DurableStore {
         await model.collection.createIndex(fields as IndexKeys, options as IndexOptions);
       }
     }
+    await this.userRepository.backfillSkeletons();
   }
 
   async ping(): Promise<void> {

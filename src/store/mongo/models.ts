@@ -29,6 +29,8 @@ export interface UserDocument {
   deleted_at: Date | null;
   /** Lower-cased words of names and email (searchTerms), matched by prefix. */
   search_terms: string[];
+  /** UTS #39 skeleton of email_normalized (email-skeleton.ts); absent until migrate backfills it. */
+  email_skeleton?: string;
 }
 
 export interface RoleDocument {
@@ -215,12 +217,14 @@ function userSchema() {
       updated_at: { type: Date, required: true },
       deleted_at: nullable(Date),
       search_terms: { type: [String], default: [] },
+      email_skeleton: String,
     },
     { ...OPTIONS, collection: 'users' },
   );
   // Soft-deleted users keep their row, so their email stays reserved by this index.
   schema.index({ email_normalized: 1 }, { unique: true, name: UNIQUE_INDEX.userEmail });
   schema.index({ search_terms: 1 }, { name: 'users_search_terms' });
+  schema.index({ email_skeleton: 1 }, { name: 'users_email_skeleton' });
   schema.index({ created_at: 1, _id: 1 }, { name: 'users_created_at' });
   schema.index({ status: 1, created_at: 1 }, { name: 'users_status' });
   schema.index({ role: 1, created_at: 1 }, { name: 'users_role' });

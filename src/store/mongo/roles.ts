@@ -146,6 +146,15 @@ export class MongoRoleRepository implements RoleRepository {
     return docs.map(toRole);
   }
 
+  async listUserIds(roleId: string, limit: number): Promise<string[]> {
+    const links = await this.roleLinks
+      .find({ role_id: { $eq: roleId } }, { user_id: 1 })
+      .sort({ user_id: 1 })
+      .limit(limit)
+      .lean<{ user_id: string }[]>();
+    return links.map((l) => l.user_id);
+  }
+
   async countUsers(roleId: string): Promise<number> {
     return this.roleLinks.countDocuments({ role_id: { $eq: roleId } });
   }

@@ -12,7 +12,16 @@ import type {
   UserPatch,
   UserRepository,
 } from '../ports.js';
-import { and, searchQueryTerms, searchTerms, totalOrder, USER_QUERY_FIELDS, type Expr } from '../query.js';
+import {
+  and,
+  searchFindsNothing,
+  searchQueryTerms,
+  searchTerms,
+  totalOrder,
+  USER_QUERY_FIELDS,
+  type Expr,
+} from '../query.js';
+import { emailSkeleton } from '../email-skeleton.js';
 import { normalizeEmail } from '../user-fields.js';
 import { duplicateKey, isIdViolation, isViolationOf, type DuplicateKey } from './duplicate-key.js';
 import { UNIQUE_INDEX, type RoleLinkDocument, type UserDocument } from './models.js';
@@ -73,6 +82,7 @@ function newUserDocument(input: NewUser, defaultNow: Date): UserDocument {
     _id: input.id ?? newId('usr', now.getTime()),
     email,
     email_normalized: normalizeEmail(email),
+    email_skeleton: emailSkeleton(normalizeEmail(email)),
     first_name: input.first_name,
     last_name: input.last_name,
     role: input.role ?? 'user',
@@ -128,6 +138,7 @@ function patchSet(patch: UserPatch): Partial<UserDocument> {
   if (patch.email !== undefined) {
     set.email = patch.email.trim();
     set.email_normalized = normalizeEmail(patch.email);
+    set.email_skeleton = emailSkeleton(set.email_normalized);
   }
   if (patch.first_name !== undefined) set.first_name = patch.first_name;
   if (patch.last_name !== undefined) set.last_name = patch.last_name;
@@ -309,6 +320,38 @@ export class MongoUserRepository implements UserRepository {
     return doc ? toUser(doc) : null;
   }
 
+  async findConfusable(email: string, exceptId?: string): Promise<User | null> {
+    const normalized = normalizeEmail(email);
+    const doc = await this.users
+      .findOne({
+        email_skeleton: { $eq: emailSkeleton(normalized) },
+        email_normalized: { $ne: normalized },
+        ...(exceptId ? { _id: { $ne: exceptId } } : {}),
+      })
+      .lean<UserDocument>();
+    return doc ? toUser(doc) : null;
+  }
+
+  /**
+   * Users stored before skeletons existed get theirs (one update each; run by migrate, which is
+   * idempotent and safe to repeat).
+   */
+  async backfillSkeletons(): Promise<number> {
+    let done = 0;
+    const missing = this.users
+      .find({ email_skeleton: { $exists: false } }, { email_normalized: 1 })
+      .lean<Pick<UserDocument, '_id' | 'email_normalized'>[]>()
+      .cursor();
+    for await (const doc of missing) {
+      await this.users.updateOne(
+        { _id: { $eq: doc._id }, email_normalized: { $eq: doc.email_normalized } },
+        { $set: { email_skeleton: emailSkeleton(doc.email_normalized) } },
+      );
+      done += 1;
+    }
+    return done;
+  }
+
   /** One atomic findOneAndUpdate; null when no document matches `filter`. */
   private async apply(filter: MongoFilter, set: Partial<UserDocument>): Promise<User | null> {
     try {
@@ -368,6 +411,7 @@ export class MongoUserRepository implements UserRepository {
     const terms = query.search ? searchQueryTerms(query.search) : [];
     return allOf(
       deletedFilter(query.deleted),
+      searchFindsNothing(query.search) ? { _id: { $exists: false } } : {},
       ...terms.map((term) => ({ search_terms: { $regex: prefixPattern(term) } })),
       query.where ? compileFilter(USER_FIELD_MAP, query.where) : {},
     );
