@@ -7,7 +7,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 
-import { accountRouter } from './account/router.js';
+import { accountClient, accountRouter } from './account/router.js';
 import type { Config } from './config/load-config.js';
 import { resolveSecrets } from './config/secrets.js';
 import { errorMiddleware } from './errors/error-middleware.js';
@@ -28,7 +28,8 @@ import { spanRoute } from './observability/span-route.js';
 import { ClientAdapter } from './oidc/client-adapter.js';
 import { createKeyCipher } from './oidc/keys/key-cipher.js';
 import { SigningKeyService } from './oidc/keys/signing-keys.js';
-import { createProvider } from './oidc/provider.js';
+import { corsPreflight } from './oidc/cors-preflight.js';
+import { createProvider, PROVIDER_ROUTES } from './oidc/provider.js';
 import { ProviderHost } from './oidc/provider-host.js';
 import { MAX_RESOURCE_TOKEN_TTL_S, ResourceServers } from './oidc/resource-servers.js';
 import { managementApi, managementAudience } from './admin/management-api.js';
@@ -42,13 +43,13 @@ import { createPasswordHasher, type PasswordHasher } from './services/passwords.
 import { builtInPlans, PlanService } from './services/plans.js';
 import { ApiKeyService } from './services/api-keys.js';
 import { QuotaService } from './services/quotas.js';
-import { API_KEY_CLIENT_ID } from './oidc/api-key-grant.js';
+import { API_KEY_CLIENT_ID, apiKeyClient } from './oidc/api-key-grant.js';
 import { gatewayRouter } from './gateway/router.js';
 import { RoleService } from './services/roles.js';
 import { UserService } from './services/users.js';
 import { ADMIN_SCOPES } from './oidc/scopes.js';
 import { readFileSync } from 'node:fs';
-import type { Stores } from './store/ports.js';
+import type { JsonObject, Stores } from './store/ports.js';
 
 export interface AppDeps {
   config: Config;
@@ -255,11 +256,26 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(errorMiddleware(logger));
 
   const providerHandler = host.middleware();
+  const preflight = corsPreflight({
+    cacheMs: config.clientCacheTtlS * 1000,
+    routes: PROVIDER_ROUTES,
+    clients: async () => {
+      const stored: JsonObject[] = [];
+      for (let offset = 0; offset < 100_000; offset += 500) {
+        const page = await stores.durable.clients.list({ limit: 500, offset });
+        stored.push(...page.map((c) => c.metadata));
+        if (page.length < 500) break;
+      }
+      return [...stored, accountClient(config.issuer) as JsonObject, apiKeyClient() as JsonObject];
+    },
+  });
   app.use(async (ctx, next) => {
     if (!PROVIDER_PATHS.test(ctx.path)) return next();
-    if (ctx.path === '/.well-known/oauth-authorization-server')
-      ctx.path = '/.well-known/openid-configuration';
-    return providerHandler(ctx, next);
+    return preflight(ctx, () => {
+      if (ctx.path === '/.well-known/oauth-authorization-server')
+        ctx.path = '/.well-known/openid-configuration';
+      return providerHandler(ctx, next);
+    });
   });
 
   const health = healthRouter({

@@ -204,7 +204,7 @@ function metadataError(err: unknown): never {
   throw err;
 }
 
-const clientParam = z.object({ client_id: z.string().min(1).max(128) });
+const clientParam = z.object({ client_id: z.string().min(1).max(64) });
 
 export function registerClientRoutes(
   api: ApiRouter,

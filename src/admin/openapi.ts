@@ -145,7 +145,7 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       title: 'Latchkey management API',
       version: info.version,
       description:
-        'Users, roles, OAuth clients and APIs of a Latchkey server. Authenticate with an access token from this server (client credentials) holding the scope each operation names. Every response carries X-Request-Id and the X-RateLimit-* headers.',
+        "Users, roles, OAuth clients and APIs of a Latchkey server. Authenticate with an access token from this server (client credentials) holding the scope each operation names; some fields need a scope of their own (role: role:manage and the role's management scopes; reactivation, email_verified and protected metadata keys: user:security; plan: plan:manage), nobody grants a management scope they lack, and changing a user or client needs every management scope it holds (403 AUTH_INSUFFICIENT_SCOPE). Every response carries X-Request-Id and the X-RateLimit-* headers; requests are counted before their body is read. Bodies are UTF-8 JSON of at most 1 MiB (400 INVALID_ENCODING, 400 MALFORMED_JSON, 413, 415). Query parameters an operation does not declare are refused (400 naming them); integers in queries are decimal digits only.",
     },
     servers: [{ url: info.issuer }],
     paths,

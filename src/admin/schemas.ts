@@ -33,38 +33,46 @@ const UNSAFE_IN_TEXT = /[\p{Cc}\p{Zl}\p{Zp}\u202A-\u202E\u2066-\u2069]/u;
 const canonical = (value: unknown) => (typeof value === 'string' ? value.trim().normalize('NFC') : value);
 
 /** Email syntax only (no DNS lookups); internationalized addresses are accepted, NFC-normalized. */
-export const emailField = z.preprocess(
-  canonical,
-  z
-    .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format') })
-    .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate', abort: true })
-    .refine((s) => !INVISIBLE_IN_EMAIL.test(s), {
-      error: 'Contains an invisible or control character',
-      abort: true,
-    })
-    .pipe(
-      z
-        .email({
-          pattern: z.regexes.unicodeEmail,
-          error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format'),
-        })
-        .max(254, { error: 'At most 254 characters' }),
-    ),
-);
+export const emailField = z
+  .preprocess(
+    canonical,
+    z
+      .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format') })
+      .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate', abort: true })
+      .refine((s) => !INVISIBLE_IN_EMAIL.test(s), {
+        error: 'Contains an invisible or control character',
+        abort: true,
+      })
+      .pipe(
+        z
+          .email({
+            pattern: z.regexes.unicodeEmail,
+            error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format'),
+          })
+          .max(254, { error: 'At most 254 characters' }),
+      ),
+  )
+  .describe(
+    'E-mail address (syntax only, no DNS lookup), NFC-normalized; no control, zero-width, bidi, private-use, unassigned or other invisible characters. Unique case-insensitively (NFKC, lower case).',
+  );
 
 /** Human-readable text (names, display names): NFC, no controls, separators, bidi overrides or lone surrogates. */
 export function textField(max: number) {
-  return z.preprocess(
-    canonical,
-    z
-      .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Must be a string') })
-      .min(1, { error: 'Must not be empty' })
-      .max(max, { error: `At most ${max} characters` })
-      .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate' })
-      .refine((s) => !UNSAFE_IN_TEXT.test(s), {
-        error: 'Contains a control, line-separator or bidi-override character',
-      }),
-  );
+  return z
+    .preprocess(
+      canonical,
+      z
+        .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Must be a string') })
+        .min(1, { error: 'Must not be empty' })
+        .max(max, { error: `At most ${max} characters` })
+        .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate' })
+        .refine((s) => !UNSAFE_IN_TEXT.test(s), {
+          error: 'Contains a control, line-separator or bidi-override character',
+        }),
+    )
+    .describe(
+      `Text of 1 to ${max} characters, trimmed and NFC-normalized; no control characters, line separators, bidi overrides or unpaired surrogates`,
+    );
 }
 
 const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
@@ -122,6 +130,9 @@ export const jsonObject = z
       return value;
     },
     z.record(z.string().regex(METADATA_KEY), z.unknown(), { error: 'Must be a JSON object' }),
+  )
+  .describe(
+    'JSON object of at most 16384 bytes, nested at most 5 levels; keys (at every level) are 1 to 64 letters, digits, "-" or "_", and never __proto__, constructor or prototype',
   )
   .transform((v) => v as JsonObject);
 
@@ -219,12 +230,14 @@ export const RoleSummary = named(
   z.object({ id: z.string(), name: z.string(), display_name: z.string(), permissions: z.array(z.string()) }),
 );
 
-export const CreateRole = z.object({
-  name: roleName,
-  display_name: nameField().optional(),
-  description: z.string().max(500).nullable().optional(),
-  permissions: z.array(permission).max(200).default([]),
-});
+export const CreateRole = z
+  .object({
+    name: roleName,
+    display_name: nameField().optional(),
+    description: z.string().max(500).nullable().optional(),
+    permissions: z.array(permission).max(200).default([]),
+  })
+  .strict();
 
 export const UpdateRole = z
   .object({
@@ -287,15 +300,18 @@ export const UpdateUser = z
   })
   .strict();
 
-export const BulkCreate = z.object({
-  users: z
-    .array(z.unknown(), { error: 'Must be a list of users' })
-    .min(1, { error: 'At least one user' })
-    .max(100, { error: 'At most 100 users per request' }),
-  options: z
-    .object({ send_welcome_emails: z.boolean().optional(), fail_on_error: z.boolean().optional() })
-    .optional(),
-});
+export const BulkCreate = z
+  .object({
+    users: z
+      .array(z.unknown(), { error: 'Must be a list of users' })
+      .min(1, { error: 'At least one user' })
+      .max(100, { error: 'At most 100 users per request' }),
+    options: z
+      .object({ send_welcome_emails: z.boolean().optional(), fail_on_error: z.boolean().optional() })
+      .strict()
+      .optional(),
+  })
+  .strict();
 
 export const BulkResult = named(
   'BulkResult',
@@ -342,7 +358,9 @@ export const Activity = named(
   }),
 );
 
-export const SetPassword = z.object({
-  password: z.string({ error: 'Required' }).max(1024),
-  require_reset: z.boolean().optional(),
-});
+export const SetPassword = z
+  .object({
+    password: z.string({ error: 'Required' }).max(1024),
+    require_reset: z.boolean().optional(),
+  })
+  .strict();

@@ -74,11 +74,14 @@ export const USER_SORT_FIELDS = [
 const METADATA_SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** `metadata.plan.tier` → ['plan', 'tier']; undefined when not a valid metadata path. */
+const RESERVED_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
+
 export function metadataPath(field: string): string[] | undefined {
   if (!field.startsWith('metadata.')) return undefined;
   const segments = field.slice('metadata.'.length).split('.');
   if (segments.length === 0 || segments.length > 5) return undefined;
-  return segments.every((s) => METADATA_SEGMENT.test(s)) ? segments : undefined;
+  // Segments naming JavaScript's object machinery never address stored data.
+  return segments.every((s) => METADATA_SEGMENT.test(s) && !RESERVED_SEGMENTS.has(s)) ? segments : undefined;
 }
 
 /** Thrown by adapters for a field or value the query language does not allow (a programming error upstream). */

@@ -12,7 +12,7 @@ import { startServerProcess, type RunningProcess } from './processes.js';
 
 export const CLUSTER_ADMIN_CLIENT_ID = 'cluster-admin';
 export const CLUSTER_ADMIN_SECRET = 'cluster-admin-secret-0123456789abcdef';
-export const CLUSTER_ADMIN_SCOPE = 'user:read user:write role:manage client:manage key:manage';
+export const CLUSTER_ADMIN_SCOPE = 'user:read user:write user:security role:manage client:manage key:manage';
 const COOKIE_KEY = 'cluster-cookie-key-0123456789abcdefghijklmnopqrstuvwxyz';
 const KEY_ENCRYPTION_SECRET = 'cluster-key-encryption-secret-0123456789abcdefghij';
 
