@@ -4,6 +4,9 @@ export default {
   extensionsToTreatAsEsm: ['.ts'],
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // The fault-injection suite has its own script (npm run test:faults): it starts and breaks its own
+  // Redis and FerretDB processes, and takes a couple of minutes.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/faults/'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }],

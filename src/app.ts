@@ -49,7 +49,9 @@ import { RoleService } from './services/roles.js';
 import { UserService } from './services/users.js';
 import { ADMIN_SCOPES } from './oidc/scopes.js';
 import { readFileSync } from 'node:fs';
+import type { GuardedStores } from './store/guarded-stores.js';
 import type { JsonObject, Stores } from './store/ports.js';
+import { requestLimits } from './http/request-limits.js';
 
 export interface AppDeps {
   config: Config;
@@ -60,6 +62,8 @@ export interface AppDeps {
 /** Shared by the server and readiness: once shutting down, readiness fails so traffic drains away. */
 export interface Lifecycle {
   shuttingDown: boolean;
+  /** Set by the server (false until it listens); undefined when something else serves the app (tests). */
+  listening?: boolean;
 }
 
 export interface AppServices {
@@ -138,6 +142,17 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   // Services reach storage through timing proxies; the stores' owner still closes the real ones.
   const stores = config.metricsEnabled ? instrumentStores(deps.stores, metrics.storeDuration) : deps.stores;
   const lifecycle: Lifecycle = { shuttingDown: false };
+  // Circuit breakers of the backends in use (createStores guards them): state in /health and metrics.
+  const guards = 'guards' in deps.stores ? (deps.stores as GuardedStores).guards : [];
+  for (const guard of guards) {
+    metrics.backendInUse(guard.backend);
+    guard.stateChanges.add((state, backend, cause) => {
+      metrics.breaker(backend, state);
+      if (state === 'open')
+        logger.error({ backend, err: cause }, 'store unavailable: failing fast until it answers');
+      else logger.info({ backend }, 'store answers again');
+    });
+  }
   const { secrets, passwords, signingKeys } = createServices(config, stores, logger);
 
   const throttle = new LoginThrottle(stores.counters, {
@@ -255,6 +270,16 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(securityHeaders({ hsts: config.nodeEnv === 'production' }));
   app.use(errorMiddleware(logger));
 
+  // Bounded work: load shedding, a deadline per request, work of departed clients given up.
+  app.use(
+    requestLimits({
+      maxInFlight: config.maxInFlightRequests,
+      timeoutMs: config.requestTimeoutMs,
+      isProtocolPath: (path) => PROVIDER_PATHS.test(path),
+      onShed: (reason) => metrics.requestShed(reason),
+    }),
+  );
+
   const providerHandler = host.middleware();
   const preflight = corsPreflight({
     cacheMs: config.clientCacheTtlS * 1000,
@@ -281,6 +306,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const health = healthRouter({
     log: logger,
     isShuttingDown: () => lifecycle.shuttingDown,
+    notReadyBecause: () => [
+      ...(lifecycle.listening === false ? ['not listening yet'] : []),
+      ...(host.publicJwks().length === 0 ? ['signing keys not loaded'] : []),
+    ],
+    breakers: () => Object.fromEntries(guards.map((g) => [g.backend, g.breaker.state])),
     checks: {
       store: { backend: stores.durable.kind, check: () => stores.durable.ping() },
       artifacts: { backend: stores.artifacts.kind, check: () => stores.artifacts.ping() },

@@ -69,8 +69,10 @@ async function main(): Promise<void> {
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
+      // SIGTERM comes from an orchestrator or process manager with a load balancer in front: drain.
+      // SIGINT is someone pressing Ctrl-C at a terminal: nobody routes traffic here, stop at once.
       running
-        .stop(signal)
+        .stop(signal, { drain: signal === 'SIGTERM' })
         .then(() =>
           tracing?.shutdown().catch((err) => logger.warn({ err }, 'could not send the last traces')),
         )

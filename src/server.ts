@@ -1,7 +1,7 @@
 /**
  * Runs a built app on an HTTP server and stops it gracefully: readiness fails first, then after the
- * drain delay the listener closes, in-flight requests finish (up to the shutdown timeout), and the
- * stores close last.
+ * drain delay the listener closes, in-flight requests finish (up to the shutdown timeout, which the
+ * configuration keeps longer than the request deadline), and the stores close last.
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -16,8 +16,11 @@ import type { Stores } from './store/ports.js';
 export interface RunningServer {
   server: Server;
   port: number;
-  /** Idempotent; resolves when everything is closed. */
-  stop(reason: string): Promise<void>;
+  /**
+   * Idempotent; resolves when everything is closed. `drain: false` skips the drain delay (an
+   * interactive Ctrl-C); by default the server keeps serving for `shutdownDrainMs` first.
+   */
+  stop(reason: string, options?: { drain?: boolean }): Promise<void>;
 }
 
 export interface ServerOptions {
@@ -85,23 +88,26 @@ export async function startServer(
   let closing = false;
   idleMemory?.start();
 
+  built.lifecycle.listening = false;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
       server.off('error', reject);
+      built.lifecycle.listening = true;
       resolve();
     });
   });
   const port = (server.address() as AddressInfo).port;
 
   let stopping: Promise<void> | undefined;
-  const stop = (reason: string) =>
+  const stop = (reason: string, stopOptions: { drain?: boolean } = {}) =>
     (stopping ??= (async () => {
-      logger.info({ reason }, 'shutting down');
+      const drainMs = stopOptions.drain === false ? 0 : options.shutdownDrainMs;
+      logger.info({ reason, drain_ms: drainMs }, 'shutting down');
       built.lifecycle.shuttingDown = true;
       idleMemory?.stop();
       for (const res of pending) if (!res.headersSent) res.setHeader('Connection', 'close');
-      if (options.shutdownDrainMs > 0) await new Promise((r) => setTimeout(r, options.shutdownDrainMs));
+      if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs));
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       closing = true;
       for (const [socket, requests] of inFlight) if (requests === 0) socket.end();
@@ -121,6 +127,8 @@ export async function startServer(
         server.closeAllConnections();
         await closed;
       }
+      // Every request has ended (its own deadline is shorter than the shutdown timeout, so in-flight
+      // writes have finished or failed with 503 by now); only then do the stores close.
       built.close();
       await stores.close();
       logger.info('shutdown complete');

@@ -80,6 +80,28 @@ function collectRaw(env: LoadConfigOptions['env'] & object, defaults: Record<str
   return raw;
 }
 
+/** Settings that must be longer than others, so one deadline always ends before the next. */
+const ORDERINGS = (v: SettingValues): [SettingName, number, number, string][] => [
+  [
+    'REQUEST_TIMEOUT_MS',
+    v.REQUEST_TIMEOUT_MS,
+    v.REDIS_TIMEOUT_MS,
+    `REDIS_TIMEOUT_MS (${v.REDIS_TIMEOUT_MS})`,
+  ],
+  [
+    'REQUEST_TIMEOUT_MS',
+    v.REQUEST_TIMEOUT_MS,
+    v.MONGODB_TIMEOUT_MS,
+    `MONGODB_TIMEOUT_MS (${v.MONGODB_TIMEOUT_MS})`,
+  ],
+  [
+    'SHUTDOWN_TIMEOUT_MS',
+    v.SHUTDOWN_TIMEOUT_MS,
+    v.REQUEST_TIMEOUT_MS,
+    `REQUEST_TIMEOUT_MS (${v.REQUEST_TIMEOUT_MS}), so in-flight requests end on their own deadline`,
+  ],
+];
+
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;
   const defaults = parseEnvFile(readFileSync(options.defaultsFile ?? DEFAULTS_FILE, 'utf8'));
@@ -98,6 +120,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     values[name] = parsed.data;
   }
   const v = values as SettingValues;
+
+  for (const [name, longer, than, why] of ORDERINGS(v)) {
+    if (!(longer > than)) {
+      throw new ConfigError(name, `Invalid setting ${name} (got ${longer}): expected more than ${why}.`);
+    }
+  }
 
   const properties: Record<string, unknown> = {};
   for (const name of Object.keys(values) as SettingName[]) properties[camelCase(name)] = values[name];

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 
 import { AppError } from './app-error.js';
 import type { ErrorCode } from './catalog.js';
+import { isStoreOutage } from '../store/errors.js';
 
 export interface ErrorEnvelope {
   error: {
@@ -67,6 +68,22 @@ export function sendError(ctx: Context, error: AppError): void {
   ctx.body = toEnvelope(error, String(ctx.state.requestId ?? ''));
 }
 
+/** What one line about a request that met a store outage says: which backend, and why, briefly. */
+export function outageFacts(err: unknown): { backend?: string; reason: string } {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth += 1) {
+    const e = current as { name?: unknown; message?: unknown; backend?: unknown; cause?: unknown };
+    if (e.name === 'StoreUnavailableError') {
+      return {
+        backend: typeof e.backend === 'string' ? e.backend : undefined,
+        reason: typeof e.message === 'string' ? e.message.slice(0, 300) : 'unavailable',
+      };
+    }
+    current = e.cause;
+  }
+  return { reason: err instanceof Error ? err.message.slice(0, 300) : 'unavailable' };
+}
+
 export function errorMiddleware(fallbackLog: Logger) {
   return async function handleErrors(ctx: Context, next: Next): Promise<void> {
     try {
@@ -78,14 +95,19 @@ export function errorMiddleware(fallbackLog: Logger) {
       let appError: AppError;
       if (err instanceof AppError) {
         appError = err;
-      } else if ((err as { name?: unknown } | null)?.name === 'StoreUnavailableError') {
+      } else if (isStoreOutage(err)) {
         // A store that does not answer: the client may retry (by name: errors may cross realms).
         appError = new AppError('STORE_UNAVAILABLE', { retryAfter: 1 });
+        ctx.state.unavailableCause = 'store';
       } else {
         appError = fromHttpError(err as never) ?? new AppError('INTERNAL_ERROR');
       }
       const log: Logger = ctx.state.log ?? fallbackLog;
-      if (appError.status >= 500) {
+      if (appError.code === 'STORE_UNAVAILABLE') {
+        // Expected during an outage, once per request: one short line. The breaker's opening is
+        // logged once as an error with the driver's whole error.
+        log.warn(outageFacts(err), 'a store did not answer');
+      } else if (appError.status >= 500) {
         log.error({ err }, 'request failed');
       } else {
         log.debug({ code: appError.code }, 'request rejected');

@@ -1,6 +1,13 @@
 /**
- * /health/live (the process answers), /health/ready (every configured store answers, and we are not
- * shutting down) and /health (the same checks with latencies, for people and dashboards).
+ * /health/live (the process answers), /health/ready (this instance can serve: started, listening,
+ * signing keys loaded, not shutting down) and /health (every store checked, with latency and the
+ * state of its circuit breaker, for people, dashboards and alerts).
+ *
+ * Readiness deliberately leaves the shared stores out. They are shared: when Redis or MongoDB stalls,
+ * every replica would turn unready at the same moment, and a Kubernetes Service would have no
+ * endpoint left, so clients would get connection errors instead of the fast 503s with Retry-After
+ * each instance gives while the store is away (see docs/deploying.md). A store outage shows on
+ * /health, in the metrics and in every answer that needs the store.
  */
 import Router from '@koa/router';
 import type { Logger } from 'pino';
@@ -14,6 +21,10 @@ export interface HealthCheck {
 export interface HealthDeps {
   checks: Record<string, HealthCheck>;
   isShuttingDown(): boolean;
+  /** Problems keeping this instance from serving (not started, not listening, no keys); empty: ready. */
+  notReadyBecause?(): string[];
+  /** Circuit breaker state per backend in use. */
+  breakers?(): Record<string, 'open' | 'closed'>;
   log: Logger;
   timeoutMs?: number;
 }
@@ -70,28 +81,35 @@ export function healthRouter(deps: HealthDeps): Router {
     ctx.body = { status: 'ok' };
   });
 
-  router.get('/health/ready', async (ctx) => {
+  router.get('/health/ready', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     if (deps.isShuttingDown()) {
       ctx.status = 503;
       ctx.body = { status: 'shutting_down' };
       return;
     }
-    const checks = await runAll();
-    const ready = Object.values(checks).every((c) => c.healthy);
-    ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'not_ready', checks };
+    const reasons = deps.notReadyBecause?.() ?? [];
+    ctx.status = reasons.length === 0 ? 200 : 503;
+    ctx.body = reasons.length === 0 ? { status: 'ready' } : { status: 'not_ready', reasons };
   });
 
   router.get('/health', async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     const checks = await runAll();
+    const breakers = deps.breakers?.() ?? {};
+    const withBreakers = Object.fromEntries(
+      Object.entries(checks).map(([name, check]) => [
+        name,
+        { ...check, circuit: breakers[check.backend] ?? 'closed' },
+      ]),
+    );
     const healthy = Object.values(checks).every((c) => c.healthy) && !deps.isShuttingDown();
     ctx.status = healthy ? 200 : 503;
     ctx.body = {
       status: deps.isShuttingDown() ? 'shutting_down' : healthy ? 'healthy' : 'unhealthy',
+      ready: !deps.isShuttingDown() && (deps.notReadyBecause?.() ?? []).length === 0,
       timestamp: new Date().toISOString(),
-      checks,
+      checks: withBreakers,
     };
   });
 

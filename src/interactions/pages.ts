@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 
 import type { ProviderPages } from '../oidc/provider.js';
 import { CsrfFailure } from './router.js';
+import { outageFacts } from '../errors/error-middleware.js';
+import { isStoreOutage } from '../store/errors.js';
 import type { Views } from './views.js';
 
 export function renderFailure(views: Views, ctx: Context, err: unknown, log: Logger): void {
@@ -37,6 +39,18 @@ export function renderFailure(views: Views, ctx: Context, err: unknown, log: Log
     return;
   }
   const oauth = err as { expose?: boolean; error?: string; error_description?: string; status?: number };
+  if (oauth.error === 'temporarily_unavailable' || isStoreOutage(err)) {
+    (ctx.state.log ?? log).warn(outageFacts(err), 'a store did not answer');
+    ctx.state.unavailableCause = 'store';
+    ctx.set('Retry-After', '1');
+    views.render(
+      ctx,
+      'error',
+      { heading: t('error.unavailable.heading'), message: t('error.unavailable.body'), requestId },
+      { status: 503 },
+    );
+    return;
+  }
   if (oauth.expose && oauth.error && (oauth.status ?? 500) < 500) {
     views.render(
       ctx,
@@ -76,6 +90,19 @@ export function providerPages(views: Views): ProviderPages {
     async renderError(ctx: KoaContextWithOIDC, out) {
       const context = ctx as unknown as Context;
       const t = views.translatorFor(context);
+      if (out.error === 'temporarily_unavailable') {
+        views.render(
+          context,
+          'error',
+          {
+            heading: t('error.unavailable.heading'),
+            message: t('error.unavailable.body'),
+            requestId: String(context.state.requestId ?? ''),
+          },
+          { status: 503 },
+        );
+        return;
+      }
       views.render(
         context,
         'error',

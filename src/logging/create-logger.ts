@@ -1,8 +1,11 @@
 /**
  * The pino logger: JSON lines, with every field that can carry a credential redacted wherever it
- * appears (up to three levels deep) and request objects reduced to a whitelist of fields.
+ * appears (up to three levels deep), request objects reduced to a whitelist of fields and errors to
+ * plain facts with their chain of causes.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
+
+import { serializeError } from './serialize-error.js';
 
 /** Keys whose values are credentials or personal secrets, in any casing people use. */
 export const SENSITIVE_KEYS = [
@@ -72,7 +75,8 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: redactPaths(), censor: '[REDACTED]' },
-      serializers: { err: pino.stdSerializers.err },
+      // Never fails and never loses the cause (see serialize-error.ts).
+      serializers: { err: serializeError },
     },
     options.destination,
   );

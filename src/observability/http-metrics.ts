@@ -7,6 +7,7 @@
 import type { Context, Next } from 'koa';
 
 import type { Metrics } from './metrics.js';
+import { isHousekeepingPath } from '../http/housekeeping.js';
 
 /** The label of requests no route answered (404s, probes of unknown paths). */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -54,6 +55,9 @@ export function httpMetrics(metrics: Metrics) {
       const status = failed ? 500 : ctx.status;
       const method = KNOWN_METHODS.has(ctx.method) ? ctx.method : 'OTHER';
       metrics.httpRequest(method, routeLabel(ctx), status, (performance.now() - started) / 1000);
+      // Readiness answering 503 is not a failed request; everything else answering 503 is.
+      if (status === 503 && !isHousekeepingPath(ctx.path))
+        metrics.unavailableResponse(ctx.state.unavailableCause ?? 'other');
       // Reading `oidc` is safe everywhere: outside the provider's routes it is simply undefined.
       if (!failed && status === 200 && (ctx as Context & RoutedContext).oidc?.route === 'introspection') {
         metrics.introspection(introspectionActive(ctx));

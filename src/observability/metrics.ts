@@ -6,7 +6,7 @@
  */
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** What the API-key verification endpoint decided about one key. */
 export const VERIFY_KEY_OUTCOMES = [
@@ -30,6 +30,12 @@ const LOGIN_OUTCOME: Record<LoginResultKind, string> = {
   locked: 'locked',
   inactive: 'refused',
 };
+
+export const SHED_REASONS = ['overloaded', 'timeout'] as const;
+export type ShedReason = (typeof SHED_REASONS)[number];
+/** Why a 503 was answered; `other`: a 503 from somewhere that did not say (an upstream's). */
+export const UNAVAILABLE_CAUSES = ['store', 'overloaded', 'timeout', 'other'] as const;
+export type UnavailableCause = (typeof UNAVAILABLE_CAUSES)[number];
 
 /** Which store an operation went to. */
 export type StoreRole = 'durable' | 'artifacts' | 'counters';
@@ -93,12 +99,62 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly breakerState = new Gauge({
+    name: 'latchkey_store_circuit_open',
+    help: 'Whether the circuit breaker of a backend (embedded, mongo, redis) is open: 1 while requests that need it fail at once, 0 when closed.',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly breakerOpenings = new Counter({
+    name: 'latchkey_store_circuit_openings_total',
+    help: 'Times the circuit breaker of a backend opened.',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly shed = new Counter({
+    name: 'latchkey_requests_shed_total',
+    help: 'Requests answered 503 by this instance without being served: overloaded (MAX_IN_FLIGHT_REQUESTS reached) or timeout (REQUEST_TIMEOUT_MS passed).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly unavailable = new Counter({
+    name: 'latchkey_unavailable_responses_total',
+    help: 'Answers with status 503 by cause: store (a backend did not answer or its circuit is open), overloaded, timeout, other.',
+    labelNames: ['cause'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: MetricsOptions = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
     // Start the fixed-label series at zero, so rates and alerts work before the first event.
     for (const outcome of VERIFY_KEY_OUTCOMES) this.verifyKeys.inc({ outcome }, 0);
     for (const outcome of Object.values(LOGIN_OUTCOME)) this.logins.inc({ outcome }, 0);
     for (const active of ['true', 'false']) this.introspections.inc({ active }, 0);
+    for (const reason of SHED_REASONS) this.shed.inc({ reason }, 0);
+    for (const cause of UNAVAILABLE_CAUSES) this.unavailable.inc({ cause }, 0);
+  }
+
+  /** A backend's breaker opened or closed. */
+  breaker(backend: string, state: 'open' | 'closed'): void {
+    this.breakerState.set({ backend }, state === 'open' ? 1 : 0);
+    if (state === 'open') this.breakerOpenings.inc({ backend });
+  }
+
+  /** Declares a backend in use, so its gauge reads 0 before anything happens. */
+  backendInUse(backend: string): void {
+    this.breakerState.set({ backend }, 0);
+    this.breakerOpenings.inc({ backend }, 0);
+  }
+
+  requestShed(reason: ShedReason): void {
+    this.shed.inc({ reason });
+  }
+
+  unavailableResponse(cause: UnavailableCause): void {
+    this.unavailable.inc({ cause });
   }
 
   /** One HTTP request answered. `route` must be a template or a fixed name, never a raw path. */

@@ -11,6 +11,7 @@ import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 
 import type { KeySet, SigningKeyService } from './keys/signing-keys.js';
+import { isStoreOutage } from '../store/errors.js';
 
 export class ProviderHost {
   private provider!: Provider;
@@ -31,7 +32,12 @@ export class ProviderHost {
     await this.keys.ensureKeys();
     await this.refresh();
     this.timer = setInterval(() => {
-      this.refresh().catch((err) => this.log.error({ err }, 'could not refresh signing keys'));
+      // The keys in use stay loaded; during a store outage this is expected and the breaker logs it.
+      this.refresh().catch((err: unknown) =>
+        isStoreOutage(err)
+          ? this.log.warn({ err }, 'could not refresh signing keys; keeping the loaded ones')
+          : this.log.error({ err }, 'could not refresh signing keys'),
+      );
     }, refreshIntervalS * 1000);
     this.timer.unref();
   }

@@ -25,6 +25,8 @@ import type { CookieSigner } from '../http/cookie-signer.js';
 import { loadExistingGrant } from './first-party-grant.js';
 import { createInteractionPolicy } from './interaction-policy.js';
 import type { ResourceServers } from './resource-servers.js';
+import { outageFacts } from '../errors/error-middleware.js';
+import { isStoreUnavailable, protocolFacing, protocolStores } from './unavailable.js';
 import { ADMIN_SCOPES, OIDC_SCOPE_CLAIMS, OIDC_SCOPES } from './scopes.js';
 
 /** Every provider endpoint lives under this prefix; discovery stays at /.well-known. */
@@ -79,11 +81,14 @@ function logFor(ctx: unknown, fallback: Logger): Logger {
 }
 
 export function createProvider(deps: ProviderDeps): Provider {
-  const { config, stores, logger } = deps;
+  const { config, logger } = deps;
+  // What the provider's code reads or writes, a store outage is its temporarily_unavailable (503).
+  const stores = protocolStores(deps.stores);
+  const clientsSource = protocolFacing(deps.clients);
   const findAccount = createFindAccount(stores.durable);
 
   const configuration: Configuration = {
-    adapter: (name: string) => (name === 'Client' ? deps.clients : stores.artifacts.adapterFor(name)),
+    adapter: (name: string) => (name === 'Client' ? clientsSource : stores.artifacts.adapterFor(name)),
     findAccount,
     claims: Object.fromEntries(
       Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]]),
@@ -251,7 +256,30 @@ export function createProvider(deps: ProviderDeps): Provider {
     return Promise.resolve(verifyClientSecret(this.clientSecret ?? '', actual));
   } as never;
 
-  provider.on('server_error', (ctx, err) => logFor(ctx, logger).error({ err }, 'oidc server error'));
+  // A store outage answers 503 temporarily_unavailable with Retry-After, whichever code met it:
+  // errors thrown through protocolStores already are; one from elsewhere (a service the provider's
+  // hooks call) is rewritten here, after the provider rendered it as server_error.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.status === 503) {
+      ctx.set('Retry-After', '1');
+      ctx.state.unavailableCause ??= 'store';
+    }
+  });
+  provider.on('server_error', (ctx, err) => {
+    if (isStoreUnavailable(err)) {
+      logFor(ctx, logger).warn(outageFacts(err), 'a store did not answer');
+      ctx.status = 503;
+      if (ctx.body !== null && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) {
+        ctx.body = {
+          error: 'temporarily_unavailable',
+          error_description: 'a data store is unavailable; retry shortly',
+        };
+      }
+      return;
+    }
+    logFor(ctx, logger).error({ err }, 'oidc server error');
+  });
   for (const event of [
     'grant.error',
     'authorization.error',

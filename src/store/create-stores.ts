@@ -10,15 +10,32 @@ import { EmbeddedDatabase } from './embedded/database.js';
 import { EmbeddedDurableStore } from './embedded/durable-store.js';
 import { LocalEventBus } from './local-event-bus.js';
 import type { MongoDurableStore } from './mongo/durable-store.js';
+import { isSqliteUnavailable } from './embedded/failures.js';
+import { BackendGuard, guardStores, type GuardedStores } from './guarded-stores.js';
+import { isMongoUnavailable } from './mongo/failures.js';
 import type { ArtifactStore, CounterStore, DurableStore, EventBus, Stores } from './ports.js';
 
 export type StoreConfig = Pick<
   Config,
   'dataDir' | 'mongodbUri' | 'redisUrl' | 'redisKeyPrefix' | 'embeddedSweepIntervalS' | 'nodeEnv'
 > &
-  Partial<Pick<Config, 'userCacheTtlS'>>;
+  Partial<
+    Pick<
+      Config,
+      'userCacheTtlS' | 'redisTimeoutMs' | 'mongodbTimeoutMs' | 'storeBreakerFailures' | 'storeBreakerProbeMs'
+    >
+  >;
 
-export async function createStores(config: StoreConfig): Promise<Stores> {
+/** The defaults of config/defaults.env, for callers (tests, tools) that pass a partial config. */
+const RESILIENCE_DEFAULTS = {
+  redisTimeoutMs: 1000,
+  mongodbTimeoutMs: 2000,
+  storeBreakerFailures: 5,
+  storeBreakerProbeMs: 500,
+};
+
+export async function createStores(config: StoreConfig): Promise<GuardedStores> {
+  const resilience = { ...RESILIENCE_DEFAULTS, ...definedOf(config) };
   let embedded: EmbeddedDatabase | undefined;
   const embeddedDb = () => (embedded ??= EmbeddedDatabase.open(config.dataDir));
   const sweepIntervalMs = config.embeddedSweepIntervalS * 1000;
@@ -29,7 +46,10 @@ export async function createStores(config: StoreConfig): Promise<Stores> {
     let mongo: MongoDurableStore | undefined;
     if (config.mongodbUri) {
       const { openMongoDurableStore } = await import('./mongo/index.js');
-      durable = mongo = await openMongoDurableStore({ uri: config.mongodbUri });
+      durable = mongo = await openMongoDurableStore({
+        uri: config.mongodbUri,
+        operationTimeoutMs: resilience.mongodbTimeoutMs,
+      });
     } else {
       durable = new EmbeddedDurableStore(embeddedDb());
     }
@@ -43,6 +63,7 @@ export async function createStores(config: StoreConfig): Promise<Stores> {
       const redis = await openRedisShortLived({
         url: config.redisUrl,
         keyPrefix: config.redisKeyPrefix,
+        commandTimeoutMs: resilience.redisTimeoutMs,
       });
       ({ artifacts, counters, events } = redis);
       // The subscriber connection closes before the shared one.
@@ -62,17 +83,51 @@ export async function createStores(config: StoreConfig): Promise<Stores> {
     if (config.nodeEnv !== 'production') await durable.migrate();
 
     let closing: Promise<void> | undefined;
-    return {
+    const raw: Stores = {
       durable,
       artifacts,
       counters,
       events,
       close: () => (closing ??= closeAll(opened)),
     };
+    const guard = (backend: 'embedded' | 'mongo' | 'redis', ping: () => Promise<void>) =>
+      new BackendGuard({
+        backend,
+        deadlineMs:
+          backend === 'mongo'
+            ? resilience.mongodbTimeoutMs
+            : backend === 'redis'
+              ? resilience.redisTimeoutMs
+              : undefined,
+        // The Redis adapter already turns every connection failure into StoreUnavailableError.
+        isUnavailable:
+          backend === 'mongo'
+            ? isMongoUnavailable
+            : backend === 'embedded'
+              ? isSqliteUnavailable
+              : () => false,
+        ping,
+        failureThreshold: resilience.storeBreakerFailures,
+        probeIntervalMs: resilience.storeBreakerProbeMs,
+      });
+    const durableGuard = guard(durable.kind, () => durable.ping());
+    const shortLivedGuard =
+      artifacts.kind === 'embedded' && durable.kind === 'embedded'
+        ? durableGuard
+        : guard(artifacts.kind, () => artifacts.ping());
+    return guardStores(raw, { durable: durableGuard, shortLived: shortLivedGuard });
   } catch (err) {
     await closeAll(opened);
     throw err;
   }
+}
+
+function definedOf(config: StoreConfig): Partial<typeof RESILIENCE_DEFAULTS> {
+  return Object.fromEntries(
+    Object.keys(RESILIENCE_DEFAULTS)
+      .map((key) => [key, config[key as keyof typeof RESILIENCE_DEFAULTS]])
+      .filter(([, value]) => value !== undefined),
+  );
 }
 
 async function closeAll(stores: { close(): Promise<void> }[]): Promise<void> {

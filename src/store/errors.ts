@@ -10,9 +10,22 @@ export class StoreConflictError extends Error {
 
 /** The backend could not be reached or did not answer in time. */
 export class StoreUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** Which backend (`embedded`, `mongo`, `redis`), when known: for logs and metrics. */
+  readonly backend: string | undefined;
+  constructor(message: string, options?: { cause?: unknown; backend?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StoreUnavailableError';
+    this.backend = options?.backend;
+  }
+}
+
+/**
+ * The request this operation belonged to was given up (its client went away, or its deadline
+ * passed): the operation is not started. Not a failure of the backend.
+ */
+export class RequestAbandonedError extends StoreUnavailableError {
+  constructor() {
+    super('the request was abandoned; the store operation was not started');
   }
 }
 
@@ -29,4 +42,18 @@ export function checkExpiresIn(model: string, expiresIn: unknown): number {
     throw new MissingExpiryError(model, expiresIn);
   }
   return Math.ceil(expiresIn);
+}
+
+/**
+ * Whether `err` is a store outage, or was caused by one (the provider's temporarily_unavailable
+ * wraps it, for example, when our own routes use the provider's models). By name, not instanceof:
+ * errors may cross module realms.
+ */
+export function isStoreOutage(err: unknown): boolean {
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth += 1) {
+    if ((current as { name?: unknown }).name === 'StoreUnavailableError') return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }

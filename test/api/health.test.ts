@@ -31,22 +31,29 @@ describe.each(availableBackends())(
       expect(health.status).toBe(200);
       expect(health.body).toEqual({
         status: 'healthy',
+        ready: true,
         timestamp: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
         checks: {
-          store: { healthy: true, backend: durable, latency_ms: expect.any(Number) },
-          artifacts: { healthy: true, backend: shortLived, latency_ms: expect.any(Number) },
+          store: { healthy: true, backend: durable, latency_ms: expect.any(Number), circuit: 'closed' },
+          artifacts: {
+            healthy: true,
+            backend: shortLived,
+            latency_ms: expect.any(Number),
+            circuit: 'closed',
+          },
         },
       });
     });
 
-    it('answers 503 on readiness when a store stops answering', async () => {
+    it('reports a store that stops answering on /health while readiness stays up (shared stores must not empty the fleet)', async () => {
       t = await createTestApp({ durable, shortLived });
       await t.stores.close();
       const ready = await request(t.callback).get('/health/ready');
-      expect(ready.status).toBe(503);
-      expect(ready.body.status).toBe('not_ready');
-      expect(ready.body.checks.store.healthy).toBe(false);
+      expect(ready.status).toBe(200);
+      expect(ready.body).toEqual({ status: 'ready' });
       const health = await request(t.callback).get('/health');
+      expect(health.body.checks.store.healthy).toBe(false);
+      expect(health.body.ready).toBe(true);
       expect(health.status).toBe(503);
       expect(health.body.status).toBe('unhealthy');
       expect((await request(t.callback).get('/health/live')).status).toBe(200);

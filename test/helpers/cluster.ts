@@ -57,7 +57,10 @@ export interface Instance extends RunningProcess {
  * Starts one server process; it gets a DATA_DIR of its own unless `env` names one, so with MongoDB
  * and Redis configured nothing can pass between instances except through those.
  */
-export async function startInstance(name: string, env: Record<string, string>): Promise<Instance> {
+export async function startInstance(
+  name: string,
+  env: Record<string, string | undefined>,
+): Promise<Instance> {
   const dir = env.DATA_DIR ? undefined : tempDir(`latchkey-${name}-`);
   const running = await startServerProcess({ DATA_DIR: dir?.path ?? env.DATA_DIR!, ...env }, 60_000);
   return { ...running, name, removeDataDir: () => dir?.remove() };

@@ -25,8 +25,17 @@ export interface ProcessResult {
 }
 
 /** Environment for child processes: only what we pass, plus PATH. */
-export function childEnv(env: Record<string, string>): Record<string, string> {
-  return { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'info', ...env };
+export function childEnv(env: Record<string, string | undefined>): Record<string, string> {
+  // Tests stop servers often: no drain unless a test asks for one (the default, 5 s, is for load
+  // balancers). A variable given as undefined is left out, so the product's default applies.
+  const all = {
+    PATH: process.env.PATH ?? '',
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    SHUTDOWN_DRAIN_MS: '0',
+    ...env,
+  };
+  return Object.fromEntries(Object.entries(all).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
 export function runToEnd(
@@ -45,6 +54,8 @@ export function runToEnd(
   });
 }
 
+const MAX_OUTPUT = 2 * 2 ** 20;
+
 export interface RunningProcess {
   child: ChildProcess;
   baseUrl: string;
@@ -55,7 +66,7 @@ export interface RunningProcess {
 
 /** Starts the server and resolves once GET /health/ready answers 200. */
 export async function startServerProcess(
-  env: Record<string, string>,
+  env: Record<string, string | undefined>,
   timeoutMs = 20_000,
 ): Promise<RunningProcess> {
   const port = await freePort();
@@ -63,9 +74,15 @@ export async function startServerProcess(
     env: childEnv({ PORT: String(port), ...env }),
     cwd: ROOT,
   });
+  // The output kept is bounded (its last 2 MB): a server logging through a long fault test must
+  // not make this process's string grow without end.
   let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
+  const keep = (d: Buffer) => {
+    output += d;
+    if (output.length > MAX_OUTPUT) output = output.slice(-MAX_OUTPUT / 2);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + timeoutMs;

@@ -28,7 +28,13 @@ describe('loadConfig', () => {
       trustProxy: false,
       proxyHops: 1,
       shutdownTimeoutMs: 10000,
-      shutdownDrainMs: 0,
+      shutdownDrainMs: 5000,
+      requestTimeoutMs: 5000,
+      maxInFlightRequests: 256,
+      redisTimeoutMs: 1000,
+      mongodbTimeoutMs: 2000,
+      storeBreakerFailures: 5,
+      storeBreakerProbeMs: 500,
       idleMemoryReleaseMs: 30000,
       dataDir: './data',
       mongodbUri: undefined,
@@ -83,6 +89,17 @@ describe('loadConfig', () => {
     expect(config.trustProxy).toBe(true);
     expect(config.logLevel).toBe('debug');
     expect(config.redisUrl).toBe('redis://127.0.0.1:6379');
+  });
+
+  it('keeps the deadlines nested: store < request < shutdown', () => {
+    expect(errorOf({ REQUEST_TIMEOUT_MS: '1000' }).message).toBe(
+      'Invalid setting REQUEST_TIMEOUT_MS (got 1000): expected more than REDIS_TIMEOUT_MS (1000).',
+    );
+    expect(errorOf({ MONGODB_TIMEOUT_MS: '6000' }).setting).toBe('REQUEST_TIMEOUT_MS');
+    expect(errorOf({ SHUTDOWN_TIMEOUT_MS: '5000' }).message).toBe(
+      'Invalid setting SHUTDOWN_TIMEOUT_MS (got 5000): expected more than REQUEST_TIMEOUT_MS (5000), so in-flight requests end on their own deadline.',
+    );
+    expect(load({ REQUEST_TIMEOUT_MS: '2500', SHUTDOWN_TIMEOUT_MS: '3000' }).requestTimeoutMs).toBe(2500);
   });
 
   it('keeps an explicit issuer without its trailing slash', () => {

@@ -201,7 +201,7 @@ BOOTSTRAP_ADMIN_EMAIL: {{ . | quote }}
 {{- if ne (not .Values.bootstrapAdmin.email) (not $hasPassword) }}
 {{- fail "set both bootstrapAdmin.email and the BOOTSTRAP_ADMIN_PASSWORD secret, or neither" }}
 {{- end }}
-{{- $drainMs := .Values.config.SHUTDOWN_DRAIN_MS | default 0 | int }}
+{{- $drainMs := .Values.config.SHUTDOWN_DRAIN_MS | default 5000 | int }}
 {{- $timeoutMs := .Values.config.SHUTDOWN_TIMEOUT_MS | default 10000 | int }}
 {{- if le (mul (int .Values.terminationGracePeriodSeconds) 1000) (add $drainMs $timeoutMs) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v s) must exceed SHUTDOWN_DRAIN_MS + SHUTDOWN_TIMEOUT_MS (%d ms), or pods are killed mid-shutdown" .Values.terminationGracePeriodSeconds (add $drainMs $timeoutMs)) }}

@@ -10,8 +10,13 @@ export interface MongoConnectionOptions {
   uri: string;
   /** Overrides the database named in the URI. */
   dbName?: string;
-  /** How long to look for a server before giving up (default 5000 ms). */
+  /** How long to look for a server before giving up (default: operationTimeoutMs, else 5000 ms). */
   serverSelectionTimeoutMS?: number;
+  /**
+   * The longest a single operation should take: the server stops it then (maxTimeMS), a socket
+   * silent for twice as long is dropped, and finding or connecting to a server gets as long.
+   */
+  operationTimeoutMs?: number;
 }
 
 export const DEFAULT_DATABASE = 'latchkey';
@@ -70,15 +75,20 @@ export async function detectFlavor(conn: Connection): Promise<ServerFlavor> {
 export async function openConnection(options: MongoConnectionOptions): Promise<Connection> {
   let conn: Connection | undefined;
   try {
+    const operation = options.operationTimeoutMs;
     conn = mongoose.createConnection(options.uri, {
       dbName: options.dbName ?? databaseNameOf(options.uri) ?? DEFAULT_DATABASE,
-      serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+      serverSelectionTimeoutMS:
+        options.serverSelectionTimeoutMS ?? operation ?? DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+      ...(operation ? { connectTimeoutMS: operation, socketTimeoutMS: operation * 2 } : {}),
       autoIndex: false,
       autoCreate: false,
       // Fail at once when disconnected instead of queueing operations for bufferTimeoutMS.
       bufferCommands: false,
     });
     await conn.asPromise();
+    // Every query carries a server-side time limit: work a caller has given up on stops there too.
+    if (options.operationTimeoutMs) conn.set('maxTimeMS', options.operationTimeoutMs);
     await pingConnection(conn);
     return conn;
   } catch (err) {

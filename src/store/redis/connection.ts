@@ -9,8 +9,10 @@ import type { LuaScript } from './scripts.js';
 
 export interface RedisConnectionOptions {
   url: string;
-  /** How long opening may take, and how long any later command may wait for its reply. */
+  /** How long opening may take. */
   timeoutMs: number;
+  /** How long any later command may wait for its reply (ioredis rejects it then). */
+  commandTimeoutMs?: number;
   /** A key name under the deployment's prefix, for the read-only capability check (ACLs may limit keys). */
   probeKey: string;
   /** Connection errors after opening (ioredis reconnects on its own); commands reject either way. */
@@ -41,7 +43,7 @@ export class RedisConnection {
       // Connect explicitly, so a failure rejects open() instead of surfacing on the first command.
       lazyConnect: true,
       connectTimeout: options.timeoutMs,
-      commandTimeout: options.timeoutMs,
+      commandTimeout: options.commandTimeoutMs ?? options.timeoutMs,
       // Nothing waits for a connection that is not there: a request fails fast and the caller answers
       // 503, rather than piling up behind a dead server.
       enableOfflineQueue: false,

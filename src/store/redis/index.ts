@@ -15,13 +15,16 @@ export interface RedisShortLivedOptions {
   url: string;
   /** Prepended to every key (for example `latchkey:`), so deployments can share a Redis. */
   keyPrefix: string;
-  /** How long opening, and later each command, may wait for Redis. Default 5000 ms. */
+  /** How long opening may wait for Redis. Default 5000 ms. */
   connectTimeoutMs?: number;
+  /** How long each command may wait for its reply once open. Default 1000 ms. */
+  commandTimeoutMs?: number;
   /** Connection errors after opening (for logging); ioredis reconnects by itself meanwhile. */
   onConnectionError?: (err: Error) => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
 
 /**
  * Opens one connection and resolves once Redis has answered; rejects with StoreUnavailableError when
@@ -36,6 +39,7 @@ export async function openRedisShortLived(options: RedisShortLivedOptions): Prom
   const connection = await RedisConnection.open({
     url: options.url,
     timeoutMs: options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
     probeKey: keys.counter('probe'),
     onError: options.onConnectionError,
   });
