@@ -1,7 +1,7 @@
 /**
  * The storage ports: what services may ask of storage, with no driver types. Two kinds of data:
  *  - durable data (users, roles, clients, signing keys, and later API keys, plans, usage, audit,
- *    webhooks): one repository per entity on DurableStore, implemented by embedded and mongo;
+ *    webhooks, the event outbox): one repository per entity on DurableStore, implemented by embedded and mongo;
  *  - short-lived data: oidc-provider artifacts (ArtifactStore) and windowed atomic counters
  *    (CounterStore), implemented by embedded and redis.
  * Every adapter runs the same contract suites in test/contract.
@@ -427,6 +427,146 @@ export interface UsageRepository {
   removeByOwner(ownerType: ApiKeyOwnerType, ownerId: string): Promise<number>;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Outbox: domain events and their deliveries                                                       */
+/* ------------------------------------------------------------------------------------------------ */
+
+/** Who caused an event: as for audit entries. */
+export interface EventActor {
+  type: 'client' | 'user' | 'system';
+  id: string;
+}
+
+/**
+ * One domain event as stored (src/events/catalog.ts gives the typed catalog). Append-only: never
+ * changed once stored; read back by id and by time range for activity and analytics.
+ */
+export interface OutboxEvent {
+  /** `evt_…`, time-ordered. */
+  id: string;
+  /** A catalog type, for example `user.created`. */
+  type: string;
+  timestamp: Date;
+  actor: EventActor;
+  data: JsonObject;
+}
+
+/**
+ * `pending`: not tried yet (or put back by retry); `failed`: the last attempt failed and another is
+ * due at next_attempt_at; `succeeded` and `dead` (given up) are final until retry.
+ */
+export const DELIVERY_STATUSES = ['pending', 'failed', 'succeeded', 'dead'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/** One event for one consumer (a webhook endpoint, a mail sender, ...): at most one per pair. */
+export interface OutboxDelivery {
+  /** deliveryId(event_id, endpoint_id): `dlv_…`, the same for the same pair on every adapter. */
+  id: string;
+  event_id: string;
+  endpoint_id: string;
+  status: DeliveryStatus;
+  /** Attempts started (claims); a claim whose lease expired counts as one. */
+  attempts: number;
+  /** When the delivery is due (pending, failed); null once final (succeeded, dead). */
+  next_attempt_at: Date | null;
+  /** Who holds the current claim and until when; both null when unclaimed. */
+  lease_owner: string | null;
+  lease_expires_at: Date | null;
+  /** HTTP status (or another consumer's code) of the last attempt; null when it had none. */
+  last_status: number | null;
+  last_error: string | null;
+  latency_ms: number | null;
+  created_at: Date;
+  updated_at: Date;
+  /** When it became succeeded or dead; null otherwise. */
+  finished_at: Date | null;
+}
+
+export interface NewDelivery {
+  event_id: string;
+  endpoint_id: string;
+  /** Default: now. */
+  next_attempt_at?: Date;
+  /** Default: now. */
+  now?: Date;
+}
+
+/** What an attempt reports. */
+export interface AttemptReport {
+  /** HTTP status (or another code), null when there was no response. */
+  status?: number | null;
+  latency_ms?: number | null;
+  /** The caller's clock; default now. */
+  now?: Date;
+}
+
+/** A failed attempt: either another one is due at next_attempt_at, or the delivery is dead. */
+export type AttemptFailure = AttemptReport & { error: string } & (
+    { next_attempt_at: Date; dead?: never } | { dead: true; next_attempt_at?: never }
+  );
+
+export interface DeliveryListQuery {
+  endpoint_id?: string;
+  event_id?: string;
+  status?: DeliveryStatus | DeliveryStatus[];
+  limit: number;
+  /** next_cursor of the previous page. Newest first (created_at, then id). */
+  cursor?: string;
+}
+
+export interface EventListQuery {
+  /** from <= timestamp < to. */
+  from?: Date;
+  to?: Date;
+  types?: string[];
+  limit: number;
+  /** next_cursor of the previous page. Oldest first (timestamp, then id). */
+  cursor?: string;
+}
+
+/** A page; next_cursor is null on the last one. A cursor that is not ours throws QueryError. */
+export interface OutboxPage<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+/**
+ * The durable outbox: services append domain events (durable once append resolves), consumers
+ * enqueue one delivery per (event, endpoint) and workers claim due deliveries with an expiring lease,
+ * so that however many instances race, a delivery is claimed by one of them until its lease expires.
+ * Only the lease owner can record the outcome.
+ */
+export interface OutboxRepository {
+  /** Stores events (all or none); throws StoreConflictError('id') when an id exists. */
+  append(events: OutboxEvent[]): Promise<void>;
+  getEvent(id: string): Promise<OutboxEvent | null>;
+  listEvents(query: EventListQuery): Promise<OutboxPage<OutboxEvent>>;
+  /**
+   * Creates a pending delivery per pair; a pair that already has one keeps it unchanged. Returns
+   * the deliveries of every pair, in input order.
+   */
+  enqueue(deliveries: NewDelivery[]): Promise<OutboxDelivery[]>;
+  /**
+   * Claims up to `limit` due deliveries (pending or failed, next_attempt_at <= now, no live lease)
+   * for `owner` until now + leaseMs, counting an attempt on each; oldest due first. May return
+   * fewer than are due when other claimers race; never one that another claimer holds.
+   */
+  claimDue(now: Date, limit: number, leaseMs: number, owner: string): Promise<OutboxDelivery[]>;
+  /** Marks the delivery succeeded; null (and nothing changed) unless `owner` holds its claim. */
+  complete(id: string, owner: string, result: AttemptReport): Promise<OutboxDelivery | null>;
+  /** Records a failed attempt (due again at next_attempt_at, or dead); null unless `owner` holds it. */
+  fail(id: string, owner: string, failure: AttemptFailure): Promise<OutboxDelivery | null>;
+  get(id: string): Promise<OutboxDelivery | null>;
+  list(query: DeliveryListQuery): Promise<OutboxPage<OutboxDelivery>>;
+  /** A failed or dead delivery becomes pending and due at `now`; null when it is neither. */
+  retry(id: string, now?: Date): Promise<OutboxDelivery | null>;
+  /**
+   * Deletes finished deliveries (succeeded, dead) finished before `date`, then events older than
+   * `date` that no delivery refers to any more. Returns how many of each.
+   */
+  purgeOlderThan(date: Date): Promise<{ events: number; deliveries: number }>;
+}
+
 export interface DurableStore {
   readonly kind: 'embedded' | 'mongo';
   readonly users: UserRepository;
@@ -438,6 +578,7 @@ export interface DurableStore {
   readonly apiKeys: ApiKeyRepository;
   readonly plans: PlanRepository;
   readonly usage: UsageRepository;
+  readonly outbox: OutboxRepository;
   /** Creates or updates schema and indexes; safe to run repeatedly and concurrently. */
   migrate(): Promise<void>;
   /** Resolves when the backend answers; rejects otherwise. */

@@ -4,6 +4,7 @@ import { EmbeddedApiKeyRepository } from './api-keys.js';
 import { EmbeddedAuditRepository } from './audit.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
+import { EmbeddedOutboxRepository } from './outbox.js';
 import { EmbeddedPlanRepository } from './plans.js';
 import { EmbeddedResourceServerRepository } from './resource-servers.js';
 import { EmbeddedRoleRepository } from './roles.js';
@@ -22,6 +23,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly apiKeys: EmbeddedApiKeyRepository;
   readonly plans: EmbeddedPlanRepository;
   readonly usage: EmbeddedUsageRepository;
+  readonly outbox: EmbeddedOutboxRepository;
   private closed = false;
   private readonly optimizer: NodeJS.Timeout;
 
@@ -39,6 +41,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.apiKeys = new EmbeddedApiKeyRepository(db);
     this.plans = new EmbeddedPlanRepository(db);
     this.usage = new EmbeddedUsageRepository(db);
+    this.outbox = new EmbeddedOutboxRepository(db);
   }
 
   /** The schema is migrated when the file is opened; nothing is left to do. */

@@ -307,4 +307,44 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX users_email_skeleton ON users (email_skeleton);
     `,
   },
+  {
+    version: 9,
+    description: 'the event outbox: domain events and their deliveries, with an index for claiming due ones',
+    sql: `
+      CREATE TABLE outbox_events (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        actor_type TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+      ) STRICT;
+      CREATE INDEX outbox_events_timestamp ON outbox_events (timestamp, id);
+      CREATE INDEX outbox_events_type ON outbox_events (type, timestamp, id);
+
+      CREATE TABLE outbox_deliveries (
+        id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        lease_owner TEXT,
+        lease_expires_at TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        latency_ms INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT,
+        UNIQUE (event_id, endpoint_id)
+      ) STRICT;
+      CREATE INDEX outbox_deliveries_due ON outbox_deliveries (next_attempt_at, id)
+        WHERE status IN ('pending', 'failed');
+      CREATE INDEX outbox_deliveries_endpoint ON outbox_deliveries (endpoint_id, created_at, id);
+      CREATE INDEX outbox_deliveries_created ON outbox_deliveries (created_at, id);
+      CREATE INDEX outbox_deliveries_finished ON outbox_deliveries (finished_at)
+        WHERE status IN ('succeeded', 'dead');
+    `,
+  },
 ];

@@ -8,6 +8,7 @@ import { MongoAuditRepository } from './audit.js';
 import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
+import { MongoOutboxRepository } from './outbox.js';
 import { MongoPlanRepository } from './plans.js';
 import { MongoResourceServerRepository } from './resource-servers.js';
 import { MongoRoleRepository } from './roles.js';
@@ -31,6 +32,7 @@ export class MongoDurableStore implements DurableStore {
   readonly apiKeys: MongoApiKeyRepository;
   readonly plans: MongoPlanRepository;
   readonly usage: MongoUsageRepository;
+  readonly outbox: MongoOutboxRepository;
   private readonly models: MongoModels;
   /** The repository itself, never the cache (migrate backfills through it). */
   private readonly userRepository: MongoUserRepository;
@@ -53,6 +55,11 @@ export class MongoDurableStore implements DurableStore {
     this.apiKeys = new MongoApiKeyRepository(this.models.apiKeys);
     this.plans = new MongoPlanRepository(this.models.plans);
     this.usage = new MongoUsageRepository(this.models.usage);
+    this.outbox = new MongoOutboxRepository(
+      this.models.outboxEvents,
+      this.models.outboxDeliveries,
+      this.models.outboxClaims,
+    );
   }
 
   /**

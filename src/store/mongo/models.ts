@@ -5,7 +5,14 @@
  */
 import mongoose, { type Connection, type Model, type SchemaOptions } from 'mongoose';
 
-import type { ApiKeyOwnerType, JsonObject, QuotaPeriod, SigningKeyStatus, UserStatus } from '../ports.js';
+import type {
+  ApiKeyOwnerType,
+  DeliveryStatus,
+  JsonObject,
+  QuotaPeriod,
+  SigningKeyStatus,
+  UserStatus,
+} from '../ports.js';
 
 export interface UserDocument {
   _id: string;
@@ -152,6 +159,43 @@ export interface UsageDocument {
   created_at: Date;
 }
 
+export interface OutboxEventDocument {
+  _id: string;
+  type: string;
+  timestamp: Date;
+  actor_type: 'client' | 'user' | 'system';
+  actor_id: string;
+  /** JSON text: event data is free-form (user metadata keys may hold dots or `$`). */
+  data: string;
+}
+
+export interface OutboxDeliveryDocument {
+  /** deliveryId(event_id, endpoint_id). */
+  _id: string;
+  event_id: string;
+  endpoint_id: string;
+  status: DeliveryStatus;
+  /** Attempts started; also the claim generation that outbox_claims fences (see outbox.ts). */
+  attempts: number;
+  next_attempt_at: Date | null;
+  lease_owner: string | null;
+  lease_expires_at: Date | null;
+  last_status: number | null;
+  last_error: string | null;
+  latency_ms: number | null;
+  created_at: Date;
+  updated_at: Date;
+  finished_at: Date | null;
+}
+
+/** One claim of one delivery: `<delivery id>#<attempt>`, inserted once, so one claimer wins it. */
+export interface OutboxClaimDocument {
+  _id: string;
+  delivery_id: string;
+  owner: string;
+  created_at: Date;
+}
+
 export interface MongoModels {
   users: Model<UserDocument>;
   roles: Model<RoleDocument>;
@@ -163,6 +207,9 @@ export interface MongoModels {
   apiKeys: Model<ApiKeyDocument>;
   plans: Model<PlanDocument>;
   usage: Model<UsageDocument>;
+  outboxEvents: Model<OutboxEventDocument>;
+  outboxDeliveries: Model<OutboxDeliveryDocument>;
+  outboxClaims: Model<OutboxClaimDocument>;
 }
 
 /** Names of the unique indexes, which duplicate-key errors are matched against. */
@@ -408,6 +455,66 @@ function usageSchema() {
   return schema;
 }
 
+function outboxEventSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      type: { type: String, required: true },
+      timestamp: { type: Date, required: true },
+      actor_type: { type: String, required: true },
+      actor_id: { type: String, required: true },
+      data: { type: String, required: true },
+    },
+    { ...OPTIONS, collection: 'outbox_events' },
+  );
+  schema.index({ timestamp: 1, _id: 1 }, { name: 'outbox_events_timestamp' });
+  schema.index({ type: 1, timestamp: 1, _id: 1 }, { name: 'outbox_events_type' });
+  return schema;
+}
+
+function outboxDeliverySchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      event_id: { type: String, required: true },
+      endpoint_id: { type: String, required: true },
+      status: { type: String, required: true },
+      attempts: { type: Number, default: 0 },
+      next_attempt_at: nullable(Date),
+      lease_owner: nullable(String),
+      lease_expires_at: nullable(Date),
+      last_status: nullable(Number),
+      last_error: nullable(String),
+      latency_ms: nullable(Number),
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+      finished_at: nullable(Date),
+    },
+    { ...OPTIONS, collection: 'outbox_deliveries' },
+  );
+  // Due-claiming: status then due time (final statuses have no due time).
+  schema.index({ status: 1, next_attempt_at: 1 }, { name: 'outbox_deliveries_due' });
+  schema.index({ endpoint_id: 1, created_at: -1, _id: -1 }, { name: 'outbox_deliveries_endpoint' });
+  schema.index({ event_id: 1 }, { name: 'outbox_deliveries_event' });
+  schema.index({ created_at: -1, _id: -1 }, { name: 'outbox_deliveries_created' });
+  schema.index({ finished_at: 1 }, { name: 'outbox_deliveries_finished' });
+  return schema;
+}
+
+function outboxClaimSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      delivery_id: { type: String, required: true },
+      owner: { type: String, required: true },
+      created_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'outbox_claims' },
+  );
+  schema.index({ delivery_id: 1 }, { name: 'outbox_claims_delivery' });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -421,6 +528,9 @@ export function createModels(conn: Connection): MongoModels {
     apiKeys: conn.model<ApiKeyDocument>('ApiKey', apiKeySchema()),
     plans: conn.model<PlanDocument>('Plan', planSchema()),
     usage: conn.model<UsageDocument>('UsageEntry', usageSchema()),
+    outboxEvents: conn.model<OutboxEventDocument>('OutboxEvent', outboxEventSchema()),
+    outboxDeliveries: conn.model<OutboxDeliveryDocument>('OutboxDelivery', outboxDeliverySchema()),
+    outboxClaims: conn.model<OutboxClaimDocument>('OutboxClaim', outboxClaimSchema()),
   };
 }
 
