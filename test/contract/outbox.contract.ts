@@ -125,6 +125,13 @@ export function describeOutboxContract(harness: OutboxHarness): void {
       );
       expect(await outbox.getEvent(fresh.id)).toBeNull();
       expect((await outbox.getEvent(first.id))!.type).toBe('ping');
+      // The same id twice in one batch is a conflict too.
+      const twice = event(at(T + 2 * SECOND));
+      const other = event(at(T + 3 * SECOND));
+      await expect(rival.append([other, twice, twice])).rejects.toBeInstanceOf(StoreConflictError);
+      expect(await outbox.getEvent(other.id)).toBeNull();
+      expect(await outbox.getEvent(twice.id)).toBeNull();
+      await outbox.append([]);
     });
 
     it('lists events by time range and type, oldest first, in pages', async () => {

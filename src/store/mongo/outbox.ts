@@ -84,7 +84,11 @@ export class MongoOutboxRepository implements OutboxRepository {
     private readonly claims: Model<OutboxClaimDocument>,
   ) {}
 
-  /** Ordered insert; on a conflict the events of the batch stored before it are deleted again. */
+  /**
+   * All or none without a transaction: ids already stored are refused before anything is written;
+   * an ordered insert that still hits one (an id stored meanwhile, which only caller-chosen ids can
+   * do) stops there, and the events of the batch stored before it are deleted again.
+   */
   async append(events: OutboxEvent[]): Promise<void> {
     if (events.length === 0) return;
     const docs: OutboxEventDocument[] = events.map((e) => ({
@@ -95,17 +99,19 @@ export class MongoOutboxRepository implements OutboxRepository {
       actor_id: e.actor.id,
       data: JSON.stringify(e.data),
     }));
+    const ids = docs.map((d) => d._id);
+    if (new Set(ids).size < ids.length) throw new StoreConflictError('id');
+    if ((await this.events.countDocuments({ _id: { $in: ids } })) > 0) throw new StoreConflictError('id');
     try {
       await this.events.insertMany(docs, { ordered: true, lean: true });
     } catch (err) {
+      // Which were stored: those before the refused one; without that in the reply, and with no
+      // conflict to explain the failure, none of the ids was taken before, so all of them are ours.
       const refused = firstRefused(err);
-      const stored = docs.slice(0, refused ?? docs.length).map((d) => d._id);
-      // Unknown which were stored (no index in the reply): only ids no other event had can be ours,
-      // and with an id conflict the conflicting one is not, so without the index all but it go.
-      if (stored.length > 0 && (refused !== undefined || !duplicateKey(err))) {
-        await this.events.deleteMany({ _id: { $in: stored } });
-      }
-      if (duplicateKey(err)) throw new StoreConflictError('id');
+      const conflict = duplicateKey(err) !== undefined;
+      const ours = refused !== undefined ? ids.slice(0, refused) : conflict ? [] : ids;
+      if (ours.length > 0) await this.events.deleteMany({ _id: { $in: ours } });
+      if (conflict) throw new StoreConflictError('id');
       throw err;
     }
   }
