@@ -47,7 +47,12 @@ describe.each(availableBackends())(
     let t: TestApp;
     let doc: Json;
     beforeAll(async () => {
-      t = await createTestApp({ durable, shortLived });
+      // Many requests without a token below: more than the small anonymous budget allows by default.
+      t = await createTestApp({
+        durable,
+        shortLived,
+        env: { RATE_LIMIT_ANONYMOUS_PER_HOUR: '100000', RATE_LIMIT_ANONYMOUS_BURST: '100000' },
+      });
       const res = await request(t.callback).get('/v2/openapi.json');
       expect(res.status).toBe(200);
       doc = res.body as Json;
@@ -71,6 +76,40 @@ describe.each(availableBackends())(
       const unknown = await request(t.callback).get('/v2/no-such-thing');
       expect(unknown.status).toBe(404);
       expect(unknown.body.error.code).toBe('NOT_FOUND');
+    });
+
+    it('answers TRACE (and any method a path lacks) 405 with Allow naming the path’s methods, OPTIONS 204', async () => {
+      for (const [path, item] of Object.entries(doc.paths as Record<string, Json>)) {
+        const documented = Object.keys(item)
+          .filter((k) => METHODS.includes(k))
+          .map((m) => m.toUpperCase());
+        const expected = [...documented, ...(documented.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].sort();
+        const url = path.replace(/\{(\w+)\}/g, 'x1');
+        const res = await request(t.callback).trace(url);
+        expect({ path, status: res.status }).toEqual({ path, status: 405 });
+        expect(String(res.headers.allow).split(', ').sort()).toEqual(expected);
+        expect(res.headers['content-type']).toMatch(/^application\/json/);
+        expect(res.body.error).toMatchObject({ code: 'METHOD_NOT_ALLOWED', request_id: expect.any(String) });
+        expect(res.body.error.message).toContain('TRACE');
+        const missing = ['PATCH', 'PUT', 'DELETE', 'POST'].find((m) => !documented.includes(m));
+        if (missing) {
+          const other = await request(t.callback)[missing.toLowerCase() as 'patch'](url);
+          expect({ path, missing, status: other.status }).toEqual({ path, missing, status: 405 });
+          expect(String(other.headers.allow).split(', ').sort()).toEqual(expected);
+        }
+        const options = await request(t.callback).options(url);
+        expect({ path, status: options.status }).toEqual({ path, status: 204 });
+        expect(String(options.headers.allow).split(', ').sort()).toEqual(expected);
+      }
+      // A path that does not exist stays a 404, whatever the method.
+      const nowhere = await request(t.callback).trace('/v2/no-such-thing');
+      expect(nowhere.status).toBe(404);
+      expect(nowhere.body.error.code).toBe('NOT_FOUND');
+      // Outside /v2 the same rule holds (TRACE used to reach koa-router's 501 and become a 500).
+      const health = await request(t.callback).trace('/health/live');
+      expect(health.status).toBe(405);
+      expect(String(health.headers.allow).split(', ').sort()).toEqual(['GET', 'HEAD', 'OPTIONS']);
+      expect(health.body.error.code).toBe('METHOD_NOT_ALLOWED');
     });
 
     it('GET /v2/openapi.json validates as an OpenAPI 3.1 document', async () => {
