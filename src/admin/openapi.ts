@@ -2,6 +2,8 @@
  * The OpenAPI 3.1 document of the management API, generated from the same route declarations and
  * zod schemas that validate requests (api-router.ts), so the document cannot drift from the code.
  */
+import { maxHeaderSize } from 'node:http';
+
 import { z } from 'zod';
 
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
@@ -101,6 +103,7 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       ...(route.scope ? ALWAYS_ON_SCOPED : ['RATE_LIMIT_EXCEEDED' as const]),
       ...(route.params || route.query || route.body ? (['VALIDATION_ERROR'] as const) : []),
       ...(route.body ? (['MALFORMED_JSON', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'] as const) : []),
+      'REQUEST_HEADERS_TOO_LARGE' as const,
       'INTERNAL_ERROR' as const,
     ];
     const operation: Json = {
@@ -144,8 +147,7 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
     info: {
       title: 'Latchkey management API',
       version: info.version,
-      description:
-        "Users, roles, OAuth clients and APIs of a Latchkey server. Authenticate with an access token from this server (client credentials) holding the scope each operation names; some fields need a scope of their own (role: role:manage and the role's management scopes; reactivation, email_verified and protected metadata keys: user:security; plan: plan:manage), nobody grants a management scope they lack, and changing a user or client needs every management scope it holds (403 AUTH_INSUFFICIENT_SCOPE). Every response carries X-Request-Id and the X-RateLimit-* headers; requests are counted before their body is read. Bodies are UTF-8 JSON of at most 1 MiB (400 INVALID_ENCODING, 400 MALFORMED_JSON, 413, 415). Query parameters an operation does not declare are refused (400 naming them); integers in queries are decimal digits only.",
+      description: `Users, roles, OAuth clients and APIs of a Latchkey server. Authenticate with an access token from this server (client credentials) holding the scope each operation names; some fields need a scope of their own (role: role:manage and the role's management scopes; reactivation, email_verified and protected metadata keys: user:security; plan: plan:manage), nobody grants a management scope they lack, and changing a user or client needs every management scope it holds (403 AUTH_INSUFFICIENT_SCOPE). Every response carries X-Request-Id and the X-RateLimit-* headers; requests are counted before their body is read. Bodies are UTF-8 JSON of at most 1 MiB (400 INVALID_ENCODING, 400 MALFORMED_JSON, 413, 415). The request line and headers together (the query string included) may be at most ${maxHeaderSize} bytes (431 REQUEST_HEADERS_TOO_LARGE). Query parameters an operation does not declare are refused (400 naming them); integers in queries are decimal digits only.`,
     },
     servers: [{ url: info.issuer }],
     paths,

@@ -39,6 +39,10 @@ export const ERROR_CATALOG = {
   },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json' },
+  REQUEST_HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request line and headers are too large (a long query string counts)',
+  },
   BUSINESS_RULE_VIOLATION: { status: 422, message: 'The request breaks a business rule' },
   RATE_LIMIT_EXCEEDED: { status: 429, message: 'Too many requests; retry later' },
   QUOTA_EXCEEDED: { status: 429, message: 'The quota for this period is used up' },
