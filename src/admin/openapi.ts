@@ -8,7 +8,7 @@ import { z } from 'zod';
 
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
 import type { RouteSpec } from './api-router.js';
-import { apiSchemas, ErrorEnvelope } from './schemas.js';
+import { apiSchemas, ErrorEnvelope, JSON_PARAMETER, schemaExtras, wireComponents } from './schemas.js';
 
 type Json = Record<string, unknown>;
 
@@ -36,9 +36,17 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       io,
       metadata: apiSchemas,
       unrepresentable: 'any',
-      override: ({ jsonSchema: s }) => {
-        // zod adds its own regexes to formats; the format says it better to readers and tools.
-        if (typeof s.format === 'string' && s.pattern) delete s.pattern;
+      override: ({ zodSchema, jsonSchema: s }) => {
+        const target = s as Json;
+        // zod adds its own regexes to formats; the format says it better to readers and tools. A
+        // wired schema (schemas.ts `wire`) states its own pattern, which the validator uses.
+        if (typeof target.format === 'string' && target.pattern && !zodSchema._zod.toJSONSchema) {
+          delete target.pattern;
+        }
+        const extras = schemaExtras.get(zodSchema as unknown as z.ZodType);
+        if (extras) Object.assign(target, structuredClone(extras));
+        const description = z.globalRegistry.get(zodSchema)?.description;
+        if (description && target.description === undefined) target.description = description;
       },
     }) as Json;
     const { $defs, $schema, ...rest } = generated;
@@ -88,13 +96,16 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
         required?: string[];
       };
       for (const [name, property] of Object.entries(object.properties ?? {})) {
-        const { description, ...propertySchema } = property;
+        const { description, [JSON_PARAMETER]: json, ...propertySchema } = property;
         parameters.push({
           name,
           in: where,
           required: where === 'path' || (object.required ?? []).includes(name),
           ...(description ? { description } : {}),
-          schema: propertySchema,
+          // A parameter whose value is JSON text is described by the schema of the parsed value.
+          ...(json
+            ? { content: { 'application/json': { schema: propertySchema } } }
+            : { schema: propertySchema }),
         });
       }
     }
@@ -102,6 +113,9 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       ...route.errors,
       ...(route.scope ? ALWAYS_ON_SCOPED : ['RATE_LIMIT_EXCEEDED' as const]),
       ...(route.params || route.query || route.body ? (['VALIDATION_ERROR'] as const) : []),
+      ...(route.query instanceof z.ZodObject && 'cursor' in route.query.shape
+        ? (['INVALID_CURSOR'] as const)
+        : []),
       ...(route.body ? (['MALFORMED_JSON', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'] as const) : []),
       'REQUEST_HEADERS_TOO_LARGE' as const,
       'INTERNAL_ERROR' as const,
@@ -152,7 +166,7 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
     servers: [{ url: info.issuer }],
     paths,
     components: {
-      schemas: components,
+      schemas: { ...structuredClone(wireComponents), ...components },
       securitySchemes: {
         oauth2: {
           type: 'oauth2',

@@ -7,6 +7,18 @@ import type Router from '@koa/router';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import request from 'supertest';
 
+import {
+  CURSOR_MAX,
+  CURSOR_PATTERN,
+  EMAIL_MAX,
+  EMAIL_PATTERN,
+  METADATA_KEY_PATTERN,
+  METADATA_MAX_DEPTH,
+  RESERVED_KEYS,
+  TEXT_PATTERN,
+} from '../../src/admin/schemas.js';
+import { METADATA_FIELD_PATTERN } from '../../src/store/query.js';
+import { adminApi, uniqueEmail } from '../helpers/admin-api.js';
 import { availableBackends, createTestApp, type TestApp } from '../helpers/test-app.js';
 
 type Json = Record<string, unknown>;
@@ -110,6 +122,138 @@ describe.each(availableBackends())(
       expect(health.status).toBe(405);
       expect(String(health.headers.allow).split(', ').sort()).toEqual(['GET', 'HEAD', 'OPTIONS']);
       expect(health.body.error.code).toBe('METHOD_NOT_ALLOWED');
+    });
+
+    it('states the limits and rules the validators apply, from the constants they use', () => {
+      const paths = doc.paths as Record<
+        string,
+        Record<string, { parameters?: Json[]; requestBody?: Json; responses: Json }>
+      >;
+      const param = (path: string, name: string) =>
+        paths[path]!.get!.parameters!.find((p) => p.name === name) as Json & {
+          schema?: Json;
+          content?: Json;
+        };
+      expect(param('/v2/users', 'limit').schema).toMatchObject({ type: 'integer', minimum: 1, maximum: 100 });
+      expect(param('/v2/users', 'offset').schema).toMatchObject({
+        type: 'integer',
+        minimum: 0,
+        maximum: 1_000_000,
+      });
+      for (const path of ['/v2/users', '/v2/users/search', '/v2/audit']) {
+        expect(param(path, 'cursor').schema).toMatchObject({
+          type: 'string',
+          maxLength: CURSOR_MAX,
+          pattern: CURSOR_PATTERN,
+        });
+        // A well-formed cursor the list did not issue is a 422, documented where a cursor is taken.
+        expect(String((paths[path]!.get!.responses['422'] as Json).description)).toContain('INVALID_CURSOR');
+      }
+      expect(param('/v2/users', 'search').schema).toMatchObject({ type: 'string', maxLength: 200 });
+      expect(param('/v2/users/search', 'q').schema).toMatchObject({ type: 'string', maxLength: 200 });
+      expect(param('/v2/users/{id}', 'include').schema).toMatchObject({
+        maxLength: 100,
+        pattern: expect.stringContaining('roles|permissions|preferences'),
+      });
+      // JSON query parameters are described by the schema of their parsed value.
+      const filters = param('/v2/users/search', 'filters');
+      expect(filters.schema).toBeUndefined();
+      expect((filters.content as Record<string, { schema: Json }>)['application/json']!.schema).toMatchObject(
+        {
+          type: 'object',
+          additionalProperties: false,
+          patternProperties: { [METADATA_FIELD_PATTERN]: expect.any(Object) },
+        },
+      );
+      const body = (
+        paths['/v2/users']!.post!.requestBody as {
+          content: Record<string, { schema: { properties: Record<string, Json> } }>;
+        }
+      ).content['application/json']!.schema.properties;
+      expect(body.metadata).toMatchObject({
+        type: 'object',
+        propertyNames: { type: 'string', pattern: METADATA_KEY_PATTERN, not: { enum: [...RESERVED_KEYS] } },
+        additionalProperties: { $ref: '#/components/schemas/MetadataValue1' },
+      });
+      const components = (doc.components as { schemas: Record<string, { anyOf: Json[] }> }).schemas;
+      // Nested objects hold to the same key rule, and nothing sits deeper than METADATA_MAX_DEPTH.
+      expect(components[`MetadataValue${METADATA_MAX_DEPTH}`]!.anyOf).toEqual(
+        expect.arrayContaining([
+          { type: 'array', items: false },
+          { type: 'object', propertyNames: body.metadata!.propertyNames, additionalProperties: false },
+        ]),
+      );
+      expect(components[`MetadataValue${METADATA_MAX_DEPTH + 1}`]).toBeUndefined();
+      expect(body.first_name).toMatchObject({
+        type: 'string',
+        minLength: 1,
+        maxLength: 100,
+        pattern: TEXT_PATTERN,
+      });
+      expect(body.email).toMatchObject({ type: 'string', maxLength: EMAIL_MAX, pattern: EMAIL_PATTERN });
+    });
+
+    it('refuses exactly the metadata keys its schema forbids, naming them, at any depth', async () => {
+      const api = await adminApi(t);
+      const createBody = (paths: Json) =>
+        (
+          (paths['/v2/users'] as Record<string, Json>).post!.requestBody as {
+            content: Record<
+              string,
+              {
+                schema: {
+                  properties: Record<string, { propertyNames: { pattern: string; not: { enum: string[] } } }>;
+                };
+              }
+            >;
+          }
+        ).content['application/json']!.schema.properties.metadata!.propertyNames;
+      const rule = createBody(doc.paths as Json);
+      const allowedBySchema = (key: string) =>
+        new RegExp(rule.pattern, 'u').test(key) && !rule.not.enum.includes(key);
+      const keys = [
+        'plan',
+        'A-b_9',
+        'x'.repeat(64),
+        'x'.repeat(65),
+        '',
+        '__proto__',
+        'constructor',
+        'prototype',
+        'toString',
+        'a.b',
+        '$where',
+        'with space',
+        'tab\tkey',
+        'nul\u0000',
+        'ключ',
+        '🔑',
+      ];
+      for (const key of keys) {
+        for (const [metadata, field] of [
+          [JSON.parse(`{${JSON.stringify(key)}:1}`) as Json, 'metadata'],
+          [JSON.parse(`{"outer":[{${JSON.stringify(key)}:1}]}`) as Json, 'metadata.outer.0'],
+        ] as const) {
+          const res = await api.post('/v2/users', {
+            email: uniqueEmail(),
+            first_name: 'K',
+            last_name: 'Key',
+            metadata,
+          });
+          if (allowedBySchema(key)) {
+            expect({ key, status: res.status }).toEqual({ key, status: 201 });
+          } else {
+            expect({ key, status: res.status, code: res.body.error?.code }).toEqual({
+              key,
+              status: 400,
+              code: 'VALIDATION_ERROR',
+            });
+            expect(res.body.error.details).toEqual([
+              { field, issue: expect.stringContaining(`"${key.slice(0, 70)}"`) },
+            ]);
+          }
+        }
+      }
     });
 
     it('GET /v2/openapi.json validates as an OpenAPI 3.1 document', async () => {
