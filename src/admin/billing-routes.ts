@@ -403,16 +403,23 @@ function registerPlanRoutes(api: ApiRouter, deps: BillingRouteDeps): void {
     tag,
     scope: 'plan:manage',
     params: userParam,
-    body: z.object({ plan: z.string().min(1).max(64) }).strict(),
+    body: z.object({ plan: planName }).strict(),
     responses: {
       200: {
         description: 'The user’s plan',
         schema: z.object({ user_id: z.string(), plan: z.string(), updated_at: timestamp }),
       },
     },
-    errors: ['USER_NOT_FOUND', 'PLAN_NOT_FOUND', 'VALIDATION_ERROR'],
+    errors: ['USER_NOT_FOUND', 'VALIDATION_ERROR', 'BUSINESS_RULE_VIOLATION'],
     async handler({ params, body, principal, ctx }) {
-      const plan = await deps.plans.get(body.plan);
+      // The URL names the user; a plan the body names but nobody created is a 422, not a 404.
+      const plan = await deps.plans.find(body.plan);
+      if (!plan) {
+        throw new AppError('BUSINESS_RULE_VIOLATION', {
+          message: `There is no plan named "${body.plan}"`,
+          details: [{ field: 'plan', issue: 'Unknown plan', provided: body.plan }],
+        });
+      }
       const user = await deps.users.setPlan(params.id, plan.name, contextOf(ctx, principal));
       return {
         status: 200,

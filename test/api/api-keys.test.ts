@@ -489,11 +489,10 @@ describe.each(availableBackends())(
         requests_per_hour: 10000,
       });
       expect((await admin.delete(`/v2/plans/${name}`)).status).toBe(204);
-      expectError(
-        await admin.put(`/v2/users/${(await admin.createUser()).id}/plan`, { plan: name }),
-        404,
-        'PLAN_NOT_FOUND',
-      );
+      // The URL's user exists: a plan that does not is a 422 naming the field, not a 404.
+      const gone = await admin.put(`/v2/users/${(await admin.createUser()).id}/plan`, { plan: name });
+      expectError(gone, 422, 'BUSINESS_RULE_VIOLATION');
+      expect(gone.body.error.details).toEqual([{ field: 'plan', issue: 'Unknown plan', provided: name }]);
       const limited = await adminApi(t, { scope: 'user:read' });
       expectError(await limited.get('/v2/plans'), 403, 'AUTH_INSUFFICIENT_SCOPE');
     });
