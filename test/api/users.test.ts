@@ -783,6 +783,19 @@ describe.each(availableBackends())(
           expect(bad.body.error.code).toBe('VALIDATION_ERROR');
           expect(bad.body.error.details).toEqual([expect.objectContaining({ issue })]);
         }
+        // A body of whitespace alone is no JSON (it was read as {} and wiped the preferences).
+        for (const blank of [' ', '\n', '\f', '\u00a0']) {
+          const res = await api
+            .call('put', `/v2/users/${user.id}/preferences`)
+            .set('Content-Type', 'application/json')
+            .send(blank);
+          expect({ blank, status: res.status, code: res.body.error?.code }).toEqual({
+            blank,
+            status: 400,
+            code: 'MALFORMED_JSON',
+          });
+        }
+        expect((await api.get(`/v2/users/${user.id}/preferences`)).body).toEqual({ theme: 'light' });
         expect((await api.get('/v2/users/usr_nobody/preferences')).body.error.code).toBe('USER_NOT_FOUND');
         expect((await api.put('/v2/users/usr_nobody/preferences', {})).body.error.code).toBe(
           'USER_NOT_FOUND',
