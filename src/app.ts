@@ -11,6 +11,7 @@ import { accountClient, accountRouter } from './account/router.js';
 import type { Config } from './config/load-config.js';
 import { resolveSecrets } from './config/secrets.js';
 import { errorMiddleware } from './errors/error-middleware.js';
+import { allowedMethods } from './http/allowed-methods.js';
 import { healthRouter } from './health/health-router.js';
 import './http/koa-state.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -317,7 +318,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     },
   });
   app.use(health.routes());
-  app.use(health.allowedMethods({ throw: true }));
+  app.use(allowedMethods(health));
   if (config.metricsEnabled) app.use(metricsRouter(metrics, { token: config.metricsToken }).routes());
 
   const staticFiles = new Router();
@@ -330,7 +331,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
 
   const account = accountRouter({ host, views, store: stores.durable, issuer: config.issuer });
   app.use(account.routes());
-  app.use(account.allowedMethods({ throw: true }));
+  app.use(allowedMethods(account));
 
   const v2 = managementApi({
     issuer: config.issuer,
@@ -367,7 +368,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     onVerify: (outcome) => metrics.verifyKey(outcome),
   });
   app.use(gateway.routes());
-  app.use(gateway.allowedMethods({ throw: true }));
+  app.use(allowedMethods(gateway));
 
   const interactions = interactionsRouter({
     host,
@@ -378,7 +379,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());
-  app.use(interactions.allowedMethods({ throw: true }));
+  app.use(allowedMethods(interactions));
 
   return {
     app,

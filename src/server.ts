@@ -9,6 +9,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 import type { BuiltApp } from './app.js';
+import { AppError } from './errors/app-error.js';
+import { toEnvelope } from './errors/error-middleware.js';
+import { newRequestId } from './logging/request-context.js';
 import { isHousekeepingPath } from './http/housekeeping.js';
 import { IdleMemoryRelease } from './runtime/idle-memory.js';
 import type { Stores } from './store/ports.js';
@@ -53,6 +56,36 @@ export async function startServer(
   server.on('connection', (socket: Socket) => {
     inFlight.set(socket, 0);
     socket.once('close', () => inFlight.delete(socket));
+  });
+  // A request head (request line with its query string, and headers) beyond Node's limit (16 KiB) never
+  // reaches the app, and Node would answer a bare 431: it gets the error envelope every other refusal
+  // has. Other malformed requests are answered as Node does by default. Nothing is written while a
+  // response of the connection is under way (it would corrupt it); the connection ends either way.
+  const CLIENT_ERRORS: Record<string, string> = {
+    HPE_CHUNK_EXTENSIONS_OVERFLOW: '413 Payload Too Large',
+    ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+  };
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || (inFlight.get(socket) ?? 0) > 0) {
+      socket.destroy(err);
+      return;
+    }
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      const requestId = newRequestId();
+      const body = JSON.stringify(toEnvelope(new AppError('REQUEST_HEADERS_TOO_LARGE'), requestId));
+      logger.debug({ request_id: requestId, code: 'REQUEST_HEADERS_TOO_LARGE' }, 'request rejected');
+      socket.end(
+        'HTTP/1.1 431 Request Header Fields Too Large\r\n' +
+          'Content-Type: application/json; charset=utf-8\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+          `X-Request-Id: ${requestId}\r\n` +
+          'Cache-Control: no-store\r\n' +
+          'Connection: close\r\n\r\n' +
+          body,
+      );
+      return;
+    }
+    socket.end(`HTTP/1.1 ${CLIENT_ERRORS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
   });
   // Gives memory back at start and whenever the server has been idle a while (runtime/idle-memory.ts).
   const idleMemory =

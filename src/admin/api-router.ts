@@ -139,9 +139,33 @@ export class ApiRouter {
 
   constructor(private readonly log?: { error(obj: object, msg: string): void }) {}
 
+  /** Whether another route has this URL with a literal segment where `spec` has a parameter. */
+  private shadowed(spec: RouteSpec, params: Record<string, string>): boolean {
+    const mine = spec.path.split('/');
+    return this.routes.some((other) => {
+      const theirs = other.path.split('/');
+      if (other.path === spec.path || theirs.length !== mine.length) return false;
+      let literalWhereParam = false;
+      for (const [i, segment] of mine.entries()) {
+        const param = /^\{(\w+)\}$/.exec(segment)?.[1];
+        const theirsIsParam = /^\{\w+\}$/.test(theirs[i]!);
+        if (param && !theirsIsParam) {
+          if (params[param] !== theirs[i]) return false;
+          literalWhereParam = true;
+        } else if (theirsIsParam !== Boolean(param) || (!param && segment !== theirs[i])) {
+          return false;
+        }
+      }
+      return literalWhereParam;
+    });
+  }
+
   add<P extends AnyObject, Q extends AnyObject, B extends z.ZodType>(spec: RouteSpec<P, Q, B>): void {
     this.routes.push(spec as unknown as RouteSpec);
-    this.router[spec.method](koaPath(spec.path), async (ctx) => {
+    this.router[spec.method](koaPath(spec.path), async (ctx, next) => {
+      // `/users/search` is not the user "search": a URL that a route with fewer parameters has is
+      // that route's, whatever the method (a wrong method there is a 405, see http/allowed-methods).
+      if (this.shadowed(spec, ctx.params)) return next();
       const own = ctx.state.principal as Principal | undefined;
       const self =
         spec.allowSelf === true &&

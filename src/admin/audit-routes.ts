@@ -6,7 +6,7 @@ import type { AuditService } from '../services/audit.js';
 import type { AuditEntry as AuditRecord } from '../store/ports.js';
 import { and, decodeCursor, encodeCursor, keysetAfter, totalOrder, type Expr } from '../store/query.js';
 import type { ApiRouter } from './api-router.js';
-import { pageQuery, Pagination, timestamp } from './schemas.js';
+import { pageQuery, Pagination, plainText, timestamp } from './schemas.js';
 
 const AuditEntry = z.object({
   id: z.string(),
@@ -37,7 +37,7 @@ const toApiEntry = (e: AuditRecord) => ({
 const instant = z.iso
   .datetime({ offset: true, error: 'Must be an RFC 3339 timestamp' })
   .transform((s) => new Date(s));
-const text = z.string().trim().min(1).max(200);
+const text = plainText(200);
 
 export function registerAuditRoutes(api: ApiRouter, audit: AuditService): void {
   api.add({
@@ -87,7 +87,7 @@ export function registerAuditRoutes(api: ApiRouter, audit: AuditService): void {
       if (query.cursor) {
         const values = decodeCursor(query.cursor, order.length);
         if (!values)
-          throw new AppError('VALIDATION_ERROR', {
+          throw new AppError('INVALID_CURSOR', {
             details: [{ field: 'cursor', issue: 'Not a cursor of this list' }],
           });
         after = keysetAfter(order, values);

@@ -24,7 +24,7 @@ import type { UserService } from '../services/users.js';
 import { QUOTA_PERIODS, type ApiKeyRecord, type DurableStore } from '../store/ports.js';
 import type { ApiRouter } from './api-router.js';
 import type { Principal } from './principal.js';
-import { isoOf, textField, timestamp } from './schemas.js';
+import { extra, IPV4, IPV6, isoOf, textField, timestamp, WHITESPACE, wire } from './schemas.js';
 import { contextOf } from './users-routes.js';
 
 export interface BillingRouteDeps {
@@ -45,10 +45,24 @@ export interface BillingRouteDeps {
 const scopeToken = z
   .string()
   .regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, { error: 'Not a valid scope token' });
-const allowEntry = z
-  .string()
-  .max(64)
-  .refine((v) => parseAllowEntry(v) !== undefined, { error: 'Not an IPv4/IPv6 address or CIDR range' });
+const V4_PREFIX = '(?:0{0,2}[0-9]|0?[12][0-9]|0?3[0-2])';
+const V6_PREFIX = '(?:0{0,2}[0-9]|0?[1-9][0-9]|1[01][0-9]|12[0-8])';
+const ALLOW_ENTRY_PATTERN = `^[${WHITESPACE}]*(?:${IPV4}(?:/${V4_PREFIX})?|${IPV6}(?:/${V6_PREFIX})?)[${WHITESPACE}]*$`;
+const ALLOW_ENTRY_RE = new RegExp(ALLOW_ENTRY_PATTERN);
+const allowEntry = wire(
+  z
+    .string()
+    .max(64)
+    .refine((v) => ALLOW_ENTRY_RE.test(v) && parseAllowEntry(v) !== undefined, {
+      error: 'Not an IPv4/IPv6 address or CIDR range',
+    }),
+  {
+    type: 'string',
+    maxLength: 64,
+    pattern: ALLOW_ENTRY_PATTERN,
+    description: 'An IPv4 or IPv6 address (no zone), or a CIDR range of one',
+  },
+);
 
 const CreateApiKey = z
   .object({
@@ -125,6 +139,7 @@ const SetUsage = z
   .refine((v) => v.remaining_conversations !== undefined || v.credits !== undefined, {
     error: 'Give remaining_conversations, credits, or both',
   });
+extra(SetUsage, { minProperties: 1 });
 
 const TokenRequest = z
   .object({
@@ -191,7 +206,7 @@ function registerKeyRoutes(api: ApiRouter, deps: BillingRouteDeps, kind: 'user' 
     params: userParam,
     body: CreateApiKey,
     responses: { 201: { description: 'The new key, with the secret', schema: NewApiKey } },
-    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', notFound],
+    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', 'BUSINESS_RULE_VIOLATION', notFound],
     async handler({ params, body, principal, ctx }) {
       const { record, key } = await deps.apiKeys.create(
         owner(params.id),
@@ -388,16 +403,23 @@ function registerPlanRoutes(api: ApiRouter, deps: BillingRouteDeps): void {
     tag,
     scope: 'plan:manage',
     params: userParam,
-    body: z.object({ plan: z.string().min(1).max(64) }).strict(),
+    body: z.object({ plan: planName }).strict(),
     responses: {
       200: {
         description: 'The user’s plan',
         schema: z.object({ user_id: z.string(), plan: z.string(), updated_at: timestamp }),
       },
     },
-    errors: ['USER_NOT_FOUND', 'PLAN_NOT_FOUND', 'VALIDATION_ERROR'],
+    errors: ['USER_NOT_FOUND', 'VALIDATION_ERROR', 'BUSINESS_RULE_VIOLATION'],
     async handler({ params, body, principal, ctx }) {
-      const plan = await deps.plans.get(body.plan);
+      // The URL names the user; a plan the body names but nobody created is a 422, not a 404.
+      const plan = await deps.plans.find(body.plan);
+      if (!plan) {
+        throw new AppError('BUSINESS_RULE_VIOLATION', {
+          message: `There is no plan named "${body.plan}"`,
+          details: [{ field: 'plan', issue: 'Unknown plan', provided: body.plan }],
+        });
+      }
       const user = await deps.users.setPlan(params.id, plan.name, contextOf(ctx, principal));
       return {
         status: 200,

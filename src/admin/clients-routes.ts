@@ -23,11 +23,34 @@ import type {
 } from '../store/ports.js';
 import type { ApiRouter } from './api-router.js';
 import type { Principal } from './principal.js';
-import { pageQuery, Pagination, textField, timestamp } from './schemas.js';
+import { ADMIN_SCOPES, OIDC_SCOPES } from '../oidc/scopes.js';
+import {
+  ABSOLUTE_URI_PATTERN,
+  pageQuery,
+  Pagination,
+  plainText,
+  textField,
+  timestamp,
+  uriField,
+  WEB_URI_PATTERN,
+  WHITESPACE,
+  wire,
+} from './schemas.js';
 import { contextOf } from './users-routes.js';
 import type { AuditService } from '../services/audit.js';
 
-const uri = z.string().trim().min(1).max(2000);
+const redirectUri = uriField(
+  ABSOLUTE_URI_PATTERN,
+  'An absolute URI without fragment (http(s) for web and single-page clients; native clients may use private-use schemes and http only on loopback addresses)',
+);
+const webUri = uriField(WEB_URI_PATTERN, 'An http(s) URI without fragment');
+/** Scope values this server knows; a client's `scope` is a space-separated list of them. */
+const SCOPE_VALUES = [...OIDC_SCOPES, ...ADMIN_SCOPES];
+const SCOPE_LIST = `(?:${SCOPE_VALUES.join('|')})(?: (?:${SCOPE_VALUES.join('|')}))*`;
+const SCOPE_RE = new RegExp(`^(?:${SCOPE_LIST})?$`);
+/** The HTML standard's "valid e-mail address" (what the OpenID provider checks contacts with). */
+const CONTACT_PATTERN = "^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*$";
+const PLAN_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,63}$';
 
 /** The caller as the client service's rules see it (a service token names its own client). */
 function callContext(principal: Principal | undefined): ClientCallContext {
@@ -42,31 +65,43 @@ const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_
 const clientFields = {
   client_name: textField(200),
   application_type: z.enum(['web', 'native']),
-  redirect_uris: z.array(uri).max(50),
-  post_logout_redirect_uris: z.array(uri).max(50),
+  redirect_uris: z.array(redirectUri).max(50),
+  post_logout_redirect_uris: z.array(redirectUri).max(50),
   grant_types: z.array(z.enum(GRANTS)).min(1).max(3),
   response_types: z.array(z.enum(['code'])).max(1),
   token_endpoint_auth_method: z.enum(AUTH_METHODS),
-  scope: z
-    .string()
-    .trim()
-    .max(2000)
-    .regex(/^[\x21\x23-\x5B\x5D-\x7E ]*$/, { error: 'Space-separated scope tokens' }),
+  scope: wire(
+    z
+      .string()
+      .max(2000)
+      .transform((v) => v.trim())
+      .refine((v) => SCOPE_RE.test(v), {
+        error: `Space-separated scope values of ${SCOPE_VALUES.join(', ')}`,
+      }),
+    {
+      type: 'string',
+      maxLength: 2000,
+      pattern: `^[${WHITESPACE}]*(?:${SCOPE_LIST})?[${WHITESPACE}]*$`,
+      description: `Space-separated scope values this server knows: ${SCOPE_VALUES.join(', ')}`,
+    },
+  ),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(20) }),
-  jwks_uri: uri,
-  logo_uri: uri,
-  client_uri: uri,
-  policy_uri: uri,
-  tos_uri: uri,
-  contacts: z.array(z.string().max(254)).max(10),
+  jwks_uri: webUri,
+  logo_uri: webUri,
+  client_uri: webUri,
+  policy_uri: webUri,
+  tos_uri: webUri,
+  contacts: z
+    .array(z.string().max(254).regex(new RegExp(CONTACT_PATTERN), { error: 'An e-mail address' }))
+    .max(10),
   id_token_signed_response_alg: z.enum(['RS256', 'ES256']),
   require_pkce: z.boolean().describe('Confidential clients only; PKCE is always required for public clients'),
   plan: z
     .string()
-    .trim()
-    .min(1)
-    .max(64)
-    .describe('Rate-limit plan of the management API: basic, professional, enterprise'),
+    .regex(new RegExp(PLAN_NAME_PATTERN), { error: 'A plan name' })
+    .describe(
+      'Rate-limit plan of the management API: basic, professional, enterprise or one of /v2/plans (422 for a plan that does not exist)',
+    ),
   api_scopes: z
     .array(
       z
@@ -190,8 +225,9 @@ function toApiClient(record: ClientRecord, secret?: string) {
 function metadataError(err: unknown): never {
   if (err instanceof ClientMetadataError) {
     const field = /^([a-z_]+)/.exec(err.description)?.[1] ?? '(body)';
-    throw new AppError('VALIDATION_ERROR', {
-      message: 'Invalid client metadata',
+    // The provider's rules that the schema cannot state: combinations of fields (redirect URIs per
+    // application type, grant and response types, authentication method and keys) and key contents.
+    throw new AppError('INVALID_CLIENT_METADATA', {
       details: [{ field, issue: err.description }],
     });
   }
@@ -214,7 +250,8 @@ export function registerClientRoutes(
 
   async function checkPlan(plan: string | undefined) {
     if (plan !== undefined && !(plan in (await deps.plans()))) {
-      throw new AppError('VALIDATION_ERROR', {
+      throw new AppError('BUSINESS_RULE_VIOLATION', {
+        message: `There is no plan named "${plan}"`,
         details: [{ field: 'plan', issue: 'Unknown plan', provided: plan }],
       });
     }
@@ -267,7 +304,13 @@ export function registerClientRoutes(
     scope: 'client:manage',
     body: CreateClient,
     responses: { 201: { description: 'The client (with its secret, once)', schema: ClientWithSecret } },
-    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', 'CONFLICT'],
+    errors: [
+      'VALIDATION_ERROR',
+      'MISSING_REQUIRED_FIELD',
+      'CONFLICT',
+      'INVALID_CLIENT_METADATA',
+      'BUSINESS_RULE_VIOLATION',
+    ],
     async handler({ body, principal, ctx }) {
       const { kind, client_id, first_party, ...metadata } = body;
       await checkPlan(metadata.plan);
@@ -323,7 +366,14 @@ export function registerClientRoutes(
     params: clientParam,
     body: UpdateClient,
     responses: { 200: { description: 'The client', schema: ClientWithSecret } },
-    errors: ['CLIENT_NOT_FOUND', 'VALIDATION_ERROR', 'SELF_PROTECTION', 'LAST_ADMINISTRATOR'],
+    errors: [
+      'CLIENT_NOT_FOUND',
+      'VALIDATION_ERROR',
+      'SELF_PROTECTION',
+      'LAST_ADMINISTRATOR',
+      'INVALID_CLIENT_METADATA',
+      'BUSINESS_RULE_VIOLATION',
+    ],
     async handler({ params, body, principal, ctx }) {
       const { first_party, ...metadata } = body;
       const before = await clients.find(params.client_id);
@@ -419,12 +469,8 @@ const scopeToken = z
   .string()
   .regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/, { error: 'A scope token without spaces or quotes' });
 const resourceFields = {
-  identifier: z
-    .string()
-    .trim()
-    .max(2000)
-    .refine((s) => URL.canParse(s) && !new URL(s).hash, { error: 'An absolute URI without fragment' }),
-  name: z.string().trim().min(1).max(200),
+  identifier: uriField(ABSOLUTE_URI_PATTERN, 'An absolute URI without fragment'),
+  name: plainText(200),
   scopes: z.array(scopeToken).max(200),
   access_token_format: z.enum(['jwt', 'opaque']),
   access_token_ttl: z.number().int().min(60).max(MAX_RESOURCE_TOKEN_TTL_S),

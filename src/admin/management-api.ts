@@ -9,6 +9,7 @@ import compose from 'koa-compose';
 import type { Logger } from 'pino';
 
 import { AppError } from '../errors/app-error.js';
+import { allowedMethods } from '../http/allowed-methods.js';
 import { jsonBody } from '../http/json-body.js';
 import type { ClientAdapter } from '../oidc/client-adapter.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
@@ -149,8 +150,8 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
     bearerChallenges(deps.issuer),
     rateLimit({ counters: deps.counters, planFor }),
     jsonBody({ limit: 1024 * 1024 }),
+    allowedMethods(routes),
     routes.routes() as unknown as Middleware,
-    routes.allowedMethods({ throw: true }) as unknown as Middleware,
   ]) as Middleware;
   // /v2 ends here: nothing mounted after it (HTML pages, other routers) runs for a /v2 path.
   const terminal = async () => {};

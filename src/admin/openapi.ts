@@ -2,11 +2,13 @@
  * The OpenAPI 3.1 document of the management API, generated from the same route declarations and
  * zod schemas that validate requests (api-router.ts), so the document cannot drift from the code.
  */
+import { maxHeaderSize } from 'node:http';
+
 import { z } from 'zod';
 
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
 import type { RouteSpec } from './api-router.js';
-import { apiSchemas, ErrorEnvelope } from './schemas.js';
+import { apiSchemas, ErrorEnvelope, JSON_PARAMETER, schemaExtras, wireComponents } from './schemas.js';
 
 type Json = Record<string, unknown>;
 
@@ -34,9 +36,17 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       io,
       metadata: apiSchemas,
       unrepresentable: 'any',
-      override: ({ jsonSchema: s }) => {
-        // zod adds its own regexes to formats; the format says it better to readers and tools.
-        if (typeof s.format === 'string' && s.pattern) delete s.pattern;
+      override: ({ zodSchema, jsonSchema: s }) => {
+        const target = s as Json;
+        // zod adds its own regexes to formats; the format says it better to readers and tools. A
+        // wired schema (schemas.ts `wire`) states its own pattern, which the validator uses.
+        if (typeof target.format === 'string' && target.pattern && !zodSchema._zod.toJSONSchema) {
+          delete target.pattern;
+        }
+        const extras = schemaExtras.get(zodSchema as unknown as z.ZodType);
+        if (extras) Object.assign(target, structuredClone(extras));
+        const description = z.globalRegistry.get(zodSchema)?.description;
+        if (description && target.description === undefined) target.description = description;
       },
     }) as Json;
     const { $defs, $schema, ...rest } = generated;
@@ -86,13 +96,16 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
         required?: string[];
       };
       for (const [name, property] of Object.entries(object.properties ?? {})) {
-        const { description, ...propertySchema } = property;
+        const { description, [JSON_PARAMETER]: json, ...propertySchema } = property;
         parameters.push({
           name,
           in: where,
           required: where === 'path' || (object.required ?? []).includes(name),
           ...(description ? { description } : {}),
-          schema: propertySchema,
+          // A parameter whose value is JSON text is described by the schema of the parsed value.
+          ...(json
+            ? { content: { 'application/json': { schema: propertySchema } } }
+            : { schema: propertySchema }),
         });
       }
     }
@@ -100,7 +113,11 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       ...route.errors,
       ...(route.scope ? ALWAYS_ON_SCOPED : ['RATE_LIMIT_EXCEEDED' as const]),
       ...(route.params || route.query || route.body ? (['VALIDATION_ERROR'] as const) : []),
+      ...(route.query instanceof z.ZodObject && 'cursor' in route.query.shape
+        ? (['INVALID_CURSOR'] as const)
+        : []),
       ...(route.body ? (['MALFORMED_JSON', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'] as const) : []),
+      'REQUEST_HEADERS_TOO_LARGE' as const,
       'INTERNAL_ERROR' as const,
     ];
     const operation: Json = {
@@ -144,13 +161,12 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
     info: {
       title: 'Latchkey management API',
       version: info.version,
-      description:
-        "Users, roles, OAuth clients and APIs of a Latchkey server. Authenticate with an access token from this server (client credentials) holding the scope each operation names; some fields need a scope of their own (role: role:manage and the role's management scopes; reactivation, email_verified and protected metadata keys: user:security; plan: plan:manage), nobody grants a management scope they lack, and changing a user or client needs every management scope it holds (403 AUTH_INSUFFICIENT_SCOPE). Every response carries X-Request-Id and the X-RateLimit-* headers; requests are counted before their body is read. Bodies are UTF-8 JSON of at most 1 MiB (400 INVALID_ENCODING, 400 MALFORMED_JSON, 413, 415). Query parameters an operation does not declare are refused (400 naming them); integers in queries are decimal digits only.",
+      description: `Users, roles, OAuth clients and APIs of a Latchkey server. Authenticate with an access token from this server (client credentials) holding the scope each operation names; some fields need a scope of their own (role: role:manage and the role's management scopes; reactivation, email_verified and protected metadata keys: user:security; plan: plan:manage), nobody grants a management scope they lack, and changing a user or client needs every management scope it holds (403 AUTH_INSUFFICIENT_SCOPE). Every response carries X-Request-Id and the X-RateLimit-* headers; requests are counted before their body is read. Bodies are UTF-8 JSON of at most 1 MiB (400 INVALID_ENCODING, 400 MALFORMED_JSON, 413, 415). The request line and headers together (the query string included) may be at most ${maxHeaderSize} bytes (431 REQUEST_HEADERS_TOO_LARGE). Query parameters an operation does not declare are refused (400 naming them); integers in queries are decimal digits only.`,
     },
     servers: [{ url: info.issuer }],
     paths,
     components: {
-      schemas: components,
+      schemas: { ...structuredClone(wireComponents), ...components },
       securitySchemes: {
         oauth2: {
           type: 'oauth2',

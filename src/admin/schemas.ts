@@ -19,69 +19,220 @@ export const timestamp = z.string().describe('RFC 3339 timestamp in UTC');
 const isoOf = (d: Date | null) => (d ? d.toISOString() : null);
 export { isoOf };
 
+/* --------------------------------------------------------------------------------------------- */
+/* The wire: what the OpenAPI document states is what these validators check                    */
+/* --------------------------------------------------------------------------------------------- */
+
+export type JsonSchema = Record<string, unknown>;
+
+/**
+ * States the JSON Schema of `schema` where zod cannot derive it (refinements, preprocessing,
+ * transforms): the OpenAPI document shows `json` for it, so the validator below and the document
+ * are written side by side from the same constants. Apply it last: zod's `.describe()` clones and
+ * the clone would lose it (put the description in `json`); `.optional()`, `.nullable()` and
+ * `.default()` wrap and keep it.
+ */
+export function wire<T extends z.ZodType>(schema: T, json: JsonSchema) {
+  // A pipe into a pass-through holds the stated schema: it is a fresh node (a refined schema is a
+  // clone whose parent the generator would otherwise walk), and it validates exactly as `schema`.
+  const wired = schema.pipe(z.custom<z.output<T>>());
+  wired._zod.toJSONSchema = () => structuredClone(json);
+  return wired;
+}
+
+/** Keywords added to what zod derives for `schema` (a rule of a refinement zod cannot see). */
+export const schemaExtras = new WeakMap<z.ZodType, JsonSchema>();
+export function extra<T extends z.ZodType>(schema: T, json: JsonSchema): T {
+  schemaExtras.set(schema, json);
+  return schema;
+}
+
+/**
+ * Marks the wired schema of a query parameter whose value is JSON text: the document describes it
+ * with `content: application/json` and the schema of the parsed value (OpenAPI 3.1 §4.8.12).
+ */
+export const JSON_PARAMETER = 'x-latchkey-json-parameter';
+
+/**
+ * A query parameter holding JSON text: parsed (400 "Not valid JSON" otherwise), then checked by
+ * `schema`, whose JSON Schema `json` the document shows for the parsed value.
+ */
+export function jsonParameter<T extends z.ZodType>(schema: T, json: JsonSchema) {
+  return wire(
+    z
+      .string({ error: 'Must be given once, as JSON text' })
+      .transform((text, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'Not valid JSON', input: text });
+          return z.NEVER;
+        }
+      })
+      .pipe(schema),
+    { ...json, [JSON_PARAMETER]: true },
+  );
+}
+
+/** Schemas the wired ones refer to, published under components/schemas. */
+export const wireComponents: Record<string, JsonSchema> = {};
+
+/** Length as JSON Schema counts it (code points; a character outside the BMP counts once). */
+export const codePoints = (s: string): number => {
+  let n = 0;
+  for (const _ of s) n += 1;
+  return n;
+};
+
+/** A string of `min` to `max` code points, as `minLength`/`maxLength` say. */
+export function chars(min: number, max: number, message?: string) {
+  return wire(
+    z
+      .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Must be a string') })
+      .refine((s) => codePoints(s) >= min && codePoints(s) <= max, {
+        error: message ?? (min > 0 ? `${min} to ${max} characters` : `At most ${max} characters`),
+      }),
+    { type: 'string', ...(min > 0 ? { minLength: min } : {}), maxLength: max },
+  );
+}
+
+/**
+ * What String.prototype.trim() removes (ECMAScript WhiteSpace and LineTerminator), spelled out so
+ * that every regex engine reading a pattern built from it agrees on the set.
+ */
+export const WHITESPACE =
+  '\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff';
+/** Controls (C0, DEL, C1), line and paragraph separators, bidi overrides and isolates. */
+const UNSAFE_IN_TEXT_CLASS = '\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069';
+/**
+ * Human-readable text as sent: anything trim() removes around it, then at least one other character,
+ * none of them unsafe. (Unpaired surrogates are refused too; a pattern cannot name them portably.)
+ */
+export const TEXT_PATTERN = `^[${WHITESPACE}]*[^${UNSAFE_IN_TEXT_CLASS}${WHITESPACE}](?:[^${UNSAFE_IN_TEXT_CLASS}]*[^${UNSAFE_IN_TEXT_CLASS}${WHITESPACE}])?[${WHITESPACE}]*$`;
+const TEXT_RE = new RegExp(TEXT_PATTERN, 'u');
+const UNSAFE_RE = new RegExp(`[${UNSAFE_IN_TEXT_CLASS}]`, 'u');
+/** Not only whitespace (what trim() would leave empty). */
+export const NOT_BLANK_PATTERN = `[^${WHITESPACE}]`;
+const NOT_BLANK_RE = new RegExp(NOT_BLANK_PATTERN, 'u');
+
 /**
  * Characters no e-mail address may hold: controls, format characters (zero-width, bidi overrides),
  * line and paragraph separators, private-use, unassigned and other default-ignorable code points. Each
  * would let a new address look exactly like an existing one.
  */
 const INVISIBLE_IN_EMAIL = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
-
-/** Controls (NUL, ESC, …), line and paragraph separators, and bidi overrides/isolates. */
-const UNSAFE_IN_TEXT = /[\p{Cc}\p{Zl}\p{Zp}\u202A-\u202E\u2066-\u2069]/u;
-
-/** Trims and NFC-normalizes text; anything that is not text passes through for the schema to refuse. */
-const canonical = (value: unknown) => (typeof value === 'string' ? value.trim().normalize('NFC') : value);
+const WHITESPACE_RE = new RegExp(`[${WHITESPACE}]`, 'u');
+const hex4 = (cp: number) => `\\u${cp.toString(16).padStart(4, '0')}`;
+/**
+ * A character class of the Basic Multilingual Plane's code points that `allowed` admits, as ranges
+ * any regex engine reads alike (no Unicode property escapes, whose tables differ between engines
+ * and versions). Built from this runtime's own Unicode data, so the pattern says exactly what the
+ * check below it lets through.
+ */
+function bmpClass(allowed: (ch: string) => boolean): string {
+  const ranges: [number, number][] = [];
+  for (let cp = 0; cp <= 0xffff; cp += 1) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    if (!allowed(String.fromCharCode(cp))) continue;
+    const last = ranges.at(-1);
+    if (last && last[1] === cp - 1) last[1] = cp;
+    else ranges.push([cp, cp]);
+  }
+  return ranges.map(([a, b]) => (a === b ? hex4(a) : `${hex4(a)}-${hex4(b)}`)).join('');
+}
+/** What an address may hold beside its "@": visible BMP characters, no whitespace. */
+const EMAIL_DOMAIN_CLASS = bmpClass(
+  (ch) => ch !== '@' && !WHITESPACE_RE.test(ch) && !INVISIBLE_IN_EMAIL.test(ch),
+);
+const EMAIL_LOCAL_CLASS = bmpClass(
+  (ch) => ch !== '@' && ch !== '"' && !WHITESPACE_RE.test(ch) && !INVISIBLE_IN_EMAIL.test(ch),
+);
+/**
+ * An address as sent: optional surrounding whitespace (trimmed), then 1 to 64 characters, "@" and 1
+ * to 255 characters, all from the Basic Multilingual Plane and none invisible.
+ */
+export const EMAIL_PATTERN = `^[${WHITESPACE}]*[${EMAIL_LOCAL_CLASS}]{1,64}@[${EMAIL_DOMAIN_CLASS}]{1,255}[${WHITESPACE}]*$`;
+const EMAIL_RE = new RegExp(EMAIL_PATTERN, 'u');
+export const EMAIL_MAX = 254;
 
 /** Email syntax only (no DNS lookups); internationalized addresses are accepted, NFC-normalized. */
-export const emailField = z
-  .preprocess(
-    canonical,
-    z
-      .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format') })
-      .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate', abort: true })
-      .refine((s) => !INVISIBLE_IN_EMAIL.test(s), {
-        error: 'Contains an invisible or control character',
-        abort: true,
-      })
-      .pipe(
-        z
-          .email({
-            pattern: z.regexes.unicodeEmail,
-            error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format'),
-          })
-          .max(254, { error: 'At most 254 characters' }),
-      ),
-  )
-  .describe(
-    'E-mail address (syntax only, no DNS lookup), NFC-normalized; no control, zero-width, bidi, private-use, unassigned or other invisible characters. Unique case-insensitively (NFKC, lower case).',
-  );
+export const emailField = wire(
+  z
+    .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Invalid email format') })
+    .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate', abort: true })
+    .refine((s) => EMAIL_RE.test(s), { error: 'Invalid email format', abort: true })
+    .refine((s) => codePoints(s) <= EMAIL_MAX, { error: `At most ${EMAIL_MAX} characters`, abort: true })
+    .transform((s) => s.trim().normalize('NFC'))
+    .refine((s) => !INVISIBLE_IN_EMAIL.test(s), {
+      error: 'Contains an invisible or control character',
+      abort: true,
+    })
+    .pipe(z.email({ pattern: z.regexes.unicodeEmail, error: 'Invalid email format' })),
+  {
+    type: 'string',
+    maxLength: EMAIL_MAX,
+    pattern: EMAIL_PATTERN,
+    description:
+      'E-mail address (syntax only, no DNS lookup: local part, "@", domain), trimmed and NFC-normalized; characters of the Basic Multilingual Plane only, and no control, zero-width, bidi, private-use, unassigned or other invisible characters. Unique case-insensitively (NFKC, lower case).',
+  },
+);
 
-/** Human-readable text (names, display names): NFC, no controls, separators, bidi overrides or lone surrogates. */
+/**
+ * Human-readable text (names, display names): at most `max` characters as sent, not blank, no
+ * controls, separators, bidi overrides or lone surrogates; stored trimmed and NFC-normalized.
+ */
 export function textField(max: number) {
-  return z
-    .preprocess(
-      canonical,
-      z
-        .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Must be a string') })
-        .min(1, { error: 'Must not be empty' })
-        .max(max, { error: `At most ${max} characters` })
-        .refine((s) => s.isWellFormed(), { error: 'Contains an unpaired surrogate' })
-        .refine((s) => !UNSAFE_IN_TEXT.test(s), {
-          error: 'Contains a control, line-separator or bidi-override character',
-        }),
-    )
-    .describe(
-      `Text of 1 to ${max} characters, trimmed and NFC-normalized; no control characters, line separators, bidi overrides or unpaired surrogates`,
-    );
+  return wire(
+    z
+      .string({ error: (issue) => (issue.input === undefined ? 'Required' : 'Must be a string') })
+      .superRefine((s, ctx) => {
+        const issue = (message: string) => ctx.addIssue({ code: 'custom', message, input: s });
+        if (!NOT_BLANK_RE.test(s)) return issue('Must not be empty');
+        if (codePoints(s) > max) return issue(`At most ${max} characters`);
+        if (!s.isWellFormed()) return issue('Contains an unpaired surrogate');
+        if (!TEXT_RE.test(s) || UNSAFE_RE.test(s.trim())) {
+          return issue('Contains a control, line-separator or bidi-override character');
+        }
+      })
+      .transform((s) => s.trim().normalize('NFC')),
+    {
+      type: 'string',
+      minLength: 1,
+      maxLength: max,
+      pattern: TEXT_PATTERN,
+      description: `Text of 1 to ${max} characters as sent, not blank, stored trimmed and NFC-normalized; no control characters, line separators, bidi overrides or unpaired surrogates`,
+    },
+  );
 }
 
-const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
+/** Trimmed text of 1 to `max` characters (as sent) that is not blank; no other rule. */
+export function plainText(max: number, description?: string) {
+  return wire(
+    z
+      .string()
+      .refine((s) => NOT_BLANK_RE.test(s), { error: 'Must not be empty', abort: true })
+      .refine((s) => codePoints(s) <= max, { error: `At most ${max} characters` })
+      .transform((s) => s.trim()),
+    {
+      type: 'string',
+      minLength: 1,
+      maxLength: max,
+      pattern: NOT_BLANK_PATTERN,
+      ...(description ? { description } : {}),
+    },
+  );
+}
+
+export const METADATA_KEY_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+const METADATA_KEY = new RegExp(METADATA_KEY_PATTERN);
 /**
  * Keys that name JavaScript's object machinery. JSON.parse keeps them as plain data, but code that
  * copies objects by assignment would not, so they are refused by name rather than stored.
  */
 export const RESERVED_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
-const METADATA_MAX_BYTES = 16_384;
+export const METADATA_MAX_BYTES = 16_384;
+/** Levels of keys and indexes below the top object a value may sit at. */
+export const METADATA_MAX_DEPTH = 5;
 
 interface Problem {
   /** The object holding the offending key, or the value that is too deep. */
@@ -90,7 +241,7 @@ interface Problem {
 }
 
 function metadataProblem(value: unknown, path: (string | number)[] = []): Problem | undefined {
-  if (path.length > 5) return { path, message: 'Nested deeper than 5 levels' };
+  if (path.length > METADATA_MAX_DEPTH) return { path, message: 'Nested deeper than 5 levels' };
   if (Array.isArray(value)) {
     for (const [i, item] of value.entries()) {
       const problem = metadataProblem(item, [...path, i]);
@@ -110,31 +261,100 @@ function metadataProblem(value: unknown, path: (string | number)[] = []): Proble
   return undefined;
 }
 
+/** The key rule of every object level, for `propertyNames`. */
+export const METADATA_KEY_SCHEMA: JsonSchema = {
+  type: 'string',
+  pattern: METADATA_KEY_PATTERN,
+  not: { enum: [...RESERVED_KEYS] },
+};
+const SCALAR: JsonSchema[] = [{ type: 'null' }, { type: 'boolean' }, { type: 'number' }, { type: 'string' }];
+// A value `depth` levels below the top object: containers only while there is room below them.
+for (let depth = METADATA_MAX_DEPTH; depth >= 1; depth -= 1) {
+  const below: JsonSchema =
+    depth === METADATA_MAX_DEPTH
+      ? (false as unknown as JsonSchema)
+      : { $ref: `#/components/schemas/MetadataValue${depth + 1}` };
+  wireComponents[`MetadataValue${depth}`] = {
+    description: `A metadata value ${depth} level(s) below the top object`,
+    anyOf: [
+      ...SCALAR,
+      { type: 'array', items: below },
+      { type: 'object', propertyNames: METADATA_KEY_SCHEMA, additionalProperties: below },
+    ],
+  };
+}
+
 /**
  * Free-form JSON object with safe keys (no "$", no ".", none of RESERVED_KEYS), at most 5 levels
  * deep and 16 KiB. Checked on the parsed input itself, before anything copies it.
  */
-export const jsonObject = z
-  .preprocess(
-    (value, ctx) => {
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
-      const problem = metadataProblem(value);
-      if (problem) {
-        ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path });
-        return z.NEVER;
-      }
-      if (Buffer.byteLength(JSON.stringify(value)) > METADATA_MAX_BYTES) {
-        ctx.addIssue({ code: 'custom', message: `At most ${METADATA_MAX_BYTES} bytes of JSON` });
-        return z.NEVER;
-      }
-      return value;
-    },
-    z.record(z.string().regex(METADATA_KEY), z.unknown(), { error: 'Must be a JSON object' }),
-  )
-  .describe(
-    'JSON object of at most 16384 bytes, nested at most 5 levels; keys (at every level) are 1 to 64 letters, digits, "-" or "_", and never __proto__, constructor or prototype',
-  )
-  .transform((v) => v as JsonObject);
+export const jsonObject = wire(
+  z
+    .preprocess(
+      (value, ctx) => {
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+        const problem = metadataProblem(value);
+        if (problem) {
+          ctx.addIssue({ code: 'custom', message: problem.message, path: problem.path });
+          return z.NEVER;
+        }
+        if (Buffer.byteLength(JSON.stringify(value)) > METADATA_MAX_BYTES) {
+          ctx.addIssue({ code: 'custom', message: `At most ${METADATA_MAX_BYTES} bytes of JSON` });
+          return z.NEVER;
+        }
+        return value;
+      },
+      z.record(z.string().regex(METADATA_KEY), z.unknown(), { error: 'Must be a JSON object' }),
+    )
+    .transform((v) => v as JsonObject),
+  {
+    type: 'object',
+    propertyNames: METADATA_KEY_SCHEMA,
+    additionalProperties: { $ref: '#/components/schemas/MetadataValue1' },
+    description: `JSON object of at most ${METADATA_MAX_BYTES} bytes (as JSON.stringify writes it), nested at most ${METADATA_MAX_DEPTH} levels; keys (at every level) are 1 to 64 letters, digits, "-" or "_", and never __proto__, constructor or prototype`,
+  },
+);
+
+/* --------------------------------------------------------------------------------------------- */
+/* Addresses and URIs: grammars every engine reads alike, and that WHATWG URL always parses       */
+/* --------------------------------------------------------------------------------------------- */
+
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+/** A dotted-quad IPv4 address without leading zeros. */
+export const IPV4 = `${OCTET}(?:\\.${OCTET}){3}`;
+const H16 = '[0-9A-Fa-f]{1,4}';
+/** An IPv6 address in RFC 4291 text form (no zone); embedded IPv4 as ::a.b.c.d, ::ffff:a.b.c.d or in full. */
+export const IPV6 =
+  `(?:(?:${H16}:){7}${H16}|(?:${H16}:){1,7}:|(?:${H16}:){1,6}:${H16}|(?:${H16}:){1,5}(?::${H16}){1,2}` +
+  `|(?:${H16}:){1,4}(?::${H16}){1,3}|(?:${H16}:){1,3}(?::${H16}){1,4}|(?:${H16}:){1,2}(?::${H16}){1,5}` +
+  `|${H16}:(?::${H16}){1,6}|:(?:(?::${H16}){1,7}|:)|(?:${H16}:){6}${IPV4}|::(?:[Ff]{4}:)?${IPV4})`;
+const LABEL = '(?![Xx][Nn]--)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+/** The last label starts with a letter, so WHATWG never reads the name as an IPv4 number. */
+const TOP_LABEL = '(?![Xx][Nn]--)[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const HOST = `(?:(?:${LABEL}\\.)*${TOP_LABEL}|${IPV4}|\\[${IPV6}\\])`;
+const PORT = '(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)';
+/** RFC 3986 characters of a path and query (unreserved, sub-delims, ":", "@", "/", "?", "%"). */
+const PATH_CHARS = "[A-Za-z0-9._~!$&'()*+,;=:@/?%-]";
+const OPAQUE_HOST_CHARS = "[A-Za-z0-9._~!$&'()*+,;=%-]";
+const WEB = `https?://${HOST}(?::${PORT})?(?:[/?]${PATH_CHARS}*)?`;
+const OTHER = `(?!(?:https?|wss?|ftp|file):)[a-z][a-z0-9+.-]*:(?://(?:${OPAQUE_HOST_CHARS}+(?::${PORT})?)?(?:[/?]${PATH_CHARS}*)?|(?!//)${PATH_CHARS}*)`;
+/** An http(s) URI without fragment or user info, ASCII (anything else percent-encoded). */
+export const WEB_URI_PATTERN = `^${WEB}$`;
+/** An absolute URI without fragment: http(s) as above, or another scheme (urn:…, api://…, com.example.app:/cb). */
+export const ABSOLUTE_URI_PATTERN = `^(?:${WEB}|${OTHER})$`;
+export const URI_MAX = 2000;
+
+/** A URI of `pattern`, at most URI_MAX characters, that WHATWG URL also parses. */
+export function uriField(pattern: string, description: string) {
+  const re = new RegExp(pattern);
+  return wire(
+    z
+      .string()
+      .max(URI_MAX, { error: `At most ${URI_MAX} characters` })
+      .refine((s) => re.test(s) && URL.canParse(s), { error: description }),
+    { type: 'string', minLength: 1, maxLength: URI_MAX, pattern, description },
+  );
+}
 
 const nameField = (max = 100) => textField(max);
 
@@ -149,7 +369,7 @@ export const permission = z
   .string()
   .trim()
   .regex(/^[A-Za-z0-9_.:*-]{1,128}$/, { error: 'Letters, digits, "_", ".", ":", "*" or "-", at most 128' });
-const password = z.string().max(1024, { error: 'At most 1024 characters' });
+const password = chars(0, 1024);
 
 /* --------------------------------------------------------------------------------------------- */
 /* Errors and paging                                                                              */
@@ -188,24 +408,43 @@ export const Pagination = named(
  * A query parameter holding a decimal integer: digits only, given once (`0x10`, `1e1`, `+5`, `5.0`, ` 5`
  * and `limit=1&limit=2` are refused rather than read as numbers).
  */
-export function decimalInteger(min: number, max: number) {
-  return z
-    .string({ error: 'Must be given once, as a decimal integer' })
-    .regex(/^-?[0-9]{1,10}$/, { error: 'Must be a decimal integer' })
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .int()
-        .min(min, { error: `At least ${min}` })
-        .max(max, { error: `At most ${max}` }),
-    );
+export function decimalInteger(min: number, max: number, description?: string) {
+  return wire(
+    z
+      .string({ error: 'Must be given once, as a decimal integer' })
+      .regex(/^-?[0-9]{1,10}$/, { error: 'Must be a decimal integer' })
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .int()
+          .min(min, { error: `At least ${min}` })
+          .max(max, { error: `At most ${max}` }),
+      ),
+    { type: 'integer', minimum: min, maximum: max, ...(description ? { description } : {}) },
+  );
 }
 
+/** Cursors are base64url text this server wrote; one it did not write for this list is a 422. */
+export const CURSOR_PATTERN = '^[A-Za-z0-9_-]*$';
+export const CURSOR_MAX = 2048;
+
 export const pageQuery = {
-  limit: decimalInteger(1, 100).default(25).describe('Page size, 1 to 100'),
-  offset: decimalInteger(0, 1_000_000).default(0).describe('Items to skip, 0 to 1000000'),
-  cursor: z.string().max(2048).optional().describe('next_cursor of the previous page'),
+  limit: decimalInteger(1, 100, 'Page size, 1 to 100').default(25),
+  offset: decimalInteger(0, 1_000_000, 'Items to skip, 0 to 1000000').default(0),
+  cursor: wire(
+    z
+      .string()
+      .max(CURSOR_MAX, { error: `At most ${CURSOR_MAX} characters` })
+      .regex(new RegExp(CURSOR_PATTERN), { error: 'Not a cursor (base64url text)' }),
+    {
+      type: 'string',
+      maxLength: CURSOR_MAX,
+      pattern: CURSOR_PATTERN,
+      description:
+        'next_cursor of the previous page (422 INVALID_CURSOR when it is not one this list issued for this sort order)',
+    },
+  ).optional(),
 };
 
 /* --------------------------------------------------------------------------------------------- */
@@ -234,7 +473,7 @@ export const CreateRole = z
   .object({
     name: roleName,
     display_name: nameField().optional(),
-    description: z.string().max(500).nullable().optional(),
+    description: chars(0, 500).nullable().optional(),
     permissions: z.array(permission).max(200).default([]),
   })
   .strict();
@@ -242,7 +481,7 @@ export const CreateRole = z
 export const UpdateRole = z
   .object({
     display_name: nameField().optional(),
-    description: z.string().max(500).nullable().optional(),
+    description: chars(0, 500).nullable().optional(),
     permissions: z.array(permission).max(200).optional(),
   })
   .strict();
@@ -360,7 +599,7 @@ export const Activity = named(
 
 export const SetPassword = z
   .object({
-    password: z.string({ error: 'Required' }).max(1024),
+    password: chars(0, 1024),
     require_reset: z.boolean().optional(),
   })
   .strict();

@@ -9,6 +9,7 @@ import { UserService, type CreateUserInput, type Page } from '../services/users.
 import type { Role as RoleRecord, User as UserRecord } from '../store/ports.js';
 import {
   COMPARISON_OPS,
+  METADATA_FIELD_PATTERN,
   metadataPath,
   type Comparison,
   type Expr,
@@ -25,8 +26,14 @@ import {
   BulkResult,
   CreateUser,
   DeleteResult,
+  codePoints,
   isoOf,
+  jsonParameter,
+  type JsonSchema,
   pageQuery,
+  RESERVED_KEYS,
+  WHITESPACE,
+  wire,
   Preferences,
   jsonObject,
   RoleSummary,
@@ -133,18 +140,8 @@ function parseSortKeys(items: unknown[], field: string): SortKey[] {
     }
     return { field: match[1]!, dir: (match[2] ?? 'asc') as SortKey['dir'] };
   });
-  if (new Set(keys.map((k) => k.field)).size !== keys.length) {
-    throw new AppError('VALIDATION_ERROR', { details: [{ field, issue: 'A field appears twice' }] });
-  }
-  return keys;
-}
-
-function parseJson(text: string, field: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new AppError('VALIDATION_ERROR', { details: [{ field, issue: 'Not valid JSON' }] });
-  }
+  // A field named again adds nothing to the order: its first mention counts.
+  return keys.filter((key, i) => keys.findIndex((k) => k.field === key.field) === i);
 }
 
 function typed(
@@ -157,22 +154,30 @@ function typed(
   };
   switch (type) {
     case 'string':
-      return typeof value === 'string' && value.length <= 256
+      return typeof value === 'string' && codePoints(value) <= FILTER_TEXT_MAX
         ? value
-        : fail('Must be a string of at most 256 characters');
+        : fail(`Must be a string of at most ${FILTER_TEXT_MAX} characters`);
     case 'number':
       return typeof value === 'number' && Number.isFinite(value) ? value : fail('Must be a number');
     case 'boolean':
       return typeof value === 'boolean' ? value : fail('Must be true or false');
-    case 'date': {
-      const date = typeof value === 'string' ? new Date(value) : undefined;
-      return date && !Number.isNaN(date.getTime()) ? date : fail('Must be an RFC 3339 timestamp');
-    }
+    case 'date':
+      return typeof value === 'string' && RFC3339.safeParse(value).success
+        ? new Date(value)
+        : fail('Must be an RFC 3339 timestamp');
     case 'json':
       return value === null || ['string', 'number', 'boolean'].includes(typeof value)
         ? (value as Scalar)
         : fail('Must be a string, number, boolean or null');
   }
+}
+
+/** Only eq and ne compare with null (metadata values may be null). */
+function notNull(value: Scalar, field: string): Scalar {
+  if (value === null) {
+    throw new AppError('VALIDATION_ERROR', { details: [{ field, issue: 'Only eq and ne take null' }] });
+  }
+  return value;
 }
 
 /** `{"role":"admin","login_count":{"gte":5},"metadata.plan":{"in":["pro"]}}` → an AND of comparisons. */
@@ -225,9 +230,12 @@ export function parseFilters(raw: unknown): Expr | undefined {
             details: [{ field: at, issue: 'Must be a list of 1 to 100 values' }],
           });
         }
-        parsed = value.map((v, i) => typed(v, type, `${at}[${i}]`));
+        parsed = value.map((v, i) => notNull(typed(v, type, `${at}[${i}]`), `${at}[${i}]`));
       } else if (op === 'contains') {
         parsed = typed(value, 'string', at);
+        if (parsed === '') {
+          throw new AppError('VALIDATION_ERROR', { details: [{ field: at, issue: 'Must not be empty' }] });
+        }
         if (type !== 'string' && type !== 'json') {
           throw new AppError('VALIDATION_ERROR', {
             details: [{ field: at, issue: 'contains works on text fields only' }],
@@ -236,7 +244,7 @@ export function parseFilters(raw: unknown): Expr | undefined {
       } else if (value === null && (op === 'eq' || op === 'ne')) {
         parsed = null;
       } else {
-        parsed = typed(value, type, at);
+        parsed = op === 'eq' || op === 'ne' ? typed(value, type, at) : notNull(typed(value, type, at), at);
       }
       if (field === 'email' && typeof parsed === 'string' && op !== 'contains')
         parsed = normalizeEmail(parsed);
@@ -247,46 +255,126 @@ export function parseFilters(raw: unknown): Expr | undefined {
   return parts.length === 1 ? parts[0] : { and: parts };
 }
 
+/* The wire forms of the query parameters below, stated from the same lists the parsers use. */
+const FILTER_TEXT_MAX = 256;
+const RFC3339 = z.iso.datetime({ offset: true });
+const SORT_ITEM = `[${WHITESPACE}]*(?:${SORTABLE.join('|')})(?::(?:asc|desc))?[${WHITESPACE}]*`;
+const INCLUDES = ['roles', 'permissions', 'preferences'];
+const INCLUDE_ITEM = `[${WHITESPACE}]*(?:(?:${INCLUDES.join('|')})[${WHITESPACE}]*)?`;
+
+/** Search words: at most 200 characters as sent, trimmed. */
+const searchText = wire(
+  z
+    .string()
+    .refine((v) => codePoints(v) <= 200, { error: 'At most 200 characters' })
+    .transform((v) => v.trim()),
+  { type: 'string', maxLength: 200, description: 'Words matching the start of a name or email part' },
+);
+
+const FILTER_VALUE: Record<'string' | 'number' | 'boolean' | 'date' | 'json', JsonSchema> = {
+  string: { type: 'string', maxLength: FILTER_TEXT_MAX },
+  number: { type: 'number' },
+  boolean: { type: 'boolean' },
+  date: { type: 'string', format: 'date-time' },
+  json: { type: ['string', 'number', 'boolean', 'null'] },
+};
+/** A filter's condition: a value (eq) or operators → values, for a field of `type`. */
+function filterCondition(type: keyof typeof FILTER_VALUE): JsonSchema {
+  const orNull = FILTER_VALUE[type];
+  const value = type === 'json' ? { type: ['string', 'number', 'boolean'] } : FILTER_VALUE[type];
+  const eq = type === 'json' ? orNull : { anyOf: [value, { type: 'null' }] };
+  return {
+    anyOf: [
+      eq,
+      {
+        type: 'object',
+        minProperties: 1,
+        additionalProperties: false,
+        properties: {
+          eq,
+          ne: eq,
+          gt: value,
+          gte: value,
+          lt: value,
+          lte: value,
+          in: { type: 'array', minItems: 1, maxItems: 100, items: value },
+          ...(type === 'string' || type === 'json'
+            ? { contains: { type: 'string', minLength: 1, maxLength: FILTER_TEXT_MAX } }
+            : {}),
+        },
+      },
+    ],
+  };
+}
+const FILTERS_SCHEMA: JsonSchema = {
+  type: 'object',
+  description: `Field → value, or → { operator: value } with operators ${COMPARISON_OPS.join(', ')} (contains on text fields only; in takes 1 to 100 values); several fields all apply. Text values are at most ${FILTER_TEXT_MAX} characters, dates RFC 3339. metadata.<key>[.<key>…] (up to 5 keys) compares a metadata value.`,
+  properties: Object.fromEntries(Object.entries(FILTERABLE).map(([f, type]) => [f, filterCondition(type)])),
+  patternProperties: { [METADATA_FIELD_PATTERN]: filterCondition('json') },
+  propertyNames: { not: { pattern: `^metadata\\.(?:.*\\.)?(?:${RESERVED_KEYS.join('|')})(?:\\.|$)` } },
+  additionalProperties: false,
+};
+
 const listQuery = z.object({
   ...pageQuery,
   role: roleName.optional(),
   status: userStatus.optional(),
-  sort: z.string().max(200).optional().describe('field:asc|desc, comma-separated for several fields'),
-  search: z.string().trim().max(200).optional().describe('Words matching the start of a name or email part'),
+  sort: wire(
+    z.string().refine((v) => codePoints(v) <= 200, { error: 'At most 200 characters' }),
+    {
+      type: 'string',
+      maxLength: 200,
+      pattern: `^(?:${SORT_ITEM}(?:,${SORT_ITEM})*)?$`,
+      description: `field:asc|desc, comma-separated for several fields (of ${SORTABLE.join(', ')}); a field named twice counts once`,
+    },
+  ).optional(),
+  search: searchText.optional(),
 });
 
 const searchQuery = z.object({
   ...pageQuery,
-  q: z.string().trim().max(200).optional().describe('Words matching the start of a name or email part'),
-  filters: z
-    .string()
-    .max(4000)
-    .optional()
-    .describe('JSON: field → value or { op: value }; ops eq ne gt gte lt lte in contains'),
-  sort: z.string().max(500).optional().describe('JSON array of "field:dir"'),
-  fields: z.string().max(500).optional().describe('JSON array of fields to return (id is always returned)'),
+  q: searchText.optional(),
+  filters: jsonParameter(z.unknown(), FILTERS_SCHEMA).optional(),
+  sort: jsonParameter(z.unknown(), {
+    type: 'array',
+    description: 'JSON array of "field:dir"; a field named twice counts once',
+    items: { type: 'string', pattern: `^${SORT_ITEM}$` },
+  }).optional(),
+  fields: jsonParameter(z.unknown(), {
+    type: 'array',
+    description: 'JSON array of fields to return (id is always returned)',
+    items: { enum: PROJECTABLE },
+  }).optional(),
 });
 
 const idParam = z.object({ id: z.string().min(1).max(64) });
 const includeQuery = z.object({
-  include: z
-    .string()
-    .max(100)
+  include: wire(
+    z
+      .string()
+      .refine((v) => codePoints(v) <= 100, { error: 'At most 100 characters' })
+      .transform((s, ctx) => {
+        const parts = s
+          .split(',')
+          .map((p) => p.trim())
+          .filter(Boolean);
+        const bad = parts.find((p) => !INCLUDES.includes(p));
+        if (bad)
+          ctx.addIssue({
+            code: 'custom',
+            message: `Unknown include "${bad}"; use roles, permissions, preferences`,
+          });
+        return new Set(parts);
+      }),
+    {
+      type: 'string',
+      maxLength: 100,
+      pattern: `^${INCLUDE_ITEM}(?:,${INCLUDE_ITEM})*$`,
+      description: 'Comma-separated: roles, permissions, preferences',
+    },
+  )
     .optional()
-    .describe('Comma-separated: roles, permissions, preferences')
-    .transform((s, ctx) => {
-      const parts = (s ?? '')
-        .split(',')
-        .map((p) => p.trim())
-        .filter(Boolean);
-      const bad = parts.find((p) => !['roles', 'permissions', 'preferences'].includes(p));
-      if (bad)
-        ctx.addIssue({
-          code: 'custom',
-          message: `Unknown include "${bad}"; use roles, permissions, preferences`,
-        });
-      return new Set(parts);
-    }),
+    .transform((v) => v ?? new Set<string>()),
 });
 
 const USER_ERRORS: ErrorCode[] = ['USER_NOT_FOUND'];
@@ -344,25 +432,24 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     },
     errors: ['VALIDATION_ERROR'],
     async handler({ query }) {
-      const where = query.filters ? parseFilters(parseJson(query.filters, 'filters')) : undefined;
+      const where = query.filters !== undefined ? parseFilters(query.filters) : undefined;
       let sort: SortKey[] | undefined;
-      if (query.sort) {
-        const parsed = parseJson(query.sort, 'sort');
-        if (!Array.isArray(parsed))
+      if (query.sort !== undefined) {
+        if (!Array.isArray(query.sort))
           throw new AppError('VALIDATION_ERROR', {
             details: [{ field: 'sort', issue: 'Must be a JSON array of "field:dir"' }],
           });
-        sort = parseSortKeys(parsed, 'sort');
+        sort = parseSortKeys(query.sort, 'sort');
       }
       let fields: string[] | undefined;
-      if (query.fields) {
-        const parsed = parseJson(query.fields, 'fields');
+      if (query.fields !== undefined) {
+        const parsed: unknown = query.fields;
         if (!Array.isArray(parsed) || parsed.some((f) => typeof f !== 'string' || !PROJECTABLE.includes(f))) {
           throw new AppError('VALIDATION_ERROR', {
             details: [{ field: 'fields', issue: `Must be a JSON array of ${PROJECTABLE.join(', ')}` }],
           });
         }
-        fields = ['id', ...parsed.filter((f) => f !== 'id')];
+        fields = ['id', ...(parsed as string[]).filter((f) => f !== 'id')];
       }
       const page = await users.list({
         limit: query.limit,
@@ -397,6 +484,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
       'INVALID_ROLE',
       'USER_ALREADY_EXISTS',
       'CONFUSABLE_EMAIL',
+      'BUSINESS_RULE_VIOLATION',
     ],
     async handler({ body, principal, ctx }) {
       const user = await users.create(body as CreateUserInput, contextOf(ctx, principal));
@@ -551,7 +639,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     scope: 'user:write',
     params: idParam,
     responses: { 200: { description: 'The restored user', schema: User } },
-    errors: USER_ERRORS,
+    errors: [...USER_ERRORS, 'CONFLICT'],
     async handler({ params, principal, ctx }) {
       return { status: 200, body: toApiUser(await users.restore(params.id, contextOf(ctx, principal))) };
     },
@@ -713,7 +801,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     params: idParam,
     body: SetPassword,
     responses: { 204: { description: 'Password set' } },
-    errors: [...USER_ERRORS, 'VALIDATION_ERROR'],
+    errors: [...USER_ERRORS, 'VALIDATION_ERROR', 'BUSINESS_RULE_VIOLATION'],
     async handler({ params, body, principal, ctx }) {
       await users.setPassword(params.id, body.password, contextOf(ctx, principal), {
         requireReset: body.require_reset,

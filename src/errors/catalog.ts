@@ -39,7 +39,16 @@ export const ERROR_CATALOG = {
   },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json' },
+  REQUEST_HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request line and headers are too large (a long query string counts)',
+  },
   BUSINESS_RULE_VIOLATION: { status: 422, message: 'The request breaks a business rule' },
+  INVALID_CURSOR: { status: 422, message: 'The cursor is not one this list issued for this sort order' },
+  INVALID_CLIENT_METADATA: {
+    status: 422,
+    message: 'The client metadata is well-formed, but the OpenID provider cannot use it as a whole',
+  },
   RATE_LIMIT_EXCEEDED: { status: 429, message: 'Too many requests; retry later' },
   QUOTA_EXCEEDED: { status: 429, message: 'The quota for this period is used up' },
   INTERNAL_ERROR: { status: 500, message: 'An unexpected error occurred' },

@@ -62,7 +62,8 @@ export function parseJsonBytes(bytes: Buffer): unknown {
   } catch {
     throw new AppError('INVALID_ENCODING');
   }
-  if (text.trim() === '') return {};
+  // A body of whitespace alone is no JSON text (RFC 8259): refused, never read as {} (a PUT of
+  // preferences would otherwise replace them with nothing). An empty body is no body at all.
   try {
     return JSON.parse(text);
   } catch {

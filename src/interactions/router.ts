@@ -243,7 +243,10 @@ export function interactionsRouter(deps: InteractionDeps): Router {
       // The user acting on themselves (their password was just verified): no management scopes.
       await users.setPassword(userId, password, { actor, request: requestOf(ctx), grants: new Set() });
     } catch (err) {
-      if (err instanceof AppError && err.code === 'VALIDATION_ERROR') {
+      if (
+        err instanceof AppError &&
+        (err.code === 'VALIDATION_ERROR' || err.code === 'BUSINESS_RULE_VIOLATION')
+      ) {
         const issues = err.details?.map((d) => d.issue).join(' ') ?? err.message;
         return renderPasswordChange(ctx, details, { error: issues, status: 400 });
       }

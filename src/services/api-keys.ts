@@ -264,7 +264,7 @@ export class ApiKeyService {
     requireGrantable(context.grants, scopes, 'scopes');
     const refused = scopes.filter((s) => !grantable.has(s));
     if (refused.length > 0) {
-      throw new AppError('VALIDATION_ERROR', {
+      throw new AppError('BUSINESS_RULE_VIOLATION', {
         message: 'A key cannot hold scopes its owner does not have',
         details: refused.map((scope) => ({
           field: 'scopes',
@@ -274,7 +274,7 @@ export class ApiKeyService {
       });
     }
     if (input.expires_at && input.expires_at.getTime() <= this.now().getTime()) {
-      throw new AppError('VALIDATION_ERROR', {
+      throw new AppError('BUSINESS_RULE_VIOLATION', {
         details: [
           { field: 'expires_at', issue: 'Must be in the future', provided: input.expires_at.toISOString() },
         ],

@@ -243,7 +243,7 @@ export class UserService {
     const signature = order.map((k) => `${k.field}:${k.dir}`).join(',');
     const decoded = decodeCursor(cursor, order.length + 1);
     if (!decoded || decoded[0] !== signature) {
-      throw new AppError('VALIDATION_ERROR', {
+      throw new AppError('INVALID_CURSOR', {
         details: [{ field: 'cursor', issue: 'Not a cursor of this list and sort order' }],
       });
     }
@@ -308,7 +308,7 @@ export class UserService {
   private checkPassword(password: string, personal: string[], field = 'password'): void {
     const verdict = this.policy.check(password, personal);
     if (!verdict.ok) {
-      throw new AppError('VALIDATION_ERROR', {
+      throw new AppError('BUSINESS_RULE_VIOLATION', {
         message: 'The password does not meet the password policy',
         details: verdict.issues.map((issue) => ({ field, issue })),
       });
@@ -614,7 +614,16 @@ export class UserService {
     const deleted = await this.store.users.findById(id, 'only');
     if (deleted) await this.guardTarget(deleted, context);
     const user = await this.store.users.update(id, { deleted_at: null }, 'only');
-    if (!user) throw new AppError('USER_NOT_FOUND', { message: 'No deleted user with this id' });
+    if (!user) {
+      // The user exists and is not deleted: the request conflicts with its state (it is not a 404).
+      if (await this.store.users.findById(id)) {
+        throw new AppError('CONFLICT', {
+          message: 'The user is not deleted',
+          details: [{ field: 'id', issue: 'Not deleted' }],
+        });
+      }
+      throw new AppError('USER_NOT_FOUND', { message: 'No deleted user with this id' });
+    }
     this.notify(id);
     await this.audit.record({
       ...context.actor,

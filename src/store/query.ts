@@ -72,6 +72,8 @@ export const USER_SORT_FIELDS = [
 ] as const;
 
 const METADATA_SEGMENT = /^[A-Za-z0-9_-]{1,64}$/;
+/** The field names metadataPath() reads (before its reserved-segment rule), as a JSON Schema pattern. */
+export const METADATA_FIELD_PATTERN = '^metadata\\.[A-Za-z0-9_-]{1,64}(?:\\.[A-Za-z0-9_-]{1,64}){0,4}$';
 
 /** `metadata.plan.tier` → ['plan', 'tier']; undefined when not a valid metadata path. */
 const RESERVED_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);

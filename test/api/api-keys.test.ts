@@ -100,8 +100,9 @@ describe.each(availableBackends())(
 
     it('refuses scopes the owner lacks, bad allow-list entries and past expiry with field details', async () => {
       const { userId } = await userWithKey();
+      // Scopes the owner lacks and an expiry already past are well-formed: 422, not 400.
       const scopes = await admin.post(`/v2/users/${userId}/api-keys`, { name: 'x', scopes: ['user:write'] });
-      expectError(scopes, 400, 'VALIDATION_ERROR');
+      expectError(scopes, 422, 'BUSINESS_RULE_VIOLATION');
       expect(scopes.body.error.details).toEqual([
         { field: 'scopes', issue: 'Not held by the key owner', provided: 'user:write' },
       ]);
@@ -115,7 +116,7 @@ describe.each(availableBackends())(
         name: 'x',
         expires_at: '2001-01-01T00:00:00Z',
       });
-      expectError(past, 400, 'VALIDATION_ERROR');
+      expectError(past, 422, 'BUSINESS_RULE_VIOLATION');
       expect((await admin.post('/v2/users/usr_missing/api-keys', { name: 'x' })).status).toBe(404);
       expect(await t.stores.durable.apiKeys.listByOwner('user', userId)).toHaveLength(1);
     });
@@ -442,8 +443,8 @@ describe.each(availableBackends())(
       expect((await new AdminApi(t, exchanged.body.access_token).get('/v2/users')).status).toBe(200);
       expectError(
         await admin.post(`/v2/clients/${service.clientId}/api-keys`, { name: 'x', scopes: ['user:write'] }),
-        400,
-        'VALIDATION_ERROR',
+        422,
+        'BUSINESS_RULE_VIOLATION',
       );
     });
 
@@ -488,11 +489,10 @@ describe.each(availableBackends())(
         requests_per_hour: 10000,
       });
       expect((await admin.delete(`/v2/plans/${name}`)).status).toBe(204);
-      expectError(
-        await admin.put(`/v2/users/${(await admin.createUser()).id}/plan`, { plan: name }),
-        404,
-        'PLAN_NOT_FOUND',
-      );
+      // The URL's user exists: a plan that does not is a 422 naming the field, not a 404.
+      const gone = await admin.put(`/v2/users/${(await admin.createUser()).id}/plan`, { plan: name });
+      expectError(gone, 422, 'BUSINESS_RULE_VIOLATION');
+      expect(gone.body.error.details).toEqual([{ field: 'plan', issue: 'Unknown plan', provided: name }]);
       const limited = await adminApi(t, { scope: 'user:read' });
       expectError(await limited.get('/v2/plans'), 403, 'AUTH_INSUFFICIENT_SCOPE');
     });

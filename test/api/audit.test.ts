@@ -390,11 +390,11 @@ describe.each(availableBackends())(
         expect(secondPage.body.data.map((e: Entry) => e.id)).toEqual(all.slice(2, 4).map((e) => e.id));
       });
 
-      it('GET /v2/audit refuses bad filters and cursors with 400 VALIDATION_ERROR', async () => {
+      it('GET /v2/audit refuses bad filters with 400 VALIDATION_ERROR, and cursors it did not issue with 422 INVALID_CURSOR', async () => {
         const cases: [Record<string, string>, string, string][] = [
           [{ since: 'yesterday' }, 'since', 'Must be an RFC 3339 timestamp'],
           [{ until: '2026-13-01T00:00:00Z' }, 'until', 'Must be an RFC 3339 timestamp'],
-          [{ cursor: 'garbage' }, 'cursor', 'Not a cursor of this list'],
+          [{ cursor: 'garb.age' }, 'cursor', 'Not a cursor (base64url text)'],
           [{ limit: '1000' }, 'limit', 'At most 100'],
         ];
         for (const [query, field, issue] of cases) {
@@ -403,13 +403,19 @@ describe.each(availableBackends())(
           expect(res.body.error.code).toBe('VALIDATION_ERROR');
           expect(res.body.error.details).toEqual([expect.objectContaining({ field, issue })]);
         }
+        const garbage = await api.get('/v2/audit', { cursor: 'garbage' });
+        expect(garbage.status).toBe(422);
+        expect(garbage.body.error.code).toBe('INVALID_CURSOR');
         // A users-list cursor is not an audit cursor.
         const users = await api.get('/v2/users', { limit: 1 });
         const cursor = users.body.pagination.next_cursor as string;
         expect(cursor).toEqual(expect.any(String));
         const res = await api.get('/v2/audit', { cursor });
-        expect(res.status).toBe(400);
-        expect(res.body.error.details).toEqual([{ field: 'cursor', issue: 'Not a cursor of this list' }]);
+        expect(res.status).toBe(422);
+        expect(res.body.error).toMatchObject({
+          code: 'INVALID_CURSOR',
+          details: [{ field: 'cursor', issue: 'Not a cursor of this list' }],
+        });
       });
     });
   },

@@ -7,6 +7,18 @@ import type Router from '@koa/router';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import request from 'supertest';
 
+import {
+  CURSOR_MAX,
+  CURSOR_PATTERN,
+  EMAIL_MAX,
+  EMAIL_PATTERN,
+  METADATA_KEY_PATTERN,
+  METADATA_MAX_DEPTH,
+  RESERVED_KEYS,
+  TEXT_PATTERN,
+} from '../../src/admin/schemas.js';
+import { METADATA_FIELD_PATTERN } from '../../src/store/query.js';
+import { adminApi, uniqueEmail } from '../helpers/admin-api.js';
 import { availableBackends, createTestApp, type TestApp } from '../helpers/test-app.js';
 
 type Json = Record<string, unknown>;
@@ -47,7 +59,12 @@ describe.each(availableBackends())(
     let t: TestApp;
     let doc: Json;
     beforeAll(async () => {
-      t = await createTestApp({ durable, shortLived });
+      // Many requests without a token below: more than the small anonymous budget allows by default.
+      t = await createTestApp({
+        durable,
+        shortLived,
+        env: { RATE_LIMIT_ANONYMOUS_PER_HOUR: '100000', RATE_LIMIT_ANONYMOUS_BURST: '100000' },
+      });
       const res = await request(t.callback).get('/v2/openapi.json');
       expect(res.status).toBe(200);
       doc = res.body as Json;
@@ -71,6 +88,172 @@ describe.each(availableBackends())(
       const unknown = await request(t.callback).get('/v2/no-such-thing');
       expect(unknown.status).toBe(404);
       expect(unknown.body.error.code).toBe('NOT_FOUND');
+    });
+
+    it('answers TRACE (and any method a path lacks) 405 with Allow naming the path’s methods, OPTIONS 204', async () => {
+      for (const [path, item] of Object.entries(doc.paths as Record<string, Json>)) {
+        const documented = Object.keys(item)
+          .filter((k) => METHODS.includes(k))
+          .map((m) => m.toUpperCase());
+        const expected = [...documented, ...(documented.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].sort();
+        const url = path.replace(/\{(\w+)\}/g, 'x1');
+        const res = await request(t.callback).trace(url);
+        expect({ path, status: res.status }).toEqual({ path, status: 405 });
+        expect(String(res.headers.allow).split(', ').sort()).toEqual(expected);
+        expect(res.headers['content-type']).toMatch(/^application\/json/);
+        expect(res.body.error).toMatchObject({ code: 'METHOD_NOT_ALLOWED', request_id: expect.any(String) });
+        expect(res.body.error.message).toContain('TRACE');
+        const missing = ['PATCH', 'PUT', 'DELETE', 'POST'].find((m) => !documented.includes(m));
+        if (missing) {
+          const other = await request(t.callback)[missing.toLowerCase() as 'patch'](url);
+          expect({ path, missing, status: other.status }).toEqual({ path, missing, status: 405 });
+          expect(String(other.headers.allow).split(', ').sort()).toEqual(expected);
+        }
+        const options = await request(t.callback).options(url);
+        expect({ path, status: options.status }).toEqual({ path, status: 204 });
+        expect(String(options.headers.allow).split(', ').sort()).toEqual(expected);
+      }
+      // A path that does not exist stays a 404, whatever the method.
+      const nowhere = await request(t.callback).trace('/v2/no-such-thing');
+      expect(nowhere.status).toBe(404);
+      expect(nowhere.body.error.code).toBe('NOT_FOUND');
+      // Outside /v2 the same rule holds (TRACE used to reach koa-router's 501 and become a 500).
+      const health = await request(t.callback).trace('/health/live');
+      expect(health.status).toBe(405);
+      expect(String(health.headers.allow).split(', ').sort()).toEqual(['GET', 'HEAD', 'OPTIONS']);
+      expect(health.body.error.code).toBe('METHOD_NOT_ALLOWED');
+    });
+
+    it('states the limits and rules the validators apply, from the constants they use', () => {
+      const paths = doc.paths as Record<
+        string,
+        Record<string, { parameters?: Json[]; requestBody?: Json; responses: Json }>
+      >;
+      const param = (path: string, name: string) =>
+        paths[path]!.get!.parameters!.find((p) => p.name === name) as Json & {
+          schema?: Json;
+          content?: Json;
+        };
+      expect(param('/v2/users', 'limit').schema).toMatchObject({ type: 'integer', minimum: 1, maximum: 100 });
+      expect(param('/v2/users', 'offset').schema).toMatchObject({
+        type: 'integer',
+        minimum: 0,
+        maximum: 1_000_000,
+      });
+      for (const path of ['/v2/users', '/v2/users/search', '/v2/audit']) {
+        expect(param(path, 'cursor').schema).toMatchObject({
+          type: 'string',
+          maxLength: CURSOR_MAX,
+          pattern: CURSOR_PATTERN,
+        });
+        // A well-formed cursor the list did not issue is a 422, documented where a cursor is taken.
+        expect(String((paths[path]!.get!.responses['422'] as Json).description)).toContain('INVALID_CURSOR');
+      }
+      expect(param('/v2/users', 'search').schema).toMatchObject({ type: 'string', maxLength: 200 });
+      expect(param('/v2/users/search', 'q').schema).toMatchObject({ type: 'string', maxLength: 200 });
+      expect(param('/v2/users/{id}', 'include').schema).toMatchObject({
+        maxLength: 100,
+        pattern: expect.stringContaining('roles|permissions|preferences'),
+      });
+      // JSON query parameters are described by the schema of their parsed value.
+      const filters = param('/v2/users/search', 'filters');
+      expect(filters.schema).toBeUndefined();
+      expect((filters.content as Record<string, { schema: Json }>)['application/json']!.schema).toMatchObject(
+        {
+          type: 'object',
+          additionalProperties: false,
+          patternProperties: { [METADATA_FIELD_PATTERN]: expect.any(Object) },
+        },
+      );
+      const body = (
+        paths['/v2/users']!.post!.requestBody as {
+          content: Record<string, { schema: { properties: Record<string, Json> } }>;
+        }
+      ).content['application/json']!.schema.properties;
+      expect(body.metadata).toMatchObject({
+        type: 'object',
+        propertyNames: { type: 'string', pattern: METADATA_KEY_PATTERN, not: { enum: [...RESERVED_KEYS] } },
+        additionalProperties: { $ref: '#/components/schemas/MetadataValue1' },
+      });
+      const components = (doc.components as { schemas: Record<string, { anyOf: Json[] }> }).schemas;
+      // Nested objects hold to the same key rule, and nothing sits deeper than METADATA_MAX_DEPTH.
+      expect(components[`MetadataValue${METADATA_MAX_DEPTH}`]!.anyOf).toEqual(
+        expect.arrayContaining([
+          { type: 'array', items: false },
+          { type: 'object', propertyNames: body.metadata!.propertyNames, additionalProperties: false },
+        ]),
+      );
+      expect(components[`MetadataValue${METADATA_MAX_DEPTH + 1}`]).toBeUndefined();
+      expect(body.first_name).toMatchObject({
+        type: 'string',
+        minLength: 1,
+        maxLength: 100,
+        pattern: TEXT_PATTERN,
+      });
+      expect(body.email).toMatchObject({ type: 'string', maxLength: EMAIL_MAX, pattern: EMAIL_PATTERN });
+    });
+
+    it('refuses exactly the metadata keys its schema forbids, naming them, at any depth', async () => {
+      const api = await adminApi(t);
+      const createBody = (paths: Json) =>
+        (
+          (paths['/v2/users'] as Record<string, Json>).post!.requestBody as {
+            content: Record<
+              string,
+              {
+                schema: {
+                  properties: Record<string, { propertyNames: { pattern: string; not: { enum: string[] } } }>;
+                };
+              }
+            >;
+          }
+        ).content['application/json']!.schema.properties.metadata!.propertyNames;
+      const rule = createBody(doc.paths as Json);
+      const allowedBySchema = (key: string) =>
+        new RegExp(rule.pattern, 'u').test(key) && !rule.not.enum.includes(key);
+      const keys = [
+        'plan',
+        'A-b_9',
+        'x'.repeat(64),
+        'x'.repeat(65),
+        '',
+        '__proto__',
+        'constructor',
+        'prototype',
+        'toString',
+        'a.b',
+        '$where',
+        'with space',
+        'tab\tkey',
+        'nul\u0000',
+        'ключ',
+        '🔑',
+      ];
+      for (const key of keys) {
+        for (const [metadata, field] of [
+          [JSON.parse(`{${JSON.stringify(key)}:1}`) as Json, 'metadata'],
+          [JSON.parse(`{"outer":[{${JSON.stringify(key)}:1}]}`) as Json, 'metadata.outer.0'],
+        ] as const) {
+          const res = await api.post('/v2/users', {
+            email: uniqueEmail(),
+            first_name: 'K',
+            last_name: 'Key',
+            metadata,
+          });
+          if (allowedBySchema(key)) {
+            expect({ key, status: res.status }).toEqual({ key, status: 201 });
+          } else {
+            expect({ key, status: res.status, code: res.body.error?.code }).toEqual({
+              key,
+              status: 400,
+              code: 'VALIDATION_ERROR',
+            });
+            expect(res.body.error.details).toEqual([
+              { field, issue: expect.stringContaining(`"${key.slice(0, 70)}"`) },
+            ]);
+          }
+        }
+      }
     });
 
     it('GET /v2/openapi.json validates as an OpenAPI 3.1 document', async () => {

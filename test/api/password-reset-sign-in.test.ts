@@ -309,18 +309,18 @@ describe.each(availableBackends())(
         expect(await signsIn(user, NEW_PASSWORD)).toBe(true);
       });
 
-      it('PUT /v2/users/{id}/password refuses a weak password with 400 VALIDATION_ERROR, never echoing it', async () => {
+      it('PUT /v2/users/{id}/password refuses a weak password with 422 BUSINESS_RULE_VIOLATION, never echoing it', async () => {
         const user = await createUser(server.t);
         const res = await admin.put(`/v2/users/${user.user.id}/password`, { password: 'short' });
-        expect(res.status).toBe(400);
+        expect(res.status).toBe(422);
         expect(errorOf(res.body)).toEqual({
-          code: 'VALIDATION_ERROR',
+          code: 'BUSINESS_RULE_VIOLATION',
           message: 'The password does not meet the password policy',
           details: [{ field: 'password', issue: 'Use at least 12 characters' }],
         });
         expect(JSON.stringify(res.body)).not.toContain('"short"');
         const common = await admin.put(`/v2/users/${user.user.id}/password`, { password: 'qwertyuiopasdf' });
-        expect(common.status).toBe(400);
+        expect(common.status).toBe(422);
         expect(errorOf(common.body).details).toEqual([
           {
             field: 'password',

@@ -479,12 +479,38 @@ describe.each(availableBackends())(
         }
       });
 
-      it('GET /v2/users/search refuses an over-long filters parameter with 400', async () => {
+      it('GET /v2/users/search refuses an over-long filter value with 400 naming it', async () => {
+        // The JSON text itself is bounded by the request-head limit (431); its values by the schema.
         const res = await api.get('/v2/users/search', {
           filters: JSON.stringify({ first_name: 'x'.repeat(5000) }),
         });
         expect(res.status).toBe(400);
-        expect(res.body.error.details).toEqual([expect.objectContaining({ field: 'filters' })]);
+        expect(res.body.error.details).toEqual([
+          expect.objectContaining({
+            field: 'filters.first_name.eq',
+            issue: 'Must be a string of at most 256 characters',
+          }),
+        ]);
+      });
+
+      it('GET /v2/users/search refuses null for operators other than eq and ne, and an empty contains, with 400 (they reached the store as a 500)', async () => {
+        for (const [filters, field, issue] of [
+          [{ 'metadata.team': { lte: null } }, 'filters.metadata.team.lte', 'Only eq and ne take null'],
+          [
+            { 'metadata.team': { in: ['a', null] } },
+            'filters.metadata.team.in[1]',
+            'Only eq and ne take null',
+          ],
+          [{ first_name: { contains: '' } }, 'filters.first_name.contains', 'Must not be empty'],
+        ] as const) {
+          const res = await api.get('/v2/users/search', { filters: JSON.stringify(filters) });
+          expect({ filters, status: res.status }).toEqual({ filters, status: 400 });
+          expect(res.body.error).toMatchObject({ code: 'VALIDATION_ERROR', details: [{ field, issue }] });
+        }
+        const eqNull = await api.get('/v2/users/search', {
+          filters: JSON.stringify({ 'metadata.team': { ne: null } }),
+        });
+        expect(eqNull.status).toBe(200);
       });
     });
   },

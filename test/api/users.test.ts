@@ -187,7 +187,6 @@ describe.each(availableBackends())(
             { sort: 'email:sideways' },
             expect.objectContaining({ field: 'sort[0]', provided: 'email:sideways' }) as never,
           ],
-          [{ sort: 'email:asc,email:desc' }, { field: 'sort', issue: 'A field appears twice' }],
         ];
         for (const [query, detail] of cases) {
           const res = await api.get('/v2/users', query);
@@ -198,9 +197,18 @@ describe.each(availableBackends())(
           });
           expect(res.body.error.details).toEqual([detail]);
         }
+        // A field named twice adds nothing to the order (the OpenAPI pattern cannot forbid it): its
+        // first mention counts.
+        const { word } = await family(3);
+        const twice = await api.get('/v2/users', { search: word, sort: 'email:desc,email:asc' });
+        const once = await api.get('/v2/users', { search: word, sort: 'email:desc' });
+        expect(twice.status).toBe(200);
+        expect(twice.body.data.map((u: { id: string }) => u.id)).toEqual(
+          once.body.data.map((u: { id: string }) => u.id),
+        );
       });
 
-      it('GET /v2/users refuses a cursor replayed with another sort, and a forged one, with 400', async () => {
+      it('GET /v2/users refuses a cursor replayed with another sort, or forged, with 422 INVALID_CURSOR, and one that is not base64url with 400', async () => {
         const { word } = await family(3);
         const first = await api.get('/v2/users', { search: word, limit: 1, sort: 'email:asc' });
         const cursor = first.body.pagination.next_cursor as string;
@@ -215,12 +223,18 @@ describe.each(availableBackends())(
           { search: word, limit: 1, sort: 'email:asc', cursor: `${cursor}x` },
         ]) {
           const res = await api.get('/v2/users', query);
-          expect(res.status).toBe(400);
+          expect(res.status).toBe(422);
           expect(res.body.error).toMatchObject({
-            code: 'VALIDATION_ERROR',
+            code: 'INVALID_CURSOR',
             details: [{ field: 'cursor', issue: 'Not a cursor of this list and sort order' }],
           });
         }
+        const notBase64url = await api.get('/v2/users', { cursor: `${cursor}=` });
+        expect(notBase64url.status).toBe(400);
+        expect(notBase64url.body.error).toMatchObject({
+          code: 'VALIDATION_ERROR',
+          details: [{ field: 'cursor', issue: 'Not a cursor (base64url text)' }],
+        });
       });
 
       it('GET /v2/users never returns secrets or internal fields', async () => {
@@ -365,7 +379,7 @@ describe.each(availableBackends())(
         });
       });
 
-      it('POST /v2/users rejects a short or weak password with 400 VALIDATION_ERROR on password', async () => {
+      it('POST /v2/users rejects a short or weak password with 422 BUSINESS_RULE_VIOLATION on password (the policy is no schema rule)', async () => {
         const email = uniqueEmail();
         const short = await api.post('/v2/users', {
           email,
@@ -373,24 +387,24 @@ describe.each(availableBackends())(
           last_name: 'B',
           password: 'Sh0rt!',
         });
-        expect(short.status).toBe(400);
+        expect(short.status).toBe(422);
         expect(short.body.error).toMatchObject({
-          code: 'VALIDATION_ERROR',
+          code: 'BUSINESS_RULE_VIOLATION',
           message: 'The password does not meet the password policy',
           details: [{ field: 'password', issue: 'Use at least 12 characters' }],
         });
         expect(JSON.stringify(short.body)).not.toContain('Sh0rt!');
         // An empty password is refused, not taken for "no password".
         const empty = await api.post('/v2/users', { email, first_name: 'A', last_name: 'B', password: '' });
-        expect(empty.status).toBe(400);
+        expect(empty.status).toBe(422);
         expect(empty.body.error.details).toEqual([
           { field: 'password', issue: 'Use at least 12 characters' },
         ]);
 
         for (const password of ['passwordpassword', '123456789012', 'aaaaaaaaaaaaaaaa']) {
           const weak = await api.post('/v2/users', { email, first_name: 'A', last_name: 'B', password });
-          expect(weak.status).toBe(400);
-          expect(weak.body.error.code).toBe('VALIDATION_ERROR');
+          expect(weak.status).toBe(422);
+          expect(weak.body.error.code).toBe('BUSINESS_RULE_VIOLATION');
           expect(weak.body.error.details).toEqual([{ field: 'password', issue: expect.any(String) }]);
           expect(JSON.stringify(weak.body)).not.toContain(password);
         }
@@ -401,7 +415,7 @@ describe.each(availableBackends())(
           last_name: 'Fitzgerald',
           password: 'BartholomewFitzgerald',
         });
-        expect(personal.status).toBe(400);
+        expect(personal.status).toBe(422);
         expect(personal.body.error.details).toEqual([{ field: 'password', issue: expect.any(String) }]);
         expect(await t.stores.durable.users.findByEmail(email)).toBeNull();
       });
@@ -730,11 +744,18 @@ describe.each(availableBackends())(
         expect((await api.get(`/v2/users/${user.id}`)).status).toBe(200);
       });
 
-      it('POST /v2/users/{id}/restore answers 404 USER_NOT_FOUND for a user who is not deleted', async () => {
+      it('POST /v2/users/{id}/restore answers 409 CONFLICT for a user who is not deleted, 404 for no user', async () => {
         const user = await api.createUser();
         const res = await api.post(`/v2/users/${user.id}/restore`);
-        expect(res.status).toBe(404);
+        expect(res.status).toBe(409);
         expect(res.body.error).toMatchObject({
+          code: 'CONFLICT',
+          message: 'The user is not deleted',
+          details: [{ field: 'id', issue: 'Not deleted' }],
+        });
+        const nobody = await api.post('/v2/users/usr_nobody/restore');
+        expect(nobody.status).toBe(404);
+        expect(nobody.body.error).toMatchObject({
           code: 'USER_NOT_FOUND',
           message: 'No deleted user with this id',
         });
@@ -762,6 +783,19 @@ describe.each(availableBackends())(
           expect(bad.body.error.code).toBe('VALIDATION_ERROR');
           expect(bad.body.error.details).toEqual([expect.objectContaining({ issue })]);
         }
+        // A body of whitespace alone is no JSON (it was read as {} and wiped the preferences).
+        for (const blank of [' ', '\n', '\f', '\u00a0']) {
+          const res = await api
+            .call('put', `/v2/users/${user.id}/preferences`)
+            .set('Content-Type', 'application/json')
+            .send(blank);
+          expect({ blank, status: res.status, code: res.body.error?.code }).toEqual({
+            blank,
+            status: 400,
+            code: 'MALFORMED_JSON',
+          });
+        }
+        expect((await api.get(`/v2/users/${user.id}/preferences`)).body).toEqual({ theme: 'light' });
         expect((await api.get('/v2/users/usr_nobody/preferences')).body.error.code).toBe('USER_NOT_FOUND');
         expect((await api.put('/v2/users/usr_nobody/preferences', {})).body.error.code).toBe(
           'USER_NOT_FOUND',
@@ -863,9 +897,9 @@ describe.each(availableBackends())(
       it('PUT /v2/users/{id}/password sets a policy-checked password and answers 204', async () => {
         const user = await api.createUser();
         const weak = await api.put(`/v2/users/${user.id}/password`, { password: 'short' });
-        expect(weak.status).toBe(400);
+        expect(weak.status).toBe(422);
         expect(weak.body.error).toMatchObject({
-          code: 'VALIDATION_ERROR',
+          code: 'BUSINESS_RULE_VIOLATION',
           details: [{ field: 'password', issue: 'Use at least 12 characters' }],
         });
         expect(JSON.stringify(weak.body)).not.toContain('"short"');
