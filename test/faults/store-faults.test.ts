@@ -12,8 +12,8 @@
  *  - readiness of both instances stays 200 all along, while /health shows the backend down;
  *  - from 2 s after the backend is back, more than 99% of requests succeed again.
  *
- * The last test stops one instance with SIGTERM under the load, with the default drain: no request
- * meets a reset or a refused connection. At the end every acknowledged write (each 201 user, a
+ * Then one instance is killed with kill -9 and started again, and the last test stops one with
+ * SIGTERM under the load, with the default drain: no request meets a reset or a refused connection. At the end every acknowledged write (each 201 user, a
  * sample of the issued tokens) is read back. The figures of each fault are printed at the end
  * (docs/benchmarks.md, "Failure behaviour", quotes them).
  */
@@ -68,6 +68,7 @@ describe('store faults under load (two instances, real Redis and FerretDB)', () 
   let redisProxy: FaultProxy;
   let mongoProxy: FaultProxy;
   const instances = new Map<string, Instance>();
+  let instanceEnv: Record<string, string | undefined>;
   let watch: ReadinessWatch;
   let load: OpenLoopLoad;
   let token: string;
@@ -93,6 +94,7 @@ describe('store faults under load (two instances, real Redis and FerretDB)', () 
       // The product's default drain, for the SIGTERM test.
       SHUTDOWN_DRAIN_MS: undefined,
     };
+    instanceEnv = env;
     for (const name of ['A', 'B']) instances.set(name, await startInstance(name, env));
     const a = instances.get('A')!.baseUrl;
     token = await clientCredentialsToken(a);
@@ -367,6 +369,28 @@ describe('store faults under load (two instances, real Redis and FerretDB)', () 
       expect(value('latchkey_unavailable_responses_total{cause="store"}')).toBeGreaterThan(100);
     }
   });
+
+  it('an instance killed with kill -9 under load comes back and serves (its acknowledged writes are checked at the end)', async () => {
+    await bothHealthy();
+    const a = instances.get('A')!;
+    const killedAt = Date.now();
+    await a.stop('SIGKILL');
+    // Taken out of rotation by its readiness, as a Service would; the other instance serves meanwhile.
+    await sleep(1500);
+    expect(watch.ready.has('A')).toBe(false);
+    a.removeDataDir();
+    const restarted = await startInstance('A', instanceEnv);
+    instances.set('A', restarted);
+    watch.track('A', restarted.baseUrl);
+    const back = Date.now();
+    await bothHealthy();
+    await sleep(1500);
+    expect(watch.ready.has('A')).toBe(true);
+    // Only requests in flight on A when it died may have gone unanswered; B answered everything.
+    const onB = load.between(killedAt, back).filter((r) => r.instance === 'B');
+    expect(onB.length).toBeGreaterThan(RATE / 2);
+    expect(onB.filter((r) => r.status !== 200 && r.status !== 201).slice(0, 5)).toEqual([]);
+  }, 90_000);
 
   it('SIGTERM under load with the default drain resets nothing', async () => {
     await bothHealthy();

@@ -135,6 +135,11 @@ export class ReadinessWatch {
     this.timer = setInterval(() => void this.probe(), this.intervalMs);
   }
 
+  /** Probes `name` at `url` from now on (an instance restarted on another port). */
+  track(name: string, url: string): void {
+    this.instances.set(name, url);
+  }
+
   private async probe(): Promise<void> {
     await Promise.all(
       [...this.instances].map(async ([name, url]) => {
