@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 
 import { AppError } from './app-error.js';
 import type { ErrorCode } from './catalog.js';
-import { isStoreOutage } from '../store/errors.js';
+import { findStoreOutage, isStoreOutage } from '../store/errors.js';
 
 export interface ErrorEnvelope {
   error: {
@@ -70,18 +70,12 @@ export function sendError(ctx: Context, error: AppError): void {
 
 /** What one line about a request that met a store outage says: which backend, and why, briefly. */
 export function outageFacts(err: unknown): { backend?: string; reason: string } {
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth += 1) {
-    const e = current as { name?: unknown; message?: unknown; backend?: unknown; cause?: unknown };
-    if (e.name === 'StoreUnavailableError') {
-      return {
-        backend: typeof e.backend === 'string' ? e.backend : undefined,
-        reason: typeof e.message === 'string' ? e.message.slice(0, 300) : 'unavailable',
-      };
-    }
-    current = e.cause;
-  }
-  return { reason: err instanceof Error ? err.message.slice(0, 300) : 'unavailable' };
+  const outage = findStoreOutage(err);
+  const source = outage ?? err;
+  return {
+    backend: outage?.backend,
+    reason: source instanceof Error ? source.message.slice(0, 300) : 'unavailable',
+  };
 }
 
 export function errorMiddleware(fallbackLog: Logger) {

@@ -11,23 +11,10 @@ import type { Histogram } from 'prom-client';
 
 import type { ArtifactAdapter, ArtifactStore, Stores } from '../store/ports.js';
 import type { StoreRole } from './metrics.js';
+import { isFrozenProperty, isThenable } from '../store/proxy-support.js';
 
 type Timer = { observe(seconds: number): void };
 type StoreHistogram = Histogram<'store' | 'backend' | 'operation'>;
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
-}
-
-/** A proxy must return a frozen property's own value (a Proxy invariant), so those stay unwrapped. */
-function isFrozenProperty(obj: object, property: string): boolean {
-  const descriptor = Object.getOwnPropertyDescriptor(obj, property);
-  return descriptor !== undefined && !descriptor.configurable && descriptor.writable === false;
-}
 
 interface Scope {
   histogram: StoreHistogram;

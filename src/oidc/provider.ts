@@ -26,7 +26,8 @@ import { loadExistingGrant } from './first-party-grant.js';
 import { createInteractionPolicy } from './interaction-policy.js';
 import type { ResourceServers } from './resource-servers.js';
 import { outageFacts } from '../errors/error-middleware.js';
-import { isStoreUnavailable, protocolFacing, protocolStores } from './unavailable.js';
+import { protocolFacing, protocolStores } from './unavailable.js';
+import { isStoreOutage } from '../store/errors.js';
 import { ADMIN_SCOPES, OIDC_SCOPE_CLAIMS, OIDC_SCOPES } from './scopes.js';
 
 /** Every provider endpoint lives under this prefix; discovery stays at /.well-known. */
@@ -267,7 +268,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     }
   });
   provider.on('server_error', (ctx, err) => {
-    if (isStoreUnavailable(err)) {
+    if (isStoreOutage(err)) {
       logFor(ctx, logger).warn(outageFacts(err), 'a store did not answer');
       ctx.status = 503;
       if (ctx.body !== null && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) {

@@ -11,10 +11,6 @@ import { errors } from 'oidc-provider';
 import { isStoreOutage } from '../store/errors.js';
 import type { ArtifactAdapter, Stores } from '../store/ports.js';
 
-export function isStoreUnavailable(err: unknown): boolean {
-  return isStoreOutage(err);
-}
-
 /** The provider's error for a store outage: exposed, status 503. */
 export function temporarilyUnavailable(cause?: unknown): errors.OIDCProviderError {
   const err = new errors.TemporarilyUnavailable('a data store is unavailable; retry shortly', { cause });
@@ -24,7 +20,7 @@ export function temporarilyUnavailable(cause?: unknown): errors.OIDCProviderErro
 }
 
 function translate(err: unknown): never {
-  throw isStoreUnavailable(err) ? temporarilyUnavailable(err) : err;
+  throw isStoreOutage(err) ? temporarilyUnavailable(err) : err;
 }
 
 /** The same object, its promise-returning methods rethrowing store outages as temporarilyUnavailable. */

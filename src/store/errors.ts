@@ -45,15 +45,20 @@ export function checkExpiresIn(model: string, expiresIn: unknown): number {
 }
 
 /**
- * Whether `err` is a store outage, or was caused by one (the provider's temporarily_unavailable
- * wraps it, for example, when our own routes use the provider's models). By name, not instanceof:
- * errors may cross module realms.
+ * The store outage `err` is, or was caused by (the provider's temporarily_unavailable wraps it, for
+ * example, when our own routes use the provider's models). By name, not instanceof: errors may cross
+ * module realms.
  */
-export function isStoreOutage(err: unknown): boolean {
+export function findStoreOutage(err: unknown): StoreUnavailableError | undefined {
   let current: unknown = err;
   for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth += 1) {
-    if ((current as { name?: unknown }).name === 'StoreUnavailableError') return true;
+    if ((current as { name?: unknown }).name === 'StoreUnavailableError')
+      return current as StoreUnavailableError;
     current = (current as { cause?: unknown }).cause;
   }
-  return false;
+  return undefined;
+}
+
+export function isStoreOutage(err: unknown): boolean {
+  return findStoreOutage(err) !== undefined;
 }

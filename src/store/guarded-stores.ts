@@ -17,6 +17,7 @@ import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { RequestAbandonedError, StoreUnavailableError } from './errors.js';
 import type { ArtifactAdapter, ArtifactStore, Stores } from './ports.js';
 import { currentRequestScope } from '../runtime/request-scope.js';
+import { isFrozenProperty, isThenable } from './proxy-support.js';
 
 export interface BackendGuardOptions {
   backend: 'embedded' | 'mongo' | 'redis';
@@ -42,19 +43,6 @@ const PASS_THROUGH = new Set([
   'constructor',
   'then',
 ]);
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
-}
-
-function isFrozenProperty(obj: object, property: string): boolean {
-  const descriptor = Object.getOwnPropertyDescriptor(obj, property);
-  return descriptor !== undefined && !descriptor.configurable && descriptor.writable === false;
-}
 
 export class BackendGuard {
   readonly breaker: CircuitBreaker;
