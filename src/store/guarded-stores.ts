@@ -42,6 +42,8 @@ const PASS_THROUGH = new Set([
   'subscribe',
   'constructor',
   'then',
+  // a unit of work: the repository calls inside it are guarded one by one
+  'atomically',
 ]);
 
 export class BackendGuard {

@@ -579,6 +579,16 @@ export interface DurableStore {
   readonly plans: PlanRepository;
   readonly usage: UsageRepository;
   readonly outbox: OutboxRepository;
+  /**
+   * Runs `work` (a change through these repositories and the outbox append recording it) as one
+   * unit where the backend can: one SQLite transaction on the embedded store, a multi-document
+   * transaction on a MongoDB replica set or sharded cluster. A standalone MongoDB or FerretDB has
+   * none: the writes then happen in order, each durable on its own (the README names the window).
+   * `work` must only call repositories of this store.
+   */
+  atomically<T>(work: () => Promise<T>): Promise<T>;
+  /** Whether atomically() is one transaction on this deployment. */
+  readonly transactional: boolean;
   /** Creates or updates schema and indexes; safe to run repeatedly and concurrently. */
   migrate(): Promise<void>;
   /** Resolves when the backend answers; rejects otherwise. */

@@ -80,6 +80,7 @@ export class EmbeddedDatabase {
   private background: BackgroundCheckpointer | undefined;
   private backgroundWaiters: (() => void)[] = [];
   /** The open group-commit transaction's waiters (see runGrouped), if one is open. */
+  private savepoints = 0;
   private group: { resolve: () => void; reject: (err: unknown) => void }[] | undefined;
 
   private constructor(path: string) {
@@ -385,9 +386,13 @@ export class EmbeddedDatabase {
     for (const waiter of group) waiter.reject(err);
   }
 
-  /** Runs `work` in one write transaction (BEGIN IMMEDIATE), rolling back if it throws. */
+  /**
+   * Runs `work` in one write transaction (BEGIN IMMEDIATE), rolling back if it throws. Inside an
+   * open unit of work (see unitOfWork) it is a savepoint of that unit instead.
+   */
   transaction<T>(work: () => T): T {
     this.commitGroup();
+    if (this.db.isTransaction) return this.savepoint(work);
     this.db.exec('BEGIN IMMEDIATE');
     try {
       const result = work();
@@ -398,6 +403,61 @@ export class EmbeddedDatabase {
       this.db.exec('ROLLBACK');
       throw err;
     }
+  }
+
+  private savepoint<T>(work: () => T): T {
+    const name = `sp_${++this.savepoints}`;
+    this.db.exec(`SAVEPOINT ${name}`);
+    try {
+      const result = work();
+      this.db.exec(`RELEASE ${name}`);
+      return result;
+    } catch (err) {
+      this.db.exec(`ROLLBACK TO ${name}`);
+      this.db.exec(`RELEASE ${name}`);
+      throw err;
+    }
+  }
+
+  /**
+   * Runs an asynchronous `work` (a change and the events recording it) in one write transaction, so
+   * both commit or neither does. The repositories of this file do their SQL synchronously, so the
+   * transaction is open only for the microtasks `work` takes; no await in `work` may wait for I/O.
+   * Writes of other requests whose microtasks run meanwhile land in the same transaction (one
+   * connection) and commit with it. Hence, when `work` throws, the transaction still commits: a
+   * statement that failed (a unique conflict) wrote nothing, and the work of the others stays.
+   * Only `commit` failing (I/O, disk full: SQLite then rolls back by itself) loses the lot, and
+   * then every write in it reports the error. Called while a unit is open, `work` joins it.
+   */
+  async unitOfWork<T>(work: () => Promise<T>): Promise<T> {
+    if (this.db.isTransaction && !this.group) return work();
+    this.commitGroup();
+    this.db.exec('BEGIN IMMEDIATE');
+    let result: T;
+    try {
+      result = await work();
+    } catch (err) {
+      this.finishUnit();
+      throw err;
+    }
+    this.finishUnit();
+    return result;
+  }
+
+  private finishUnit(): void {
+    // The unit's own savepoints and any group commit opened meanwhile end with it.
+    if (this.group) {
+      this.commitGroup();
+      return;
+    }
+    if (!this.db.isTransaction) return;
+    try {
+      this.db.exec('COMMIT');
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+    this.wrote();
   }
 
   /**

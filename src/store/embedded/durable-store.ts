@@ -44,6 +44,12 @@ export class EmbeddedDurableStore implements DurableStore {
     this.outbox = new EmbeddedOutboxRepository(db);
   }
 
+  readonly transactional = true;
+
+  atomically<T>(work: () => Promise<T>): Promise<T> {
+    return this.db.unitOfWork(work);
+  }
+
   /** The schema is migrated when the file is opened; nothing is left to do. */
   async migrate(): Promise<void> {}
 

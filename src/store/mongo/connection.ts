@@ -66,10 +66,24 @@ export async function pingConnection(conn: Connection): Promise<void> {
  */
 export type ServerFlavor = 'mongodb' | 'ferretdb';
 
+/**
+ * Whether the deployment runs multi-document transactions: a replica set member or mongos of
+ * MongoDB. A standalone server has none, and FerretDB 1.x has none at all.
+ */
+export async function supportsTransactions(conn: Connection, flavor: ServerFlavor): Promise<boolean> {
+  if (flavor !== 'mongodb') return false;
+  const hello = (await conn.db!.admin().command({ hello: 1 })) as { setName?: unknown; msg?: unknown };
+  return typeof hello.setName === 'string' || hello.msg === 'isdbgrid';
+}
+
 export async function detectFlavor(conn: Connection): Promise<ServerFlavor> {
   const info = (await conn.db!.admin().command({ buildInfo: 1 })) as { ferretdbVersion?: unknown };
   return info.ferretdbVersion !== undefined ? 'ferretdb' : 'mongodb';
 }
+
+// Inside Connection.transaction(), every model operation joins the transaction's session without
+// being handed it (AsyncLocalStorage), so repositories need no session parameter.
+mongoose.set('transactionAsyncLocalStorage', true);
 
 /** Connects and checks the server answers; rejects with StoreUnavailableError otherwise. */
 export async function openConnection(options: MongoConnectionOptions): Promise<Connection> {

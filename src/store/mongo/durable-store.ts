@@ -43,6 +43,8 @@ export class MongoDurableStore implements DurableStore {
     private readonly conn: Connection,
     /** See ServerFlavor: FerretDB 1.x does not apply concurrent updates of one document atomically. */
     readonly flavor: ServerFlavor,
+    /** Multi-document transactions (replica set, sharded cluster); see atomically(). */
+    readonly transactional = false,
   ) {
     this.models = createModels(conn);
     const { users, roles, roleLinks, clients, signingKeys, resourceServers, audit } = this.models;
@@ -60,6 +62,16 @@ export class MongoDurableStore implements DurableStore {
       this.models.outboxDeliveries,
       this.models.outboxClaims,
     );
+  }
+
+  /**
+   * One transaction where the deployment has them (the model operations inside `work` join its
+   * session through AsyncLocalStorage; the driver retries it on transient errors, so `work` may
+   * run more than once). Elsewhere the writes of `work` simply run in order.
+   */
+  async atomically<T>(work: () => Promise<T>): Promise<T> {
+    if (!this.transactional) return work();
+    return this.conn.transaction(work);
   }
 
   /**

@@ -1,5 +1,5 @@
 /** The mongo adapter's public entry: open a durable store on a MongoDB URI. */
-import { detectFlavor, openConnection, type MongoConnectionOptions } from './connection.js';
+import { detectFlavor, openConnection, supportsTransactions, type MongoConnectionOptions } from './connection.js';
 import { MongoDurableStore } from './durable-store.js';
 
 export type { MongoConnectionOptions, ServerFlavor } from './connection.js';
@@ -12,5 +12,6 @@ export type { MongoDurableStore } from './durable-store.js';
  */
 export async function openMongoDurableStore(options: MongoConnectionOptions): Promise<MongoDurableStore> {
   const conn = await openConnection(options);
-  return new MongoDurableStore(conn, await detectFlavor(conn));
+  const flavor = await detectFlavor(conn);
+  return new MongoDurableStore(conn, flavor, await supportsTransactions(conn, flavor));
 }

@@ -1,0 +1,116 @@
+/**
+ * Where services record domain events. `record(change, build)` runs a change through the durable
+ * store and appends the events built from its result to the outbox, with one delivery per
+ * subscribed webhook endpoint, as one unit (DurableStore.atomically: one transaction where the
+ * backend has them). It resolves once all of that is durable, so a request is answered only after
+ * its events are recorded; then the in-process consumers (analytics rollups, the delivery worker's
+ * wake-up) hear of the events. A consumer that fails is logged and never fails the change.
+ */
+import type { DurableStore, EventActor, NewDelivery } from '../store/ports.js';
+import type { Actor } from '../services/audit.js';
+import { toOutboxEvent, type DomainEvent, type EventType } from './catalog.js';
+
+/** A consumer that hears of events once they are durable (analytics rollups, for one). */
+export interface EventConsumer {
+  readonly name: string;
+  consume(events: readonly DomainEvent[]): Promise<void>;
+}
+
+/** An endpoint that wants some event types: one delivery per matching event is enqueued for it. */
+export interface Subscription {
+  endpointId: string;
+  accepts(type: EventType): boolean;
+}
+
+export interface SubscriptionSource {
+  /** The subscriptions in force now (a cached list: this runs for every recorded event). */
+  current(): Promise<readonly Subscription[]>;
+}
+
+export interface RecorderLog {
+  warn(obj: object, msg: string): void;
+}
+
+/** The event actor of an audit actor. */
+export function eventActor(actor: Actor): EventActor {
+  return { type: actor.actor_type, id: actor.actor_id };
+}
+
+export const SYSTEM_ACTOR: EventActor = { type: 'system', id: 'latchkey' };
+
+export class EventRecorder {
+  private readonly consumers: EventConsumer[] = [];
+  private subscriptions: SubscriptionSource | undefined;
+
+  constructor(
+    private readonly store: DurableStore,
+    private readonly log?: RecorderLog,
+  ) {}
+
+  /** Where the subscriptions come from (the webhook service, once it exists). */
+  subscribeFrom(source: SubscriptionSource): void {
+    this.subscriptions = source;
+  }
+
+  addConsumer(consumer: EventConsumer): void {
+    this.consumers.push(consumer);
+  }
+
+  /**
+   * Runs `change`, then records what `build` makes of its result. `change` must only call the
+   * durable store's repositories (see DurableStore.atomically); with `build` returning no event
+   * nothing is recorded.
+   */
+  async record<T>(change: () => Promise<T>, build: (result: T) => DomainEvent[]): Promise<T> {
+    const subscriptions = (await this.subscriptions?.current()) ?? [];
+    let events: DomainEvent[] = [];
+    const result = await this.store.atomically(async () => {
+      const value = await change();
+      events = build(value);
+      if (events.length > 0) {
+        await this.store.outbox.append(events.map(toOutboxEvent));
+        const deliveries = fanOut(events, subscriptions);
+        if (deliveries.length > 0) await this.store.outbox.enqueue(deliveries);
+      }
+      return value;
+    });
+    if (events.length > 0) await this.recorded(events);
+    return result;
+  }
+
+  /** Records events that follow no change of ours (a sign-in, a failed one, a ping). */
+  async emit(...events: DomainEvent[]): Promise<void> {
+    await this.record(
+      async () => undefined,
+      () => events,
+    );
+  }
+
+  private async recorded(events: readonly DomainEvent[]): Promise<void> {
+    await Promise.all(
+      this.consumers.map(async (consumer) => {
+        try {
+          await consumer.consume(events);
+        } catch (err) {
+          this.log?.warn(
+            { err, consumer: consumer.name, events: events.map((e) => e.id) },
+            'an event consumer failed; the events are recorded',
+          );
+        }
+      }),
+    );
+  }
+}
+
+/** One delivery per (event, subscribed endpoint). */
+export function fanOut(events: readonly DomainEvent[], subscriptions: readonly Subscription[]): NewDelivery[] {
+  const deliveries: NewDelivery[] = [];
+  for (const event of events) {
+    const now = new Date(event.timestamp);
+    for (const subscription of subscriptions) {
+      if (subscription.accepts(event.type))
+        deliveries.push({ event_id: event.id, endpoint_id: subscription.endpointId, now, next_attempt_at: now });
+    }
+  }
+  return deliveries;
+}
