@@ -3,6 +3,7 @@
  * services, the OpenID provider and the one Koa application serving every surface. Nothing here
  * reads the environment.
  */
+import { EventRecorder } from './events/recorder.js';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -83,6 +84,7 @@ export interface AppServices {
   plans: PlanService;
   apiKeys: ApiKeyService;
   quotas: QuotaService;
+  recorder: EventRecorder;
 }
 
 export interface BuiltApp {
@@ -164,19 +166,27 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     lockoutMaxS: config.loginLockoutMaxS,
   });
   const audit = new AuditService(stores.durable.audit);
-  const auth = new AuthenticationService(stores.durable, passwords, throttle, logger, audit, (kind) =>
-    metrics.login(kind),
+  // Every change the services make is recorded as a domain event in the outbox (src/events).
+  const recorder = new EventRecorder(stores.durable, logger);
+  const auth = new AuthenticationService(
+    stores.durable,
+    passwords,
+    throttle,
+    logger,
+    audit,
+    (kind) => metrics.login(kind),
+    recorder,
   );
   const policy = createPasswordPolicy({
     minLength: config.passwordMinLength,
     minScore: config.passwordMinScore,
   });
-  const users = new UserService(stores.durable, stores.artifacts, passwords, policy, audit, {
+  const users = new UserService(stores.durable, stores.artifacts, passwords, policy, audit, recorder, {
     protectedMetadataKeys: config.protectedMetadataKeys,
     confusableEmails: config.confusableEmails,
     log: logger,
   });
-  const roles = new RoleService(stores.durable, audit);
+  const roles = new RoleService(stores.durable, audit, recorder);
   const planService = new PlanService(
     stores.durable.plans,
     stores.durable.users,
@@ -187,7 +197,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     stores.events,
     audit,
   );
-  const apiKeys = new ApiKeyService(stores.durable, stores.events, audit, {
+  const apiKeys = new ApiKeyService(stores.durable, stores.events, audit, recorder, {
     cacheTtlMs: config.apiKeyCacheTtlS * 1000,
   });
   users.changes.add((userId) => apiKeys.ownerChanged({ type: 'user', id: userId }));
@@ -243,6 +253,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const clientService = new ClientService(
     stores.durable.clients,
     (metadata) => host.current.Client.validate(metadata as never),
+    recorder,
     (clientId) => clients.invalidate(clientId),
   );
 
@@ -399,6 +410,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       plans: planService,
       apiKeys,
       quotas,
+      recorder,
     },
     close: () => host.stop(),
   };

@@ -2,6 +2,8 @@
  * /v2/clients and /v2/resources: OAuth clients of every kind and the APIs (resource servers) tokens
  * can be issued for. A new or rotated client secret is returned once and stored only as a hash.
  */
+import { principalActor } from './principal.js';
+import { eventActor } from '../events/recorder.js';
 import { z } from 'zod';
 
 import { AppError } from '../errors/app-error.js';
@@ -57,6 +59,7 @@ function callContext(principal: Principal | undefined): ClientCallContext {
   return {
     grants: principal?.scopes ?? new Set<string>(),
     selfClientId: principal?.kind === 'client' ? principal.clientId : undefined,
+    actor: eventActor(principalActor(principal)),
   };
 }
 const GRANTS = ['authorization_code', 'refresh_token', 'client_credentials'] as const;

@@ -1,4 +1,5 @@
 /** /v2/users: the user lifecycle routes (shapes in shared/API.md). */
+import { publicUser, type EventUser } from '../events/catalog.js';
 import type { Context } from 'koa';
 import { z } from 'zod';
 
@@ -62,22 +63,8 @@ export function contextOf(ctx: Context, principal: Principal | undefined) {
   };
 }
 
-export function toApiUser(user: UserRecord) {
-  return {
-    id: user.id,
-    email: user.email,
-    first_name: user.first_name,
-    last_name: user.last_name,
-    role: user.role,
-    status: user.status,
-    email_verified: user.email_verified,
-    created_at: user.created_at.toISOString(),
-    updated_at: user.updated_at.toISOString(),
-    last_login: isoOf(user.last_login),
-    metadata: user.metadata,
-    plan: user.plan,
-  };
-}
+/** The user as every endpoint (and every event) shows it. */
+export const toApiUser: (user: UserRecord) => EventUser = publicUser;
 
 const toRoleSummary = (role: RoleRecord) => ({
   id: role.id,

@@ -1,8 +1,8 @@
 /**
  * The domain event catalog: every event the server records, its payload, and the webhook wire
  * form (shared/API.md, "Webhooks"). Services will emit these through the durable outbox
- * (OutboxRepository on the durable store, src/store/ports.ts); webhook delivery, activity and
- * analytics read them from there. Nothing emits yet.
+ * (EventRecorder, src/events/recorder.ts, onto OutboxRepository in src/store/ports.ts); webhook
+ * delivery, activity and analytics consume them.
  *
  * Payloads carry public shapes only: never password hashes, secret hashes, keys or tokens.
  */
@@ -45,7 +45,7 @@ export function isEventType(value: string): value is EventType {
   return (EVENT_TYPES as readonly string[]).includes(value);
 }
 
-/** A user as events show it: the management API's public fields. */
+/** A user as events show it: exactly what `GET /v2/users/{id}` answers (publicUser). */
 export type EventUser = {
   id: string;
   email: string;
@@ -54,12 +54,11 @@ export type EventUser = {
   role: string;
   status: string;
   email_verified: boolean;
-  metadata: JsonObject;
-  plan: string | null;
-  last_login: string | null;
   created_at: string;
   updated_at: string;
-  deleted_at: string | null;
+  last_login: string | null;
+  metadata: JsonObject;
+  plan: string | null;
 };
 
 export type EventRole = {
@@ -103,15 +102,18 @@ export type EventDataMap = {
   'user.updated': { user: EventUser; changes: string[] };
   'user.deleted': { user: EventUser; permanent: boolean };
   'user.restored': { user: EventUser };
-  'user.login': { user: EventUser; method: string } & EventRequest;
+  /** method: how the user proved who they are (`password` for now); client_id: the client signed in to. */
+  'user.login': { user: EventUser; method: string; client_id: string | null } & EventRequest;
   /** user is null when the identifier matched no user. */
   'user.login_failed': { user: EventUser | null; reason: string } & EventRequest;
   'user.locked': { user: EventUser; locked_until: string | null };
   'user.role_changed': { user: EventUser; previous_role: string | null; added: string[]; removed: string[] };
-  'user.password_changed': { user: EventUser; reset: boolean };
+  /** by_administrator: someone other than the user set it (an administrator, a client). */
+  'user.password_changed': { user: EventUser; by_administrator: boolean };
   'api_key.created': { api_key: EventApiKey };
   'api_key.revoked': { api_key: EventApiKey };
-  'api_key.rotated': { api_key: EventApiKey; previous_key_id: string };
+  /** The key keeps its id; its secret (and displayed prefix) changed. */
+  'api_key.rotated': { api_key: EventApiKey };
   'client.created': { client: EventClient };
   'client.updated': { client: EventClient; changes: string[] };
   'client.deleted': { client: EventClient };
@@ -136,7 +138,8 @@ export type DomainEvent<T extends EventType = EventType> = {
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-export function eventUser(user: User): EventUser {
+/** The public shape of a user: the management API's and the events' (never a hash or secret). */
+export function publicUser(user: User): EventUser {
   return {
     id: user.id,
     email: user.email,
@@ -145,14 +148,15 @@ export function eventUser(user: User): EventUser {
     role: user.role,
     status: user.status,
     email_verified: user.email_verified,
-    metadata: user.metadata,
-    plan: user.plan,
-    last_login: iso(user.last_login),
     created_at: user.created_at.toISOString(),
     updated_at: user.updated_at.toISOString(),
-    deleted_at: iso(user.deleted_at),
+    last_login: iso(user.last_login),
+    metadata: user.metadata,
+    plan: user.plan,
   };
 }
+
+export const eventUser = publicUser;
 
 export function eventRole(role: Role): EventRole {
   return {

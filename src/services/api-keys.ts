@@ -8,6 +8,8 @@
  * cached in process for a short time; a revocation, rotation or owner change is published on the
  * event bus and drops the entry on every instance at once.
  */
+import { eventApiKey, newEvent } from '../events/catalog.js';
+import { eventActor, type EventRecorder } from '../events/recorder.js';
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 
@@ -131,11 +133,12 @@ export class ApiKeyService {
 
   constructor(
     private readonly store: DurableStore,
-    private readonly events: EventBus,
+    private readonly bus: EventBus,
     private readonly audit: AuditService,
+    private readonly events: EventRecorder,
     private readonly options: { cacheTtlMs: number; now?: () => Date },
   ) {
-    events.subscribe(CHANNEL, (message) => this.forget(message));
+    bus.subscribe(CHANNEL, (message) => this.forget(message));
   }
 
   private now(): Date {
@@ -157,7 +160,7 @@ export class ApiKeyService {
   /** Drops a key (by lookup id) or an owner (`owner:<type>:<id>`) from every instance's cache. */
   async invalidate(message: string): Promise<void> {
     this.forget(message);
-    await this.events.publish(CHANNEL, message);
+    await this.bus.publish(CHANNEL, message);
   }
 
   /** For UserService.changes: a changed user's cached snapshot goes everywhere. */
@@ -285,17 +288,21 @@ export class ApiKeyService {
       const lookupId = newLookupId();
       const key = newSecret(environment, lookupId);
       try {
-        const record = await this.store.apiKeys.create({
-          owner_type: owner.type,
-          owner_id: owner.id,
-          name: input.name,
-          environment,
-          lookup_id: lookupId,
-          secret_hash: hashKey(key),
-          scopes: [...new Set(scopes)],
-          allowed_ips: normalizeAllowList(input.allowed_ips ?? []),
-          expires_at: input.expires_at ?? null,
-        });
+        const record = await this.events.record(
+          () =>
+            this.store.apiKeys.create({
+              owner_type: owner.type,
+              owner_id: owner.id,
+              name: input.name,
+              environment,
+              lookup_id: lookupId,
+              secret_hash: hashKey(key),
+              scopes: [...new Set(scopes)],
+              allowed_ips: normalizeAllowList(input.allowed_ips ?? []),
+              expires_at: input.expires_at ?? null,
+            }),
+          (created) => [newEvent('api_key.created', eventActor(context.actor), { api_key: eventApiKey(created) })],
+        );
         await this.audit.record({
           ...context.actor,
           request: context.request,
@@ -344,7 +351,11 @@ export class ApiKeyService {
     }
     const lookupId = newLookupId();
     const key = newSecret(before.environment, lookupId);
-    const record = await this.store.apiKeys.update(keyId, { lookup_id: lookupId, secret_hash: hashKey(key) });
+    const record = await this.events.record(
+      () => this.store.apiKeys.update(keyId, { lookup_id: lookupId, secret_hash: hashKey(key) }),
+      (updated) =>
+        updated ? [newEvent('api_key.rotated', eventActor(context.actor), { api_key: eventApiKey(updated) })] : [],
+    );
     if (!record) throw new AppError('API_KEY_NOT_FOUND');
     await this.invalidate(before.lookup_id);
     await this.audit.record({
@@ -362,7 +373,11 @@ export class ApiKeyService {
   async revoke(owner: KeyOwner, keyId: string, context: Context): Promise<ApiKeyRecord> {
     const before = await this.get(owner, keyId);
     if (before.revoked_at) return before;
-    const record = await this.store.apiKeys.update(keyId, { revoked_at: this.now() });
+    const record = await this.events.record(
+      () => this.store.apiKeys.update(keyId, { revoked_at: this.now() }),
+      (updated) =>
+        updated ? [newEvent('api_key.revoked', eventActor(context.actor), { api_key: eventApiKey(updated) })] : [],
+    );
     if (!record) throw new AppError('API_KEY_NOT_FOUND');
     await this.invalidate(before.lookup_id);
     await this.audit.record({

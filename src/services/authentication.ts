@@ -5,6 +5,8 @@
  */
 import type { Logger } from 'pino';
 
+import { eventUser, newEvent } from '../events/catalog.js';
+import type { EventRecorder } from '../events/recorder.js';
 import type { DurableStore, User } from '../store/ports.js';
 import type { AuditService, RequestFacts } from './audit.js';
 import { normalizeEmail } from '../store/user-fields.js';
@@ -38,7 +40,20 @@ export class AuthenticationService {
     private readonly log: Logger,
     private readonly audit?: AuditService,
     private readonly observe?: AuthenticationObserver,
+    private readonly events?: EventRecorder,
   ) {}
+
+  /** user.login_failed for a known user; the sign-in answers the same whether this works or not. */
+  private async failed(user: User, reason: string, request: RequestFacts): Promise<void> {
+    await this.events?.emit(
+      newEvent('user.login_failed', { type: 'user', id: user.id }, {
+        user: eventUser(user),
+        reason,
+        ip_address: request.ip_address,
+        user_agent: request.user_agent,
+      }),
+    );
+  }
 
   private async record(action: string, user: User, request: RequestFacts, details?: Record<string, unknown>) {
     await this.audit?.record({
@@ -72,7 +87,21 @@ export class AuthenticationService {
     };
     const email = normalizeEmail(input.email).slice(0, 320);
     const decision = await this.throttle.begin(email, input.ip);
-    if (!decision.allowed) return { kind: 'locked', retryAfterS: decision.retryAfterS };
+    if (!decision.allowed) {
+      // The attempt that locks an account (once per lock, on any instance) says so.
+      if (decision.accountLockedNow) {
+        const locked = await this.store.users.findByEmail(email);
+        if (locked) {
+          await this.events?.emit(
+            newEvent('user.locked', { type: 'system', id: 'login-throttle' }, {
+              user: eventUser(locked),
+              locked_until: new Date(Date.now() + decision.retryAfterS * 1000).toISOString(),
+            }),
+          );
+        }
+      }
+      return { kind: 'locked', retryAfterS: decision.retryAfterS };
+    }
 
     const user =
       email && input.password.length <= MAX_PASSWORD_LENGTH
@@ -82,7 +111,10 @@ export class AuthenticationService {
       ? await this.passwords.verify(user.password_hash, input.password)
       : await this.passwords.burn(input.password);
     if (!ok || !user) {
-      if (user) await this.record('user.login_failed', user, request, { client_id: input.clientId ?? null });
+      if (user) {
+        await this.record('user.login_failed', user, request, { client_id: input.clientId ?? null });
+        await this.failed(user, 'invalid_credentials', request);
+      }
       return { kind: 'invalid' };
     }
     // The password was right, so saying why sign-in is refused reveals nothing to a guesser.
@@ -91,6 +123,7 @@ export class AuthenticationService {
         reason: user.status,
         client_id: input.clientId ?? null,
       });
+      await this.failed(user, `account_${user.status}`, request);
       return { kind: 'inactive' };
     }
 
@@ -118,8 +151,30 @@ export class AuthenticationService {
   }
 
   /** Records a finished sign-in (after a forced password change, too). */
-  async completeLogin(user: User, request: RequestFacts, clientId?: string): Promise<User> {
-    const recorded = (await this.store.users.recordLogin(user.id, new Date())) ?? user;
+  async completeLogin(
+    user: User,
+    request: RequestFacts,
+    clientId?: string,
+    method = 'password',
+  ): Promise<User> {
+    const at = new Date();
+    const change = async () => (await this.store.users.recordLogin(user.id, at)) ?? user;
+    const recorded = this.events
+      ? await this.events.record(change, (signedIn) => [
+          newEvent(
+            'user.login',
+            { type: 'user', id: user.id },
+            {
+              user: eventUser(signedIn),
+              method,
+              client_id: clientId ?? null,
+              ip_address: request.ip_address,
+              user_agent: request.user_agent,
+            },
+            at,
+          ),
+        ])
+      : await change();
     await this.record('user.login', user, request, { client_id: clientId ?? null });
     return recorded;
   }

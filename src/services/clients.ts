@@ -11,6 +11,9 @@ import { generateClientSecret, hashClientSecret } from '../oidc/client-secrets.j
 import { StoreConflictError } from '../store/errors.js';
 import { newId } from '../store/ids.js';
 import type { ClientRecord, ClientRepository, JsonObject } from '../store/ports.js';
+import { changedFields, eventClient, newEvent } from '../events/catalog.js';
+import { SYSTEM_ACTOR, type EventRecorder } from '../events/recorder.js';
+import type { EventActor } from '../store/ports.js';
 import { requireDominance, requireGrantable, requireScopes, type Grants } from './authority.js';
 
 /**
@@ -96,6 +99,8 @@ export interface ClientCallContext {
   grants: Grants;
   /** The client the caller acts as (a service token's client), for the self-protection rules. */
   selfClientId?: string;
+  /** Who acts, for the events (default: the system). */
+  actor?: EventActor;
 }
 
 /** The system itself (the CLI, start-up). */
@@ -116,6 +121,7 @@ export class ClientService {
   constructor(
     private readonly clients: ClientRepository,
     private readonly validate: MetadataValidator,
+    private readonly events: EventRecorder,
     private readonly onChange: (clientId: string) => void = () => undefined,
   ) {}
 
@@ -199,12 +205,16 @@ export class ClientService {
     const needsSecret = SECRET_METHODS.has(String(metadata.token_endpoint_auth_method));
     await this.check(clientId, metadata, needsSecret);
     const secret = needsSecret ? generateClientSecret() : undefined;
-    const client = await this.clients.create({
-      client_id: clientId,
-      client_secret_hash: secret ? hashClientSecret(secret) : null,
-      first_party: input.first_party ?? false,
-      metadata,
-    });
+    const client = await this.events.record(
+      () =>
+        this.clients.create({
+          client_id: clientId,
+          client_secret_hash: secret ? hashClientSecret(secret) : null,
+          first_party: input.first_party ?? false,
+          metadata,
+        }),
+      (created) => [newEvent('client.created', context.actor ?? SYSTEM_ACTOR, { client: eventClient(created) })],
+    );
     return { client, ...(secret ? { client_secret: secret } : {}) };
   }
 
@@ -235,12 +245,25 @@ export class ClientService {
     const needsSecret = SECRET_METHODS.has(String(metadata.token_endpoint_auth_method));
     await this.check(clientId, metadata, needsSecret);
     const secret = needsSecret && !current.client_secret_hash ? generateClientSecret() : undefined;
-    const client = await this.clients.update(clientId, {
-      metadata,
-      ...(patch.first_party !== undefined ? { first_party: patch.first_party } : {}),
-      ...(secret ? { client_secret_hash: hashClientSecret(secret) } : {}),
-      ...(!needsSecret ? { client_secret_hash: null } : {}),
-    });
+    const client = await this.events.record(
+      () =>
+        this.clients.update(clientId, {
+          metadata,
+          ...(patch.first_party !== undefined ? { first_party: patch.first_party } : {}),
+          ...(secret ? { client_secret_hash: hashClientSecret(secret) } : {}),
+          ...(!needsSecret ? { client_secret_hash: null } : {}),
+        }),
+      (updated) => {
+        if (!updated) return [];
+        const changes = [
+          ...changedFields(current, updated, ['first_party', 'metadata']),
+          ...(secret || (!needsSecret && current.client_secret_hash) ? ['client_secret'] : []),
+        ];
+        return changes.length > 0
+          ? [newEvent('client.updated', context.actor ?? SYSTEM_ACTOR, { client: eventClient(updated), changes })]
+          : [];
+      },
+    );
     this.onChange(clientId);
     return client ? { client, ...(secret ? { client_secret: secret } : {}) } : null;
   }
@@ -255,7 +278,18 @@ export class ClientService {
     // Whoever gets the new secret can act as the client.
     await this.guard(clientId, current.metadata, current.metadata, context);
     const secret = generateClientSecret();
-    const client = await this.clients.update(clientId, { client_secret_hash: hashClientSecret(secret) });
+    const client = await this.events.record(
+      () => this.clients.update(clientId, { client_secret_hash: hashClientSecret(secret) }),
+      (updated) =>
+        updated
+          ? [
+              newEvent('client.updated', context.actor ?? SYSTEM_ACTOR, {
+                client: eventClient(updated),
+                changes: ['client_secret'],
+              }),
+            ]
+          : [],
+    );
     this.onChange(clientId);
     return client ? { client, client_secret: secret } : null;
   }
@@ -264,7 +298,11 @@ export class ClientService {
     const current = await this.clients.find(clientId);
     if (!current) return false;
     await this.guard(clientId, current.metadata, null, context);
-    const removed = await this.clients.remove(clientId);
+    const removed = await this.events.record(
+      () => this.clients.remove(clientId),
+      (done) =>
+        done ? [newEvent('client.deleted', context.actor ?? SYSTEM_ACTOR, { client: eventClient(current) })] : [],
+    );
     this.onChange(clientId);
     return removed;
   }

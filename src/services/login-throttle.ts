@@ -17,7 +17,10 @@ export interface LoginThrottleOptions {
   now?: () => number;
 }
 
-export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfterS: number };
+/** accountLockedNow: this attempt is the first to find the account locked (once per lock). */
+export type ThrottleDecision =
+  | { allowed: true }
+  | { allowed: false; retryAfterS: number; accountLockedNow: boolean };
 
 const LOCKOUT_MEMORY_S = 86_400;
 
@@ -58,9 +61,15 @@ export class LoginThrottle {
       lockoutMaxSeconds: this.options.lockoutMaxS,
       lockoutMemorySeconds: LOCKOUT_MEMORY_S,
     });
-    return verdict.allowed
-      ? { allowed: true }
-      : { allowed: false, retryAfterS: this.secondsUntil(verdict.lockedUntil) };
+    if (verdict.allowed) return { allowed: true };
+    const retryAfterS = this.secondsUntil(verdict.lockedUntil);
+    let accountLockedNow = false;
+    if (verdict.subject === 1) {
+      // A marker living as long as the lock: the first refusal to count it is the one to report.
+      const noticed = await this.counters.increment(`login:lock-noticed:account:${account}`, retryAfterS);
+      accountLockedNow = noticed.value === 1;
+    }
+    return { allowed: false, retryAfterS, accountLockedNow };
   }
 
   /** Call after a correct password. */

@@ -3,6 +3,8 @@
  * it cannot change after creation; the built-in `user` role cannot be deleted. Deleting a role that
  * users hold is refused unless forced; forcing moves those users to the `user` role and unlinks it.
  */
+import { changedFields, eventRole, eventUser, newEvent } from '../events/catalog.js';
+import { eventActor, type EventRecorder } from '../events/recorder.js';
 import { AppError } from '../errors/app-error.js';
 import { StoreConflictError } from '../store/errors.js';
 import type { DurableStore, Role } from '../store/ports.js';
@@ -21,6 +23,7 @@ export class RoleService {
   constructor(
     private readonly store: DurableStore,
     private readonly audit: AuditService,
+    private readonly events: EventRecorder,
   ) {}
 
   list(): Promise<Role[]> {
@@ -37,7 +40,10 @@ export class RoleService {
     requireGrantable(context.grants, input.permissions ?? [], 'permissions');
     let role: Role;
     try {
-      role = await this.store.roles.create({ ...input, permissions: [...new Set(input.permissions ?? [])] });
+      role = await this.events.record(
+        () => this.store.roles.create({ ...input, permissions: [...new Set(input.permissions ?? [])] }),
+        (created) => [newEvent('role.created', eventActor(context.actor), { role: eventRole(created) })],
+      );
     } catch (err) {
       if (err instanceof StoreConflictError) {
         throw new AppError('CONFLICT', {
@@ -63,10 +69,21 @@ export class RoleService {
     const before = await this.get(id);
     // Adding a management scope grants it to every holder; removing one takes it from them.
     requireGrantable(context.grants, [...before.permissions, ...(patch.permissions ?? [])], 'permissions');
-    const after = await this.store.roles.update(id, {
-      ...patch,
-      ...(patch.permissions ? { permissions: [...new Set(patch.permissions)] } : {}),
-    });
+    const after = await this.events.record(
+      () =>
+        this.store.roles.update(id, {
+          ...patch,
+          ...(patch.permissions ? { permissions: [...new Set(patch.permissions)] } : {}),
+        }),
+      (updated) => {
+        const changes = updated
+          ? changedFields(before, updated, ['display_name', 'description', 'permissions'])
+          : [];
+        return changes.length > 0
+          ? [newEvent('role.updated', eventActor(context.actor), { role: eventRole(updated!), changes })]
+          : [];
+      },
+    );
     if (!after) throw new AppError('ROLE_NOT_FOUND');
     await this.audit.record({
       ...context.actor,
@@ -120,10 +137,30 @@ export class RoleService {
       });
       if (holders.length === 0) break;
       for (const user of holders) {
-        if (await this.store.users.update(user.id, { role: DEFAULT_ROLE }, 'include')) reassigned += 1;
+        const moved = await this.events.record(
+          () => this.store.users.update(user.id, { role: DEFAULT_ROLE }, 'include'),
+          (after) => {
+            if (!after) return [];
+            const actor = eventActor(context.actor);
+            const shown = eventUser(after);
+            return [
+              newEvent('user.updated', actor, { user: shown, changes: ['role'] }),
+              newEvent('user.role_changed', actor, {
+                user: shown,
+                previous_role: user.role,
+                added: [DEFAULT_ROLE],
+                removed: [user.role],
+              }),
+            ];
+          },
+        );
+        if (moved) reassigned += 1;
       }
     }
-    await this.store.roles.remove(id);
+    await this.events.record(
+      () => this.store.roles.remove(id),
+      (removed) => (removed ? [newEvent('role.deleted', eventActor(context.actor), { role: eventRole(role) })] : []),
+    );
     await this.audit.record({
       ...context.actor,
       request: context.request,

@@ -5,6 +5,8 @@
  * mutation is audited. Routes translate to and from HTTP; this module never sees a request.
  */
 import { AppError } from '../errors/app-error.js';
+import { changedFields, eventUser, newEvent, type DomainEvent } from '../events/catalog.js';
+import { eventActor, type EventRecorder } from '../events/recorder.js';
 import { StoreConflictError } from '../store/errors.js';
 import type {
   ArtifactStore,
@@ -81,6 +83,18 @@ export type BulkItemResult =
   | { index: number; success: false; error: { code: string; message: string; field?: string } };
 
 export const DEFAULT_ROLE = 'user';
+
+/** Fields of the public user shape whose changes `user.updated` reports. */
+const PUBLIC_USER_FIELDS = [
+  'email',
+  'first_name',
+  'last_name',
+  'role',
+  'status',
+  'email_verified',
+  'metadata',
+  'plan',
+] as const satisfies readonly (keyof User)[];
 /** The built-in role holding every management scope (bootstrap.ts keeps it that way). */
 export const ADMIN_ROLE = 'admin';
 
@@ -119,6 +133,7 @@ export class UserService {
     private readonly passwords: PasswordHasher,
     private readonly policy: PasswordPolicy,
     private readonly audit: AuditService,
+    private readonly events: EventRecorder,
     private readonly options: UserServiceOptions = {},
   ) {}
 
@@ -336,9 +351,13 @@ export class UserService {
       this.checkPassword(input.password, [input.email, input.first_name, input.last_name]);
     }
     const lookalike = await this.confusableWith(input.email);
+    const newUser = await this.toNewUser(input);
     let user: User;
     try {
-      user = await this.store.users.create(await this.toNewUser(input));
+      user = await this.events.record(
+        () => this.store.users.create(newUser),
+        (created) => [newEvent('user.created', eventActor(context.actor), { user: eventUser(created) })],
+      );
     } catch (err) {
       if (err instanceof StoreConflictError && err.field === 'email')
         throw new AppError('USER_ALREADY_EXISTS');
@@ -440,7 +459,14 @@ export class UserService {
     }
 
     const newUsers = await Promise.all(pending.map(({ input }) => this.toNewUser(input)));
-    const outcomes = await this.store.users.createMany(newUsers, { atomic: options.failOnError });
+    const actor = eventActor(context.actor);
+    const outcomes = await this.events.record(
+      () => this.store.users.createMany(newUsers, { atomic: options.failOnError }),
+      (done) =>
+        done.flatMap((outcome) =>
+          'user' in outcome ? [newEvent('user.created', actor, { user: eventUser(outcome.user) })] : [],
+        ),
+    );
     const created: { user: User; input: CreateUserInput; index: number }[] = [];
     outcomes.forEach((outcome, i) => {
       const { index, input } = pending[i]!;
@@ -501,7 +527,10 @@ export class UserService {
   async setPlan(id: string, plan: string | null, context: Context): Promise<User> {
     const before = await this.get(id);
     await this.guardTarget(before, context);
-    const after = await this.store.users.update(id, { plan });
+    const after = await this.events.record(
+      () => this.store.users.update(id, { plan }),
+      (changed) => (changed ? this.updateEvents(before, changed, context) : []),
+    );
     if (!after) throw new AppError('USER_NOT_FOUND');
     this.notify(id);
     await this.audit.record({
@@ -528,7 +557,10 @@ export class UserService {
         : null;
     let after: User | null;
     try {
-      after = await this.store.users.update(id, patch as UserPatch);
+      after = await this.events.record(
+        () => this.store.users.update(id, patch as UserPatch),
+        (changed) => (changed ? this.updateEvents(before, changed, context) : []),
+      );
     } catch (err) {
       if (err instanceof StoreConflictError && err.field === 'email')
         throw new AppError('USER_ALREADY_EXISTS');
@@ -567,12 +599,17 @@ export class UserService {
     await this.guardTarget(before, context);
     await this.guardLastAdmin(before, { user: null });
     const deletedAt = new Date();
-    if (soft) {
-      if (!(await this.store.users.update(id, { deleted_at: deletedAt })))
-        throw new AppError('USER_NOT_FOUND');
-    } else if (!(await this.store.users.remove(id))) {
-      throw new AppError('USER_NOT_FOUND');
-    }
+    const done = await this.events.record(
+      async () =>
+        soft
+          ? (await this.store.users.update(id, { deleted_at: deletedAt })) !== null
+          : this.store.users.remove(id),
+      (removed) =>
+        removed
+          ? [newEvent('user.deleted', eventActor(context.actor), { user: eventUser(before), permanent: !soft })]
+          : [],
+    );
+    if (!done) throw new AppError('USER_NOT_FOUND');
     const revoked = await this.revokeEverything(id);
     if (!soft) await this.eraseBelongings(id);
     await this.audit.record({
@@ -594,7 +631,13 @@ export class UserService {
     if (!before) throw new AppError('USER_NOT_FOUND');
     await this.guardTarget(before, context);
     await this.guardLastAdmin(before, { user: null });
-    await this.store.users.remove(id);
+    await this.events.record(
+      () => this.store.users.remove(id),
+      (removed) =>
+        removed
+          ? [newEvent('user.deleted', eventActor(context.actor), { user: eventUser(before), permanent: true })]
+          : [],
+    );
     const revoked = await this.revokeEverything(id);
     await this.eraseBelongings(id);
     await this.audit.record({
@@ -613,7 +656,11 @@ export class UserService {
   async restore(id: string, context: Context): Promise<User> {
     const deleted = await this.store.users.findById(id, 'only');
     if (deleted) await this.guardTarget(deleted, context);
-    const user = await this.store.users.update(id, { deleted_at: null }, 'only');
+    const user = await this.events.record(
+      () => this.store.users.update(id, { deleted_at: null }, 'only'),
+      (restored) =>
+        restored ? [newEvent('user.restored', eventActor(context.actor), { user: eventUser(restored) })] : [],
+    );
     if (!user) {
       // The user exists and is not deleted: the request conflicts with its state (it is not a 404).
       if (await this.store.users.findById(id)) {
@@ -682,10 +729,23 @@ export class UserService {
     const user = await this.get(id);
     await this.guardTarget(user, context);
     this.checkPassword(password, [user.email, user.first_name, user.last_name]);
-    const after = await this.store.users.update(id, {
-      password_hash: await this.passwords.hash(password),
-      password_reset_required: options.requireReset ?? false,
-    });
+    const password_hash = await this.passwords.hash(password);
+    const after = await this.events.record(
+      () =>
+        this.store.users.update(id, {
+          password_hash,
+          password_reset_required: options.requireReset ?? false,
+        }),
+      (changed) =>
+        changed
+          ? [
+              newEvent('user.password_changed', eventActor(context.actor), {
+                user: eventUser(changed),
+                by_administrator: context.actor.actor_id !== id,
+              }),
+            ]
+          : [],
+    );
     if (!after) throw new AppError('USER_NOT_FOUND');
     await this.audit.record({
       ...context.actor,
@@ -705,7 +765,20 @@ export class UserService {
     if (!role) throw new AppError('ROLE_NOT_FOUND');
     await this.guardTarget(user, context);
     requireGrantable(context.grants, role.permissions, 'role_id');
-    const added = await this.store.roles.assign(userId, roleId);
+    const added = await this.events.record(
+      () => this.store.roles.assign(userId, roleId),
+      (linked) =>
+        linked
+          ? [
+              newEvent('user.role_changed', eventActor(context.actor), {
+                user: eventUser(user),
+                previous_role: user.role,
+                added: [role.name],
+                removed: [],
+              }),
+            ]
+          : [],
+    );
     if (added) {
       await this.audit.record({
         ...context.actor,
@@ -726,7 +799,21 @@ export class UserService {
     await this.guardTarget(user, context);
     const linked = (await this.store.roles.listForUser(userId)).map((r) => r.name);
     await this.guardLastAdmin(user, { user, linked: linked.filter((n) => n !== role.name) });
-    if (!(await this.store.roles.unassign(userId, roleId))) {
+    const unlinked = await this.events.record(
+      () => this.store.roles.unassign(userId, roleId),
+      (done) =>
+        done
+          ? [
+              newEvent('user.role_changed', eventActor(context.actor), {
+                user: eventUser(user),
+                previous_role: user.role,
+                added: [],
+                removed: [role.name],
+              }),
+            ]
+          : [],
+    );
+    if (!unlinked) {
       throw new AppError('NOT_FOUND', { message: 'The user does not have this role' });
     }
     await this.audit.record({
@@ -738,6 +825,29 @@ export class UserService {
       details: { removed_role: { id: role.id, name: role.name } },
     });
     return this.rolesOf(user);
+  }
+
+  /**
+   * `user.updated` naming the public fields that changed (none changed: no event), and
+   * `user.role_changed` when the primary role did.
+   */
+  private updateEvents(before: User, after: User, context: Context): DomainEvent[] {
+    const changes = changedFields(before, after, PUBLIC_USER_FIELDS);
+    if (changes.length === 0) return [];
+    const actor = eventActor(context.actor);
+    const user = eventUser(after);
+    const events: DomainEvent[] = [newEvent('user.updated', actor, { user, changes })];
+    if (before.role !== after.role) {
+      events.push(
+        newEvent('user.role_changed', actor, {
+          user,
+          previous_role: before.role,
+          added: [after.role],
+          removed: [before.role],
+        }),
+      );
+    }
+    return events;
   }
 
   /** Sign-ins and changes of a user, newest first, with a summary. */
