@@ -301,7 +301,9 @@ export class ApiKeyService {
               allowed_ips: normalizeAllowList(input.allowed_ips ?? []),
               expires_at: input.expires_at ?? null,
             }),
-          (created) => [newEvent('api_key.created', eventActor(context.actor), { api_key: eventApiKey(created) })],
+          (created) => [
+            newEvent('api_key.created', eventActor(context.actor), { api_key: eventApiKey(created) }),
+          ],
         );
         await this.audit.record({
           ...context.actor,
@@ -354,7 +356,9 @@ export class ApiKeyService {
     const record = await this.events.record(
       () => this.store.apiKeys.update(keyId, { lookup_id: lookupId, secret_hash: hashKey(key) }),
       (updated) =>
-        updated ? [newEvent('api_key.rotated', eventActor(context.actor), { api_key: eventApiKey(updated) })] : [],
+        updated
+          ? [newEvent('api_key.rotated', eventActor(context.actor), { api_key: eventApiKey(updated) })]
+          : [],
     );
     if (!record) throw new AppError('API_KEY_NOT_FOUND');
     await this.invalidate(before.lookup_id);
@@ -376,7 +380,9 @@ export class ApiKeyService {
     const record = await this.events.record(
       () => this.store.apiKeys.update(keyId, { revoked_at: this.now() }),
       (updated) =>
-        updated ? [newEvent('api_key.revoked', eventActor(context.actor), { api_key: eventApiKey(updated) })] : [],
+        updated
+          ? [newEvent('api_key.revoked', eventActor(context.actor), { api_key: eventApiKey(updated) })]
+          : [],
     );
     if (!record) throw new AppError('API_KEY_NOT_FOUND');
     await this.invalidate(before.lookup_id);

@@ -46,12 +46,16 @@ export class AuthenticationService {
   /** user.login_failed for a known user; the sign-in answers the same whether this works or not. */
   private async failed(user: User, reason: string, request: RequestFacts): Promise<void> {
     await this.events?.emit(
-      newEvent('user.login_failed', { type: 'user', id: user.id }, {
-        user: eventUser(user),
-        reason,
-        ip_address: request.ip_address,
-        user_agent: request.user_agent,
-      }),
+      newEvent(
+        'user.login_failed',
+        { type: 'user', id: user.id },
+        {
+          user: eventUser(user),
+          reason,
+          ip_address: request.ip_address,
+          user_agent: request.user_agent,
+        },
+      ),
     );
   }
 
@@ -93,10 +97,14 @@ export class AuthenticationService {
         const locked = await this.store.users.findByEmail(email);
         if (locked) {
           await this.events?.emit(
-            newEvent('user.locked', { type: 'system', id: 'login-throttle' }, {
-              user: eventUser(locked),
-              locked_until: new Date(Date.now() + decision.retryAfterS * 1000).toISOString(),
-            }),
+            newEvent(
+              'user.locked',
+              { type: 'system', id: 'login-throttle' },
+              {
+                user: eventUser(locked),
+                locked_until: new Date(Date.now() + decision.retryAfterS * 1000).toISOString(),
+              },
+            ),
           );
         }
       }

@@ -213,7 +213,9 @@ export class ClientService {
           first_party: input.first_party ?? false,
           metadata,
         }),
-      (created) => [newEvent('client.created', context.actor ?? SYSTEM_ACTOR, { client: eventClient(created) })],
+      (created) => [
+        newEvent('client.created', context.actor ?? SYSTEM_ACTOR, { client: eventClient(created) }),
+      ],
     );
     return { client, ...(secret ? { client_secret: secret } : {}) };
   }
@@ -260,7 +262,12 @@ export class ClientService {
           ...(secret || (!needsSecret && current.client_secret_hash) ? ['client_secret'] : []),
         ];
         return changes.length > 0
-          ? [newEvent('client.updated', context.actor ?? SYSTEM_ACTOR, { client: eventClient(updated), changes })]
+          ? [
+              newEvent('client.updated', context.actor ?? SYSTEM_ACTOR, {
+                client: eventClient(updated),
+                changes,
+              }),
+            ]
           : [];
       },
     );
@@ -301,7 +308,9 @@ export class ClientService {
     const removed = await this.events.record(
       () => this.clients.remove(clientId),
       (done) =>
-        done ? [newEvent('client.deleted', context.actor ?? SYSTEM_ACTOR, { client: eventClient(current) })] : [],
+        done
+          ? [newEvent('client.deleted', context.actor ?? SYSTEM_ACTOR, { client: eventClient(current) })]
+          : [],
     );
     this.onChange(clientId);
     return removed;

@@ -19,8 +19,7 @@ export interface LoginThrottleOptions {
 
 /** accountLockedNow: this attempt is the first to find the account locked (once per lock). */
 export type ThrottleDecision =
-  | { allowed: true }
-  | { allowed: false; retryAfterS: number; accountLockedNow: boolean };
+  { allowed: true } | { allowed: false; retryAfterS: number; accountLockedNow: boolean };
 
 const LOCKOUT_MEMORY_S = 86_400;
 

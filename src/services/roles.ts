@@ -159,7 +159,8 @@ export class RoleService {
     }
     await this.events.record(
       () => this.store.roles.remove(id),
-      (removed) => (removed ? [newEvent('role.deleted', eventActor(context.actor), { role: eventRole(role) })] : []),
+      (removed) =>
+        removed ? [newEvent('role.deleted', eventActor(context.actor), { role: eventRole(role) })] : [],
     );
     await this.audit.record({
       ...context.actor,

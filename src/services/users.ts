@@ -606,7 +606,12 @@ export class UserService {
           : this.store.users.remove(id),
       (removed) =>
         removed
-          ? [newEvent('user.deleted', eventActor(context.actor), { user: eventUser(before), permanent: !soft })]
+          ? [
+              newEvent('user.deleted', eventActor(context.actor), {
+                user: eventUser(before),
+                permanent: !soft,
+              }),
+            ]
           : [],
     );
     if (!done) throw new AppError('USER_NOT_FOUND');
@@ -635,7 +640,12 @@ export class UserService {
       () => this.store.users.remove(id),
       (removed) =>
         removed
-          ? [newEvent('user.deleted', eventActor(context.actor), { user: eventUser(before), permanent: true })]
+          ? [
+              newEvent('user.deleted', eventActor(context.actor), {
+                user: eventUser(before),
+                permanent: true,
+              }),
+            ]
           : [],
     );
     const revoked = await this.revokeEverything(id);

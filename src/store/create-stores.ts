@@ -109,6 +109,9 @@ export async function createStores(config: StoreConfig): Promise<GuardedStores> 
         ping,
         failureThreshold: resilience.storeBreakerFailures,
         probeIntervalMs: resilience.storeBreakerProbeMs,
+        ...(backend === 'embedded' && embedded
+          ? { settle: embedded.settle.bind(embedded) as <T>(result: Promise<T>) => Promise<T> }
+          : {}),
       });
     const durableGuard = guard(durable.kind, () => durable.ping());
     const shortLivedGuard =

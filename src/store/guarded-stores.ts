@@ -29,6 +29,11 @@ export interface BackendGuardOptions {
   ping(): Promise<void>;
   failureThreshold: number;
   probeIntervalMs: number;
+  /**
+   * Hands each operation's result on (the embedded file holds those that ran inside another
+   * request's unit of work until that unit commits: EmbeddedDatabase.settle).
+   */
+  settle?<T>(result: Promise<T>): Promise<T>;
   onStateChange?(state: BreakerState, backend: string, cause?: unknown): void;
 }
 
@@ -118,7 +123,8 @@ export class BackendGuard {
       throw mapped ?? err;
     }
     if (!isThenable(result)) return result;
-    return this.withDeadline(result, operation).catch((err: unknown) => {
+    if (this.options.settle) result = this.options.settle(Promise.resolve(result));
+    return this.withDeadline(result as PromiseLike<unknown>, operation).catch((err: unknown) => {
       const mapped = this.unavailable(err, operation);
       if (!mapped) throw err; // the backend answered: with an error, but it answered
       if (!(mapped instanceof RequestAbandonedError)) this.breaker.failed(mapped);

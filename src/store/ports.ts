@@ -567,6 +567,51 @@ export interface OutboxRepository {
   purgeOlderThan(date: Date): Promise<{ events: number; deliveries: number }>;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Webhook endpoints                                                                                */
+/* ------------------------------------------------------------------------------------------------ */
+
+/** A subscribed webhook endpoint. Secrets are stored as the service gives them (encrypted). */
+export interface WebhookRecord {
+  /** `wh_…` */
+  id: string;
+  url: string;
+  /** Event types it receives; `*` stands for every type. */
+  events: string[];
+  description: string | null;
+  active: boolean;
+  /** The signing secret, encrypted by the service. */
+  secret: string;
+  /** The secret before the last rotation, signing too until previous_secret_expires_at. */
+  previous_secret: string | null;
+  previous_secret_expires_at: Date | null;
+  /** Why the server disabled it (410 Gone, failing for days); null when it did not. */
+  disabled_reason: string | null;
+  /** Start of the current run of failed attempts; null after a success. */
+  failing_since: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewWebhook = Pick<WebhookRecord, 'url' | 'events' | 'description' | 'active' | 'secret'> & {
+  id?: string;
+};
+
+export type WebhookPatch = Partial<Omit<WebhookRecord, 'id' | 'created_at' | 'updated_at'>>;
+
+export interface WebhookRepository {
+  /** Throws StoreConflictError('id') when the id exists. */
+  create(input: NewWebhook): Promise<WebhookRecord>;
+  findById(id: string): Promise<WebhookRecord | null>;
+  /** Oldest first (created_at, then id). */
+  list(page: { limit: number; offset?: number }): Promise<WebhookRecord[]>;
+  count(): Promise<number>;
+  /** Every active endpoint (the subscriptions in force). */
+  listActive(): Promise<WebhookRecord[]>;
+  update(id: string, patch: WebhookPatch): Promise<WebhookRecord | null>;
+  remove(id: string): Promise<boolean>;
+}
+
 export interface DurableStore {
   readonly kind: 'embedded' | 'mongo';
   readonly users: UserRepository;
@@ -579,6 +624,7 @@ export interface DurableStore {
   readonly plans: PlanRepository;
   readonly usage: UsageRepository;
   readonly outbox: OutboxRepository;
+  readonly webhooks: WebhookRepository;
   /**
    * Runs `work` (a change through these repositories and the outbox append recording it) as one
    * unit where the backend can: one SQLite transaction on the embedded store, a multi-document

@@ -1048,6 +1048,134 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
     });
   });
 
+  describe('webhooks', () => {
+    it('creates, finds, lists, updates and removes endpoints; only active ones are in force', async () => {
+      const id = `wh_${tag()}`;
+      const created = await store.webhooks.create({
+        id,
+        url: 'https://hooks.example/a',
+        events: ['user.created', 'user.updated'],
+        description: 'CRM',
+        active: true,
+        secret: 'ciphertext-1',
+      });
+      expect(created).toMatchObject({
+        id,
+        url: 'https://hooks.example/a',
+        events: ['user.created', 'user.updated'],
+        description: 'CRM',
+        active: true,
+        secret: 'ciphertext-1',
+        previous_secret: null,
+        previous_secret_expires_at: null,
+        disabled_reason: null,
+        failing_since: null,
+      });
+      expect(await store.webhooks.findById(id)).toEqual(created);
+      expect(await store.webhooks.findById('wh_missing')).toBeNull();
+      await expect(
+        store.webhooks.create({
+          id,
+          url: 'https://x.example',
+          events: [],
+          description: null,
+          active: true,
+          secret: 's',
+        }),
+      ).rejects.toEqual(new StoreConflictError('id'));
+
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const other = await store.webhooks.create({
+        url: 'https://hooks.example/b',
+        events: ['*'],
+        description: null,
+        active: false,
+        secret: 'ciphertext-2',
+      });
+      expect(other.id).toMatch(/^wh_/);
+      const listed = await store.webhooks.list({ limit: 1000 });
+      const pos = (wid: string) => listed.findIndex((w) => w.id === wid);
+      expect(pos(id)).toBeGreaterThanOrEqual(0);
+      expect(pos(id)).toBeLessThan(pos(other.id));
+      expect(await store.webhooks.count()).toBe(listed.length);
+      const active = (await store.webhooks.listActive()).map((w) => w.id);
+      expect(active).toContain(id);
+      expect(active).not.toContain(other.id);
+
+      const expires = new Date(Date.now() + 86_400_000);
+      const failing = new Date(Date.now() - 1000);
+      const updated = await store.webhooks.update(id, {
+        secret: 'ciphertext-3',
+        previous_secret: 'ciphertext-1',
+        previous_secret_expires_at: expires,
+        failing_since: failing,
+        active: false,
+        disabled_reason: 'gone',
+      });
+      expect(updated).toMatchObject({
+        url: 'https://hooks.example/a',
+        events: ['user.created', 'user.updated'],
+        secret: 'ciphertext-3',
+        previous_secret: 'ciphertext-1',
+        active: false,
+        disabled_reason: 'gone',
+      });
+      expect(updated!.previous_secret_expires_at?.getTime()).toBe(expires.getTime());
+      expect(updated!.failing_since?.getTime()).toBe(failing.getTime());
+      expect(updated!.updated_at.getTime()).toBeGreaterThanOrEqual(created.updated_at.getTime());
+      expect(await store.webhooks.findById(id)).toEqual(updated);
+      const cleared = await store.webhooks.update(id, { failing_since: null, previous_secret: null });
+      expect(cleared).toMatchObject({ failing_since: null, previous_secret: null, secret: 'ciphertext-3' });
+      expect(await store.webhooks.update('wh_missing', { active: true })).toBeNull();
+
+      expect(await store.webhooks.remove(id)).toBe(true);
+      expect(await store.webhooks.remove(id)).toBe(false);
+      expect(await store.webhooks.findById(id)).toBeNull();
+      await store.webhooks.remove(other.id);
+    });
+  });
+
+  describe('units of work', () => {
+    const event = (id: string) => ({
+      id,
+      type: 'user.created',
+      timestamp: new Date(),
+      actor: { type: 'system' as const, id: 'contract' },
+      data: { n: 1 },
+    });
+
+    it('commits a change and the events recording it together', async () => {
+      const eventId = `evt_${tag()}`;
+      const user = await store.atomically(async () => {
+        const created = await store.users.create(newUser());
+        await store.outbox.append([event(eventId)]);
+        return created;
+      });
+      expect(await store.users.findById(user.id)).not.toBeNull();
+      expect(await store.outbox.getEvent(eventId)).not.toBeNull();
+    });
+
+    it('keeps neither when the event cannot be recorded, where the backend has transactions', async () => {
+      const existing = `evt_${tag()}`;
+      await store.outbox.append([event(existing)]);
+      const input = newUser();
+      await expect(
+        store.atomically(async () => {
+          await store.users.create(input);
+          await store.outbox.append([event(existing)]); // refused: the id exists
+        }),
+      ).rejects.toBeInstanceOf(StoreConflictError);
+      const stored = await store.users.findByEmail(input.email);
+      if (store.transactional) {
+        expect(stored).toBeNull();
+      } else {
+        // Standalone MongoDB and FerretDB: the change stands without its event (README, "Events").
+        process.stderr.write(`${store.kind}: no transactions here; the change stays without its event\n`);
+        expect(stored).not.toBeNull();
+      }
+    });
+  });
+
   describe('clients', () => {
     it('creates, finds, lists, updates and removes clients; ids are unique', async () => {
       const clientId = `client-${tag()}`;

@@ -36,6 +36,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 
 import { BackgroundCheckpointer, type CheckpointResult } from './checkpointer.js';
@@ -43,6 +44,9 @@ import { emailSkeleton } from '../email-skeleton.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type { CheckpointResult } from './checkpointer.js';
+
+/** Marks the async context of the open unit of work, so its own operations pass settle(). */
+const unitScope = new AsyncLocalStorage<object>();
 
 export const EMBEDDED_FILE_NAME = 'latchkey.sqlite';
 
@@ -81,6 +85,8 @@ export class EmbeddedDatabase {
   private backgroundWaiters: (() => void)[] = [];
   /** The open group-commit transaction's waiters (see runGrouped), if one is open. */
   private savepoints = 0;
+  /** The open unit of work (unitOfWork), if any. */
+  private unit: { token: object; settled: Promise<void> } | undefined;
   private group: { resolve: () => void; reject: (err: unknown) => void }[] | undefined;
 
   private constructor(path: string) {
@@ -118,7 +124,7 @@ export class EmbeddedDatabase {
    * error) leaves the WAL longer and is retried on the next tick; the writes report such errors.
    */
   checkpoint(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): CheckpointResult | undefined {
-    if (this.closed || this.path === ':memory:') return undefined;
+    if (this.closed || this.path === ':memory:' || this.unit) return undefined;
     this.commitGroup();
     this.writesSinceCheckpoint = 0;
     let result: CheckpointResult | undefined;
@@ -420,44 +426,59 @@ export class EmbeddedDatabase {
   }
 
   /**
-   * Runs an asynchronous `work` (a change and the events recording it) in one write transaction, so
-   * both commit or neither does. The repositories of this file do their SQL synchronously, so the
-   * transaction is open only for the microtasks `work` takes; no await in `work` may wait for I/O.
-   * Writes of other requests whose microtasks run meanwhile land in the same transaction (one
-   * connection) and commit with it. Hence, when `work` throws, the transaction still commits: a
-   * statement that failed (a unique conflict) wrote nothing, and the work of the others stays.
-   * Only `commit` failing (I/O, disk full: SQLite then rolls back by itself) loses the lot, and
-   * then every write in it reports the error. Called while a unit is open, `work` joins it.
+   * Runs an asynchronous `work` (a change and the events recording it) in one write transaction:
+   * both commit, or, when `work` throws, neither. The repositories of this file do their SQL
+   * synchronously, so the transaction stays open only for the microtasks `work` takes (no await in
+   * it may wait for I/O). Other requests' operations whose microtasks run meanwhile execute inside
+   * that transaction (one connection), so their answer waits for it: the guard of the stores hands
+   * every operation's result through settle(), which holds those started during a unit until the
+   * unit ends, and rejects them with its error when it rolled back. Units run one at a time.
    */
   async unitOfWork<T>(work: () => Promise<T>): Promise<T> {
-    if (this.db.isTransaction && !this.group) return work();
+    for (;;) {
+      const open = this.unit;
+      if (!open) break;
+      if (unitScope.getStore() === open.token) return work(); // nested: part of the same unit
+      await open.settled.catch(() => undefined);
+    }
     this.commitGroup();
     this.db.exec('BEGIN IMMEDIATE');
-    let result: T;
+    let settle!: (err?: unknown) => void;
+    const settled = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    settled.catch(() => undefined);
+    const token = {};
+    this.unit = { token, settled };
     try {
-      result = await work();
+      const result = await unitScope.run(token, work);
+      this.db.exec('COMMIT');
+      this.wrote();
+      this.unit = undefined;
+      settle();
+      return result;
     } catch (err) {
-      this.finishUnit();
+      if (this.db.isTransaction) {
+        try {
+          this.db.exec('ROLLBACK');
+        } catch {
+          // the connection is unusable; the error below reaches everyone in the unit
+        }
+      }
+      this.unit = undefined;
+      settle(err);
       throw err;
     }
-    this.finishUnit();
-    return result;
   }
 
-  private finishUnit(): void {
-    // The unit's own savepoints and any group commit opened meanwhile end with it.
-    if (this.group) {
-      this.commitGroup();
-      return;
-    }
-    if (!this.db.isTransaction) return;
-    try {
-      this.db.exec('COMMIT');
-    } catch (err) {
-      if (this.db.isTransaction) this.db.exec('ROLLBACK');
-      throw err;
-    }
-    this.wrote();
+  /**
+   * `result` of an operation, held until the open unit of work ends when the operation ran inside
+   * it without being part of it (see unitOfWork); as it is otherwise.
+   */
+  settle<T>(result: Promise<T>): Promise<T> {
+    const open = this.unit;
+    if (!open || unitScope.getStore() === open.token) return result;
+    return result.then((value) => open.settled.then(() => value));
   }
 
   /**

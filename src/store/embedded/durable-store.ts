@@ -5,6 +5,7 @@ import { EmbeddedAuditRepository } from './audit.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
 import { EmbeddedOutboxRepository } from './outbox.js';
+import { EmbeddedWebhookRepository } from './webhooks.js';
 import { EmbeddedPlanRepository } from './plans.js';
 import { EmbeddedResourceServerRepository } from './resource-servers.js';
 import { EmbeddedRoleRepository } from './roles.js';
@@ -24,6 +25,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly plans: EmbeddedPlanRepository;
   readonly usage: EmbeddedUsageRepository;
   readonly outbox: EmbeddedOutboxRepository;
+  readonly webhooks: EmbeddedWebhookRepository;
   private closed = false;
   private readonly optimizer: NodeJS.Timeout;
 
@@ -42,6 +44,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.plans = new EmbeddedPlanRepository(db);
     this.usage = new EmbeddedUsageRepository(db);
     this.outbox = new EmbeddedOutboxRepository(db);
+    this.webhooks = new EmbeddedWebhookRepository(db);
   }
 
   readonly transactional = true;

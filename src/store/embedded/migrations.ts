@@ -347,4 +347,25 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE status IN ('succeeded', 'dead');
     `,
   },
+  {
+    version: 10,
+    description: 'webhook endpoints',
+    sql: `
+      CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL DEFAULT '[]',
+        description TEXT,
+        active INTEGER NOT NULL DEFAULT 1,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_secret_expires_at TEXT,
+        disabled_reason TEXT,
+        failing_since TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX webhooks_created ON webhooks (created_at, id);
+    `,
+  },
 ];

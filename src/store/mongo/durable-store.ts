@@ -9,6 +9,7 @@ import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
 import { MongoOutboxRepository } from './outbox.js';
+import { MongoWebhookRepository } from './webhooks.js';
 import { MongoPlanRepository } from './plans.js';
 import { MongoResourceServerRepository } from './resource-servers.js';
 import { MongoRoleRepository } from './roles.js';
@@ -33,6 +34,7 @@ export class MongoDurableStore implements DurableStore {
   readonly plans: MongoPlanRepository;
   readonly usage: MongoUsageRepository;
   readonly outbox: MongoOutboxRepository;
+  readonly webhooks: MongoWebhookRepository;
   private readonly models: MongoModels;
   /** The repository itself, never the cache (migrate backfills through it). */
   private readonly userRepository: MongoUserRepository;
@@ -62,6 +64,7 @@ export class MongoDurableStore implements DurableStore {
       this.models.outboxDeliveries,
       this.models.outboxClaims,
     );
+    this.webhooks = new MongoWebhookRepository(this.models.webhooks);
   }
 
   /**

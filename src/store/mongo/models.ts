@@ -196,6 +196,22 @@ export interface OutboxClaimDocument {
   created_at: Date;
 }
 
+export interface WebhookDocument {
+  /** The webhook id. */
+  _id: string;
+  url: string;
+  events: string[];
+  description: string | null;
+  active: boolean;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: Date | null;
+  disabled_reason: string | null;
+  failing_since: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
 export interface MongoModels {
   users: Model<UserDocument>;
   roles: Model<RoleDocument>;
@@ -210,6 +226,7 @@ export interface MongoModels {
   outboxEvents: Model<OutboxEventDocument>;
   outboxDeliveries: Model<OutboxDeliveryDocument>;
   outboxClaims: Model<OutboxClaimDocument>;
+  webhooks: Model<WebhookDocument>;
 }
 
 /** Names of the unique indexes, which duplicate-key errors are matched against. */
@@ -515,6 +532,28 @@ function outboxClaimSchema() {
   return schema;
 }
 
+function webhookSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      url: { type: String, required: true },
+      events: { type: [String], default: [] },
+      description: nullable(String),
+      active: { type: Boolean, default: true },
+      secret: { type: String, required: true },
+      previous_secret: nullable(String),
+      previous_secret_expires_at: nullable(Date),
+      disabled_reason: nullable(String),
+      failing_since: nullable(Date),
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'webhooks' },
+  );
+  schema.index({ created_at: 1, _id: 1 }, { name: 'webhooks_created_at' });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -531,6 +570,7 @@ export function createModels(conn: Connection): MongoModels {
     outboxEvents: conn.model<OutboxEventDocument>('OutboxEvent', outboxEventSchema()),
     outboxDeliveries: conn.model<OutboxDeliveryDocument>('OutboxDelivery', outboxDeliverySchema()),
     outboxClaims: conn.model<OutboxClaimDocument>('OutboxClaim', outboxClaimSchema()),
+    webhooks: conn.model<WebhookDocument>('Webhook', webhookSchema()),
   };
 }
 
