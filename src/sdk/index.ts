@@ -1,7 +1,9 @@
 /**
  * Latchkey's SDK, published as `latchkey/sdk`: a typed client for the management and gateway APIs,
- * and Koa and Express middleware that authenticate requests with Latchkey tokens and API keys. It
- * imports nothing from the server and needs only `jose` and Node's global fetch (Node 22 or later).
+ * Koa and Express middleware that authenticate requests with Latchkey tokens and API keys, and the
+ * verification of the webhooks Latchkey sends (with Koa and Express middleware for receivers). It
+ * imports nothing from the server and needs only `jose`, `standardwebhooks` and Node's global fetch
+ * (Node 22 or later).
  */
 export { LatchkeyClient } from './client.js';
 export type {
@@ -33,4 +35,21 @@ export type {
   ExpressLikeResponse,
   LatchkeyExpressMiddleware,
 } from './middleware/express.js';
+export { verifyWebhook, WebhookVerificationError } from './webhooks.js';
+export type {
+  KnownWebhookEventType,
+  VerifyWebhookOptions,
+  WebhookEvent,
+  WebhookHeaders,
+  WebhookVerificationReason,
+} from './webhooks.js';
+export { webhookExpress } from './middleware/webhook-express.js';
+export type {
+  WebhookExpressMiddleware,
+  WebhookExpressRequest,
+  WebhookExpressResponse,
+  WebhookMiddlewareOptions,
+} from './middleware/webhook-express.js';
+export { webhookKoa } from './middleware/webhook-koa.js';
+export type { WebhookKoaContext, WebhookKoaMiddleware, WebhookKoaState } from './middleware/webhook-koa.js';
 export type * from './types.js';

@@ -1,7 +1,7 @@
 /**
  * The SDK as a customer's app installs it: `latchkey/sdk` resolves through the package's exports to
  * the compiled module and its type declarations, loads in a plain Node process, and its sources
- * import nothing of the server (only each other, jose and Node's built-ins).
+ * import nothing of the server (only each other, jose, standardwebhooks and Node's built-ins).
  */
 import { describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
@@ -28,13 +28,14 @@ function runModule(code: string): string {
 }
 
 describe('the latchkey/sdk entry point', () => {
-  it('imports only its own files, jose and Node built-ins', () => {
+  it('imports only its own files, jose, standardwebhooks and Node built-ins', () => {
     const outside: string[] = [];
     for (const file of sourcesOf(SDK)) {
       const text = readFileSync(file, 'utf8');
       for (const [, specifier] of text.matchAll(/(?:from|import)\s*\(?\s*'([^']+)'/g)) {
         const allowed =
           specifier === 'jose' ||
+          specifier === 'standardwebhooks' ||
           specifier!.startsWith('node:') ||
           (specifier!.startsWith('.') && resolve(file, '..', specifier!).startsWith(SDK));
         if (!allowed) outside.push(`${relative(ROOT, file)}: ${specifier}`);
@@ -55,16 +56,22 @@ describe('the latchkey/sdk entry point', () => {
     const exported = runModule(
       "const sdk = await import('latchkey/sdk'); console.log(JSON.stringify(Object.keys(sdk).sort()))",
     );
-    expect(JSON.parse(exported)).toEqual([
-      'HttpTransport',
-      'LatchkeyAuthenticator',
-      'LatchkeyClient',
-      'LatchkeyError',
-      'latchkeyExpress',
-      'latchkeyKoa',
-      'paginate',
-      'parseRetryAfter',
-    ]);
+    expect(JSON.parse(exported)).toEqual(
+      [
+        'HttpTransport',
+        'LatchkeyAuthenticator',
+        'LatchkeyClient',
+        'LatchkeyError',
+        'latchkeyExpress',
+        'latchkeyKoa',
+        'paginate',
+        'parseRetryAfter',
+        'verifyWebhook',
+        'webhookExpress',
+        'webhookKoa',
+        'WebhookVerificationError',
+      ].sort(),
+    );
   });
 
   it('keeps the package’s main entry point', () => {
