@@ -4,6 +4,8 @@
  * reads the environment.
  */
 import { EventRecorder } from './events/recorder.js';
+import { WebhookDeliveryWorker } from './events/webhook-delivery.js';
+import { WebhookService } from './services/webhooks.js';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -85,6 +87,8 @@ export interface AppServices {
   apiKeys: ApiKeyService;
   quotas: QuotaService;
   recorder: EventRecorder;
+  webhooks: WebhookService;
+  delivery: WebhookDeliveryWorker;
 }
 
 export interface BuiltApp {
@@ -202,6 +206,35 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   users.changes.add((userId) => apiKeys.ownerChanged({ type: 'user', id: userId }));
   const quotas = new QuotaService(stores.counters);
+  const webhookHttp = {
+    allowHttp: config.webhookAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.webhookAllowHttp === 'true',
+    allowPrivateNetworks: config.webhookAllowPrivateNetworks,
+  };
+  const webhooks = new WebhookService(
+    stores.durable,
+    stores.events,
+    createKeyCipher(secrets.keyEncryptionSecret),
+    audit,
+    recorder,
+    webhookHttp,
+  );
+  recorder.subscribeFrom(webhooks);
+  metrics.watchOutbox(() => stores.durable.outbox.pendingStats());
+  const delivery = new WebhookDeliveryWorker(stores.durable.outbox, webhooks, {
+    ...webhookHttp,
+    timeoutMs: config.webhookTimeoutMs,
+    schedule: config.webhookRetrySchedule,
+    concurrency: config.webhookConcurrency,
+    endpointConcurrency: config.webhookEndpointConcurrency,
+    disableAfterFailingMs: config.webhookDisableAfterFailingS * 1000,
+    pollMs: config.webhookPollMs,
+    retentionDays: config.eventRetentionDays,
+    userAgent: `Latchkey-Webhooks/${VERSION}`,
+    observe: (outcome, seconds) => metrics.webhookDelivery(outcome, seconds),
+    log: logger,
+  });
+  recorder.wakeups.add(() => delivery.wake());
+  if (config.webhookDelivery) delivery.start();
   const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);
   const resourceServers = new ResourceServers(stores.durable.resourceServers, config.clientCacheTtlS * 1000, [
     // The management API itself: tokens with resource=<issuer>/v2 are JWTs verified in process.
@@ -360,6 +393,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     planService,
     apiKeys,
     quotas,
+    webhooks,
     apiKeyTokenTtlS: config.apiKeyTokenTtlS,
     anonymousRate: {
       requests_per_hour: config.rateLimitAnonymousPerHour,
@@ -411,7 +445,12 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       apiKeys,
       quotas,
       recorder,
+      webhooks,
+      delivery,
     },
-    close: () => host.stop(),
+    close: async () => {
+      await delivery.stop();
+      await host.stop();
+    },
   };
 }

@@ -33,6 +33,8 @@ import { renderDocsPage } from './docs-page.js';
 import { buildOpenApi } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
 import { registerRoleRoutes } from './roles-routes.js';
+import { registerWebhookRoutes } from './webhooks-routes.js';
+import type { WebhookService } from '../services/webhooks.js';
 import { registerUserRoutes } from './users-routes.js';
 
 export interface ManagementApiDeps {
@@ -51,6 +53,7 @@ export interface ManagementApiDeps {
   planService: PlanService;
   apiKeys: ApiKeyService;
   quotas: QuotaService;
+  webhooks: WebhookService;
   /** Lifetime of access tokens exchanged for API keys (seconds). */
   apiKeyTokenTtlS: number;
   /** The budget of callers without a valid token, counted per address. */
@@ -96,6 +99,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
     reserved: [managementAudience(deps.issuer)],
   });
   registerAuditRoutes(api, deps.audit);
+  registerWebhookRoutes(api, deps.webhooks);
   registerBillingRoutes(api, {
     apiKeys: deps.apiKeys,
     plans: deps.planService,

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 
+import { EVENT_TYPES } from '../events/catalog.js';
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
 import { USER_STATUSES, type JsonObject } from '../store/ports.js';
 
@@ -603,3 +604,78 @@ export const SetPassword = z
     require_reset: z.boolean().optional(),
   })
   .strict();
+
+/* --------------------------------------------------------------------------------------------- */
+/* Webhooks                                                                                       */
+/* --------------------------------------------------------------------------------------------- */
+
+const WEBHOOK_EVENT_VALUES = [...EVENT_TYPES, '*'] as const;
+const webhookEvent = z.enum(WEBHOOK_EVENT_VALUES, {
+  error: `An event type of the catalog (${EVENT_TYPES.join(', ')}), or * for all`,
+});
+/** User-supplied secrets: 16 to 256 printable ASCII characters without spaces (whsec_… decoded 24-64 bytes). */
+const webhookSecret = wire(z.string().min(16).max(256).regex(/^[\x21-\x7e]+$/), {
+  type: 'string',
+  minLength: 16,
+  maxLength: 256,
+  pattern: '^[\\x21-\\x7e]+$',
+  description:
+    'Signing secret: whsec_ followed by base64 (Standard Webhooks), or any 16 to 256 printable ASCII characters; generated when left out',
+});
+
+export const Webhook = named(
+  'Webhook',
+  z.object({
+    webhook_id: z.string(),
+    url: z.string(),
+    events: z.array(z.string()),
+    description: z.string().nullable(),
+    active: z.boolean(),
+    disabled_reason: z.string().nullable().describe('Why the server disabled the endpoint, if it did'),
+    failing_since: timestamp.nullable().describe('Start of the current run of failed attempts'),
+    previous_secret_expires_at: timestamp
+      .nullable()
+      .describe('Until when the secret before the last rotation still signs'),
+    created_at: timestamp,
+    updated_at: timestamp,
+  }),
+  'A subscribed webhook endpoint (its secret is never shown after creation or rotation)',
+);
+
+export const CreateWebhook = z
+  .object({
+    url: uriField(WEB_URI_PATTERN, 'An http(s) URL without fragment (https only in production)'),
+    events: z.array(webhookEvent).min(1).max(EVENT_TYPES.length + 1),
+    secret: webhookSecret.optional(),
+    active: z.boolean().default(true),
+    description: chars(0, 500).nullable().optional(),
+  })
+  .strict();
+
+export const UpdateWebhook = z
+  .object({
+    url: uriField(WEB_URI_PATTERN, 'An http(s) URL without fragment (https only in production)').optional(),
+    events: z.array(webhookEvent).min(1).max(EVENT_TYPES.length + 1).optional(),
+    active: z.boolean().optional(),
+    description: chars(0, 500).nullable().optional(),
+  })
+  .strict();
+
+export const WebhookDelivery = named(
+  'WebhookDelivery',
+  z.object({
+    id: z.string().describe('The delivery id, sent as webhook-id on every attempt'),
+    event_id: z.string(),
+    event_type: z.string().nullable(),
+    status: z.enum(['pending', 'failed', 'succeeded', 'dead']),
+    attempts: z.number().int(),
+    response_status: z.number().int().nullable().describe('HTTP status of the last attempt'),
+    latency_ms: z.number().int().nullable(),
+    next_attempt_at: timestamp.nullable(),
+    last_error: z.string().nullable(),
+    created_at: timestamp,
+    updated_at: timestamp,
+    finished_at: timestamp.nullable(),
+  }),
+  'One event for one endpoint, and how its attempts went',
+);

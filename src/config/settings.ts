@@ -52,6 +52,21 @@ const optionalText = z
   .trim()
   .transform((s) => (s === '' ? undefined : s));
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `5s,5m,30m,2h`: milliseconds, each from 100 ms to 7 days. */
+const durationList = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()))
+  .refine((list) => list.length >= 1 && list.length <= 20 && list.every((x) => /^\d+(ms|s|m|h|d)$/.test(x)))
+  .transform((list) =>
+    list.map((x) => {
+      const [, n, unit] = /^(\d+)(ms|s|m|h|d)$/.exec(x)!;
+      return Number(n) * DURATION_UNITS[unit!]!;
+    }),
+  )
+  .refine((list) => list.every((ms) => ms >= 100 && ms <= 7 * 86_400_000));
+
 function spec<T>(schema: z.ZodType<T>, expected: string, secret = false): SettingSpec<T> {
   return { schema, expected, secret };
 }
@@ -111,6 +126,20 @@ export const SETTINGS = {
   API_KEY_CACHE_TTL_S: spec(int(0, 3600), 'seconds from 0 to 3600'),
   API_KEY_TOKEN_TTL_S: spec(int(60, 30 * 86_400), 'seconds from 60 to 2592000'),
   USAGE_STORE_MESSAGES: spec(bool, 'true or false'),
+
+  WEBHOOK_TIMEOUT_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
+  WEBHOOK_RETRY_SCHEDULE: spec(durationList, 'comma-separated durations such as 5s,5m,30m,2h (1 to 20 of them)'),
+  WEBHOOK_ALLOW_HTTP: spec(
+    z.enum(['auto', 'true', 'false']),
+    'auto (http allowed unless NODE_ENV=production), true or false',
+  ),
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: spec(bool, 'true or false'),
+  WEBHOOK_CONCURRENCY: spec(int(1, 1000), 'an integer from 1 to 1000'),
+  WEBHOOK_ENDPOINT_CONCURRENCY: spec(int(1, 100), 'an integer from 1 to 100'),
+  WEBHOOK_DISABLE_AFTER_FAILING_S: spec(int(60, 90 * 86_400), 'seconds from 60 to 7776000'),
+  WEBHOOK_POLL_MS: spec(int(50, 60_000), 'milliseconds from 50 to 60000'),
+  WEBHOOK_DELIVERY: spec(bool, 'true or false'),
+  EVENT_RETENTION_DAYS: spec(int(1, 3650), 'days from 1 to 3650'),
 
   PASSWORD_HASH_MEMORY_KIB: spec(
     int(19_456, 4_194_304),

@@ -24,6 +24,8 @@ export const ERROR_CATALOG = {
   CLIENT_NOT_FOUND: { status: 404, message: 'Client not found' },
   RESOURCE_NOT_FOUND: { status: 404, message: 'API (resource server) not found' },
   API_KEY_NOT_FOUND: { status: 404, message: 'API key not found' },
+  WEBHOOK_NOT_FOUND: { status: 404, message: 'Webhook not found' },
+  DELIVERY_NOT_FOUND: { status: 404, message: 'Delivery not found' },
   PLAN_NOT_FOUND: { status: 404, message: 'Plan not found' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },
   USER_ALREADY_EXISTS: { status: 409, message: 'A user with this email already exists' },

@@ -6,7 +6,7 @@
  * its events are recorded; then the in-process consumers (analytics rollups, the delivery worker's
  * wake-up) hear of the events. A consumer that fails is logged and never fails the change.
  */
-import type { DurableStore, EventActor, NewDelivery } from '../store/ports.js';
+import type { DurableStore, EventActor, NewDelivery, OutboxDelivery } from '../store/ports.js';
 import type { Actor } from '../services/audit.js';
 import { toOutboxEvent, type DomainEvent, type EventType } from './catalog.js';
 
@@ -64,18 +64,44 @@ export class EventRecorder {
   async record<T>(change: () => Promise<T>, build: (result: T) => DomainEvent[]): Promise<T> {
     const subscriptions = (await this.subscriptions?.current()) ?? [];
     let events: DomainEvent[] = [];
+    let enqueued = false;
     const result = await this.store.atomically(async () => {
       const value = await change();
       events = build(value);
       if (events.length > 0) {
         await this.store.outbox.append(events.map(toOutboxEvent));
         const deliveries = fanOut(events, subscriptions);
-        if (deliveries.length > 0) await this.store.outbox.enqueue(deliveries);
+        if (deliveries.length > 0) {
+          await this.store.outbox.enqueue(deliveries);
+          enqueued = true;
+        }
       }
       return value;
     });
-    if (events.length > 0) await this.recorded(events);
+    if (events.length > 0) {
+      if (enqueued) this.wake();
+      await this.recorded(events);
+    }
     return result;
+  }
+
+  /** Told after events were recorded and deliveries enqueued (the delivery worker wakes up). */
+  readonly wakeups = new Set<() => void>();
+
+  /** Wakes whoever delivers (a retry was asked for). */
+  wake(): void {
+    for (const listener of this.wakeups) listener();
+  }
+
+  /** Records one event for one endpoint only (a webhook's test ping); returns its delivery. */
+  async deliverTo(endpointId: string, event: DomainEvent): Promise<OutboxDelivery> {
+    const [delivery] = await this.store.atomically(async () => {
+      await this.store.outbox.append([toOutboxEvent(event)]);
+      const now = new Date(event.timestamp);
+      return this.store.outbox.enqueue([{ event_id: event.id, endpoint_id: endpointId, now, next_attempt_at: now }]);
+    });
+    this.wake();
+    return delivery!;
   }
 
   /** Records events that follow no change of ours (a sign-in, a failed one, a ping). */

@@ -37,6 +37,9 @@ export type ShedReason = (typeof SHED_REASONS)[number];
 export const UNAVAILABLE_CAUSES = ['store', 'overloaded', 'timeout', 'other'] as const;
 export type UnavailableCause = (typeof UNAVAILABLE_CAUSES)[number];
 
+export const WEBHOOK_OUTCOMES = ['succeeded', 'failed', 'dead'] as const;
+export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
+
 /** Which store an operation went to. */
 export type StoreRole = 'durable' | 'artifacts' | 'counters';
 
@@ -127,6 +130,54 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly webhookDeliveries = new Counter({
+    name: 'latchkey_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome: succeeded, failed (another attempt is due) or dead (given up, or the endpoint is gone).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly webhookAttempt = new Histogram({
+    name: 'latchkey_webhook_attempt_duration_seconds',
+    help: 'Duration of webhook delivery attempts, from the start of DNS resolution to the end of the answer (or the failure).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  private outboxProbe: (() => Promise<{ pending: number; oldest: Date | null }>) | undefined;
+
+  private readonly outboxDepth = new Gauge({
+    name: 'latchkey_outbox_pending_deliveries',
+    help: 'Deliveries of recorded events not yet made (pending, or failed with another attempt due), across all instances.',
+    registers: [this.registry],
+    collect: async () => {
+      const stats = await this.outboxStats();
+      if (stats) this.outboxDepth.set(stats.pending);
+    },
+  });
+
+  private readonly outboxOldest = new Gauge({
+    name: 'latchkey_outbox_oldest_pending_age_seconds',
+    help: 'Age of the oldest delivery not yet made, in seconds (0 when none is waiting).',
+    registers: [this.registry],
+    collect: async () => {
+      const stats = await this.outboxStats();
+      if (stats) this.outboxOldest.set(stats.oldest ? Math.max(0, (Date.now() - stats.oldest.getTime()) / 1000) : 0);
+    },
+  });
+
+  private statsRead: { at: number; value: Promise<{ pending: number; oldest: Date | null } | undefined> } | undefined;
+
+  /** One read of the outbox per scrape, shared by its two gauges; a store that does not answer leaves them. */
+  private outboxStats(): Promise<{ pending: number; oldest: Date | null } | undefined> {
+    const probe = this.outboxProbe;
+    if (!probe) return Promise.resolve(undefined);
+    if (!this.statsRead || Date.now() - this.statsRead.at > 1000) {
+      this.statsRead = { at: Date.now(), value: probe().catch(() => undefined) };
+    }
+    return this.statsRead.value;
+  }
+
   constructor(options: MetricsOptions = {}) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
     // Start the fixed-label series at zero, so rates and alerts work before the first event.
@@ -135,6 +186,17 @@ export class Metrics {
     for (const active of ['true', 'false']) this.introspections.inc({ active }, 0);
     for (const reason of SHED_REASONS) this.shed.inc({ reason }, 0);
     for (const cause of UNAVAILABLE_CAUSES) this.unavailable.inc({ cause }, 0);
+    for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
+  }
+
+  /** Where the outbox gauges read from (the durable store's outbox). */
+  watchOutbox(probe: () => Promise<{ pending: number; oldest: Date | null }>): void {
+    this.outboxProbe = probe;
+  }
+
+  webhookDelivery(outcome: WebhookOutcome, seconds: number): void {
+    this.webhookDeliveries.inc({ outcome });
+    this.webhookAttempt.observe(seconds);
   }
 
   /** A backend's breaker opened or closed. */

@@ -524,6 +524,14 @@ export interface EventListQuery {
   cursor?: string;
 }
 
+/** Which deliveries a claimer takes: one consumer's (by endpoint id prefix), not busy endpoints'. */
+export interface ClaimFilter {
+  /** Only endpoints whose id starts with this (`wh_` for webhooks). */
+  endpointPrefix?: string;
+  /** Not these endpoints (those the claimer has no free slot for). */
+  excludeEndpoints?: readonly string[];
+}
+
 /** A page; next_cursor is null on the last one. A cursor that is not ours throws QueryError. */
 export interface OutboxPage<T> {
   items: T[];
@@ -551,13 +559,21 @@ export interface OutboxRepository {
    * for `owner` until now + leaseMs, counting an attempt on each; oldest due first. May return
    * fewer than are due when other claimers race; never one that another claimer holds.
    */
-  claimDue(now: Date, limit: number, leaseMs: number, owner: string): Promise<OutboxDelivery[]>;
+  claimDue(
+    now: Date,
+    limit: number,
+    leaseMs: number,
+    owner: string,
+    filter?: ClaimFilter,
+  ): Promise<OutboxDelivery[]>;
   /** Marks the delivery succeeded; null (and nothing changed) unless `owner` holds its claim. */
   complete(id: string, owner: string, result: AttemptReport): Promise<OutboxDelivery | null>;
   /** Records a failed attempt (due again at next_attempt_at, or dead); null unless `owner` holds it. */
   fail(id: string, owner: string, failure: AttemptFailure): Promise<OutboxDelivery | null>;
   get(id: string): Promise<OutboxDelivery | null>;
   list(query: DeliveryListQuery): Promise<OutboxPage<OutboxDelivery>>;
+  /** Deliveries not yet made (pending or failed) and the creation time of the oldest of them. */
+  pendingStats(): Promise<{ pending: number; oldest: Date | null }>;
   /** A failed or dead delivery becomes pending and due at `now`; null when it is neither. */
   retry(id: string, now?: Date): Promise<OutboxDelivery | null>;
   /**

@@ -217,6 +217,36 @@ export function describeOutboxContract(harness: OutboxHarness): void {
       expect(listed.items).toHaveLength(2);
     });
 
+    it('counts the deliveries not yet made and knows the oldest', async () => {
+      const T = epoch();
+      const before = await outbox.pendingStats();
+      const made = await deliveries(T - MINUTE, [`wh_${tag()}`, `wh_${tag()}`]);
+      const after = await outbox.pendingStats();
+      expect(after.pending).toBe(before.pending + 2);
+      // Earlier tests left older ones waiting; this test's are the oldest only if none was.
+      expect(after.oldest!.getTime()).toBeLessThanOrEqual(made[0]!.created_at.getTime());
+      const [claimed] = await outbox.claimDue(at(T), 1, MINUTE, 'stats');
+      await outbox.complete(claimed!.id, 'stats', { status: 200, now: at(T) });
+      expect((await outbox.pendingStats()).pending).toBe(before.pending + 1);
+    });
+
+    it('claims only the deliveries a filter lets through: one consumer, not busy endpoints', async () => {
+      const T = epoch();
+      const busy = `wh_${tag()}`;
+      const free = `wh_${tag()}`;
+      const mail = `mail_${tag()}`;
+      const [toBusy, toFree, toMail] = await deliveries(T - MINUTE, [busy, free, mail]);
+      const claimed = await outbox.claimDue(at(T), 10, MINUTE, 'worker-1', {
+        endpointPrefix: 'wh_',
+        excludeEndpoints: [busy],
+      });
+      expect(claimed.map((d) => d.id)).toEqual([toFree!.id]);
+      const rest = await outbox.claimDue(at(T), 10, MINUTE, 'worker-2', { endpointPrefix: 'mail_' });
+      expect(rest.map((d) => d.id)).toEqual([toMail!.id]);
+      const last = await outbox.claimDue(at(T), 10, MINUTE, 'worker-3');
+      expect(last.map((d) => d.id)).toEqual([toBusy!.id]);
+    });
+
     it('claims only due pending deliveries, at most `limit`, oldest due first, each once', async () => {
       const T = epoch();
       const endpoint = `wh_${tag()}`;

@@ -94,7 +94,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     logger,
     logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
     close: async () => {
-      built.close();
+      await built.close();
       await stores.close();
       dir?.remove();
     },

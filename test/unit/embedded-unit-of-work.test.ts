@@ -38,7 +38,14 @@ const ticks = async (count: number) => {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'latchkey-unit-'));
   // No MongoDB or Redis URL: everything on the embedded file, guarded as the server does.
-  stores = await createStores({ dataDir: dir, embeddedSweepIntervalS: 3600, nodeEnv: 'test' });
+  stores = await createStores({
+    dataDir: dir,
+    embeddedSweepIntervalS: 3600,
+    nodeEnv: 'test',
+    mongodbUri: undefined,
+    redisUrl: undefined,
+    redisKeyPrefix: 'latchkey:',
+  });
 });
 
 afterAll(async () => {

@@ -18,6 +18,7 @@ import {
 import type {
   AttemptFailure,
   AttemptReport,
+  ClaimFilter,
   DeliveryListQuery,
   EventListQuery,
   NewDelivery,
@@ -148,10 +149,35 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
     );
   }
 
-  async claimDue(now: Date, limit: number, leaseMs: number, owner: string): Promise<OutboxDelivery[]> {
+  async pendingStats(): Promise<{ pending: number; oldest: Date | null }> {
+    const row = this.db.get<{ n: number; oldest: string | null }>(
+      `SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox_deliveries
+        WHERE status IN (${sqlList(CLAIMABLE_STATUSES)})`,
+    )!;
+    return { pending: Number(row.n), oldest: fromIso(row.oldest) };
+  }
+
+  async claimDue(
+    now: Date,
+    limit: number,
+    leaseMs: number,
+    owner: string,
+    filter: ClaimFilter = {},
+  ): Promise<OutboxDelivery[]> {
     checkPositive('limit', limit);
     checkPositive('leaseMs', leaseMs);
     const at = toIso(now);
+    const extra: string[] = [];
+    const extraParams: string[] = [];
+    if (filter.endpointPrefix) {
+      // substr rather than LIKE: a prefix is literal, whatever characters it holds.
+      extra.push('AND substr(endpoint_id, 1, ?) = ?');
+      extraParams.push(String(filter.endpointPrefix.length), filter.endpointPrefix);
+    }
+    if (filter.excludeEndpoints?.length) {
+      extra.push(`AND endpoint_id NOT IN (${placeholders(filter.excludeEndpoints.length)})`);
+      extraParams.push(...filter.excludeEndpoints);
+    }
     // One statement: SQLite holds the write lock from choosing the rows to updating them.
     const rows = this.db.all(
       `UPDATE outbox_deliveries
@@ -159,7 +185,7 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
         WHERE id IN (
           SELECT id FROM outbox_deliveries
            WHERE status IN (${sqlList(CLAIMABLE_STATUSES)}) AND next_attempt_at <= ?
-             AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
+             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ${extra.join(' ')}
            ORDER BY next_attempt_at, id LIMIT ?)
         RETURNING *`,
       owner,
@@ -167,6 +193,7 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
       at,
       at,
       at,
+      ...extraParams,
       limit,
     );
     return rows

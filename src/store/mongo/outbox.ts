@@ -26,6 +26,7 @@ import {
 import type {
   AttemptFailure,
   AttemptReport,
+  ClaimFilter,
   DeliveryListQuery,
   EventListQuery,
   NewDelivery,
@@ -35,6 +36,7 @@ import type {
   OutboxRepository,
 } from '../ports.js';
 import { duplicateKey } from './duplicate-key.js';
+import { escapeRegex } from './mongo-query.js';
 import type { OutboxClaimDocument, OutboxDeliveryDocument, OutboxEventDocument } from './models.js';
 
 const byId = (id: string) => ({ _id: { $eq: id } });
@@ -187,7 +189,22 @@ export class MongoOutboxRepository implements OutboxRepository {
     });
   }
 
-  async claimDue(now: Date, limit: number, leaseMs: number, owner: string): Promise<OutboxDelivery[]> {
+  async pendingStats(): Promise<{ pending: number; oldest: Date | null }> {
+    const waiting = { status: { $in: [...CLAIMABLE_STATUSES] } };
+    const [pending, oldest] = await Promise.all([
+      this.deliveries.countDocuments(waiting),
+      this.deliveries.findOne(waiting).sort({ created_at: 1, _id: 1 }).lean<OutboxDeliveryDocument>(),
+    ]);
+    return { pending, oldest: oldest?.created_at ?? null };
+  }
+
+  async claimDue(
+    now: Date,
+    limit: number,
+    leaseMs: number,
+    owner: string,
+    filter: ClaimFilter = {},
+  ): Promise<OutboxDelivery[]> {
     checkPositive('limit', limit);
     checkPositive('leaseMs', leaseMs);
     const due: QueryFilter<OutboxDeliveryDocument> = {
@@ -195,6 +212,10 @@ export class MongoOutboxRepository implements OutboxRepository {
       next_attempt_at: { $lte: now },
       $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }],
     };
+    const endpoint: { $regex?: RegExp; $nin?: string[] } = {};
+    if (filter.endpointPrefix) endpoint.$regex = new RegExp(`^${escapeRegex(filter.endpointPrefix)}`);
+    if (filter.excludeEndpoints?.length) endpoint.$nin = [...filter.excludeEndpoints];
+    if (endpoint.$regex || endpoint.$nin) due.endpoint_id = endpoint;
     // A few more than asked: racing claimers take some of the same candidates.
     const candidates = await this.deliveries
       .find(due)

@@ -1,0 +1,292 @@
+/**
+ * Webhook delivery: the worker that sends what the EventRecorder enqueued in the outbox.
+ *
+ * - Claims: due deliveries are claimed from the outbox with a lease (OutboxRepository.claimDue), so
+ *   with several instances each attempt is made by exactly one of them; a lease that expires
+ *   (the instance died) makes the delivery claimable again, and pending ones resume after a restart.
+ *   Only as many are claimed as there are free slots (WEBHOOK_CONCURRENCY), and endpoints already at
+ *   WEBHOOK_ENDPOINT_CONCURRENCY attempts are left out of the claim, so a slow endpoint never holds
+ *   up the others. The lease covers the longest local wait plus one attempt's deadline.
+ * - Attempts: through the outbound client (src/http/outbound.ts: SSRF guard against the address
+ *   actually connected to, WEBHOOK_TIMEOUT_MS deadline, no redirects followed), signed by
+ *   webhook-signing.ts. `webhook-id` is the delivery id, the same for an event and an endpoint on
+ *   every attempt, so receivers can de-duplicate.
+ * - Outcomes: a 2xx succeeds; 410 Gone makes the delivery dead and disables the endpoint; anything
+ *   else (another status, a redirect, a timeout, a refused address) fails and is retried after the
+ *   next wait of WEBHOOK_RETRY_SCHEDULE with ±10% jitter, then dead. An endpoint whose attempts
+ *   have all failed for WEBHOOK_DISABLE_AFTER_FAILING_S is disabled, with an audit entry saying why.
+ * - Retention: finished deliveries and events older than EVENT_RETENTION_DAYS are purged hourly.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+
+import type { WebhookOutcome } from '../observability/metrics.js';
+import { outboundRequest, OutboundError, type OutboundResolver } from '../http/outbound.js';
+import type { OutboxDelivery, OutboxRepository, WebhookRecord } from '../store/ports.js';
+import type { WebhookService } from '../services/webhooks.js';
+import { fromOutboxEvent, webhookBody } from './catalog.js';
+import { signWebhook } from './webhook-signing.js';
+
+export interface DeliveryWorkerOptions {
+  timeoutMs: number;
+  /** Waits before each retry, in milliseconds. */
+  schedule: readonly number[];
+  allowHttp: boolean;
+  allowPrivateNetworks: boolean;
+  concurrency: number;
+  endpointConcurrency: number;
+  disableAfterFailingMs: number;
+  pollMs: number;
+  retentionDays: number;
+  userAgent: string;
+  lookup?: OutboundResolver;
+  /** Random number in [0, 1) for the jitter (tests pin it). */
+  random?: () => number;
+  observe?: (outcome: WebhookOutcome, seconds: number) => void;
+  log: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
+}
+
+/** Only webhook endpoints' deliveries; other consumers of the outbox (mail) claim their own. */
+const WEBHOOK_ENDPOINTS = 'wh_';
+const PURGE_INTERVAL_MS = 3_600_000;
+const JITTER = 0.1;
+
+export class WebhookDeliveryWorker {
+  /** Who holds this instance's leases: unique per process. */
+  readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly perEndpoint = new Map<string, number>();
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private again = false;
+  private readonly random: () => number;
+  private readonly leaseMs: number;
+  /** Aborted by stop(): attempts in flight end at once and are recorded as failed (retried later). */
+  private stopping = new AbortController();
+
+  constructor(
+    private readonly outbox: OutboxRepository,
+    private readonly webhooks: WebhookService,
+    private readonly options: DeliveryWorkerOptions,
+  ) {
+    this.random = options.random ?? Math.random;
+    const waits = Math.ceil(options.concurrency / options.endpointConcurrency);
+    this.leaseMs = (waits + 1) * options.timeoutMs + 5000;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.stopping = new AbortController();
+    this.schedule(0);
+    this.purgeTimer = setInterval(() => void this.purge(), PURGE_INTERVAL_MS);
+    this.purgeTimer.unref();
+  }
+
+  /** Stops claiming, cuts the attempts in flight short and waits until they are recorded. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    clearInterval(this.purgeTimer);
+    this.stopping.abort();
+    await this.ticking;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** New deliveries were enqueued (or a slot freed): look now rather than at the next poll. */
+  wake(): void {
+    if (!this.running) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick().finally(() => {
+        this.ticking = undefined;
+        if (!this.running) return;
+        if (this.again) {
+          this.again = false;
+          this.schedule(0);
+        } else {
+          this.schedule(this.options.pollMs);
+        }
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    const free = this.options.concurrency - this.inFlight.size;
+    if (free <= 0) return;
+    const busy = [...this.perEndpoint].filter(([, n]) => n >= this.options.endpointConcurrency).map(([id]) => id);
+    let claimed: OutboxDelivery[];
+    try {
+      claimed = await this.outbox.claimDue(new Date(), free, this.leaseMs, this.owner, {
+        endpointPrefix: WEBHOOK_ENDPOINTS,
+        excludeEndpoints: busy,
+      });
+    } catch (err) {
+      this.options.log.warn({ err }, 'webhook delivery could not claim due deliveries; trying again');
+      return;
+    }
+    // Per endpoint, in order: what exceeds an endpoint's limit waits here for its turn.
+    const queues = new Map<string, OutboxDelivery[]>();
+    for (const delivery of claimed) {
+      const queue = queues.get(delivery.endpoint_id) ?? [];
+      queue.push(delivery);
+      queues.set(delivery.endpoint_id, queue);
+    }
+    for (const [endpointId, queue] of queues) {
+      const slots = Math.max(1, this.options.endpointConcurrency - (this.perEndpoint.get(endpointId) ?? 0));
+      for (let lane = 0; lane < Math.min(slots, queue.length); lane += 1) this.track(endpointId, queue);
+    }
+    if (claimed.length === free) this.again = true; // there may be more due
+  }
+
+  /** One lane of an endpoint: its queued deliveries, one after another. */
+  private track(endpointId: string, queue: OutboxDelivery[]): void {
+    this.perEndpoint.set(endpointId, (this.perEndpoint.get(endpointId) ?? 0) + 1);
+    const lane = (async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) await this.attempt(next);
+    })().finally(() => {
+      this.inFlight.delete(lane);
+      const left = (this.perEndpoint.get(endpointId) ?? 1) - 1;
+      if (left > 0) this.perEndpoint.set(endpointId, left);
+      else this.perEndpoint.delete(endpointId);
+      this.wake();
+    });
+    this.inFlight.add(lane);
+  }
+
+  /** One attempt; never throws (a store error leaves the lease to expire and the attempt is retried). */
+  private async attempt(delivery: OutboxDelivery): Promise<void> {
+    const started = performance.now();
+    try {
+      const webhook = await this.webhooks.find(delivery.endpoint_id);
+      const stored = await this.outbox.getEvent(delivery.event_id);
+      const event = stored ? fromOutboxEvent(stored) : undefined;
+      if (!webhook) return await this.dead(delivery, null, 'the endpoint was deleted', started);
+      if (!event) return await this.dead(delivery, null, 'the event is no longer stored', started);
+      if (!webhook.active && event.type !== 'ping') {
+        return await this.dead(delivery, null, 'the endpoint is disabled', started);
+      }
+      const body = webhookBody(event, webhook.id);
+      const headers = {
+        ...signWebhook({ msgId: delivery.id, timestamp: new Date(), body, secrets: this.webhooks.secretsOf(webhook) }),
+        'content-type': 'application/json',
+        'user-agent': this.options.userAgent,
+        'x-event-type': event.type,
+      };
+      let status: number | null = null;
+      let error: string;
+      try {
+        const response = await outboundRequest(webhook.url, {
+          method: 'POST',
+          headers,
+          body,
+          timeoutMs: this.options.timeoutMs,
+          allowHttp: this.options.allowHttp,
+          allowPrivateNetworks: this.options.allowPrivateNetworks,
+          lookup: this.options.lookup,
+          maxBodyBytes: 64 * 1024,
+          signal: this.stopping.signal,
+        });
+        status = response.status;
+        if (status >= 200 && status < 300) {
+          await this.outbox.complete(delivery.id, this.owner, { status, latency_ms: Math.round(response.latencyMs) });
+          this.options.observe?.('succeeded', seconds(started));
+          await this.webhooks.attemptSucceeded(webhook);
+          return;
+        }
+        if (status === 410) {
+          await this.dead(delivery, status, 'the endpoint answered 410 Gone', started);
+          await this.webhooks.disable(webhook, 'the endpoint answered 410 Gone');
+          this.options.log.warn({ webhook_id: webhook.id }, 'webhook disabled: the endpoint answered 410 Gone');
+          return;
+        }
+        const location = response.headers.location;
+        error =
+          status >= 300 && status < 400
+            ? `the endpoint answered ${status} (redirects are not followed${location ? `: to ${String(location).slice(0, 200)}` : ''})`
+            : `the endpoint answered ${status}`;
+      } catch (err) {
+        if (!(err instanceof OutboundError)) throw err;
+        error = `${err.reason}: ${err.message}`;
+      }
+      await this.failed(delivery, webhook, status, error, started);
+    } catch (err) {
+      this.options.log.error(
+        { err, delivery_id: delivery.id },
+        'webhook attempt could not be recorded; it is retried once its lease expires',
+      );
+    }
+  }
+
+  private async dead(delivery: OutboxDelivery, status: number | null, error: string, started: number) {
+    await this.outbox.fail(delivery.id, this.owner, {
+      error,
+      status,
+      latency_ms: Math.round(performance.now() - started),
+      dead: true,
+    });
+    this.options.observe?.('dead', seconds(started));
+  }
+
+  private async failed(
+    delivery: OutboxDelivery,
+    webhook: WebhookRecord,
+    status: number | null,
+    error: string,
+    started: number,
+  ): Promise<void> {
+    const now = new Date();
+    const wait = this.options.schedule[delivery.attempts - 1];
+    const latency_ms = Math.round(performance.now() - started);
+    if (wait === undefined) {
+      await this.outbox.fail(delivery.id, this.owner, { error, status, latency_ms, dead: true });
+      this.options.observe?.('dead', seconds(started));
+    } else {
+      const jittered = wait * (1 + JITTER * (2 * this.random() - 1));
+      await this.outbox.fail(delivery.id, this.owner, {
+        error,
+        status,
+        latency_ms,
+        next_attempt_at: new Date(now.getTime() + Math.round(jittered)),
+      });
+      this.options.observe?.('failed', seconds(started));
+    }
+    const marked = await this.webhooks.attemptFailed(webhook, now);
+    const since = marked.failing_since;
+    if (marked.active && since && now.getTime() - since.getTime() >= this.options.disableAfterFailingMs) {
+      const reason = `every attempt failed since ${since.toISOString()} (last: ${error})`;
+      await this.webhooks.disable(marked, reason);
+      this.options.log.warn({ webhook_id: webhook.id, reason }, 'webhook disabled: failing for too long');
+    }
+  }
+
+  /** Deletes finished deliveries and events past the retention period. */
+  async purge(now = new Date()): Promise<{ events: number; deliveries: number } | undefined> {
+    try {
+      const cutoff = new Date(now.getTime() - this.options.retentionDays * 86_400_000);
+      const purged = await this.outbox.purgeOlderThan(cutoff);
+      if (purged.events || purged.deliveries) this.options.log.info(purged, 'purged old events and deliveries');
+      return purged;
+    } catch (err) {
+      this.options.log.warn({ err }, 'the outbox purge failed; it runs again in an hour');
+      return undefined;
+    }
+  }
+}
+
+const seconds = (started: number) => (performance.now() - started) / 1000;
