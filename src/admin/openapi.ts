@@ -8,7 +8,15 @@ import { z } from 'zod';
 
 import { ERROR_CATALOG, type ErrorCode } from '../errors/catalog.js';
 import type { RouteSpec } from './api-router.js';
-import { apiSchemas, ErrorEnvelope, JSON_PARAMETER, schemaExtras, wireComponents } from './schemas.js';
+import { EVENT_DATA, EVENT_TYPES } from '../events/catalog.js';
+import {
+  apiSchemas,
+  ErrorEnvelope,
+  WebhookEventPayload,
+  JSON_PARAMETER,
+  schemaExtras,
+  wireComponents,
+} from './schemas.js';
 
 type Json = Record<string, unknown>;
 
@@ -156,6 +164,27 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
     paths[path][route.method] = operation;
   }
 
+  // What receivers get: one entry per event type (OpenAPI 3.1 `webhooks`).
+  const payload = jsonSchema(WebhookEventPayload, 'output');
+  const webhooks = Object.fromEntries(
+    EVENT_TYPES.map((type) => [
+      type,
+      {
+        post: {
+          summary: type,
+          description: `${EVENT_DATA[type]}. Signed with webhook-id, webhook-timestamp, webhook-signature (Standard Webhooks) and X-Signature (hex HMAC-SHA256 of the raw body); X-Event-Type names the type.`,
+          requestBody: { required: true, content: { 'application/json': { schema: payload } } },
+          responses: {
+            '200': {
+              description:
+                'Any 2xx within the timeout: delivered; 410: the endpoint is disabled; anything else is retried',
+            },
+          },
+        },
+      },
+    ]),
+  );
+
   return {
     openapi: '3.1.0',
     info: {
@@ -165,6 +194,7 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
     },
     servers: [{ url: info.issuer }],
     paths,
+    webhooks,
     components: {
       schemas: { ...structuredClone(wireComponents), ...components },
       securitySchemes: {

@@ -614,14 +614,21 @@ const webhookEvent = z.enum(WEBHOOK_EVENT_VALUES, {
   error: `An event type of the catalog (${EVENT_TYPES.join(', ')}), or * for all`,
 });
 /** User-supplied secrets: 16 to 256 printable ASCII characters without spaces (whsec_… decoded 24-64 bytes). */
-const webhookSecret = wire(z.string().min(16).max(256).regex(/^[\x21-\x7e]+$/), {
-  type: 'string',
-  minLength: 16,
-  maxLength: 256,
-  pattern: '^[\\x21-\\x7e]+$',
-  description:
-    'Signing secret: whsec_ followed by base64 (Standard Webhooks), or any 16 to 256 printable ASCII characters; generated when left out',
-});
+const webhookSecret = wire(
+  z
+    .string()
+    .min(16)
+    .max(256)
+    .regex(/^[\x21-\x7e]+$/),
+  {
+    type: 'string',
+    minLength: 16,
+    maxLength: 256,
+    pattern: '^[\\x21-\\x7e]+$',
+    description:
+      'Signing secret: whsec_ followed by base64 (Standard Webhooks), or any 16 to 256 printable ASCII characters; generated when left out',
+  },
+);
 
 export const Webhook = named(
   'Webhook',
@@ -645,7 +652,10 @@ export const Webhook = named(
 export const CreateWebhook = z
   .object({
     url: uriField(WEB_URI_PATTERN, 'An http(s) URL without fragment (https only in production)'),
-    events: z.array(webhookEvent).min(1).max(EVENT_TYPES.length + 1),
+    events: z
+      .array(webhookEvent)
+      .min(1)
+      .max(EVENT_TYPES.length + 1),
     secret: webhookSecret.optional(),
     active: z.boolean().default(true),
     description: chars(0, 500).nullable().optional(),
@@ -655,11 +665,27 @@ export const CreateWebhook = z
 export const UpdateWebhook = z
   .object({
     url: uriField(WEB_URI_PATTERN, 'An http(s) URL without fragment (https only in production)').optional(),
-    events: z.array(webhookEvent).min(1).max(EVENT_TYPES.length + 1).optional(),
+    events: z
+      .array(webhookEvent)
+      .min(1)
+      .max(EVENT_TYPES.length + 1)
+      .optional(),
     active: z.boolean().optional(),
     description: chars(0, 500).nullable().optional(),
   })
   .strict();
+
+export const WebhookEventPayload = named(
+  'WebhookEvent',
+  z.object({
+    event: z.enum(EVENT_TYPES).describe('The event type'),
+    type: z.enum(EVENT_TYPES).describe('The same as event (some receivers read this one)'),
+    timestamp: timestamp.describe('When the event happened'),
+    data: z.record(z.string(), z.unknown()).describe('The payload of the type (see each webhook entry)'),
+    webhook_id: z.string().describe('The endpoint this delivery is for'),
+  }),
+  'The body of every webhook delivery',
+);
 
 export const WebhookDelivery = named(
   'WebhookDelivery',

@@ -123,6 +123,30 @@ export type EventDataMap = {
   ping: { message: string };
 };
 
+/** What each type's `data` holds, in words (the README and the OpenAPI `webhooks` section). */
+export const EVENT_DATA: Record<EventType, string> = {
+  'user.created': '`user`: the new user, as GET /v2/users/{id} shows it',
+  'user.updated':
+    '`user` after the change; `changes`: the changed field names (`metadata.department` for a nested key)',
+  'user.deleted': '`user` as it was; `permanent`: false for a soft delete',
+  'user.restored': '`user`, restored from a soft delete',
+  'user.login': '`user`, `method` (password), `client_id`, `ip_address`, `user_agent`',
+  'user.login_failed': '`user` (an existing user only), `reason`, `ip_address`, `user_agent`',
+  'user.locked': '`user`, `locked_until`: sign-in is refused until then',
+  'user.role_changed': '`user`, `previous_role`, `added` and `removed` role names',
+  'user.password_changed': '`user`, `by_administrator`: someone other than the user set it',
+  'api_key.created': '`api_key`: its public fields (never the secret or its hash)',
+  'api_key.revoked': '`api_key`',
+  'api_key.rotated': '`api_key` (same id, new secret)',
+  'client.created': '`client`: `client_id`, `client_name`, `first_party`, timestamps',
+  'client.updated': '`client`, `changes`',
+  'client.deleted': '`client` as it was',
+  'role.created': '`role`',
+  'role.updated': '`role`, `changes`',
+  'role.deleted': '`role` as it was',
+  ping: '`message`: sent by POST /v2/webhooks/{id}/test to that endpoint only',
+};
+
 /** One event of the catalog; `DomainEvent<'user.created'>` narrows to one type. */
 export type DomainEvent<T extends EventType = EventType> = {
   [K in T]: {

@@ -110,7 +110,7 @@ export async function createStores(config: StoreConfig): Promise<GuardedStores> 
         failureThreshold: resilience.storeBreakerFailures,
         probeIntervalMs: resilience.storeBreakerProbeMs,
         ...(backend === 'embedded' && embedded
-          ? { settle: embedded.settle.bind(embedded) as <T>(result: Promise<T>) => Promise<T> }
+          ? { around: (operation: () => unknown) => embedded!.call(operation) }
           : {}),
       });
     const durableGuard = guard(durable.kind, () => durable.ping());

@@ -30,10 +30,10 @@ export interface BackendGuardOptions {
   failureThreshold: number;
   probeIntervalMs: number;
   /**
-   * Hands each operation's result on (the embedded file holds those that ran inside another
-   * request's unit of work until that unit commits: EmbeddedDatabase.settle).
+   * Runs each operation (the embedded file holds the answer of one that ran inside another
+   * request's unit of work until that unit has ended: EmbeddedDatabase.call).
    */
-  settle?<T>(result: Promise<T>): Promise<T>;
+  around?(operation: () => unknown): unknown;
   onStateChange?(state: BreakerState, backend: string, cause?: unknown): void;
 }
 
@@ -116,14 +116,13 @@ export class BackendGuard {
     }
     let result: unknown;
     try {
-      result = fn.apply(target, args);
+      result = this.options.around ? this.options.around(() => fn.apply(target, args)) : fn.apply(target, args);
     } catch (err) {
       const mapped = this.unavailable(err, operation);
       if (mapped) this.breaker.failed(mapped);
       throw mapped ?? err;
     }
     if (!isThenable(result)) return result;
-    if (this.options.settle) result = this.options.settle(Promise.resolve(result));
     return this.withDeadline(result as PromiseLike<unknown>, operation).catch((err: unknown) => {
       const mapped = this.unavailable(err, operation);
       if (!mapped) throw err; // the backend answered: with an error, but it answered

@@ -98,9 +98,38 @@ describe('embedded units of work', () => {
       throw new Error('boom');
     });
     await expect(unit).rejects.toThrow('boom');
-    await expect(foreign).rejects.toThrow('boom');
+    await expect(foreign).rejects.toThrow('undone with a concurrent transaction');
     expect(await stores.durable.users.findByEmail(theirs.email)).toBeNull();
     expect(await stores.durable.users.findByEmail(mine.email)).toBeNull();
+  });
+
+  it('keeps what others wrote, and answers their reads, when a unit fails without writing', async () => {
+    const taken = user();
+    await stores.durable.users.create(taken);
+    const theirs = user();
+    const foreignWrite = Promise.resolve().then(() => stores.durable.users.create(theirs));
+    const foreignRead = Promise.resolve().then(() => stores.durable.users.findByEmail(taken.email));
+    const unit = stores.durable.atomically(async () => {
+      await ticks(3);
+      await stores.durable.users.create({ ...user(), email: taken.email }); // refused: taken
+    });
+    await expect(unit).rejects.toThrow();
+    expect((await foreignWrite).email).toBe(theirs.email);
+    expect((await foreignRead)?.email).toBe(taken.email);
+    expect(await stores.durable.users.findByEmail(theirs.email)).not.toBeNull();
+  });
+
+  it('answers reads that ran inside a unit that rolled back', async () => {
+    const taken = user();
+    await stores.durable.users.create(taken);
+    const read = Promise.resolve().then(() => stores.durable.users.findByEmail(taken.email));
+    const unit = stores.durable.atomically(async () => {
+      await stores.durable.users.create(user());
+      await ticks(3);
+      throw new Error('boom');
+    });
+    await expect(unit).rejects.toThrow('boom');
+    expect((await read)?.email).toBe(taken.email);
   });
 
   it('runs units one after another', async () => {

@@ -25,17 +25,26 @@ describe('LoginThrottle (embedded counters, injected clock)', () => {
     const account = 'victim@example.com';
     for (let i = 0; i < 3; i += 1)
       expect(await throttle.begin(account, '10.0.0.1')).toEqual({ allowed: true });
-    expect(await throttle.begin(account, '10.0.0.1')).toEqual({ allowed: false, retryAfterS: 60 });
+    // The attempt that finds the account locked first says so; later refusals do not.
+    expect(await throttle.begin(account, '10.0.0.1')).toEqual({
+      allowed: false,
+      retryAfterS: 60,
+      accountLockedNow: true,
+    });
     now += 30_000;
-    expect(await throttle.begin(account, '10.0.0.2')).toEqual({ allowed: false, retryAfterS: 30 });
+    expect(await throttle.begin(account, '10.0.0.2')).toEqual({
+      allowed: false,
+      retryAfterS: 30,
+      accountLockedNow: false,
+    });
 
     now += 31_000; // first lock (60 s) over
     for (let i = 0; i < 3; i += 1) expect((await throttle.begin(account, '10.0.0.1')).allowed).toBe(true);
-    expect(await throttle.begin(account, '10.0.0.1')).toEqual({ allowed: false, retryAfterS: 120 });
+    expect(await throttle.begin(account, '10.0.0.1')).toMatchObject({ allowed: false, retryAfterS: 120 });
 
     now += 121_000;
     for (let i = 0; i < 3; i += 1) await throttle.begin(account, '10.0.0.1');
-    expect(await throttle.begin(account, '10.0.0.1')).toEqual({ allowed: false, retryAfterS: 200 }); // capped
+    expect(await throttle.begin(account, '10.0.0.1')).toMatchObject({ allowed: false, retryAfterS: 200 }); // capped
   });
 
   it('lets exactly the limit through when attempts race', async () => {
@@ -44,6 +53,8 @@ describe('LoginThrottle (embedded counters, injected clock)', () => {
     );
     expect(results.filter((r) => r.allowed)).toHaveLength(3);
     expect(results.filter((r) => !r.allowed)).toHaveLength(47);
+    // However many race, one refusal reports the new lock (user.locked is emitted once).
+    expect(results.filter((r) => !r.allowed && r.accountLockedNow)).toHaveLength(1);
   });
 
   it('forgets failures after a success, and a success does not count against the address', async () => {
@@ -58,9 +69,11 @@ describe('LoginThrottle (embedded counters, injected clock)', () => {
     const ipThrottle = new LoginThrottle(counters, { ...options, ipMaxFailures: 5, now: () => now });
     for (let i = 0; i < 5; i += 1)
       expect((await ipThrottle.begin(`a${i}@example.com`, '10.9.9.9')).allowed).toBe(true);
+    // Refused by the address: the account itself is not locked.
     expect(await ipThrottle.begin('fresh@example.com', '10.9.9.9')).toEqual({
       allowed: false,
       retryAfterS: 60,
+      accountLockedNow: false,
     });
   });
 });

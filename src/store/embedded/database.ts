@@ -41,9 +41,13 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 
 import { BackgroundCheckpointer, type CheckpointResult } from './checkpointer.js';
 import { emailSkeleton } from '../email-skeleton.js';
+import { StoreUnavailableError } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type { CheckpointResult } from './checkpointer.js';
+
+const isPromiseLike = (value: unknown): value is PromiseLike<unknown> =>
+  typeof (value as { then?: unknown } | null)?.then === 'function';
 
 /** Marks the async context of the open unit of work, so its own operations pass settle(). */
 const unitScope = new AsyncLocalStorage<object>();
@@ -86,7 +90,7 @@ export class EmbeddedDatabase {
   /** The open group-commit transaction's waiters (see runGrouped), if one is open. */
   private savepoints = 0;
   /** The open unit of work (unitOfWork), if any. */
-  private unit: { token: object; settled: Promise<void> } | undefined;
+  private unit: { token: object; settled: Promise<void>; start: number; foreign: number } | undefined;
   private group: { resolve: () => void; reject: (err: unknown) => void }[] | undefined;
 
   private constructor(path: string) {
@@ -427,12 +431,15 @@ export class EmbeddedDatabase {
 
   /**
    * Runs an asynchronous `work` (a change and the events recording it) in one write transaction:
-   * both commit, or, when `work` throws, neither. The repositories of this file do their SQL
-   * synchronously, so the transaction stays open only for the microtasks `work` takes (no await in
-   * it may wait for I/O). Other requests' operations whose microtasks run meanwhile execute inside
-   * that transaction (one connection), so their answer waits for it: the guard of the stores hands
-   * every operation's result through settle(), which holds those started during a unit until the
-   * unit ends, and rejects them with its error when it rolled back. Units run one at a time.
+   * both commit, or, when `work` fails after writing, neither. The repositories of this file do
+   * their SQL synchronously, so the transaction stays open only for the microtasks `work` takes (no
+   * await in it may wait for I/O). Other requests' operations whose microtasks run meanwhile
+   * execute inside that transaction (one connection): the stores' guard runs every operation through
+   * call(), which holds the answer of such an operation until the unit has ended. When `work` fails
+   * without having written (a unique conflict, say), the unit commits what the others wrote; when
+   * it fails after writing, it rolls back, and the others' operations that wrote inside it fail
+   * with StoreUnavailableError (their write is gone; a retry succeeds), while reads answer as usual.
+   * Units run one at a time.
    */
   async unitOfWork<T>(work: () => Promise<T>): Promise<T> {
     for (;;) {
@@ -448,37 +455,73 @@ export class EmbeddedDatabase {
       settle = (err) => (err === undefined ? resolve() : reject(err));
     });
     settled.catch(() => undefined);
-    const token = {};
-    this.unit = { token, settled };
+    const unit = { token: {}, settled, start: this.totalChanges(), foreign: 0 };
+    this.unit = unit;
+    let result: T;
     try {
-      const result = await unitScope.run(token, work);
-      this.db.exec('COMMIT');
-      this.wrote();
-      this.unit = undefined;
-      settle();
-      return result;
+      result = await unitScope.run(unit.token, work);
     } catch (err) {
-      if (this.db.isTransaction) {
-        try {
+      const own = this.totalChanges() - unit.start - unit.foreign;
+      let rolledBack = false;
+      try {
+        if (own === 0) this.db.exec('COMMIT');
+        else {
           this.db.exec('ROLLBACK');
-        } catch {
-          // the connection is unusable; the error below reaches everyone in the unit
+          rolledBack = true;
         }
+      } catch {
+        rolledBack = true;
+        if (this.db.isTransaction) this.db.exec('ROLLBACK');
       }
+      this.unit = undefined;
+      if (rolledBack) settle(err);
+      else settle();
+      throw err;
+    }
+    try {
+      this.db.exec('COMMIT');
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
       this.unit = undefined;
       settle(err);
       throw err;
     }
+    this.wrote();
+    this.unit = undefined;
+    settle();
+    return result;
   }
 
   /**
-   * `result` of an operation, held until the open unit of work ends when the operation ran inside
-   * it without being part of it (see unitOfWork); as it is otherwise.
+   * Runs one operation of a store on this file (the guard's hook): as it is, unless a unit of work
+   * of another request is open; then its answer waits for the unit to end, and fails if the unit
+   * rolled back what it wrote (see unitOfWork).
    */
-  settle<T>(result: Promise<T>): Promise<T> {
+  call(operation: () => unknown): unknown {
     const open = this.unit;
-    if (!open || unitScope.getStore() === open.token) return result;
-    return result.then((value) => open.settled.then(() => value));
+    if (!open || unitScope.getStore() === open.token) return operation();
+    const before = this.totalChanges();
+    const result = operation();
+    const wrote = this.totalChanges() - before;
+    open.foreign += wrote;
+    if (!isPromiseLike(result)) return result;
+    return Promise.resolve(result).then((value) =>
+      open.settled.then(
+        () => value,
+        (err: unknown) => {
+          if (wrote === 0) return value;
+          throw new StoreUnavailableError('the write was undone with a concurrent transaction; try again', {
+            cause: err,
+            backend: 'embedded',
+          });
+        },
+      ),
+    );
+  }
+
+  /** Rows changed by this connection since it opened (SQLite total_changes). */
+  private totalChanges(): number {
+    return Number((this.statement('SELECT total_changes() AS n').get() as { n: number }).n);
   }
 
   /**
