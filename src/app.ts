@@ -207,7 +207,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   users.changes.add((userId) => apiKeys.ownerChanged({ type: 'user', id: userId }));
   const quotas = new QuotaService(stores.counters);
   const webhookHttp = {
-    allowHttp: config.webhookAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.webhookAllowHttp === 'true',
+    allowHttp:
+      config.webhookAllowHttp === 'auto'
+        ? config.nodeEnv !== 'production'
+        : config.webhookAllowHttp === 'true',
     allowPrivateNetworks: config.webhookAllowPrivateNetworks,
   };
   const webhooks = new WebhookService(

@@ -121,7 +121,8 @@ export function registerWebhookRoutes(api: ApiRouter, webhooks: WebhookService):
     path: '/webhooks/{id}',
     operationId: 'updateWebhook',
     summary: 'Update a webhook endpoint (partial)',
-    description: 'Setting `active: true` on an endpoint the server disabled turns it on again and clears the reason.',
+    description:
+      'Setting `active: true` on an endpoint the server disabled turns it on again and clears the reason.',
     tag: 'Webhooks',
     scope: 'webhook:manage',
     params: idParam,
@@ -158,7 +159,8 @@ export function registerWebhookRoutes(api: ApiRouter, webhooks: WebhookService):
     path: '/webhooks/{id}/test',
     operationId: 'testWebhook',
     summary: 'Send a ping event to the endpoint',
-    description: 'Records a `ping` event for this endpoint only and delivers it like any other (see its deliveries).',
+    description:
+      'Records a `ping` event for this endpoint only and delivers it like any other (see its deliveries).',
     tag: 'Webhooks',
     scope: 'webhook:manage',
     params: idParam,

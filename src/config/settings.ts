@@ -128,7 +128,10 @@ export const SETTINGS = {
   USAGE_STORE_MESSAGES: spec(bool, 'true or false'),
 
   WEBHOOK_TIMEOUT_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
-  WEBHOOK_RETRY_SCHEDULE: spec(durationList, 'comma-separated durations such as 5s,5m,30m,2h (1 to 20 of them)'),
+  WEBHOOK_RETRY_SCHEDULE: spec(
+    durationList,
+    'comma-separated durations such as 5s,5m,30m,2h (1 to 20 of them)',
+  ),
   WEBHOOK_ALLOW_HTTP: spec(
     z.enum(['auto', 'true', 'false']),
     'auto (http allowed unless NODE_ENV=production), true or false',

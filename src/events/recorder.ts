@@ -98,7 +98,9 @@ export class EventRecorder {
     const [delivery] = await this.store.atomically(async () => {
       await this.store.outbox.append([toOutboxEvent(event)]);
       const now = new Date(event.timestamp);
-      return this.store.outbox.enqueue([{ event_id: event.id, endpoint_id: endpointId, now, next_attempt_at: now }]);
+      return this.store.outbox.enqueue([
+        { event_id: event.id, endpoint_id: endpointId, now, next_attempt_at: now },
+      ]);
     });
     this.wake();
     return delivery!;

@@ -129,7 +129,9 @@ export class WebhookDeliveryWorker {
   private async tick(): Promise<void> {
     const free = this.options.concurrency - this.inFlight.size;
     if (free <= 0) return;
-    const busy = [...this.perEndpoint].filter(([, n]) => n >= this.options.endpointConcurrency).map(([id]) => id);
+    const busy = [...this.perEndpoint]
+      .filter(([, n]) => n >= this.options.endpointConcurrency)
+      .map(([id]) => id);
     let claimed: OutboxDelivery[];
     try {
       claimed = await this.outbox.claimDue(new Date(), free, this.leaseMs, this.owner, {
@@ -183,7 +185,12 @@ export class WebhookDeliveryWorker {
       }
       const body = webhookBody(event, webhook.id);
       const headers = {
-        ...signWebhook({ msgId: delivery.id, timestamp: new Date(), body, secrets: this.webhooks.secretsOf(webhook) }),
+        ...signWebhook({
+          msgId: delivery.id,
+          timestamp: new Date(),
+          body,
+          secrets: this.webhooks.secretsOf(webhook),
+        }),
         'content-type': 'application/json',
         'user-agent': this.options.userAgent,
         'x-event-type': event.type,
@@ -204,7 +211,10 @@ export class WebhookDeliveryWorker {
         });
         status = response.status;
         if (status >= 200 && status < 300) {
-          await this.outbox.complete(delivery.id, this.owner, { status, latency_ms: Math.round(response.latencyMs) });
+          await this.outbox.complete(delivery.id, this.owner, {
+            status,
+            latency_ms: Math.round(response.latencyMs),
+          });
           this.options.observe?.('succeeded', seconds(started));
           await this.webhooks.attemptSucceeded(webhook);
           return;
@@ -212,7 +222,10 @@ export class WebhookDeliveryWorker {
         if (status === 410) {
           await this.dead(delivery, status, 'the endpoint answered 410 Gone', started);
           await this.webhooks.disable(webhook, 'the endpoint answered 410 Gone');
-          this.options.log.warn({ webhook_id: webhook.id }, 'webhook disabled: the endpoint answered 410 Gone');
+          this.options.log.warn(
+            { webhook_id: webhook.id },
+            'webhook disabled: the endpoint answered 410 Gone',
+          );
           return;
         }
         const location = response.headers.location;
@@ -280,7 +293,8 @@ export class WebhookDeliveryWorker {
     try {
       const cutoff = new Date(now.getTime() - this.options.retentionDays * 86_400_000);
       const purged = await this.outbox.purgeOlderThan(cutoff);
-      if (purged.events || purged.deliveries) this.options.log.info(purged, 'purged old events and deliveries');
+      if (purged.events || purged.deliveries)
+        this.options.log.info(purged, 'purged old events and deliveries');
       return purged;
     } catch (err) {
       this.options.log.warn({ err }, 'the outbox purge failed; it runs again in an hour');

@@ -162,11 +162,13 @@ export class Metrics {
     registers: [this.registry],
     collect: async () => {
       const stats = await this.outboxStats();
-      if (stats) this.outboxOldest.set(stats.oldest ? Math.max(0, (Date.now() - stats.oldest.getTime()) / 1000) : 0);
+      if (stats)
+        this.outboxOldest.set(stats.oldest ? Math.max(0, (Date.now() - stats.oldest.getTime()) / 1000) : 0);
     },
   });
 
-  private statsRead: { at: number; value: Promise<{ pending: number; oldest: Date | null } | undefined> } | undefined;
+  private statsRead:
+    { at: number; value: Promise<{ pending: number; oldest: Date | null } | undefined> } | undefined;
 
   /** One read of the outbox per scrape, shared by its two gauges; a store that does not answer leaves them. */
   private outboxStats(): Promise<{ pending: number; oldest: Date | null } | undefined> {

@@ -7,7 +7,12 @@
  */
 import { AppError } from '../errors/app-error.js';
 import { EVENT_TYPES, isEventType, newEvent, type EventType } from '../events/catalog.js';
-import { eventActor, type EventRecorder, type Subscription, type SubscriptionSource } from '../events/recorder.js';
+import {
+  eventActor,
+  type EventRecorder,
+  type Subscription,
+  type SubscriptionSource,
+} from '../events/recorder.js';
 import { generateWebhookSecret, validateWebhookSecret } from '../events/webhook-signing.js';
 import { checkOutboundUrl, OutboundError, type OutboundResolver } from '../http/outbound.js';
 import type { KeyCipher } from '../oidc/keys/key-cipher.js';
@@ -142,7 +147,11 @@ export class WebhookService implements SubscriptionSource {
     if (unknown.length > 0) {
       throw new AppError('VALIDATION_ERROR', {
         message: 'Unknown event types',
-        details: unknown.map((e) => ({ field: 'events', issue: 'Not an event type of the catalog', provided: e })),
+        details: unknown.map((e) => ({
+          field: 'events',
+          issue: 'Not an event type of the catalog',
+          provided: e,
+        })),
       });
     }
     return [...new Set(events)];

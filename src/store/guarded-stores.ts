@@ -116,7 +116,9 @@ export class BackendGuard {
     }
     let result: unknown;
     try {
-      result = this.options.around ? this.options.around(() => fn.apply(target, args)) : fn.apply(target, args);
+      result = this.options.around
+        ? this.options.around(() => fn.apply(target, args))
+        : fn.apply(target, args);
     } catch (err) {
       const mapped = this.unavailable(err, operation);
       if (mapped) this.breaker.failed(mapped);
