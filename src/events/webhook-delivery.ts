@@ -21,7 +21,13 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
 import type { WebhookOutcome } from '../observability/metrics.js';
-import { outboundRequest, OutboundError, type OutboundResolver } from '../http/outbound.js';
+import {
+  createOutboundAgents,
+  outboundRequest,
+  OutboundError,
+  type OutboundAgents,
+  type OutboundResolver,
+} from '../http/outbound.js';
 import type { OutboxDelivery, OutboxRepository, WebhookRecord } from '../store/ports.js';
 import type { WebhookService } from '../services/webhooks.js';
 import { fromOutboxEvent, webhookBody } from './catalog.js';
@@ -54,6 +60,13 @@ export interface DeliveryWorkerOptions {
 const WEBHOOK_ENDPOINTS = 'wh_';
 const PURGE_INTERVAL_MS = 3_600_000;
 const JITTER = 0.1;
+/**
+ * How long a wake-up waits before claiming, so that a burst of events is claimed in one statement
+ * rather than one each (a few ms of delivery lag for a fraction of the store work).
+ */
+const WAKE_DELAY_MS = 15;
+/** How long an endpoint (and its decrypted secrets) is used from memory; changes drop it at once. */
+const ENDPOINT_CACHE_MS = 1000;
 
 export class WebhookDeliveryWorker {
   /** Who holds this instance's leases: unique per process. */
@@ -69,6 +82,9 @@ export class WebhookDeliveryWorker {
   private readonly leaseMs: number;
   /** Aborted by stop(): attempts in flight end at once and are recorded as failed (retried later). */
   private stopping = new AbortController();
+  private wakePending = false;
+  private agents: OutboundAgents | undefined;
+  private readonly endpoints = new Map<string, { at: number; webhook: WebhookRecord; secrets: string[] }>();
 
   constructor(
     private readonly outbox: OutboxRepository,
@@ -78,12 +94,32 @@ export class WebhookDeliveryWorker {
     this.random = options.random ?? Math.random;
     const waits = Math.ceil(options.concurrency / options.endpointConcurrency);
     this.leaseMs = (waits + 1) * options.timeoutMs + 5000;
+    webhooks.changes.add((id) => this.endpoints.delete(id));
+  }
+
+  /** The endpoint and the secrets signing for it now, from memory for up to ENDPOINT_CACHE_MS. */
+  private async endpoint(id: string): Promise<{ webhook: WebhookRecord; secrets: string[] } | null> {
+    const cached = this.endpoints.get(id);
+    if (cached && Date.now() - cached.at < ENDPOINT_CACHE_MS) return cached;
+    const webhook = await this.webhooks.find(id);
+    if (!webhook) {
+      this.endpoints.delete(id);
+      return null;
+    }
+    return this.remember(webhook);
+  }
+
+  private remember(webhook: WebhookRecord) {
+    const entry = { at: Date.now(), webhook, secrets: this.webhooks.secretsOf(webhook) };
+    this.endpoints.set(webhook.id, entry);
+    return entry;
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
     this.stopping = new AbortController();
+    this.agents = createOutboundAgents({ maxSocketsPerHost: this.options.endpointConcurrency });
     this.schedule(0);
     this.purgeTimer = setInterval(() => void this.purge(), PURGE_INTERVAL_MS);
     this.purgeTimer.unref();
@@ -97,6 +133,9 @@ export class WebhookDeliveryWorker {
     this.stopping.abort();
     await this.ticking;
     await Promise.allSettled([...this.inFlight]);
+    this.agents?.destroy();
+    this.agents = undefined;
+    this.endpoints.clear();
   }
 
   /** New deliveries were enqueued (or a slot freed): look now rather than at the next poll. */
@@ -106,12 +145,15 @@ export class WebhookDeliveryWorker {
       this.again = true;
       return;
     }
-    this.schedule(0);
+    if (this.wakePending) return;
+    this.wakePending = true;
+    this.schedule(WAKE_DELAY_MS);
   }
 
   private schedule(ms: number): void {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
+      this.wakePending = false;
       this.ticking = this.tick().finally(() => {
         this.ticking = undefined;
         if (!this.running) return;
@@ -175,10 +217,13 @@ export class WebhookDeliveryWorker {
   private async attempt(delivery: OutboxDelivery): Promise<void> {
     const started = performance.now();
     try {
-      const webhook = await this.webhooks.find(delivery.endpoint_id);
-      const stored = await this.outbox.getEvent(delivery.event_id);
+      const [known, stored] = await Promise.all([
+        this.endpoint(delivery.endpoint_id),
+        this.outbox.getEvent(delivery.event_id),
+      ]);
       const event = stored ? fromOutboxEvent(stored) : undefined;
-      if (!webhook) return await this.dead(delivery, null, 'the endpoint was deleted', started);
+      if (!known) return await this.dead(delivery, null, 'the endpoint was deleted', started);
+      const { webhook, secrets } = known;
       if (!event) return await this.dead(delivery, null, 'the event is no longer stored', started);
       if (!webhook.active && event.type !== 'ping') {
         return await this.dead(delivery, null, 'the endpoint is disabled', started);
@@ -189,7 +234,7 @@ export class WebhookDeliveryWorker {
           msgId: delivery.id,
           timestamp: new Date(),
           body,
-          secrets: this.webhooks.secretsOf(webhook),
+          secrets,
         }),
         'content-type': 'application/json',
         'user-agent': this.options.userAgent,
@@ -208,6 +253,7 @@ export class WebhookDeliveryWorker {
           lookup: this.options.lookup,
           maxBodyBytes: 64 * 1024,
           signal: this.stopping.signal,
+          ...(this.agents ? { agents: this.agents } : {}),
         });
         status = response.status;
         if (status >= 200 && status < 300) {
@@ -216,7 +262,10 @@ export class WebhookDeliveryWorker {
             latency_ms: Math.round(response.latencyMs),
           });
           this.options.observe?.('succeeded', seconds(started));
-          await this.webhooks.attemptSucceeded(webhook);
+          if (webhook.failing_since) {
+            await this.webhooks.attemptSucceeded(webhook);
+            this.endpoints.delete(webhook.id);
+          }
           return;
         }
         if (status === 410) {
@@ -279,7 +328,8 @@ export class WebhookDeliveryWorker {
       });
       this.options.observe?.('failed', seconds(started));
     }
-    const marked = await this.webhooks.attemptFailed(webhook, now);
+    const marked = webhook.failing_since ? webhook : await this.webhooks.attemptFailed(webhook, now);
+    if (marked !== webhook) this.remember(marked);
     const since = marked.failing_since;
     if (marked.active && since && now.getTime() - since.getTime() >= this.options.disableAfterFailingMs) {
       const reason = `every attempt failed since ${since.toISOString()} (last: ${error})`;

@@ -13,8 +13,14 @@
  * - Redirects are not followed: a 3xx comes back as a response; the caller decides.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type AgentOptions,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+} from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
@@ -69,6 +75,58 @@ export interface OutboundRequestOptions extends OutboundCheckOptions {
   maxBodyBytes?: number;
   /** Extra trust anchors for https (a private CA); the system store is used otherwise. */
   ca?: string | Buffer | readonly (string | Buffer)[];
+  /** Keep-alive connection pools (createOutboundAgents); default a new connection per request. */
+  agents?: OutboundAgents;
+}
+
+/**
+ * Keep-alive pools for callers that send often to the same endpoints (webhook delivery). A pooled
+ * connection is only reused for a request whose checked addresses are the same as those it was
+ * opened for: the pool key includes them, so a host that now resolves elsewhere gets a new
+ * connection, to an address checked for it.
+ */
+export interface OutboundAgents {
+  http: HttpAgent;
+  https: HttpsAgent;
+  destroy(): void;
+}
+
+type PinnedOptions = { pinnedAddresses?: string };
+
+class PinnedHttpAgent extends HttpAgent {
+  override getName(options?: Parameters<HttpAgent['getName']>[0] & PinnedOptions): string {
+    return `${super.getName(options)}|${options?.pinnedAddresses ?? ''}`;
+  }
+}
+
+class PinnedHttpsAgent extends HttpsAgent {
+  override getName(options?: Parameters<HttpsAgent['getName']>[0] & PinnedOptions): string {
+    return `${super.getName(options)}|${options?.pinnedAddresses ?? ''}`;
+  }
+}
+
+export function createOutboundAgents(options: {
+  maxSocketsPerHost: number;
+  idleMs?: number;
+}): OutboundAgents {
+  const settings: AgentOptions = {
+    keepAlive: true,
+    maxSockets: options.maxSocketsPerHost,
+    maxFreeSockets: options.maxSocketsPerHost,
+    // An idle pooled connection is closed after this long.
+    timeout: options.idleMs ?? 30_000,
+    scheduling: 'lifo',
+  };
+  const http = new PinnedHttpAgent(settings);
+  const https = new PinnedHttpsAgent(settings);
+  return {
+    http,
+    https,
+    destroy() {
+      http.destroy();
+      https.destroy();
+    },
+  };
 }
 
 export interface OutboundResponse {
@@ -273,7 +331,8 @@ function send(
       path: `${url.pathname}${url.search}`,
       method: options.method ?? 'GET',
       headers,
-      agent: false as const,
+      agent: options.agents ? (https ? options.agents.https : options.agents.http) : (false as const),
+      pinnedAddresses: [...allowed].sort().join(','),
       lookup: pinnedLookup(addresses),
       ...(url.username || url.password
         ? { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` }
@@ -313,10 +372,10 @@ function send(
     });
 
     req.on('socket', (socket: Socket) => {
-      socket.once('connect', () => {
+      const connected = () => {
         tcpConnected = true;
         connectedTo = (socket.remoteAddress ?? '').toLowerCase();
-        // Belt and braces: the pinned lookup should make this impossible.
+        // Belt and braces: the pinned lookup (and the pool key) should make this impossible.
         if (!allowed.has(connectedTo)) {
           fail(
             new OutboundError('blocked_address', `connected to ${connectedTo}, which was not checked`, {
@@ -324,7 +383,14 @@ function send(
             }),
           );
         }
-      });
+      };
+      if (!socket.connecting && socket.remoteAddress) {
+        // A pooled connection, already open (and, for https, already verified).
+        tlsConnected = https;
+        connected();
+        return;
+      }
+      socket.once('connect', connected);
       if (https) (socket as TLSSocket).once('secureConnect', () => (tlsConnected = true));
     });
     req.on('error', (error: NodeJS.ErrnoException) => {
