@@ -131,7 +131,8 @@ export class WebhookService implements SubscriptionSource {
         allowHttp: this.options.allowHttp,
         allowPrivateNetworks: this.options.allowPrivateNetworks,
         lookup: this.options.lookup,
-        timeoutMs: 5000,
+        // Well inside the request's own deadline (REQUEST_TIMEOUT_MS).
+        timeoutMs: 2000,
       });
     } catch (err) {
       if (!(err instanceof OutboundError)) throw err;

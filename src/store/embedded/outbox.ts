@@ -133,10 +133,10 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
       deliveries.map((input) => {
         const id = deliveryId(input.event_id, input.endpoint_id);
         const now = toIso(input.now ?? new Date());
-        this.db.run(
+        const inserted = this.db.get(
           `INSERT INTO outbox_deliveries (id, event_id, endpoint_id, status, attempts, next_attempt_at,
              created_at, updated_at)
-           VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING`,
+           VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *`,
           id,
           input.event_id,
           input.endpoint_id,
@@ -144,7 +144,8 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
           now,
           now,
         );
-        return toDelivery(this.db.get(`SELECT * FROM outbox_deliveries WHERE id = ?`, id)!);
+        // A pair that has a delivery already keeps it: read that one.
+        return toDelivery(inserted ?? this.db.get(`SELECT * FROM outbox_deliveries WHERE id = ?`, id)!);
       }),
     );
   }
@@ -207,12 +208,13 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
 
   async complete(id: string, owner: string, result: AttemptReport): Promise<OutboxDelivery | null> {
     const at = toIso(result.now ?? new Date());
-    const row = this.db.get(
+    // Outcomes share their commit with the other writes of the turn (group commit): a worker
+    // records many at once.
+    const { changes } = await this.db.runGrouped(
       `UPDATE outbox_deliveries
           SET status = 'succeeded', next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
               last_status = ?, last_error = NULL, latency_ms = ?, updated_at = ?, finished_at = ?
-        WHERE id = ? AND lease_owner = ? AND status IN (${sqlList(CLAIMABLE_STATUSES)})
-        RETURNING *`,
+        WHERE id = ? AND lease_owner = ? AND status IN (${sqlList(CLAIMABLE_STATUSES)})`,
       result.status ?? null,
       result.latency_ms ?? null,
       at,
@@ -220,7 +222,7 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
       id,
       owner,
     );
-    return row ? toDelivery(row) : null;
+    return changes > 0 ? this.get(id) : null;
   }
 
   async fail(id: string, owner: string, failure: AttemptFailure): Promise<OutboxDelivery | null> {
