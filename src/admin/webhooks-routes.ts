@@ -57,7 +57,7 @@ export function registerWebhookRoutes(api: ApiRouter, webhooks: WebhookService):
         schema: Webhook.extend({ secret: z.string().optional() }),
       },
     },
-    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD'],
+    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', 'WEBHOOK_URL_REFUSED'],
     async handler({ body, principal, ctx }) {
       const { webhook, secret } = await webhooks.create(body, contextOf(ctx, principal));
       return {
@@ -128,7 +128,7 @@ export function registerWebhookRoutes(api: ApiRouter, webhooks: WebhookService):
     params: idParam,
     body: UpdateWebhook,
     responses: { 200: { description: 'The updated endpoint', schema: Webhook } },
-    errors: ['WEBHOOK_NOT_FOUND', 'VALIDATION_ERROR'],
+    errors: ['WEBHOOK_NOT_FOUND', 'VALIDATION_ERROR', 'WEBHOOK_URL_REFUSED'],
     async handler({ params, body, principal, ctx }) {
       return {
         status: 200,

@@ -25,6 +25,10 @@ export const ERROR_CATALOG = {
   RESOURCE_NOT_FOUND: { status: 404, message: 'API (resource server) not found' },
   API_KEY_NOT_FOUND: { status: 404, message: 'API key not found' },
   WEBHOOK_NOT_FOUND: { status: 404, message: 'Webhook not found' },
+  WEBHOOK_URL_REFUSED: {
+    status: 400,
+    message: 'The webhook URL is refused (scheme, a private or unresolvable address)',
+  },
   DELIVERY_NOT_FOUND: { status: 404, message: 'Delivery not found' },
   PLAN_NOT_FOUND: { status: 404, message: 'Plan not found' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },

@@ -136,7 +136,7 @@ export class WebhookService implements SubscriptionSource {
       });
     } catch (err) {
       if (!(err instanceof OutboundError)) throw err;
-      throw new AppError('VALIDATION_ERROR', {
+      throw new AppError('WEBHOOK_URL_REFUSED', {
         message: `The webhook URL is refused: ${err.message}`,
         details: [{ field: 'url', issue: refusal(err), provided: url }],
       });
