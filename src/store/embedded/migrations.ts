@@ -347,4 +347,24 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE status IN ('succeeded', 'dead');
     `,
   },
+  {
+    // 10 is taken by another change under way; the runner applies any step above the file's
+    // version in array order, so on merge the array must stay sorted by version.
+    version: 11,
+    description: 'analytics rollups: exact distinct-count sets and label sets, each with an expiry',
+    sql: `
+      CREATE TABLE distinct_sets (
+        key TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX distinct_sets_expiry ON distinct_sets (expires_at);
+
+      CREATE TABLE distinct_members (
+        key TEXT NOT NULL,
+        member TEXT NOT NULL,
+        PRIMARY KEY (key, member)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];

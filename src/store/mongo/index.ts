@@ -1,5 +1,10 @@
 /** The mongo adapter's public entry: open a durable store on a MongoDB URI. */
-import { detectFlavor, openConnection, supportsTransactions, type MongoConnectionOptions } from './connection.js';
+import {
+  detectFlavor,
+  openConnection,
+  supportsTransactions,
+  type MongoConnectionOptions,
+} from './connection.js';
 import { MongoDurableStore } from './durable-store.js';
 
 export type { MongoConnectionOptions, ServerFlavor } from './connection.js';
