@@ -35,6 +35,8 @@ import { ProviderHost } from './oidc/provider-host.js';
 import { MAX_RESOURCE_TOKEN_TTL_S, ResourceServers } from './oidc/resource-servers.js';
 import { managementApi, managementAudience } from './admin/management-api.js';
 import { AuditService } from './services/audit.js';
+import { analyticsConsumer } from './events/rollups.js';
+import { EventRecorder } from './events/recorder.js';
 import { AuthenticationService } from './services/authentication.js';
 import { bootstrap } from './services/bootstrap.js';
 import { ClientService } from './services/clients.js';
@@ -164,6 +166,9 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     lockoutMaxS: config.loginLockoutMaxS,
   });
   const audit = new AuditService(stores.durable.audit);
+  // Analytics: the rollups hear of every recorded event (events/rollups.ts).
+  const recorder = new EventRecorder(stores.durable, logger);
+  recorder.addConsumer(analyticsConsumer(stores.counters, { sessionTtlSeconds: config.sessionTtlS }));
   const auth = new AuthenticationService(stores.durable, passwords, throttle, logger, audit, (kind) =>
     metrics.login(kind),
   );

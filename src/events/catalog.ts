@@ -25,6 +25,7 @@ export const EVENT_TYPES = [
   'user.restored',
   'user.login',
   'user.login_failed',
+  'user.logout',
   'user.locked',
   'user.role_changed',
   'user.password_changed',
@@ -106,6 +107,12 @@ export type EventDataMap = {
   'user.login': { user: EventUser; method: string } & EventRequest;
   /** user is null when the identifier matched no user. */
   'user.login_failed': { user: EventUser | null; reason: string } & EventRequest;
+  /**
+   * A sign-out through the provider's end-session endpoint. `signed_in_at` is when the ended
+   * session signed in (the session's login time, ISO 8601), null when unknown; `session_id` is the
+   * session's uid when known. Session expiry sends no event.
+   */
+  'user.logout': { user: EventUser; session_id: string | null; signed_in_at: string | null } & EventRequest;
   'user.locked': { user: EventUser; locked_until: string | null };
   'user.role_changed': { user: EventUser; previous_role: string | null; added: string[]; removed: string[] };
   'user.password_changed': { user: EventUser; reset: boolean };

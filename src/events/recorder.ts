@@ -103,13 +103,21 @@ export class EventRecorder {
 }
 
 /** One delivery per (event, subscribed endpoint). */
-export function fanOut(events: readonly DomainEvent[], subscriptions: readonly Subscription[]): NewDelivery[] {
+export function fanOut(
+  events: readonly DomainEvent[],
+  subscriptions: readonly Subscription[],
+): NewDelivery[] {
   const deliveries: NewDelivery[] = [];
   for (const event of events) {
     const now = new Date(event.timestamp);
     for (const subscription of subscriptions) {
       if (subscription.accepts(event.type))
-        deliveries.push({ event_id: event.id, endpoint_id: subscription.endpointId, now, next_attempt_at: now });
+        deliveries.push({
+          event_id: event.id,
+          endpoint_id: subscription.endpointId,
+          now,
+          next_attempt_at: now,
+        });
     }
   }
   return deliveries;

@@ -10,6 +10,7 @@ export const ADMIN_SCOPES = [
   'key:manage',
   'plan:manage',
   'audit:read',
+  'analytics:read',
 ] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
 
@@ -23,6 +24,7 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'key:manage': 'Manage API keys of users and service clients',
   'plan:manage': 'Manage plans, users’ plans, and adjust quotas and credits',
   'audit:read': 'Read the audit trail',
+  'analytics:read': 'Read user analytics (registrations, active and returning users)',
 };
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */
