@@ -67,6 +67,11 @@ function slices<T>(items: readonly T[], size = KEYS_PER_STATEMENT): T[][] {
   return out;
 }
 
+/** Rows of one INSERT into distinct_members. */
+const MEMBERS_PER_INSERT = 64;
+/** SQLite runs a compound SELECT of at most 500 parts. */
+const UNION_PARTS = 500;
+
 const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
 
 /** Distinct-count sets and label sets share two tables; their keys are kept apart by these prefixes. */
@@ -297,10 +302,14 @@ export class EmbeddedCounterStore implements CounterStore {
     let size = 0;
     if (row && Number(row.expires_at) <= now) this.db.run('DELETE FROM distinct_members WHERE key = ?', key);
     else if (row) size = Number(row.size);
-    for (const member of members) {
+    // Many rows a statement: far fewer statements when rollups are replayed or seeded in bulk.
+    for (const slice of slices([...new Set(members)], MEMBERS_PER_INSERT)) {
+      const values = slice.map(() => '(?, ?)').join(', ');
       size += Number(
-        this.db.run('INSERT OR IGNORE INTO distinct_members (key, member) VALUES (?, ?)', key, member)
-          .changes,
+        this.db.run(
+          `INSERT OR IGNORE INTO distinct_members (key, member) VALUES ${values}`,
+          ...slice.flatMap((member) => [key, member]),
+        ).changes,
       );
     }
     this.db.run(
@@ -318,24 +327,26 @@ export class EmbeddedCounterStore implements CounterStore {
 
   async countDistinctMany(unions: readonly (readonly string[])[]): Promise<number[]> {
     const now = this.now();
-    return unions.map((keys) => {
-      const live: { key: string; size: number }[] = [];
-      for (const slice of slices([...new Set(keys)])) {
-        live.push(
-          ...this.db.all<{ key: string; size: number }>(
-            `SELECT key, size FROM distinct_sets WHERE key IN (${placeholders(slice.length)}) AND expires_at > ?`,
-            ...slice.map((k) => SET_PREFIX + k),
-            now,
-          ),
-        );
-      }
-      if (live.length === 0) return 0;
-      if (live.length === 1) return Number(live[0]!.size);
-      const row = this.db.get<{ n: number }>(
-        `SELECT COUNT(DISTINCT member) AS n FROM distinct_members WHERE key IN (${placeholders(live.length)})`,
-        ...live.map((l) => l.key),
+    // The live sets of every union in a few statements (a report asks for hundreds of sets).
+    const sizes = new Map<string, number>();
+    for (const slice of slices([...new Set(unions.flat())])) {
+      const rows = this.db.all<{ key: string; size: number }>(
+        `SELECT key, size FROM distinct_sets WHERE key IN (${placeholders(slice.length)}) AND expires_at > ?`,
+        ...slice.map((k) => SET_PREFIX + k),
+        now,
       );
-      return Number(row?.n ?? 0);
+      for (const row of rows) sizes.set(row.key, Number(row.size));
+    }
+    return unions.map((keys) => {
+      const live = [...new Set(keys)].map((k) => SET_PREFIX + k).filter((k) => sizes.has(k));
+      if (live.length === 0) return 0;
+      if (live.length === 1) return sizes.get(live[0]!)!;
+      // A compound UNION merges the sets' sorted index ranges: about twice as fast as COUNT(DISTINCT).
+      const sql =
+        live.length <= UNION_PARTS
+          ? `SELECT COUNT(*) AS n FROM (${live.map(() => 'SELECT member FROM distinct_members WHERE key = ?').join(' UNION ')})`
+          : `SELECT COUNT(DISTINCT member) AS n FROM distinct_members WHERE key IN (${placeholders(live.length)})`;
+      return Number(this.db.get<{ n: number }>(sql, ...live)?.n ?? 0);
     });
   }
 
