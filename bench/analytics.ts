@@ -12,11 +12,15 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import type * as catalogModule from '../src/events/catalog.js';
+import type * as rollupsModule from '../src/events/rollups.js';
+import type * as createStoresModule from '../src/store/create-stores.js';
 import { adminToken, machine, percentile, ROOT, startServer } from './lib.ts';
 
-type CreateStores = typeof import('../src/store/create-stores.js');
-type Rollups = typeof import('../src/events/rollups.js');
-type Catalog = typeof import('../src/events/catalog.js');
+// Types only: the code itself is loaded from dist/ below.
+type CreateStores = typeof createStoresModule;
+type Rollups = typeof rollupsModule;
+type Catalog = typeof catalogModule;
 
 /** The compiled server's modules (npm run bench builds dist/ first). */
 const compiled = <T>(path: string) => import(pathToFileURL(join(ROOT, 'dist', path)).href) as Promise<T>;
