@@ -158,9 +158,26 @@ export class EmbeddedCounterStore implements CounterStore {
     this.db.transaction(() => {
       for (const change of changes) {
         if ('reset' in change) this.resetNow(change.reset);
-        else this.incrementNow(change.increment, change.windowSeconds, change.by ?? 1);
+        else this.addNow(change.increment, change.windowSeconds, change.by ?? 1);
       }
     });
+  }
+
+  /** incrementNow without reading the value back: rollups send tens of thousands of these at once. */
+  private addNow(key: string, windowSeconds: number, by: number): void {
+    if (!(windowSeconds > 0)) throw new RangeError('windowSeconds must be positive');
+    const now = this.now();
+    this.db.run(
+      `INSERT INTO counters (key, value, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET
+         value = CASE WHEN counters.expires_at <= ? THEN excluded.value ELSE counters.value + excluded.value END,
+         expires_at = CASE WHEN counters.expires_at <= ? THEN excluded.expires_at ELSE counters.expires_at END`,
+      key,
+      by,
+      now + Math.ceil(windowSeconds * 1000),
+      now,
+      now,
+    );
   }
 
   async guardAttempt(request: AttemptGuard): Promise<AttemptVerdict> {
