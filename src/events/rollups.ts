@@ -32,6 +32,8 @@ const DAY_S = 86_400;
 /** Group values beyond this many per dimension are counted as OTHER_GROUP. */
 export const MAX_GROUP_VALUES = 50;
 export const OTHER_GROUP = '(other)';
+/** A label set holds up to the cap of values, plus `(none)` and `(other)`. */
+export const labelLimit = (maxGroupValues: number) => maxGroupValues + 2;
 /** The group of users who have no value for a metadata dimension. */
 export const NO_GROUP = '(none)';
 /** Longer group values are cut to this length. */
@@ -206,7 +208,7 @@ export class AnalyticsRollups implements EventConsumer {
     let known = this.labels.get(dimension);
     if (!known) {
       known = this.counters
-        .listLabels(rollupKeys.labels(dimension), this.maxGroupValues)
+        .listLabels(rollupKeys.labels(dimension), labelLimit(this.maxGroupValues))
         .then((found) => new Set(found));
       this.labels.set(dimension, known);
       // A failed read is tried again with the next event rather than remembered.
@@ -214,12 +216,14 @@ export class AnalyticsRollups implements EventConsumer {
     }
     const set = await known;
     if (set.has(value)) return value;
-    if (set.size >= this.maxGroupValues) return OTHER_GROUP;
-    set.add(value);
+    const named = set.size - Number(set.has(NO_GROUP)) - Number(set.has(OTHER_GROUP));
+    const counted = value === NO_GROUP || named < this.maxGroupValues ? value : OTHER_GROUP;
+    if (set.has(counted)) return counted;
+    set.add(counted);
     let pending = newLabels.get(dimension);
     if (!pending) newLabels.set(dimension, (pending = new Set()));
-    pending.add(value);
-    return value;
+    pending.add(counted);
+    return counted;
   }
 
   private async apply(event: DomainEvent, batch: Batch, newLabels: Map<string, Set<string>>): Promise<void> {

@@ -16,6 +16,7 @@ import {
   bucketStart,
   dayOf,
   dimensionsOf,
+  labelLimit,
   nextBucket,
   rollupKeys,
   scopeOf,
@@ -141,7 +142,7 @@ export class AnalyticsService {
     const groups = query.groupBy
       ? await this.counters.listLabels(
           rollupKeys.labels(query.groupBy),
-          this.options.maxGroupValues ?? MAX_GROUP_VALUES,
+          labelLimit(this.options.maxGroupValues ?? MAX_GROUP_VALUES),
         )
       : [];
     // Named values first, the catch-all groups last.

@@ -212,6 +212,50 @@ describe.each(availableBackends())(
       ]);
     });
 
+    it('keeps at most the configured number of values per dimension, counting later ones as (other)', async () => {
+      const options = { metadataKeys: ['team'], maxGroupValues: 2 };
+      const rollups = new AnalyticsRollups(t.stores.counters, {
+        ...options,
+        sessionTtlSeconds: SESSION_TTL_S,
+      });
+      const inTeam = (user: User, team: string | null, when: string) =>
+        newEvent(
+          'user.login',
+          system,
+          {
+            // Other ids than the seeded users', whose own summaries the tests below check.
+            user: { ...eventUser(user), id: `${user.id}_team`, metadata: team ? { team } : {} },
+            method: 'password',
+            ...request,
+          },
+          at(when),
+        );
+      await rollups.consume([
+        inTeam(u.alice, 'red', '2025-04-01T09:00:00'),
+        inTeam(u.bob, 'blue', '2025-04-01T09:05:00'),
+        inTeam(u.cy, 'green', '2025-04-01T09:10:00'),
+        inTeam(u.dee, 'violet', '2025-04-01T09:15:00'),
+        inTeam(u.dee, null, '2025-04-01T09:20:00'),
+      ]);
+      const report = await new AnalyticsService(t.stores.counters, t.stores.durable.users, {
+        ...options,
+        now: () => NOW,
+      }).report({
+        metric: 'active_users',
+        period: 'day',
+        start: at('2025-04-01T00:00:00'),
+        end: at('2025-04-01T00:00:00'),
+        groupBy: 'team',
+      });
+      expect(report.groups!.map((g) => [g.group, g.data[0]!.active_users])).toEqual([
+        ['blue', 1],
+        ['red', 1],
+        ['(none)', 1],
+        ['(other)', 2],
+      ]);
+      expect(report.data[0]!.active_users).toBe(4);
+    });
+
     it('summarises a user’s sign-ins: weekday, hour, session time and failures', async () => {
       expect(await analytics.activitySummary(u.alice.id)).toEqual({
         // Four sessions of 7200 s assumed, one of them ended after 3600 s.
