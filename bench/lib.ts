@@ -35,9 +35,13 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+export async function startServer(
+  env: Record<string, string>,
+  options: { dataDir?: string } = {},
+): Promise<ServerProcess> {
   const port = await freePort();
-  const dataDir = mkdtempSync(join(tmpdir(), 'latchkey-bench-'));
+  // A benchmark may seed a data folder before the server starts; it is removed at stop() all the same.
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'latchkey-bench-'));
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
     cwd: ROOT,

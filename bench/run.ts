@@ -1,16 +1,19 @@
 /**
  * `npm run bench -- <suite> [options]`: runs a benchmark against the compiled server and prints a
  * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol, verify-key, webhooks. Without a suite name
+ * Markdown report (copy it into docs/benchmarks.md). Suites: admin, analytics, protocol, verify-key. Without a suite name
  * (or with `all`), runs every suite in turn with the same options (those common to all: --duration,
  * --mongo, --redis).
  */
 import { runAdminBenchmark } from './admin.ts';
+import { runAnalyticsBenchmark } from './analytics.ts';
 import { runProtocolBenchmark } from './protocol.ts';
 import { runVerifyKeyBenchmark } from './verify-key.ts';
 import { runWebhookBenchmark } from './webhooks.ts';
 
 const suites: Record<string, (argv: string[]) => Promise<string>> = {
   admin: runAdminBenchmark,
+  analytics: runAnalyticsBenchmark,
   protocol: runProtocolBenchmark,
   'verify-key': runVerifyKeyBenchmark,
   webhooks: runWebhookBenchmark,

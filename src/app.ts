@@ -38,6 +38,7 @@ import { ProviderHost } from './oidc/provider-host.js';
 import { MAX_RESOURCE_TOKEN_TTL_S, ResourceServers } from './oidc/resource-servers.js';
 import { managementApi, managementAudience } from './admin/management-api.js';
 import { AuditService } from './services/audit.js';
+import { analyticsConsumer } from './events/rollups.js';
 import { AuthenticationService } from './services/authentication.js';
 import { bootstrap } from './services/bootstrap.js';
 import { ClientService } from './services/clients.js';
@@ -170,8 +171,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     lockoutMaxS: config.loginLockoutMaxS,
   });
   const audit = new AuditService(stores.durable.audit);
-  // Every change the services make is recorded as a domain event in the outbox (src/events).
+  // Every change the services make is recorded as a domain event in the outbox (src/events);
+  // the analytics rollups hear of every recorded event (events/rollups.ts).
   const recorder = new EventRecorder(stores.durable, logger);
+  recorder.addConsumer(analyticsConsumer(stores.counters, { sessionTtlSeconds: config.sessionTtlS }));
   const auth = new AuthenticationService(
     stores.durable,
     passwords,
@@ -265,6 +268,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
           resourceServers,
           pages,
           logger,
+          onSignOut: (signOut) => {
+            auth.recordSignOut(signOut).catch((err: unknown) => {
+              logger.warn({ err, user_id: signOut.accountId }, 'could not record the sign-out event');
+            });
+          },
           apiKeys: {
             verify: (key, ip) => apiKeys.verify(key, ip),
             usable: (keyId) => apiKeys.usable(keyId),

@@ -25,6 +25,8 @@ import type { RoleService } from '../services/roles.js';
 import type { UserService } from '../services/users.js';
 import type { CounterStore, DurableStore } from '../store/ports.js';
 import { ApiRouter } from './api-router.js';
+import { AnalyticsService } from '../services/analytics.js';
+import { registerAnalyticsRoutes } from './analytics-routes.js';
 import { registerAuditRoutes } from './audit-routes.js';
 import { registerBillingRoutes } from './billing-routes.js';
 import { BearerAuthenticator, managementAudience, resolvePrincipal } from './bearer-auth.js';
@@ -89,7 +91,9 @@ function bearerChallenges(issuer: string) {
 
 export function managementApi(deps: ManagementApiDeps): Middleware {
   const api = new ApiRouter(deps.log);
-  registerUserRoutes(api, deps.users);
+  // Reads the rollups that the analytics consumer (events/rollups.ts) keeps in the counter store.
+  const analytics = new AnalyticsService(deps.counters, deps.store.users);
+  registerUserRoutes(api, deps.users, analytics);
   registerRoleRoutes(api, deps.roles);
   registerClientRoutes(api, { clients: deps.clients, plans: deps.plans, audit: deps.audit });
   registerResourceRoutes(api, {
@@ -100,6 +104,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   });
   registerAuditRoutes(api, deps.audit);
   registerWebhookRoutes(api, deps.webhooks);
+  registerAnalyticsRoutes(api, analytics);
   registerBillingRoutes(api, {
     apiKeys: deps.apiKeys,
     plans: deps.planService,

@@ -11,7 +11,7 @@ import { USER_STATUSES, type JsonObject } from '../store/ports.js';
 /** Named schemas, published as components of the OpenAPI document. */
 export const apiSchemas = z.registry<{ id: string; description?: string }>();
 
-function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
+export function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
   apiSchemas.add(schema, { id, ...(description ? { description } : {}) });
   return schema;
 }
@@ -582,6 +582,19 @@ export const Activity = named(
     activity_summary: z.object({
       total_logins: z.number().int(),
       last_login: timestamp.nullable(),
+      average_session_duration: z
+        .number()
+        .int()
+        .nullable()
+        .describe('Seconds from sign-in to sign-out or session expiry, averaged; null before any sign-in'),
+      most_active_day: z
+        .enum(['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'])
+        .nullable()
+        .describe('The UTC weekday with the most sign-ins'),
+      preferred_login_time: z
+        .string()
+        .nullable()
+        .describe('The UTC hour with the most sign-ins, as 09:00-10:00'),
       failed_logins_last_30_days: z.number().int(),
       created_at: timestamp,
     }),
@@ -592,9 +605,18 @@ export const Activity = named(
         ip_address: z.string().nullable(),
         user_agent: z.string().nullable(),
         actor: z.object({ type: z.string(), id: z.string() }),
+        changes: z
+          .array(z.string())
+          .optional()
+          .describe('user.updated only: the changed fields, as metadata.department for nested ones'),
         details: z.record(z.string(), z.unknown()).nullable(),
       }),
     ),
+    pagination: z.object({
+      limit: z.number().int(),
+      has_more: z.boolean(),
+      next_cursor: z.string().nullable(),
+    }),
   }),
 );
 

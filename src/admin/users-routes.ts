@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { AppError } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
 import type { RequestFacts } from '../services/audit.js';
+import type { AnalyticsService } from '../services/analytics.js';
 import { UserService, type CreateUserInput, type Page } from '../services/users.js';
 import type { Role as RoleRecord, User as UserRecord } from '../store/ports.js';
 import {
@@ -366,7 +367,29 @@ const includeQuery = z.object({
 
 const USER_ERRORS: ErrorCode[] = ['USER_NOT_FOUND'];
 
-export function registerUserRoutes(api: ApiRouter, users: UserService): void {
+/**
+ * Names of the fields an audit diff changed; `metadata.department` for keys of object fields.
+ * updated_at changes with every change, so it is left out.
+ */
+export function changedFieldNames(changes: Record<string, unknown> | null): string[] {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  const names: string[] = [];
+  for (const [field, change] of Object.entries(changes ?? {})) {
+    if (field === 'updated_at') continue;
+    const { before, after } = (isObject(change) ? change : {}) as { before?: unknown; after?: unknown };
+    if (isObject(before) && isObject(after)) {
+      for (const key of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+        if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) names.push(`${field}.${key}`);
+      }
+    } else {
+      names.push(field);
+    }
+  }
+  return names;
+}
+
+export function registerUserRoutes(api: ApiRouter, users: UserService, analytics: AnalyticsService): void {
   api.add({
     method: 'get',
     path: '/users',
@@ -671,11 +694,14 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
     tag: 'Users',
     scope: 'user:read',
     params: idParam,
-    query: z.object({ limit: pageQuery.limit.default(20) }),
+    query: z.object({ limit: pageQuery.limit.default(20), cursor: pageQuery.cursor }),
     responses: { 200: { description: 'Activity, newest first', schema: Activity } },
-    errors: USER_ERRORS,
+    errors: [...USER_ERRORS, 'INVALID_CURSOR'],
     async handler({ params, query }) {
-      const { user, recent, failedLoginsLast30Days } = await users.activity(params.id, query.limit);
+      const [{ user, recent, nextCursor, failedLoginsLast30Days }, rollups] = await Promise.all([
+        users.activity(params.id, query.limit, query.cursor),
+        analytics.activitySummary(params.id),
+      ]);
       return {
         status: 200,
         body: {
@@ -683,6 +709,10 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
           activity_summary: {
             total_logins: user.login_count,
             last_login: isoOf(user.last_login),
+            average_session_duration: rollups.average_session_duration,
+            most_active_day: rollups.most_active_day,
+            preferred_login_time: rollups.preferred_login_time,
+            // The audit trail counts every failed sign-in already, exactly, with the entries listed.
             failed_logins_last_30_days: failedLoginsLast30Days,
             created_at: user.created_at.toISOString(),
           },
@@ -692,8 +722,10 @@ export function registerUserRoutes(api: ApiRouter, users: UserService): void {
             ip_address: e.ip_address,
             user_agent: e.user_agent,
             actor: { type: e.actor_type, id: e.actor_id },
+            ...(e.action === 'user.updated' ? { changes: changedFieldNames(e.changes) } : {}),
             details: e.details,
           })),
+          pagination: { limit: query.limit, has_more: nextCursor !== null, next_cursor: nextCursor },
         },
       };
     },

@@ -25,6 +25,7 @@ export const EVENT_TYPES = [
   'user.restored',
   'user.login',
   'user.login_failed',
+  'user.logout',
   'user.locked',
   'user.role_changed',
   'user.password_changed',
@@ -100,12 +101,19 @@ export type EventRequest = { ip_address: string | null; user_agent: string | nul
 export type EventDataMap = {
   'user.created': { user: EventUser };
   'user.updated': { user: EventUser; changes: string[] };
-  'user.deleted': { user: EventUser; permanent: boolean };
+  /** was_soft_deleted: a permanent deletion of a user soft-deleted before (counted once, then). */
+  'user.deleted': { user: EventUser; permanent: boolean; was_soft_deleted: boolean };
   'user.restored': { user: EventUser };
   /** method: how the user proved who they are (`password` for now); client_id: the client signed in to. */
   'user.login': { user: EventUser; method: string; client_id: string | null } & EventRequest;
   /** user is null when the identifier matched no user. */
   'user.login_failed': { user: EventUser | null; reason: string } & EventRequest;
+  /**
+   * A sign-out through the provider's end-session endpoint. `signed_in_at` is when the ended
+   * session signed in (the session's login time, ISO 8601), null when unknown; `session_id` is the
+   * session's uid when known. Session expiry sends no event.
+   */
+  'user.logout': { user: EventUser; session_id: string | null; signed_in_at: string | null } & EventRequest;
   'user.locked': { user: EventUser; locked_until: string | null };
   'user.role_changed': { user: EventUser; previous_role: string | null; added: string[]; removed: string[] };
   /** by_administrator: someone other than the user set it (an administrator, a client). */
@@ -128,8 +136,11 @@ export const EVENT_DATA: Record<EventType, string> = {
   'user.created': '`user`: the new user, as GET /v2/users/{id} shows it',
   'user.updated':
     '`user` after the change; `changes`: the changed field names (`metadata.department` for a nested key)',
-  'user.deleted': '`user` as it was; `permanent`: false for a soft delete',
+  'user.deleted':
+    '`user` as it was; `permanent`: false for a soft delete; `was_soft_deleted`: a permanent deletion of a soft-deleted user',
   'user.restored': '`user`, restored from a soft delete',
+  'user.logout':
+    '`user`, `session_id`, `signed_in_at` (when the ended session began), `ip_address`, `user_agent`',
   'user.login': '`user`, `method` (password), `client_id`, `ip_address`, `user_agent`',
   'user.login_failed': '`user` (an existing user only), `reason`, `ip_address`, `user_agent`',
   'user.locked': '`user`, `locked_until`: sign-in is refused until then',

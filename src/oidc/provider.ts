@@ -72,6 +72,17 @@ export interface ProviderDeps {
   logger: Logger;
   /** API-key tokens (api-key-grant.ts); without it the grant is not offered. */
   apiKeys?: ApiKeyTokenDeps;
+  /** Told when a browser session ends by sign-out (the user.logout event); must not throw. */
+  onSignOut?: (signOut: SignOut) => void;
+}
+
+export interface SignOut {
+  accountId: string;
+  /** When the session began (its sign-in), if known. */
+  signedInAt: Date | null;
+  sessionId: string | null;
+  ipAddress: string | null;
+  userAgent: string | null;
 }
 
 /** Extra client metadata we store with each client. */
@@ -317,6 +328,18 @@ export function createProvider(deps: ProviderDeps): Provider {
       },
       'token issued',
     );
+  });
+  provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
+    // Only a full sign-out ends the session (the confirmation page's "logout" choice).
+    const session = ctx.oidc.session as { accountId?: string; loginTs?: number; uid?: string } | undefined;
+    if (!deps.onSignOut || !session?.accountId || !ctx.oidc.params?.logout) return;
+    deps.onSignOut({
+      accountId: session.accountId,
+      signedInAt: typeof session.loginTs === 'number' ? new Date(session.loginTs * 1000) : null,
+      sessionId: session.uid ?? null,
+      ipAddress: ctx.ip ?? null,
+      userAgent: ctx.get('user-agent') || null,
+    });
   });
   provider.on('grant.revoked', (ctx, grantId) => {
     logFor(ctx, logger).info({ event: 'grant.revoked', grant_id: grantId }, 'grant revoked');

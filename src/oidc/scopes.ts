@@ -11,6 +11,7 @@ export const ADMIN_SCOPES = [
   'plan:manage',
   'audit:read',
   'webhook:manage',
+  'analytics:read',
 ] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
 
@@ -25,6 +26,7 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'plan:manage': 'Manage plans, users’ plans, and adjust quotas and credits',
   'audit:read': 'Read the audit trail',
   'webhook:manage': 'Manage webhook endpoints, their secrets and deliveries',
+  'analytics:read': 'Read user analytics (registrations, active and returning users)',
 };
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */

@@ -158,6 +158,31 @@ export class AuthenticationService {
     return this.passwords.verify(user.password_hash, password);
   }
 
+  /** Records the end of a browser session by sign-out (user.logout; rollups use its start). */
+  async recordSignOut(signOut: {
+    accountId: string;
+    signedInAt: Date | null;
+    sessionId: string | null;
+    ipAddress: string | null;
+    userAgent: string | null;
+  }): Promise<void> {
+    const user = await this.store.users.findById(signOut.accountId);
+    if (!user || !this.events) return;
+    await this.events.emit(
+      newEvent(
+        'user.logout',
+        { type: 'user', id: user.id },
+        {
+          user: eventUser(user),
+          session_id: signOut.sessionId,
+          signed_in_at: signOut.signedInAt ? signOut.signedInAt.toISOString() : null,
+          ip_address: signOut.ipAddress,
+          user_agent: signOut.userAgent,
+        },
+      ),
+    );
+  }
+
   /** Records a finished sign-in (after a forced password change, too). */
   async completeLogin(
     user: User,

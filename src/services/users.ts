@@ -610,6 +610,7 @@ export class UserService {
               newEvent('user.deleted', eventActor(context.actor), {
                 user: eventUser(before),
                 permanent: !soft,
+                was_soft_deleted: false,
               }),
             ]
           : [],
@@ -644,6 +645,7 @@ export class UserService {
               newEvent('user.deleted', eventActor(context.actor), {
                 user: eventUser(before),
                 permanent: true,
+                was_soft_deleted: before.deleted_at !== null,
               }),
             ]
           : [],
@@ -860,16 +862,29 @@ export class UserService {
     return events;
   }
 
-  /** Sign-ins and changes of a user, newest first, with a summary. */
-  async activity(id: string, limit = 20) {
+  /**
+   * Sign-ins and changes of a user from the audit trail, newest first, one page at a time (`cursor`
+   * is the next_cursor of the page before), with the failed sign-ins of the last 30 days.
+   */
+  async activity(id: string, limit = 20, cursor?: string) {
     const user = await this.get(id);
     const ofUser: Expr = and(
       { field: 'target_type', op: 'eq', value: 'user' },
       { field: 'target_id', op: 'eq', value: id },
     )!;
+    const order = totalOrder(undefined, { field: 'timestamp', dir: 'desc' });
+    let after: Expr | undefined;
+    if (cursor) {
+      const values = decodeCursor(cursor, order.length);
+      if (!values)
+        throw new AppError('INVALID_CURSOR', {
+          details: [{ field: 'cursor', issue: 'Not a cursor of this list' }],
+        });
+      after = keysetAfter(order, values);
+    }
     const since = new Date(Date.now() - 30 * 86_400_000);
-    const [recent, failed] = await Promise.all([
-      this.audit.list({ where: ofUser, limit }),
+    const [rows, failed] = await Promise.all([
+      this.audit.list({ where: and(ofUser, after), sort: order, limit: limit + 1 }),
       this.audit.count({
         where: and(
           ofUser,
@@ -878,6 +893,9 @@ export class UserService {
         ),
       }),
     ]);
-    return { user, recent, failedLoginsLast30Days: failed };
+    const recent = rows.slice(0, limit);
+    const last = recent.at(-1);
+    const nextCursor = rows.length > limit && last ? encodeCursor([last.timestamp, last.id]) : null;
+    return { user, recent, nextCursor, failedLoginsLast30Days: failed };
   }
 }

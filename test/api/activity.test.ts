@@ -29,6 +29,7 @@ interface ActivityEntry {
   ip_address: string | null;
   user_agent: string | null;
   actor: { type: string; id: string };
+  changes?: string[];
   details: Record<string, unknown> | null;
 }
 
@@ -81,6 +82,7 @@ describe.each(availableBackends())(
           created_at: string;
         };
         recent_activities: ActivityEntry[];
+        pagination: { limit: number; has_more: boolean; next_cursor: string | null };
       };
     }
 
@@ -99,12 +101,22 @@ describe.each(availableBackends())(
       const activity = await activityOf(user.id);
       const fetched = (await admin.get(`/v2/users/${user.id}`)).body as { last_login: string };
       expect(activity.user_id).toBe(user.id);
-      expect(activity.activity_summary).toEqual({
+      expect(activity.activity_summary).toMatchObject({
         total_logins: 1,
         last_login: fetched.last_login,
         failed_logins_last_30_days: 1,
         created_at: user.created_at,
       });
+      // The rest comes from the analytics rollups (null until sign-in events reach them).
+      expect(Object.keys(activity.activity_summary).sort()).toEqual([
+        'average_session_duration',
+        'created_at',
+        'failed_logins_last_30_days',
+        'last_login',
+        'most_active_day',
+        'preferred_login_time',
+        'total_logins',
+      ]);
       expect(fetched.last_login).toMatch(TIMESTAMP);
 
       const events = activity.recent_activities;
@@ -138,6 +150,7 @@ describe.each(availableBackends())(
       });
       expect(updated).toMatchObject({
         event: 'user.updated',
+        changes: ['first_name'],
         ip_address: expect.stringMatching(LOOPBACK),
         actor: { type: 'client', id: admin.clientId },
       });
@@ -177,6 +190,15 @@ describe.each(availableBackends())(
       const limited = await activityOf(user.id, '?limit=2');
       expect(limited.recent_activities.map((e) => e.event)).toEqual(['user.login', 'user.login']);
       expect(limited.activity_summary.total_logins).toBe(2);
+      expect(limited.pagination).toMatchObject({ limit: 2, has_more: true, next_cursor: expect.any(String) });
+      const next = await activityOf(user.id, `?limit=2&cursor=${limited.pagination.next_cursor}`);
+      expect(next.recent_activities.map((e) => e.event)).toEqual(['user.login_failed', 'user.login_failed']);
+      const last = await activityOf(user.id, `?limit=2&cursor=${next.pagination.next_cursor}`);
+      expect(last.recent_activities.map((e) => e.event)).toEqual(['user.created']);
+      expect(last.pagination).toEqual({ limit: 2, has_more: false, next_cursor: null });
+      const forged = await admin.get(`/v2/users/${user.id}/activity?cursor=bm90LWEtY3Vyc29y`);
+      expect(forged.status).toBe(422);
+      expect(errorOf(forged.body)).toMatchObject({ code: 'INVALID_CURSOR' });
 
       const bad = await admin.get(`/v2/users/${user.id}/activity?limit=0`);
       expect(bad.status).toBe(400);

@@ -104,6 +104,7 @@ describe.each(availableBackends())(
         updateRole: 'role:manage',
         deleteRole: 'role:manage',
         listAuditEntries: 'audit:read',
+        getUserAnalytics: 'analytics:read',
       });
       for (const op of ops) expect(ADMIN_SCOPES).toContain(op.scope);
     });

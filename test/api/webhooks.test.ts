@@ -404,7 +404,7 @@ describe.each(availableBackends())(
       ])('refuses %s at creation without WEBHOOK_ALLOW_PRIVATE_NETWORKS', async (url) => {
         const res = await strictApi.post('/v2/webhooks', { url, events: ['user.created'] });
         expect(res.status).toBe(400);
-        expect(res.body.error).toMatchObject({ code: 'VALIDATION_ERROR' });
+        expect(res.body.error).toMatchObject({ code: 'WEBHOOK_URL_REFUSED' });
         expect(res.body.error.details[0]).toMatchObject({ field: 'url', provided: url });
       });
 

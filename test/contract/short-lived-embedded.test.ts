@@ -24,7 +24,10 @@ describe('artifact and counter store contract: embedded (SQLite)', () => {
         const rows = raw
           .prepare(
             `SELECT 'artifact:' || model || ':' || id AS k FROM oidc_artifacts WHERE expires_at IS NULL OR expires_at <= 0
-             UNION ALL SELECT 'counter:' || key FROM counters WHERE expires_at IS NULL OR expires_at <= 0`,
+             UNION ALL SELECT 'counter:' || key FROM counters WHERE expires_at IS NULL OR expires_at <= 0
+             UNION ALL SELECT 'distinct:' || key FROM distinct_sets WHERE expires_at IS NULL OR expires_at <= 0
+             UNION ALL SELECT DISTINCT 'member of:' || key FROM distinct_members
+               WHERE key NOT IN (SELECT key FROM distinct_sets)`,
           )
           .all() as { k: string }[];
         return rows.map((r) => r.k);

@@ -61,6 +61,19 @@ describe.each(availableBackends())(
 
       const afterwards = await authorizationRequest(config, client.redirectUri, 'openid');
       expect(isLoginPage(await browser.go(afterwards.url.toString()))).toBe(true);
+
+      // The sign-out is an event, with the start of the session it ended (activity, analytics).
+      const logouts = async () =>
+        (
+          await server.t.stores.durable.outbox.listEvents({ types: ['user.logout'], limit: 1000 })
+        ).items.filter((e) => (e.data as { user: { id: string } }).user.id === user.user.id);
+      for (let i = 0; i < 100 && (await logouts()).length === 0; i += 1)
+        await new Promise((r) => setTimeout(r, 20));
+      const [logout] = await logouts();
+      expect(logout!.data).toMatchObject({ user: { id: user.user.id }, signed_in_at: expect.any(String) });
+      expect(Date.parse((logout!.data as { signed_in_at: string }).signed_in_at)).toBeLessThanOrEqual(
+        logout!.timestamp.getTime(),
+      );
     });
 
     it('without a post_logout_redirect_uri ends on our signed-out page', async () => {

@@ -368,4 +368,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhooks_created ON webhooks (created_at, id);
     `,
   },
+  {
+    // The runner applies any step above the file's version in array order: keep the array sorted.
+    version: 11,
+    description: 'analytics rollups: exact distinct-count sets and label sets, each with an expiry',
+    sql: `
+      CREATE TABLE distinct_sets (
+        key TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX distinct_sets_expiry ON distinct_sets (expires_at);
+
+      CREATE TABLE distinct_members (
+        key TEXT NOT NULL,
+        member TEXT NOT NULL,
+        PRIMARY KEY (key, member)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];

@@ -2,7 +2,7 @@
  * Windowed counters in Redis: each increment is one Lua script (INCRBY, and the window's PEXPIRE when
  * the key is new), so parallel requests on any number of instances count exactly.
  */
-import { checkGuard, checkUnits } from '../embedded/counter-store.js';
+import { checkGuard, checkTtl, checkUnits } from '../embedded/counter-store.js';
 import type {
   AdmitRequest,
   AdmitResult,
@@ -11,17 +11,23 @@ import type {
   CounterChange,
   CounterStore,
   CounterValue,
+  DistinctAddition,
   QuotaRequest,
   QuotaState,
 } from '../ports.js';
 import type { RedisConnection } from './connection.js';
 import type { KeyLayout } from './keys.js';
 import {
+  ADD_DISTINCT,
+  ADD_LABELS,
   ADMIT,
   CONSUME_QUOTA,
+  COUNT_DISTINCT,
   GUARD_ATTEMPT,
   INCREMENT_COUNTER,
+  LIST_LABELS,
   READ_COUNTER,
+  READ_COUNTERS,
   SET_QUOTA,
   UPDATE_COUNTERS,
 } from './scripts.js';
@@ -169,6 +175,58 @@ export class RedisCounterStore implements CounterStore {
     );
     const { granted: _granted, ...state } = toQuotaState(reply);
     return state;
+  }
+
+  async getMany(keys: readonly string[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const reply = await this.redis.run(
+      READ_COUNTERS,
+      keys.map((k) => this.keys.counter(k)),
+      [],
+    );
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from ${READ_COUNTERS.name}`);
+    return (reply as unknown[]).map(Number);
+  }
+
+  async addDistinct(additions: readonly DistinctAddition[]): Promise<void> {
+    if (additions.length === 0) return;
+    const args: (string | number)[] = [];
+    for (const addition of additions) {
+      checkTtl(addition.ttlSeconds);
+      args.push(Math.ceil(addition.ttlSeconds * 1000), addition.members.length, ...addition.members);
+    }
+    await this.redis.run(
+      ADD_DISTINCT,
+      additions.map((a) => this.keys.distinct(a.key)),
+      args,
+    );
+  }
+
+  async countDistinct(keys: readonly string[]): Promise<number> {
+    return (await this.countDistinctMany([keys]))[0]!;
+  }
+
+  async countDistinctMany(unions: readonly (readonly string[])[]): Promise<number[]> {
+    if (unions.length === 0) return [];
+    const reply = await this.redis.run(
+      COUNT_DISTINCT,
+      unions.flatMap((keys) => keys.map((k) => this.keys.distinct(k))),
+      unions.map((keys) => keys.length),
+    );
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from ${COUNT_DISTINCT.name}`);
+    return (reply as unknown[]).map(Number);
+  }
+
+  async addLabels(key: string, labels: readonly string[], ttlSeconds: number): Promise<void> {
+    checkTtl(ttlSeconds);
+    if (labels.length === 0) return;
+    await this.redis.run(ADD_LABELS, [this.keys.labels(key)], [Math.ceil(ttlSeconds * 1000), ...labels]);
+  }
+
+  async listLabels(key: string, limit: number): Promise<string[]> {
+    const reply = await this.redis.run(LIST_LABELS, [this.keys.labels(key)], []);
+    if (!Array.isArray(reply)) throw new Error(`unexpected reply from ${LIST_LABELS.name}`);
+    return (reply as string[]).map(String).sort().slice(0, limit);
   }
 }
 

@@ -13,6 +13,9 @@
  *   <prefix>counter:<key>         string: integer counter, its TTL is the window
  *   <prefix>quota:<key>           hash: remaining, used, credits, period_end (epoch ms); expires a
  *                                 year after period_end (credits outlive periods)
+ *   <prefix>hll:<key>             HyperLogLog: a distinct-count set (analytics rollups), its TTL renewed
+ *                                 by each addition
+ *   <prefix>labels:<key>          set: a small exact set of labels (analytics group values), same TTL rule
  *   <prefix>events:<channel>      pub/sub channel (cache invalidation between instances)
  */
 
@@ -24,6 +27,8 @@ export interface KeyLayout {
   account(accountId: string): string;
   counter(key: string): string;
   quota(key: string): string;
+  distinct(key: string): string;
+  labels(key: string): string;
   channel(name: string): string;
 }
 
@@ -36,6 +41,8 @@ export function keyLayout(prefix: string): KeyLayout {
     account: (accountId) => `${prefix}account:${accountId}`,
     counter: (key) => `${prefix}counter:${key}`,
     quota: (key) => `${prefix}quota:${key}`,
+    distinct: (key) => `${prefix}hll:${key}`,
+    labels: (key) => `${prefix}labels:${key}`,
     channel: (name) => `${prefix}events:${name}`,
   };
 }

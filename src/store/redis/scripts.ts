@@ -327,3 +327,72 @@ for i = 1, 4 do out[#out + 1] = s[i] end
 return out
 `,
 );
+
+/** KEYS: counters. Returns each one's value, 0 for a missing one (an ended window is gone already). */
+export const READ_COUNTERS = defineScript(
+  'readCounters',
+  `
+local values = {}
+for i, key in ipairs(KEYS) do
+  values[i] = tonumber(redis.call('GET', key) or '0')
+end
+return values
+`,
+);
+
+/**
+ * Adds members to HyperLogLogs. KEYS: the sets. ARGV: per set, its TTL in ms and the number n of its
+ * members, then those n members. Every set's TTL is renewed. PFADD takes the members in slices, so
+ * no call goes past Lua's limit on unpacked values.
+ */
+export const ADD_DISTINCT = defineScript(
+  'addDistinct',
+  `
+local at = 1
+for _, key in ipairs(KEYS) do
+  local ttl, n = ARGV[at], tonumber(ARGV[at + 1])
+  at = at + 2
+  local first = at
+  while first < at + n do
+    local last = math.min(first + 999, at + n - 1)
+    redis.call('PFADD', key, unpack(ARGV, first, last))
+    first = last + 1
+  end
+  if n == 0 then redis.call('PFADD', key) end
+  at = at + n
+  redis.call('PEXPIRE', key, ttl)
+end
+return 1
+`,
+);
+
+/**
+ * Sizes of unions of HyperLogLogs (PFCOUNT over several keys counts their union). KEYS: every
+ * union's sets, one union after the other. ARGV: how many sets each union has. Returns one count per
+ * union.
+ */
+export const COUNT_DISTINCT = defineScript(
+  'countDistinct',
+  `
+local counts, at = {}, 1
+for i, n in ipairs(ARGV) do
+  n = tonumber(n)
+  if n == 0 then counts[i] = 0 else counts[i] = redis.call('PFCOUNT', unpack(KEYS, at, at + n - 1)) end
+  at = at + n
+end
+return counts
+`,
+);
+
+/** KEYS: a label set. ARGV: TTL in ms, then the labels. Adds them and renews the TTL. */
+export const ADD_LABELS = defineScript(
+  'addLabels',
+  `
+for i = 2, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+`,
+);
+
+/** KEYS: a label set. Returns its members. */
+export const LIST_LABELS = defineScript('listLabels', `return redis.call('SMEMBERS', KEYS[1])`);
