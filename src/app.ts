@@ -236,6 +236,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     pollMs: config.webhookPollMs,
     retentionDays: config.eventRetentionDays,
     userAgent: `Latchkey-Webhooks/${VERSION}`,
+    recentEvent: (id) => recorder.recent(id),
     observe: (outcome, seconds) => metrics.webhookDelivery(outcome, seconds),
     log: logger,
   });

@@ -36,6 +36,9 @@ export function eventActor(actor: Actor): EventActor {
   return { type: actor.actor_type, id: actor.actor_id };
 }
 
+/** How many recorded events an instance keeps at hand for its delivery worker. */
+const RECENT_EVENTS = 10_000;
+
 export const SYSTEM_ACTOR: EventActor = { type: 'system', id: 'latchkey' };
 
 export class EventRecorder {
@@ -79,7 +82,10 @@ export class EventRecorder {
       return value;
     });
     if (events.length > 0) {
-      if (enqueued) this.wake();
+      if (enqueued) {
+        this.remember(events);
+        this.wake();
+      }
       await this.recorded(events);
     }
     return result;
@@ -87,6 +93,23 @@ export class EventRecorder {
 
   /** Told after events were recorded and deliveries enqueued (the delivery worker wakes up). */
   readonly wakeups = new Set<() => void>();
+  /**
+   * The events this instance recorded lately, by id, so that its delivery worker need not read them
+   * back from the store (bounded; an event not here is read from the outbox).
+   */
+  private readonly recentlyRecorded = new Map<string, DomainEvent>();
+
+  /** A recently recorded event of this instance, if it is still remembered. */
+  recent(id: string): DomainEvent | undefined {
+    return this.recentlyRecorded.get(id);
+  }
+
+  private remember(events: readonly DomainEvent[]): void {
+    for (const event of events) this.recentlyRecorded.set(event.id, event);
+    while (this.recentlyRecorded.size > RECENT_EVENTS) {
+      this.recentlyRecorded.delete(this.recentlyRecorded.keys().next().value!);
+    }
+  }
 
   /** Wakes whoever delivers (a retry was asked for). */
   wake(): void {

@@ -30,7 +30,7 @@ import {
 } from '../http/outbound.js';
 import type { OutboxDelivery, OutboxRepository, WebhookRecord } from '../store/ports.js';
 import type { WebhookService } from '../services/webhooks.js';
-import { fromOutboxEvent, webhookBody } from './catalog.js';
+import { fromOutboxEvent, webhookBody, type DomainEvent } from './catalog.js';
 import { signWebhook } from './webhook-signing.js';
 
 export interface DeliveryWorkerOptions {
@@ -46,6 +46,8 @@ export interface DeliveryWorkerOptions {
   retentionDays: number;
   userAgent: string;
   lookup?: OutboundResolver;
+  /** An event this instance recorded lately, kept in memory (EventRecorder.recent). */
+  recentEvent?: (id: string) => DomainEvent | undefined;
   /** Random number in [0, 1) for the jitter (tests pin it). */
   random?: () => number;
   observe?: (outcome: WebhookOutcome, seconds: number) => void;
@@ -217,11 +219,12 @@ export class WebhookDeliveryWorker {
   private async attempt(delivery: OutboxDelivery): Promise<void> {
     const started = performance.now();
     try {
+      const recent = this.options.recentEvent?.(delivery.event_id);
       const [known, stored] = await Promise.all([
         this.endpoint(delivery.endpoint_id),
-        this.outbox.getEvent(delivery.event_id),
+        recent ? undefined : this.outbox.getEvent(delivery.event_id),
       ]);
-      const event = stored ? fromOutboxEvent(stored) : undefined;
+      const event = recent ?? (stored ? fromOutboxEvent(stored) : undefined);
       if (!known) return await this.dead(delivery, null, 'the endpoint was deleted', started);
       const { webhook, secrets } = known;
       if (!event) return await this.dead(delivery, null, 'the event is no longer stored', started);
