@@ -43,7 +43,14 @@ export async function startServer(
   // A benchmark may seed a data folder before the server starts; it is removed at stop() all the same.
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'latchkey-bench-'));
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], {
+  // BENCH_SERVER_CPUS=0 pins the server to those CPUs (taskset), e.g. to keep it apart from the
+  // load generator (run the bench itself under `taskset -c 1`).
+  const pin = process.env.BENCH_SERVER_CPUS;
+  const command = pin ? 'taskset' : process.execPath;
+  const args = pin
+    ? ['-c', pin, process.execPath, join(ROOT, 'dist', 'main.js')]
+    : [join(ROOT, 'dist', 'main.js')];
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',

@@ -1,75 +1,52 @@
 /**
  * Webhook benchmark: what recording and delivering events costs, against a receiver on loopback
- * that answers 200 at once (in this process).
+ * that answers 200 at once (bench/webhook-receiver.ts, a process of its own).
  *
  * 1. POST /v2/users flat out (autocannon, 16 connections), alternately without any webhook endpoint
- *    and with one subscribed to user.created, two rounds each, in one server run: the ratio of the
+ *    and with one subscribed to user.created, alternating rounds (--rounds, 3) in one server run: the ratio of the
  *    means is the cost of webhooks on the write path (floor: 90%).
  * 2. Delivery lag at a steady 500 events/s (bulk creations of 100 users every 200 ms): for each
  *    event, the time from its timestamp (taken when it is recorded, just before the commit) to the
  *    receiver having its request (floor: p99 < 1 s).
  *
- * Usage: npm run bench -- webhooks [--duration S] [--lag-seconds S] [--mongo URI] [--redis URL]
+ * Usage: npm run bench -- webhooks [--duration S] [--rounds N] [--lag-seconds S] [--mongo URI] [--redis URL]
  */
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { fork } from 'node:child_process';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { adminToken, machine, measure, percentile, startServer, table, type Measurement } from './lib.ts';
 
 interface Receiver {
   url: string;
-  lags: number[];
-  received: number;
+  /** Deliveries received so far, and the lags recorded since lagOn(). */
+  stats(): Promise<{ received: number; connections: number; lags: number[] }>;
+  lagOn(): void;
   close(): Promise<void>;
 }
 
-/**
- * A receiver that answers 200 at once and costs as little CPU as an HTTP/1.1 server can (it shares
- * the two cores with the server): a bare TCP server reading keep-alive requests by Content-Length.
- * It parses bodies only while lags are being measured.
- */
-async function startReceiver(): Promise<Receiver & { measureLag: boolean }> {
-  const state = { lags: [] as number[], received: 0, measureLag: false };
-  const OK = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n');
-  const server = createNetServer((socket) => {
-    let buffered: Buffer = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
-      for (;;) {
-        const end = buffered.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buffered.subarray(0, end).toString('latin1');
-        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
-        if (buffered.length < end + 4 + length) return;
-        const body = buffered.subarray(end + 4, end + 4 + length);
-        buffered = buffered.subarray(end + 4 + length);
-        state.received += 1;
-        if (state.measureLag) {
-          const { timestamp } = JSON.parse(body.toString()) as { timestamp: string };
-          state.lags.push(Date.now() - Date.parse(timestamp));
-        }
-        socket.write(OK);
-      }
-    });
-    socket.on('error', () => socket.destroy());
+/** Starts bench/webhook-receiver.ts in a child process (see there). */
+async function startReceiver(): Promise<Receiver> {
+  const child = fork(join(import.meta.dirname, 'webhook-receiver.ts'), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m: { port: number }) => resolve(m.port));
+    child.once('exit', (code) => reject(new Error(`receiver exited with ${code}`)));
+  });
   return {
     url: `http://127.0.0.1:${port}/hooks`,
-    get lags() {
-      return state.lags;
+    stats: () =>
+      new Promise((resolve) => {
+        child.once('message', (m: { received: number; connections: number; lags: number[] }) => resolve(m));
+        child.send({ type: 'stats' });
+      }),
+    lagOn: () => child.send({ type: 'lag-on' }),
+    close: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ type: 'stop' });
+      await exited;
     },
-    get received() {
-      return state.received;
-    },
-    get measureLag() {
-      return state.measureLag;
-    },
-    set measureLag(on: boolean) {
-      state.measureLag = on;
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
 
@@ -79,12 +56,14 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
     options: {
       duration: { type: 'string', default: '10' },
       'lag-seconds': { type: 'string', default: '20' },
+      rounds: { type: 'string', default: '3' },
       mongo: { type: 'string' },
       redis: { type: 'string' },
     },
   });
   const duration = Number(values.duration);
   const lagSeconds = Number(values['lag-seconds']);
+  const rounds = Number(values.rounds);
   const backend = values.mongo ? `mongo${values.redis ? ' + redis' : ''}` : 'embedded';
   const receiver = await startReceiver();
   const server = await startServer({
@@ -132,16 +111,17 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
     /** Waits until the receiver has every delivery of the round (so rounds do not overlap). */
     const drain = async (expected: number) => {
       const until = Date.now() + 120_000;
-      while (receiver.received < expected && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      while ((await receiver.stats()).received < expected && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 100));
     };
 
     await measure('warm-up', { ...base, duration: 5, requests: [create] });
     const off: Measurement[] = [];
     const on: Measurement[] = [];
-    for (let round = 0; round < 2; round += 1) {
+    for (let round = 0; round < rounds; round += 1) {
       off.push(await measure('POST /v2/users, no webhook endpoint', { ...base, requests: [create] }));
       await subscribe();
-      const before = receiver.received;
+      const before = (await receiver.stats()).received;
       const measured = await measure('POST /v2/users, one endpoint subscribed', {
         ...base,
         requests: [create],
@@ -155,9 +135,8 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
 
     // Delivery lag at 500 events/s: 100 users every 200 ms through the bulk endpoint.
     await subscribe();
-    receiver.lags.length = 0;
-    receiver.measureLag = true;
-    const startReceived = receiver.received;
+    receiver.lagOn();
+    const startReceived = (await receiver.stats()).received;
     let sent = 0;
     let bulkErrors = 0;
     const started = Date.now();
@@ -184,8 +163,9 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
     }
     const offeredSeconds = (Date.now() - started) / 1000;
     await drain(startReceived + sent);
-    const lags = [...receiver.lags].sort((a, b) => a - b);
-    const delivered = receiver.received - startReceived;
+    const final = await receiver.stats();
+    const lags = [...final.lags].sort((a, b) => a - b);
+    const delivered = final.received - startReceived;
     const rss = await server.rssMiB();
 
     return [
@@ -196,11 +176,12 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
       table([...off, ...on].sort((a, b) => a.name.localeCompare(b.name))),
       '',
       `Throughput with one subscribed endpoint: ${Math.round(mean(on))}/s against ${Math.round(mean(off))}/s without ` +
-        `(mean of two alternating ${duration} s rounds each): **${(ratio * 100).toFixed(1)}%** (floor 90%).`,
+        `(mean of ${rounds} alternating ${duration} s rounds each): **${(ratio * 100).toFixed(1)}%** (floor 90%).`,
       '',
       `Delivery lag at ${Math.round(sent / offeredSeconds)} events/s for ${lagSeconds} s (${delivered.toLocaleString('en')} of ` +
         `${sent.toLocaleString('en')} events delivered, ${bulkErrors} bulk errors): p50 ${percentile(lags, 50)} ms, ` +
-        `p99 **${percentile(lags, 99)} ms** (floor < 1000 ms), max ${lags.at(-1)} ms. Server RSS after the run: ${rss} MiB.`,
+        `p99 **${percentile(lags, 99)} ms** (floor < 1000 ms), max ${lags.at(-1)} ms. Server RSS after the run: ${rss} MiB. ` +
+        `The receiver saw ${final.connections} connections for ${final.received.toLocaleString('en')} deliveries (keep-alive).`,
       '',
     ].join('\n');
   } finally {

@@ -75,7 +75,7 @@ export class EventRecorder {
         await this.store.outbox.append(events.map(toOutboxEvent));
         const deliveries = fanOut(events, subscriptions);
         if (deliveries.length > 0) {
-          await this.store.outbox.enqueue(deliveries);
+          await this.store.outbox.enqueueQuietly(deliveries);
           enqueued = true;
         }
       }

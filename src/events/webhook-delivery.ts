@@ -66,7 +66,7 @@ const JITTER = 0.1;
  * How long a wake-up waits before claiming, so that a burst of events is claimed in one statement
  * rather than one each (a few ms of delivery lag for a fraction of the store work).
  */
-const WAKE_DELAY_MS = 15;
+const WAKE_DELAY_MS = 50;
 /** How long an endpoint (and its decrypted secrets) is used from memory; changes drop it at once. */
 const ENDPOINT_CACHE_MS = 1000;
 

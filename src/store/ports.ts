@@ -554,6 +554,8 @@ export interface OutboxRepository {
    * the deliveries of every pair, in input order.
    */
   enqueue(deliveries: NewDelivery[]): Promise<OutboxDelivery[]>;
+  /** As enqueue, without reading the deliveries back (the recorder's path: it needs none). */
+  enqueueQuietly(deliveries: NewDelivery[]): Promise<void>;
   /**
    * Claims up to `limit` due deliveries (pending or failed, next_attempt_at <= now, no live lease)
    * for `owner` until now + leaseMs, counting an attempt on each; oldest due first. May return

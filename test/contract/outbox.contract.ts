@@ -217,6 +217,22 @@ export function describeOutboxContract(harness: OutboxHarness): void {
       expect(listed.items).toHaveLength(2);
     });
 
+    it('enqueues quietly like enqueue: one delivery per pair, an existing one unchanged', async () => {
+      const T = epoch();
+      const e = event(at(T - MINUTE));
+      await outbox.append([e]);
+      const endpoint = `wh_${tag()}`;
+      const [first] = await outbox.enqueue([{ event_id: e.id, endpoint_id: endpoint, now: at(T - MINUTE) }]);
+      await outbox.enqueueQuietly([
+        { event_id: e.id, endpoint_id: endpoint, now: at(T) },
+        { event_id: e.id, endpoint_id: `${endpoint}_2`, now: at(T) },
+      ]);
+      expect(await outbox.get(first!.id)).toEqual(first);
+      const listed = await outbox.list({ event_id: e.id, limit: 10 });
+      expect(listed.items.map((d) => d.endpoint_id).sort()).toEqual([endpoint, `${endpoint}_2`]);
+      expect(listed.items.every((d) => d.status === 'pending' && d.attempts === 0)).toBe(true);
+    });
+
     it('counts the deliveries not yet made and knows the oldest', async () => {
       const T = epoch();
       const before = await outbox.pendingStats();

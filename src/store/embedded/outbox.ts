@@ -150,6 +150,26 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
     );
   }
 
+  async enqueueQuietly(deliveries: NewDelivery[]): Promise<void> {
+    if (deliveries.length === 0) return;
+    this.db.transaction(() => {
+      for (const input of deliveries) {
+        const now = toIso(input.now ?? new Date());
+        this.db.run(
+          `INSERT INTO outbox_deliveries (id, event_id, endpoint_id, status, attempts, next_attempt_at,
+             created_at, updated_at)
+           VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING`,
+          deliveryId(input.event_id, input.endpoint_id),
+          input.event_id,
+          input.endpoint_id,
+          input.next_attempt_at ? toIso(input.next_attempt_at) : now,
+          now,
+          now,
+        );
+      }
+    });
+  }
+
   async pendingStats(): Promise<{ pending: number; oldest: Date | null }> {
     const row = this.db.get<{ n: number; oldest: string | null }>(
       `SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox_deliveries

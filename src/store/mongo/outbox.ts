@@ -150,6 +150,24 @@ export class MongoOutboxRepository implements OutboxRepository {
 
   async enqueue(deliveries: NewDelivery[]): Promise<OutboxDelivery[]> {
     if (deliveries.length === 0) return [];
+    const docs = await this.insertPending(deliveries);
+    const stored = await this.deliveries
+      .find({ _id: { $in: [...docs.keys()] } })
+      .lean<OutboxDeliveryDocument[]>();
+    const byKey = new Map(stored.map((d) => [d._id, toDelivery(d)]));
+    return deliveries.map((input) => {
+      const found = byKey.get(deliveryId(input.event_id, input.endpoint_id));
+      if (!found) throw new Error('enqueued delivery not found after insert');
+      return found;
+    });
+  }
+
+  async enqueueQuietly(deliveries: NewDelivery[]): Promise<void> {
+    if (deliveries.length > 0) await this.insertPending(deliveries);
+  }
+
+  /** Inserts a pending delivery per pair that has none; returns the documents meant, by id. */
+  private async insertPending(deliveries: NewDelivery[]): Promise<Map<string, OutboxDeliveryDocument>> {
     const docs = new Map<string, OutboxDeliveryDocument>();
     for (const input of deliveries) {
       const id = deliveryId(input.event_id, input.endpoint_id);
@@ -178,15 +196,7 @@ export class MongoOutboxRepository implements OutboxRepository {
     } catch (err) {
       if (!duplicateKey(err)) throw err;
     }
-    const stored = await this.deliveries
-      .find({ _id: { $in: [...docs.keys()] } })
-      .lean<OutboxDeliveryDocument[]>();
-    const byKey = new Map(stored.map((d) => [d._id, toDelivery(d)]));
-    return deliveries.map((input) => {
-      const found = byKey.get(deliveryId(input.event_id, input.endpoint_id));
-      if (!found) throw new Error('enqueued delivery not found after insert');
-      return found;
-    });
+    return docs;
   }
 
   async pendingStats(): Promise<{ pending: number; oldest: Date | null }> {
