@@ -11,6 +11,8 @@ export const ADMIN_SCOPES = [
   'plan:manage',
   'audit:read',
   'webhook:manage',
+  'policy:manage',
+  'policy:evaluate',
 ] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
 
@@ -25,6 +27,8 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'plan:manage': 'Manage plans, users’ plans, and adjust quotas and credits',
   'audit:read': 'Read the audit trail',
   'webhook:manage': 'Manage webhook endpoints, their secrets and deliveries',
+  'policy:manage': 'Manage Cedar policies, their schema and registered policy entities',
+  'policy:evaluate': 'Ask /v1/authorize for decisions about any principal (a user’s own token may ask about that user)',
 };
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */
