@@ -49,6 +49,9 @@ import { ApiKeyService } from './services/api-keys.js';
 import { QuotaService } from './services/quotas.js';
 import { API_KEY_CLIENT_ID, apiKeyClient } from './oidc/api-key-grant.js';
 import { gatewayRouter } from './gateway/router.js';
+import { authorizeRouter } from './gateway/authorize-router.js';
+import { BearerAuthenticator } from './admin/bearer-auth.js';
+import { PolicyService } from './services/policies.js';
 import { RoleService } from './services/roles.js';
 import { UserService } from './services/users.js';
 import { ADMIN_SCOPES } from './oidc/scopes.js';
@@ -89,6 +92,7 @@ export interface AppServices {
   recorder: EventRecorder;
   webhooks: WebhookService;
   delivery: WebhookDeliveryWorker;
+  policies: PolicyService;
 }
 
 export interface BuiltApp {
@@ -191,6 +195,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     log: logger,
   });
   const roles = new RoleService(stores.durable, audit, recorder);
+  const policies = new PolicyService(stores.durable, stores.events, audit, {
+    cacheTtlMs: config.policyCacheTtlMs,
+    decisionLogSampleRate: config.policyDecisionLogSampleRate,
+  });
   const planService = new PlanService(
     stores.durable.plans,
     stores.durable.users,
@@ -397,6 +405,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     apiKeys,
     quotas,
     webhooks,
+    policies,
     apiKeyTokenTtlS: config.apiKeyTokenTtlS,
     anonymousRate: {
       requests_per_hour: config.rateLimitAnonymousPerHour,
@@ -417,6 +426,16 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   app.use(gateway.routes());
   app.use(allowedMethods(gateway));
+
+  const decisions = authorizeRouter({
+    policies,
+    issuer: config.issuer,
+    authenticator: new BearerAuthenticator(host, stores.durable, config.issuer, (keyId) =>
+      apiKeys.usable(keyId),
+    ),
+  });
+  app.use(decisions.routes());
+  app.use(allowedMethods(decisions));
 
   const interactions = interactionsRouter({
     host,
@@ -450,6 +469,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       recorder,
       webhooks,
       delivery,
+      policies,
     },
     close: async () => {
       await delivery.stop();

@@ -32,9 +32,11 @@ import { registerClientRoutes, registerResourceRoutes } from './clients-routes.j
 import { renderDocsPage } from './docs-page.js';
 import { buildOpenApi } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
+import { registerPolicyRoutes } from './policies-routes.js';
 import { registerRoleRoutes } from './roles-routes.js';
 import { registerWebhookRoutes } from './webhooks-routes.js';
 import type { WebhookService } from '../services/webhooks.js';
+import type { PolicyService } from '../services/policies.js';
 import { registerUserRoutes } from './users-routes.js';
 
 export interface ManagementApiDeps {
@@ -54,6 +56,7 @@ export interface ManagementApiDeps {
   apiKeys: ApiKeyService;
   quotas: QuotaService;
   webhooks: WebhookService;
+  policies: PolicyService;
   /** Lifetime of access tokens exchanged for API keys (seconds). */
   apiKeyTokenTtlS: number;
   /** The budget of callers without a valid token, counted per address. */
@@ -62,7 +65,7 @@ export interface ManagementApiDeps {
 }
 
 /** RFC 6750 challenges on 401 and 403 answers. */
-function bearerChallenges(issuer: string) {
+export function bearerChallenges(issuer: string) {
   return async (ctx: Context, next: Next) => {
     try {
       await next();
@@ -100,6 +103,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   });
   registerAuditRoutes(api, deps.audit);
   registerWebhookRoutes(api, deps.webhooks);
+  registerPolicyRoutes(api, deps.policies);
   registerBillingRoutes(api, {
     apiKeys: deps.apiKeys,
     plans: deps.planService,

@@ -28,7 +28,8 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'audit:read': 'Read the audit trail',
   'webhook:manage': 'Manage webhook endpoints, their secrets and deliveries',
   'policy:manage': 'Manage Cedar policies, their schema and registered policy entities',
-  'policy:evaluate': 'Ask /v1/authorize for decisions about any principal (a user’s own token may ask about that user)',
+  'policy:evaluate':
+    'Ask /v1/authorize for decisions about any principal (a user’s own token may ask about that user)',
 };
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */

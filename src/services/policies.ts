@@ -164,7 +164,8 @@ export class PolicyService {
 
   async versions(id: string): Promise<PolicyVersion[]> {
     const versions = await this.store.policies.versions(id);
-    if (versions.length === 0) throw new AppError('POLICY_NOT_FOUND', { message: `No policy with id "${id}"` });
+    if (versions.length === 0)
+      throw new AppError('POLICY_NOT_FOUND', { message: `No policy with id "${id}"` });
     return versions;
   }
 
@@ -178,7 +179,13 @@ export class PolicyService {
   }
 
   private async write(
-    input: { policy_id: string; description: string | null; policy: string; enabled: boolean; deleted?: boolean },
+    input: {
+      policy_id: string;
+      description: string | null;
+      policy: string;
+      enabled: boolean;
+      deleted?: boolean;
+    },
     expected: number | 'absent',
   ): Promise<PolicyVersion> {
     try {
@@ -190,7 +197,9 @@ export class PolicyService {
             message: `A policy with id "${input.policy_id}" already exists`,
             details: [{ field: 'id', issue: 'Already taken', provided: input.policy_id }],
           })
-        : new AppError('CONFLICT', { message: 'The policy was changed concurrently; read it again and retry' });
+        : new AppError('CONFLICT', {
+            message: 'The policy was changed concurrently; read it again and retry',
+          });
     }
   }
 
@@ -218,7 +227,12 @@ export class PolicyService {
     await this.check(input.policy);
     const id = input.id ?? `pol_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
     await this.write(
-      { policy_id: id, description: input.description ?? null, policy: input.policy, enabled: input.enabled ?? true },
+      {
+        policy_id: id,
+        description: input.description ?? null,
+        policy: input.policy,
+        enabled: input.enabled ?? true,
+      },
       'absent',
     );
     const created = await this.get(id);
@@ -246,7 +260,13 @@ export class PolicyService {
   async remove(id: string, context: Context): Promise<void> {
     const before = await this.get(id);
     await this.write(
-      { policy_id: id, description: before.description, policy: before.policy, enabled: false, deleted: true },
+      {
+        policy_id: id,
+        description: before.description,
+        policy: before.policy,
+        enabled: false,
+        deleted: true,
+      },
       before.version,
     );
     await this.changed();
@@ -291,7 +311,9 @@ export class PolicyService {
     if (schema !== null) {
       const errors = checkSchemaText(schema);
       if (errors.length > 0) {
-        throw new AppError('INVALID_POLICY_SCHEMA', { details: errors.map((issue) => ({ field: 'schema', issue })) });
+        throw new AppError('INVALID_POLICY_SCHEMA', {
+          details: errors.map((issue) => ({ field: 'schema', issue })),
+        });
       }
       const failing = (await this.store.policies.list()).flatMap((p) => {
         const result = checkPolicyText(p.policy, schema);
@@ -330,7 +352,10 @@ export class PolicyService {
   /* ----------------------------------------------------------------------------------------- */
 
   listEntities(page: { limit: number; offset: number; type?: string }) {
-    return Promise.all([this.store.policies.listEntities(page), this.store.policies.countEntities(page.type)]);
+    return Promise.all([
+      this.store.policies.listEntities(page),
+      this.store.policies.countEntities(page.type),
+    ]);
   }
 
   async getEntity(type: string, id: string): Promise<PolicyEntityRecord> {
@@ -344,10 +369,19 @@ export class PolicyService {
     context: Context,
   ): Promise<PolicyEntityRecord> {
     const errors = checkEntities(
-      [{ uid: { type: entity.type, id: entity.id }, attrs: entity.attrs as Record<string, CedarValueJson>, parents: entity.parents }],
+      [
+        {
+          uid: { type: entity.type, id: entity.id },
+          attrs: entity.attrs as Record<string, CedarValueJson>,
+          parents: entity.parents,
+        },
+      ],
       await this.schemaText(),
     );
-    if (errors.length > 0) throw new AppError('INVALID_POLICY_ENTITY', { details: errors.map((issue) => ({ field: '(body)', issue })) });
+    if (errors.length > 0)
+      throw new AppError('INVALID_POLICY_ENTITY', {
+        details: errors.map((issue) => ({ field: '(body)', issue })),
+      });
     const [before] = await this.store.policies.findEntities([entity]);
     const after = await this.store.policies.putEntity(entity);
     await this.audit.record({
@@ -392,7 +426,11 @@ export class PolicyService {
       this.store.roles.listForUser(user.id),
     ]);
     const names = [...new Set([...(primary ? [primary.name] : []), ...linked.map((r) => r.name)])];
-    const roles = names.map((name): CedarEntity => ({ uid: { type: 'Role', id: name }, attrs: {}, parents: [] }));
+    const roles = names.map((name): CedarEntity => ({
+      uid: { type: 'Role', id: name },
+      attrs: {},
+      parents: [],
+    }));
     const me: CedarEntity = {
       uid: { type: 'User', id: user.id },
       attrs: {
@@ -418,7 +456,11 @@ export class PolicyService {
       const records = await this.store.policies.findEntities(frontier);
       const next: Uid[] = [];
       for (const r of records) {
-        found.push({ uid: { type: r.type, id: r.id }, attrs: r.attrs as Record<string, CedarValueJson>, parents: r.parents });
+        found.push({
+          uid: { type: r.type, id: r.id },
+          attrs: r.attrs as Record<string, CedarValueJson>,
+          parents: r.parents,
+        });
         for (const p of r.parents) if (!asked.has(key(p))) next.push(p);
       }
       frontier = next;
@@ -451,7 +493,12 @@ export class PolicyService {
     const entities = new Map<string, CedarEntity>();
     for (const e of ours) entities.set(key(e.uid), e);
     for (const e of check.entities ?? []) if (!entities.has(key(e.uid))) entities.set(key(e.uid), e);
-    const wanted = [principal, check.action, check.resource, ...[...entities.values()].flatMap((e) => e.parents)];
+    const wanted = [
+      principal,
+      check.action,
+      check.resource,
+      ...[...entities.values()].flatMap((e) => e.parents),
+    ];
     for (const e of await this.registered(wanted, new Set(entities.keys()))) entities.set(key(e.uid), e);
     return {
       user,
@@ -480,7 +527,12 @@ export class PolicyService {
       if (!this.mayAsk(caller, checks[i]!, user)) {
         throw new AppError('AUTH_INSUFFICIENT_SCOPE', {
           message: `Asking about another principal needs the scope "${EVALUATE_SCOPE}"; a user's own token may ask only about that user`,
-          details: [{ field: checks.length > 1 ? `requests.${i}.principal` : 'principal', issue: `Required: ${EVALUATE_SCOPE}` }],
+          details: [
+            {
+              field: checks.length > 1 ? `requests.${i}.principal` : 'principal',
+              issue: `Required: ${EVALUATE_SCOPE}`,
+            },
+          ],
           requiredScope: EVALUATE_SCOPE,
         });
       }

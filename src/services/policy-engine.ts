@@ -58,7 +58,11 @@ export function checkPolicyText(text: string, schema: string | null): TextCheck 
   const parts = cedar.policySetTextToParts(text);
   if (parts.type === 'failure') return { ok: false, kind: 'syntax', messages: cedarMessages(parts.errors) };
   if (parts.policy_templates.length > 0)
-    return { ok: false, kind: 'syntax', messages: ['Templates (policies with ?principal or ?resource slots) are not supported'] };
+    return {
+      ok: false,
+      kind: 'syntax',
+      messages: ['Templates (policies with ?principal or ?resource slots) are not supported'],
+    };
   if (parts.policies.length === 0)
     return { ok: false, kind: 'syntax', messages: ['The text holds no policy statement'] };
   if (schema === null) return { ok: true };
@@ -154,7 +158,13 @@ function entityKey(ref: unknown): string | undefined {
 
 /** A scope constraint from Cedar's JSON form; anything unforeseen matches everything (safe). */
 function constraintOf(json: unknown): Constraint {
-  const c = json as { op?: string; entity?: unknown; entities?: unknown[]; entity_type?: string; in?: { entity?: unknown } };
+  const c = json as {
+    op?: string;
+    entity?: unknown;
+    entities?: unknown[];
+    entity_type?: string;
+    in?: { entity?: unknown };
+  };
   if (c?.op === '==') {
     const key = entityKey(c.entity);
     if (key) return { op: '==', key };
@@ -196,7 +206,11 @@ function partsOf(policy: PolicyRecord): Part[] {
             action: constraintOf(json.json.action),
             resource: constraintOf(json.json.resource),
           }
-        : { principal: { op: 'All' as const }, action: { op: 'All' as const }, resource: { op: 'All' as const } };
+        : {
+            principal: { op: 'All' as const },
+            action: { op: 'All' as const },
+            resource: { op: 'All' as const },
+          };
     return { cedarId, policyId: policy.id, text, ...scope };
   });
 }
@@ -331,4 +345,7 @@ export class CompiledPolicySet {
   }
 }
 
-const deny = (errors: DecisionError[]): Decision => ({ decision: 'Deny', diagnostics: { reasons: [], errors } });
+const deny = (errors: DecisionError[]): Decision => ({
+  decision: 'Deny',
+  diagnostics: { reasons: [], errors },
+});
