@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- <suite> [options]`: runs a benchmark against the compiled server and prints a
- * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol, verify-key, webhooks. Without a suite name
+ * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol, verify-key, webhooks, policy. Without a suite name
  * (or with `all`), runs every suite in turn with the same options (those common to all: --duration,
  * --mongo, --redis).
  */
@@ -8,12 +8,14 @@ import { runAdminBenchmark } from './admin.ts';
 import { runProtocolBenchmark } from './protocol.ts';
 import { runVerifyKeyBenchmark } from './verify-key.ts';
 import { runWebhookBenchmark } from './webhooks.ts';
+import { runPolicyBenchmark } from './policy.ts';
 
 const suites: Record<string, (argv: string[]) => Promise<string>> = {
   admin: runAdminBenchmark,
   protocol: runProtocolBenchmark,
   'verify-key': runVerifyKeyBenchmark,
   webhooks: runWebhookBenchmark,
+  policy: runPolicyBenchmark,
 };
 
 const args = process.argv.slice(2);
