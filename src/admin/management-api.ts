@@ -33,6 +33,7 @@ import { renderDocsPage } from './docs-page.js';
 import { buildOpenApi } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
 import { registerPolicyRoutes } from './policies-routes.js';
+import { DECISION_ROUTES } from '../gateway/authorize-router.js';
 import { registerRoleRoutes } from './roles-routes.js';
 import { registerWebhookRoutes } from './webhooks-routes.js';
 import type { WebhookService } from '../services/webhooks.js';
@@ -115,7 +116,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
     tokenTtlS: deps.apiKeyTokenTtlS,
   });
 
-  const openapi = buildOpenApi(api.routes, {
+  const openapi = buildOpenApi([...api.routes, ...DECISION_ROUTES], {
     issuer: deps.issuer,
     version: deps.version,
     scopes: Object.fromEntries(ADMIN_SCOPES.map((s) => [s, ADMIN_SCOPE_DESCRIPTIONS[s]])),

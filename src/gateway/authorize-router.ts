@@ -11,7 +11,13 @@ import type { z } from 'zod';
 import { validationError } from '../admin/api-router.js';
 import { bearerToken, type BearerAuthenticator } from '../admin/bearer-auth.js';
 import type { Principal } from '../admin/principal.js';
-import { AuthorizeBatchRequest, AuthorizeRequest } from '../admin/schemas.js';
+import type { RouteSpec } from '../admin/api-router.js';
+import {
+  AuthorizeBatchRequest,
+  AuthorizeBatchResponse,
+  AuthorizeDecision,
+  AuthorizeRequest,
+} from '../admin/schemas.js';
 import { requestFacts } from '../admin/users-routes.js';
 import { AppError } from '../errors/app-error.js';
 import { jsonBody } from '../http/json-body.js';
@@ -85,3 +91,44 @@ export function authorizeRouter(deps: AuthorizeRouterDeps): Router {
 
   return router;
 }
+
+const servedAbove = async (): Promise<never> => {
+  throw new Error('served by authorizeRouter, listed here for the OpenAPI document only');
+};
+
+const ASKING =
+  'A bearer access token with `policy:evaluate` may ask about any principal; a user’s own token (no scope needed) only about that user, otherwise 403. Evaluation errors are a Deny with the error in diagnostics.errors, never a 5xx.';
+
+/** The decision endpoints as the OpenAPI document shows them (served by authorizeRouter above). */
+export const DECISION_ROUTES: RouteSpec[] = [
+  {
+    method: 'post',
+    prefix: '/v1',
+    path: '/authorize',
+    operationId: 'authorize',
+    summary: 'Ask for a policy decision',
+    description: `May \`principal\` do \`action\` on \`resource\`? Decided by the Cedar policies of /v2/policies. ${ASKING}`,
+    tag: 'Policy decisions',
+    scope: 'policy:evaluate',
+    body: AuthorizeRequest,
+    responses: { 200: { description: 'The decision', schema: AuthorizeDecision } },
+    errors: ['MISSING_REQUIRED_FIELD'],
+    handler: servedAbove,
+  },
+  {
+    method: 'post',
+    prefix: '/v1',
+    path: '/authorize/batch',
+    operationId: 'authorizeBatch',
+    summary: 'Ask for up to 100 policy decisions',
+    description: `The checks are decided in order; more than 100 is a 400. Refused as a whole (403) when the caller may not ask about one of the principals. ${ASKING}`,
+    tag: 'Policy decisions',
+    scope: 'policy:evaluate',
+    body: AuthorizeBatchRequest,
+    responses: {
+      200: { description: 'The decisions, in the order of the checks', schema: AuthorizeBatchResponse },
+    },
+    errors: ['MISSING_REQUIRED_FIELD'],
+    handler: servedAbove,
+  },
+];
