@@ -14,6 +14,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+
+import type * as EngineModule from '../src/services/policy-engine.ts';
+
 import { adminToken, cpuMs, machine, measure, ROOT, startServer, table, threadCpuMs } from './lib.ts';
 
 const ROLES = 20;
@@ -52,11 +56,7 @@ function rate(seconds: number, work: (i: number) => void): number {
 
 async function inProcessCeiling(): Promise<{ whole: number; filtered: number }> {
   const dist = (p: string) => pathToFileURL(join(ROOT, 'dist', p)).href;
-  const cedar =
-    (await import('@cedar-policy/cedar-wasm/nodejs')) as typeof import('@cedar-policy/cedar-wasm/nodejs');
-  const engine = (await import(
-    dist('services/policy-engine.js')
-  )) as typeof import('../src/services/policy-engine.ts');
+  const engine = (await import(dist('services/policy-engine.js'))) as typeof EngineModule;
   const now = new Date();
   const records = Array.from({ length: POLICIES }, (_, i) => ({
     id: `bench-${i}`,
