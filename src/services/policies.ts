@@ -12,6 +12,8 @@
  * plan, metadata; parents the `Role::"<name>"` of every role the user holds), `Client::"<id>"`;
  * other entities are sent with the request or registered. Ours win over sent ones of the same uid.
  */
+import { randomUUID } from 'node:crypto';
+
 import { AppError } from '../errors/app-error.js';
 import type { Principal } from '../admin/principal.js';
 import { principalActor } from '../admin/principal.js';
@@ -225,7 +227,7 @@ export class PolicyService {
 
   async create(input: PolicyInput, context: Context): Promise<PolicyRecord> {
     await this.check(input.policy);
-    const id = input.id ?? `pol_${crypto.randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    const id = input.id ?? `pol_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     await this.write(
       {
         policy_id: id,
