@@ -2,6 +2,7 @@
  * `npm run bench -- <suite> [options]`: runs a benchmark against the compiled server and prints a
  * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol, verify-key, webhooks. Without a suite name
  * Markdown report (copy it into docs/benchmarks.md). Suites: admin, analytics, protocol, verify-key. Without a suite name
+ * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol, verify-key, webhooks, policy. Without a suite name
  * (or with `all`), runs every suite in turn with the same options (those common to all: --duration,
  * --mongo, --redis).
  */
@@ -10,6 +11,7 @@ import { runAnalyticsBenchmark } from './analytics.ts';
 import { runProtocolBenchmark } from './protocol.ts';
 import { runVerifyKeyBenchmark } from './verify-key.ts';
 import { runWebhookBenchmark } from './webhooks.ts';
+import { runPolicyBenchmark } from './policy.ts';
 
 const suites: Record<string, (argv: string[]) => Promise<string>> = {
   admin: runAdminBenchmark,
@@ -17,6 +19,7 @@ const suites: Record<string, (argv: string[]) => Promise<string>> = {
   protocol: runProtocolBenchmark,
   'verify-key': runVerifyKeyBenchmark,
   webhooks: runWebhookBenchmark,
+  policy: runPolicyBenchmark,
 };
 
 const args = process.argv.slice(2);

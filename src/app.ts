@@ -50,6 +50,9 @@ import { ApiKeyService } from './services/api-keys.js';
 import { QuotaService } from './services/quotas.js';
 import { API_KEY_CLIENT_ID, apiKeyClient } from './oidc/api-key-grant.js';
 import { gatewayRouter } from './gateway/router.js';
+import { authorizeRouter } from './gateway/authorize-router.js';
+import { BearerAuthenticator } from './admin/bearer-auth.js';
+import { PolicyService } from './services/policies.js';
 import { RoleService } from './services/roles.js';
 import { UserService } from './services/users.js';
 import { ADMIN_SCOPES } from './oidc/scopes.js';
@@ -90,6 +93,7 @@ export interface AppServices {
   recorder: EventRecorder;
   webhooks: WebhookService;
   delivery: WebhookDeliveryWorker;
+  policies: PolicyService;
 }
 
 export interface BuiltApp {
@@ -194,6 +198,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     log: logger,
   });
   const roles = new RoleService(stores.durable, audit, recorder);
+  const policies = new PolicyService(stores.durable, stores.events, audit, {
+    cacheTtlMs: config.policyCacheTtlMs,
+    decisionLogSampleRate: config.policyDecisionLogSampleRate,
+  });
   const planService = new PlanService(
     stores.durable.plans,
     stores.durable.users,
@@ -406,6 +414,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     apiKeys,
     quotas,
     webhooks,
+    policies,
     apiKeyTokenTtlS: config.apiKeyTokenTtlS,
     anonymousRate: {
       requests_per_hour: config.rateLimitAnonymousPerHour,
@@ -426,6 +435,16 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   app.use(gateway.routes());
   app.use(allowedMethods(gateway));
+
+  const decisions = authorizeRouter({
+    policies,
+    issuer: config.issuer,
+    authenticator: new BearerAuthenticator(host, stores.durable, config.issuer, (keyId) =>
+      apiKeys.usable(keyId),
+    ),
+  });
+  app.use(decisions.routes());
+  app.use(allowedMethods(decisions));
 
   const interactions = interactionsRouter({
     host,
@@ -459,6 +478,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       recorder,
       webhooks,
       delivery,
+      policies,
     },
     close: async () => {
       await delivery.stop();

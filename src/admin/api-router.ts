@@ -35,6 +35,8 @@ export interface RouteSpec<
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** OpenAPI-style path below /v2, for example `/users/{id}`. */
   path: string;
+  /** Where the path is mounted in the document, when not below /v2 (documented-only routes). */
+  prefix?: string;
   operationId: string;
   summary: string;
   description?: string;

@@ -34,9 +34,12 @@ import { registerClientRoutes, registerResourceRoutes } from './clients-routes.j
 import { renderDocsPage } from './docs-page.js';
 import { buildOpenApi } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
+import { registerPolicyRoutes } from './policies-routes.js';
+import { DECISION_ROUTES } from '../gateway/authorize-router.js';
 import { registerRoleRoutes } from './roles-routes.js';
 import { registerWebhookRoutes } from './webhooks-routes.js';
 import type { WebhookService } from '../services/webhooks.js';
+import type { PolicyService } from '../services/policies.js';
 import { registerUserRoutes } from './users-routes.js';
 
 export interface ManagementApiDeps {
@@ -56,6 +59,7 @@ export interface ManagementApiDeps {
   apiKeys: ApiKeyService;
   quotas: QuotaService;
   webhooks: WebhookService;
+  policies: PolicyService;
   /** Lifetime of access tokens exchanged for API keys (seconds). */
   apiKeyTokenTtlS: number;
   /** The budget of callers without a valid token, counted per address. */
@@ -64,7 +68,7 @@ export interface ManagementApiDeps {
 }
 
 /** RFC 6750 challenges on 401 and 403 answers. */
-function bearerChallenges(issuer: string) {
+export function bearerChallenges(issuer: string) {
   return async (ctx: Context, next: Next) => {
     try {
       await next();
@@ -105,6 +109,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   registerAuditRoutes(api, deps.audit);
   registerWebhookRoutes(api, deps.webhooks);
   registerAnalyticsRoutes(api, analytics);
+  registerPolicyRoutes(api, deps.policies);
   registerBillingRoutes(api, {
     apiKeys: deps.apiKeys,
     plans: deps.planService,
@@ -116,7 +121,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
     tokenTtlS: deps.apiKeyTokenTtlS,
   });
 
-  const openapi = buildOpenApi(api.routes, {
+  const openapi = buildOpenApi([...api.routes, ...DECISION_ROUTES], {
     issuer: deps.issuer,
     version: deps.version,
     scopes: Object.fromEntries(ADMIN_SCOPES.map((s) => [s, ADMIN_SCOPE_DESCRIPTIONS[s]])),

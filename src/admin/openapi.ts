@@ -159,7 +159,7 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       },
       ...(route.scope ? { 'x-required-scope': route.scope } : {}),
     };
-    const path = `/v2${route.path}`;
+    const path = `${route.prefix ?? '/v2'}${route.path}`;
     paths[path] ??= {};
     paths[path][route.method] = operation;
   }

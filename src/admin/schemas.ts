@@ -727,3 +727,136 @@ export const WebhookDelivery = named(
   }),
   'One event for one endpoint, and how its attempts went',
 );
+
+/* --------------------------------------------------------------------------------------------- */
+/* Policies (Cedar) and policy decisions                                                          */
+/* --------------------------------------------------------------------------------------------- */
+
+const POLICY_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const policyId = z
+  .string()
+  .regex(POLICY_ID, { error: '1 to 128 letters, digits, "_", ".", ":" or "-"' })
+  .refine((id) => id !== 'schema', { error: '"schema" is reserved' });
+
+export const Policy = named(
+  'Policy',
+  z.object({
+    id: z.string().describe('Named in decisions’ diagnostics.reasons'),
+    description: z.string().nullable(),
+    policy: z.string().describe('Cedar text: one or more permit/forbid statements'),
+    enabled: z.boolean(),
+    version: z.number().int().describe('1 for the first write, one more for every write since'),
+    created_at: timestamp,
+    updated_at: timestamp.describe('When this version was written'),
+  }),
+  'A Cedar policy as it stands (or stood, with as_of)',
+);
+
+export const PolicyVersion = named(
+  'PolicyVersion',
+  z.object({
+    version: z.number().int(),
+    description: z.string().nullable(),
+    policy: z.string(),
+    enabled: z.boolean(),
+    deleted: z.boolean().describe('This version records the deletion'),
+    created_at: timestamp,
+  }),
+);
+
+const policyText = chars(1, 65_536);
+
+export const CreatePolicy = z
+  .object({
+    id: policyId.optional(),
+    description: chars(0, 1000).nullable().optional(),
+    policy: policyText,
+    enabled: z.boolean().optional(),
+  })
+  .strict();
+
+export const UpdatePolicy = z
+  .object({
+    description: chars(0, 1000).nullable().optional(),
+    policy: policyText.optional(),
+    enabled: z.boolean().optional(),
+  })
+  .strict();
+
+export const PolicySchema = named(
+  'PolicySchema',
+  z.object({
+    schema: z.string().nullable().describe('Cedar schema text (human-readable or JSON form); null: none'),
+    version: z.number().int().describe('0 while no schema was ever set'),
+    updated_at: timestamp.nullable(),
+  }),
+);
+
+export const PutPolicySchema = z.object({ schema: chars(1, 262_144).nullable() }).strict();
+
+export const EntityRef = named(
+  'EntityRef',
+  z.object({ type: chars(1, 256), id: z.string().max(1024) }).strict(),
+  'A Cedar entity uid: `{ "type": "User", "id": "alice" }`',
+);
+
+export const CedarEntityJson = z
+  .object({
+    uid: EntityRef,
+    attrs: z.record(z.string(), z.unknown()).default({}),
+    parents: z.array(EntityRef).max(100).default([]),
+  })
+  .strict();
+
+export const PolicyEntity = named(
+  'PolicyEntity',
+  z.object({
+    uid: EntityRef,
+    attrs: z.record(z.string(), z.unknown()),
+    parents: z.array(EntityRef),
+    created_at: timestamp,
+    updated_at: timestamp,
+  }),
+  'A registered entity (a resource, a group, an action group) in Cedar’s JSON form',
+);
+
+export const PutPolicyEntity = z
+  .object({
+    attrs: z.record(z.string(), z.unknown()).default({}),
+    parents: z.array(EntityRef).max(100).default([]),
+  })
+  .strict();
+
+export const AuthorizeRequest = named(
+  'AuthorizeRequest',
+  z
+    .object({
+      principal: EntityRef.describe('`User` by id or e-mail, `Client` by client_id, or any sent entity'),
+      action: EntityRef,
+      resource: EntityRef,
+      context: z.record(z.string(), z.unknown()).optional(),
+      entities: z.array(CedarEntityJson).max(1000).optional(),
+    })
+    .strict(),
+);
+
+export const AuthorizeBatchRequest = named(
+  'AuthorizeBatchRequest',
+  z.object({ requests: z.array(AuthorizeRequest).min(1).max(100, { error: 'At most 100 checks' }) }).strict(),
+);
+
+export const AuthorizeDecision = named(
+  'AuthorizeDecision',
+  z.object({
+    decision: z.enum(['Allow', 'Deny']),
+    diagnostics: z.object({
+      reasons: z.array(z.string()).describe('Ids of the policies that determined the decision'),
+      errors: z.array(z.object({ policy: z.string().nullable(), message: z.string() })),
+    }),
+  }),
+);
+
+export const AuthorizeBatchResponse = named(
+  'AuthorizeBatchResponse',
+  z.object({ results: z.array(AuthorizeDecision) }),
+);

@@ -23,6 +23,13 @@ const int = (min: number, max: number) =>
     .transform((s) => Number.parseInt(s, 10))
     .pipe(z.number().int().min(min).max(max));
 
+/** A fraction from 0 to 1 (`0.05`, `1`). */
+const fraction = z
+  .string()
+  .regex(/^\s*(0(\.\d+)?|1(\.0+)?|\.\d+)\s*$/)
+  .transform((s) => Number.parseFloat(s))
+  .pipe(z.number().min(0).max(1));
+
 const optionalUrl = (protocols: RegExp) =>
   z
     .string()
@@ -143,6 +150,8 @@ export const SETTINGS = {
   WEBHOOK_POLL_MS: spec(int(50, 60_000), 'milliseconds from 50 to 60000'),
   WEBHOOK_DELIVERY: spec(bool, 'true or false'),
   EVENT_RETENTION_DAYS: spec(int(1, 3650), 'days from 1 to 3650'),
+  POLICY_CACHE_TTL_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
+  POLICY_DECISION_LOG_SAMPLE_RATE: spec(fraction, 'a fraction from 0 to 1, such as 0.01'),
 
   PASSWORD_HASH_MEMORY_KIB: spec(
     int(19_456, 4_194_304),

@@ -7,6 +7,18 @@ export const ERROR_CATALOG = {
   MISSING_REQUIRED_FIELD: { status: 400, message: 'A required field is missing' },
   INVALID_EMAIL_FORMAT: { status: 400, message: 'The email address is not valid' },
   INVALID_ROLE: { status: 400, message: 'The role does not exist' },
+  INVALID_POLICY: {
+    status: 400,
+    message: 'The policy is not valid Cedar; details give Cedar’s own messages',
+  },
+  INVALID_POLICY_SCHEMA: {
+    status: 400,
+    message: 'The schema is not a valid Cedar schema; details give Cedar’s own messages',
+  },
+  INVALID_POLICY_ENTITY: {
+    status: 400,
+    message: 'The entity is not valid (or does not meet the schema); details give Cedar’s own messages',
+  },
   MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON' },
   INVALID_ENCODING: { status: 400, message: 'The request body is not valid UTF-8' },
   AUTH_TOKEN_MISSING: { status: 401, message: 'An access token is required' },
@@ -30,6 +42,8 @@ export const ERROR_CATALOG = {
     message: 'The webhook URL is refused (scheme, a private or unresolvable address)',
   },
   DELIVERY_NOT_FOUND: { status: 404, message: 'Delivery not found' },
+  POLICY_NOT_FOUND: { status: 404, message: 'Policy not found' },
+  POLICY_ENTITY_NOT_FOUND: { status: 404, message: 'Policy entity not found' },
   PLAN_NOT_FOUND: { status: 404, message: 'Plan not found' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },
   USER_ALREADY_EXISTS: { status: 409, message: 'A user with this email already exists' },
@@ -50,6 +64,10 @@ export const ERROR_CATALOG = {
     message: 'The request line and headers are too large (a long query string counts)',
   },
   BUSINESS_RULE_VIOLATION: { status: 422, message: 'The request breaks a business rule' },
+  POLICY_SCHEMA_VIOLATION: {
+    status: 422,
+    message: 'The policy is valid Cedar but does not meet the policy schema; details give Cedar’s messages',
+  },
   INVALID_CURSOR: { status: 422, message: 'The cursor is not one this list issued for this sort order' },
   INVALID_CLIENT_METADATA: {
     status: 422,

@@ -12,6 +12,8 @@ export const ADMIN_SCOPES = [
   'audit:read',
   'webhook:manage',
   'analytics:read',
+  'policy:manage',
+  'policy:evaluate',
 ] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
 
@@ -27,6 +29,9 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'audit:read': 'Read the audit trail',
   'webhook:manage': 'Manage webhook endpoints, their secrets and deliveries',
   'analytics:read': 'Read user analytics (registrations, active and returning users)',
+  'policy:manage': 'Manage Cedar policies, their schema and registered policy entities',
+  'policy:evaluate':
+    'Ask /v1/authorize for decisions about any principal (a user’s own token may ask about that user)',
 };
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */

@@ -7,6 +7,8 @@ import { LatchkeyError } from './errors.js';
 import { HttpTransport, type FetchLike, type HttpRequest, type RetryOptions } from './http.js';
 import { paginate } from './pagination.js';
 import type {
+  AuthorizeDecision,
+  AuthorizeRequest,
   ApiKey,
   BulkCreateOptions,
   BulkResult,
@@ -412,6 +414,45 @@ export class LatchkeyClient {
       headers: { authorization: `Bearer ${apiKey}` },
       json: message,
       ...options,
+    });
+    return body;
+  }
+
+  /**
+   * Asks for a policy decision (`POST /v1/authorize`). With the client's own token it needs the
+   * scope `policy:evaluate`; `token` sends another one instead (a user's own token may ask about
+   * that user). Decisions are questions, so the call is retried like a read.
+   */
+  async authorize(
+    check: AuthorizeRequest,
+    options: CallOptions & { token?: string } = {},
+  ): Promise<AuthorizeDecision> {
+    return this.decisionCall<AuthorizeDecision>('/v1/authorize', check, options);
+  }
+
+  /** Asks up to 100 questions at once (`POST /v1/authorize/batch`); decisions in the same order. */
+  async authorizeBatch(
+    checks: AuthorizeRequest[],
+    options: CallOptions & { token?: string } = {},
+  ): Promise<AuthorizeDecision[]> {
+    const body = await this.decisionCall<{ results: AuthorizeDecision[] }>(
+      '/v1/authorize/batch',
+      { requests: checks },
+      options,
+    );
+    return body.results;
+  }
+
+  private async decisionCall<T>(
+    path: string,
+    json: unknown,
+    options: CallOptions & { token?: string },
+  ): Promise<T> {
+    const req = { method: 'POST' as const, path, json, idempotent: true, signal: options.signal };
+    if (options.token === undefined) return this.request<T>(req);
+    const { body } = await this.http.request<T>({
+      ...req,
+      headers: { authorization: `Bearer ${options.token}` },
     });
     return body;
   }

@@ -35,6 +35,14 @@ export type {
   ExpressLikeResponse,
   LatchkeyExpressMiddleware,
 } from './middleware/express.js';
+export { requirePermission, requirePermissionKoa } from './middleware/permission.js';
+export type {
+  PermissionExpressRequest,
+  PermissionExpressResponse,
+  PermissionKoaContext,
+  PermissionOptions,
+  ResourceFrom,
+} from './middleware/permission.js';
 export { verifyWebhook, WebhookVerificationError } from './webhooks.js';
 export type {
   KnownWebhookEventType,

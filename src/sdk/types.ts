@@ -267,3 +267,30 @@ export interface LogMessageResult {
   client_id?: string;
   created_at: string;
 }
+
+/** A Cedar entity uid: `{ type: 'User', id: 'alice@example.com' }`. */
+export interface EntityRef {
+  type: string;
+  id: string;
+}
+
+/** An entity sent with a check, in Cedar's JSON form. */
+export interface CedarEntity {
+  uid: EntityRef;
+  attrs?: Record<string, unknown>;
+  parents?: EntityRef[];
+}
+
+/** One question for `POST /v1/authorize`. */
+export interface AuthorizeRequest {
+  principal: EntityRef;
+  action: EntityRef;
+  resource: EntityRef;
+  context?: Record<string, unknown>;
+  entities?: CedarEntity[];
+}
+
+export interface AuthorizeDecision {
+  decision: 'Allow' | 'Deny';
+  diagnostics: { reasons: string[]; errors: { policy: string | null; message: string }[] };
+}

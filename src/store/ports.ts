@@ -630,6 +630,88 @@ export interface WebhookRepository {
   remove(id: string): Promise<boolean>;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Cedar policies, their schema, and registered entities                                            */
+/* ------------------------------------------------------------------------------------------------ */
+
+/** One version of one policy: every write appends one; a deletion appends a tombstone. */
+export interface PolicyVersion {
+  policy_id: string;
+  /** 1, 2, 3, ... per policy. */
+  version: number;
+  description: string | null;
+  /** Cedar text (one or more statements). */
+  policy: string;
+  enabled: boolean;
+  /** This version records the policy's deletion. */
+  deleted: boolean;
+  /** When this version was written. */
+  created_at: Date;
+}
+
+/** A policy as it stands at some moment: its latest version then, with its first version's date. */
+export interface PolicyRecord {
+  id: string;
+  description: string | null;
+  policy: string;
+  enabled: boolean;
+  version: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewPolicyVersion = Pick<PolicyVersion, 'policy_id' | 'description' | 'policy' | 'enabled'> & {
+  deleted?: boolean;
+};
+
+/** The optional Cedar schema; versioned like policies (null text: no schema). */
+export interface PolicySchemaRecord {
+  schema: string | null;
+  version: number;
+  updated_at: Date;
+}
+
+/** An entity registered for policy decisions (a resource, a group, an action group), Cedar's JSON form. */
+export interface PolicyEntityRecord {
+  type: string;
+  id: string;
+  attrs: JsonObject;
+  parents: { type: string; id: string }[];
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface PolicyRepository {
+  /**
+   * Appends the next version of a policy. `expected` is the latest version the writer read, or
+   * `absent` when the policy must not exist (never written, or deleted); when the latest version is
+   * another (a concurrent write came first), throws StoreConflictError('version').
+   */
+  append(input: NewPolicyVersion, expected: number | 'absent'): Promise<PolicyVersion>;
+  /** The policy as it stands now; null when it never existed or its latest version is a deletion. */
+  findById(id: string): Promise<PolicyRecord | null>;
+  /** Every live policy as it stood at `asOf` (now when undefined), by id. */
+  list(asOf?: Date): Promise<PolicyRecord[]>;
+  /** Every version of a policy, oldest first (tombstones included). */
+  versions(id: string): Promise<PolicyVersion[]>;
+  /** A cheap marker that changes whenever a policy or the schema is written. */
+  revision(): Promise<string>;
+  /** The current schema; null when none was ever set. */
+  getSchema(): Promise<PolicySchemaRecord | null>;
+  /** Appends a schema version (`expected`: the version read, 0 for none); conflicts as append(). */
+  putSchema(schema: string | null, expected: number): Promise<PolicySchemaRecord>;
+  /** Creates or replaces a registered entity. */
+  putEntity(
+    entity: Pick<PolicyEntityRecord, 'type' | 'id' | 'attrs' | 'parents'>,
+  ): Promise<PolicyEntityRecord>;
+  /** The registered entities among `uids` (any order; missing ones left out). */
+  findEntities(uids: { type: string; id: string }[]): Promise<PolicyEntityRecord[]>;
+  /** By type then id; `type` narrows to one entity type. */
+  listEntities(page: { limit: number; offset?: number; type?: string }): Promise<PolicyEntityRecord[]>;
+  countEntities(type?: string): Promise<number>;
+  removeEntity(type: string, id: string): Promise<boolean>;
+}
+
 export interface DurableStore {
   readonly kind: 'embedded' | 'mongo';
   readonly users: UserRepository;
@@ -643,6 +725,7 @@ export interface DurableStore {
   readonly usage: UsageRepository;
   readonly outbox: OutboxRepository;
   readonly webhooks: WebhookRepository;
+  readonly policies: PolicyRepository;
   /**
    * Runs `work` (a change through these repositories and the outbox append recording it) as one
    * unit where the backend can: one SQLite transaction on the embedded store, a multi-document

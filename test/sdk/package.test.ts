@@ -66,6 +66,8 @@ describe('the latchkey/sdk entry point', () => {
         'latchkeyKoa',
         'paginate',
         'parseRetryAfter',
+        'requirePermission',
+        'requirePermissionKoa',
         'verifyWebhook',
         'webhookExpress',
         'webhookKoa',

@@ -6,6 +6,7 @@ import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
 import { EmbeddedOutboxRepository } from './outbox.js';
 import { EmbeddedWebhookRepository } from './webhooks.js';
+import { EmbeddedPolicyRepository } from './policies.js';
 import { EmbeddedPlanRepository } from './plans.js';
 import { EmbeddedResourceServerRepository } from './resource-servers.js';
 import { EmbeddedRoleRepository } from './roles.js';
@@ -26,6 +27,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly usage: EmbeddedUsageRepository;
   readonly outbox: EmbeddedOutboxRepository;
   readonly webhooks: EmbeddedWebhookRepository;
+  readonly policies: EmbeddedPolicyRepository;
   private closed = false;
   private readonly optimizer: NodeJS.Timeout;
 
@@ -45,6 +47,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.usage = new EmbeddedUsageRepository(db);
     this.outbox = new EmbeddedOutboxRepository(db);
     this.webhooks = new EmbeddedWebhookRepository(db);
+    this.policies = new EmbeddedPolicyRepository(db);
   }
 
   readonly transactional = true;

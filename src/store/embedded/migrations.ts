@@ -387,4 +387,37 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 12,
+    description: 'Cedar policies (every version kept), the policy schema, registered policy entities',
+    sql: `
+      CREATE TABLE policy_versions (
+        policy_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        description TEXT,
+        policy TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (policy_id, version)
+      ) STRICT;
+      CREATE INDEX policy_versions_created ON policy_versions (created_at);
+
+      CREATE TABLE policy_schemas (
+        version INTEGER PRIMARY KEY,
+        schema TEXT,
+        created_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE policy_entities (
+        type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        attrs TEXT NOT NULL DEFAULT '{}',
+        parents TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (type, id)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];

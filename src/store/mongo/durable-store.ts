@@ -10,6 +10,7 @@ import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
 import { MongoOutboxRepository } from './outbox.js';
 import { MongoWebhookRepository } from './webhooks.js';
+import { MongoPolicyRepository } from './policies.js';
 import { MongoPlanRepository } from './plans.js';
 import { MongoResourceServerRepository } from './resource-servers.js';
 import { MongoRoleRepository } from './roles.js';
@@ -35,6 +36,7 @@ export class MongoDurableStore implements DurableStore {
   readonly usage: MongoUsageRepository;
   readonly outbox: MongoOutboxRepository;
   readonly webhooks: MongoWebhookRepository;
+  readonly policies: MongoPolicyRepository;
   private readonly models: MongoModels;
   /** The repository itself, never the cache (migrate backfills through it). */
   private readonly userRepository: MongoUserRepository;
@@ -65,6 +67,11 @@ export class MongoDurableStore implements DurableStore {
       this.models.outboxClaims,
     );
     this.webhooks = new MongoWebhookRepository(this.models.webhooks);
+    this.policies = new MongoPolicyRepository(
+      this.models.policyVersions,
+      this.models.policySchemas,
+      this.models.policyEntities,
+    );
   }
 
   /**

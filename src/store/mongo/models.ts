@@ -212,6 +212,39 @@ export interface WebhookDocument {
   updated_at: Date;
 }
 
+/** One version of one policy; `_id` is roleLinkId-style JSON of [policy id, version]. */
+export interface PolicyVersionDocument {
+  _id: string;
+  policy_id: string;
+  version: number;
+  description: string | null;
+  policy: string;
+  enabled: boolean;
+  deleted: boolean;
+  created_at: Date;
+}
+
+/** One version of the policy schema; `_id` is the version number. */
+export interface PolicySchemaDocument {
+  _id: number;
+  schema: string | null;
+  created_at: Date;
+}
+
+/**
+ * A registered policy entity; `_id` is JSON of [type, id]. Attributes and parents are kept as JSON
+ * text: Cedar attribute names may hold `$` and `.`, which stored field names may not.
+ */
+export interface PolicyEntityDocument {
+  _id: string;
+  type: string;
+  id: string;
+  attrs: string;
+  parents: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
 export interface MongoModels {
   users: Model<UserDocument>;
   roles: Model<RoleDocument>;
@@ -227,6 +260,9 @@ export interface MongoModels {
   outboxDeliveries: Model<OutboxDeliveryDocument>;
   outboxClaims: Model<OutboxClaimDocument>;
   webhooks: Model<WebhookDocument>;
+  policyVersions: Model<PolicyVersionDocument>;
+  policySchemas: Model<PolicySchemaDocument>;
+  policyEntities: Model<PolicyEntityDocument>;
 }
 
 /** Names of the unique indexes, which duplicate-key errors are matched against. */
@@ -554,6 +590,55 @@ function webhookSchema() {
   return schema;
 }
 
+function policyVersionSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      policy_id: { type: String, required: true },
+      version: { type: Number, required: true },
+      description: nullable(String),
+      policy: { type: String, required: true },
+      enabled: { type: Boolean, required: true },
+      deleted: { type: Boolean, default: false },
+      created_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'policy_versions' },
+  );
+  schema.index({ policy_id: 1, version: 1 }, { name: 'policy_versions_policy' });
+  schema.index({ created_at: 1 }, { name: 'policy_versions_created_at' });
+  return schema;
+}
+
+function policySchemaSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: Number, required: true },
+      schema: nullable(String),
+      created_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'policy_schemas' },
+  );
+  schema.index({ created_at: 1 }, { name: 'policy_schemas_created_at' });
+  return schema;
+}
+
+function policyEntitySchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      type: { type: String, required: true },
+      id: { type: String, required: true },
+      attrs: { type: String, default: '{}' },
+      parents: { type: String, default: '[]' },
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'policy_entities' },
+  );
+  schema.index({ type: 1, id: 1 }, { name: 'policy_entities_type_id' });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -571,6 +656,9 @@ export function createModels(conn: Connection): MongoModels {
     outboxDeliveries: conn.model<OutboxDeliveryDocument>('OutboxDelivery', outboxDeliverySchema()),
     outboxClaims: conn.model<OutboxClaimDocument>('OutboxClaim', outboxClaimSchema()),
     webhooks: conn.model<WebhookDocument>('Webhook', webhookSchema()),
+    policyVersions: conn.model<PolicyVersionDocument>('PolicyVersion', policyVersionSchema()),
+    policySchemas: conn.model<PolicySchemaDocument>('PolicySchema', policySchemaSchema()),
+    policyEntities: conn.model<PolicyEntityDocument>('PolicyEntity', policyEntitySchema()),
   };
 }
 

@@ -1,0 +1,134 @@
+/**
+ * /v1/authorize and /v1/authorize/batch: policy decisions for applications (shared/API.md, "Policy
+ * decision"). The caller presents a bearer access token: one holding `policy:evaluate` may ask about
+ * any principal, a user's own token only about that user. Answers are decisions, never 5xx for a
+ * policy's fault: an evaluation error is a Deny carrying the error in its diagnostics.
+ */
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { z } from 'zod';
+
+import { validationError } from '../admin/api-router.js';
+import { bearerToken, type BearerAuthenticator } from '../admin/bearer-auth.js';
+import type { Principal } from '../admin/principal.js';
+import type { RouteSpec } from '../admin/api-router.js';
+import {
+  AuthorizeBatchRequest,
+  AuthorizeBatchResponse,
+  AuthorizeDecision,
+  AuthorizeRequest,
+} from '../admin/schemas.js';
+import { requestFacts } from '../admin/users-routes.js';
+import { AppError } from '../errors/app-error.js';
+import { jsonBody } from '../http/json-body.js';
+import type { AuthorizeCheck, PolicyService } from '../services/policies.js';
+
+export interface AuthorizeRouterDeps {
+  policies: PolicyService;
+  authenticator: BearerAuthenticator;
+  issuer: string;
+}
+
+function parse<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+  if (body === undefined)
+    throw new AppError('MISSING_REQUIRED_FIELD', { message: 'A JSON body is required' });
+  const result = schema.safeParse(body);
+  if (!result.success) throw validationError(result.error, body);
+  return result.data;
+}
+
+export function authorizeRouter(deps: AuthorizeRouterDeps): Router {
+  const router = new Router({ prefix: '/v1/authorize' });
+  const realm = `realm="${deps.issuer}"`;
+
+  /** The caller, or a 401 with its RFC 6750 challenge. */
+  async function caller(ctx: Context): Promise<Principal> {
+    try {
+      const token = bearerToken(ctx);
+      if (!token) throw new AppError('AUTH_TOKEN_MISSING');
+      return await deps.authenticator.authenticate(token);
+    } catch (err) {
+      if (err instanceof AppError && err.status === 401) {
+        ctx.set(
+          'WWW-Authenticate',
+          err.code === 'AUTH_TOKEN_MISSING'
+            ? `Bearer ${realm}`
+            : `Bearer ${realm}, error="invalid_token", error_description="${err.message.replace(/"/g, "'")}"`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  async function decide(ctx: Context, checks: AuthorizeCheck[], principal: Principal) {
+    try {
+      return await deps.policies.authorize(checks, principal, requestFacts(ctx));
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'AUTH_INSUFFICIENT_SCOPE') {
+        ctx.set('WWW-Authenticate', `Bearer ${realm}, error="insufficient_scope", scope="policy:evaluate"`);
+      }
+      throw err;
+    }
+  }
+
+  const body = jsonBody({ limit: 1024 * 1024 });
+
+  router.post('/', body, async (ctx) => {
+    const principal = await caller(ctx);
+    const check = parse(AuthorizeRequest, ctx.request.body) as AuthorizeCheck;
+    const [decision] = await decide(ctx, [check], principal);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = decision;
+  });
+
+  router.post('/batch', body, async (ctx) => {
+    const principal = await caller(ctx);
+    const { requests } = parse(AuthorizeBatchRequest, ctx.request.body);
+    const results = await decide(ctx, requests as AuthorizeCheck[], principal);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { results };
+  });
+
+  return router;
+}
+
+const servedAbove = async (): Promise<never> => {
+  throw new Error('served by authorizeRouter, listed here for the OpenAPI document only');
+};
+
+const ASKING =
+  'A bearer access token with `policy:evaluate` may ask about any principal; a user’s own token (no scope needed) only about that user, otherwise 403. Evaluation errors are a Deny with the error in diagnostics.errors, never a 5xx.';
+
+/** The decision endpoints as the OpenAPI document shows them (served by authorizeRouter above). */
+export const DECISION_ROUTES: RouteSpec[] = [
+  {
+    method: 'post',
+    prefix: '/v1',
+    path: '/authorize',
+    operationId: 'authorize',
+    summary: 'Ask for a policy decision',
+    description: `May \`principal\` do \`action\` on \`resource\`? Decided by the Cedar policies of /v2/policies. ${ASKING}`,
+    tag: 'Policy decisions',
+    scope: 'policy:evaluate',
+    body: AuthorizeRequest,
+    responses: { 200: { description: 'The decision', schema: AuthorizeDecision } },
+    errors: ['MISSING_REQUIRED_FIELD'],
+    handler: servedAbove,
+  },
+  {
+    method: 'post',
+    prefix: '/v1',
+    path: '/authorize/batch',
+    operationId: 'authorizeBatch',
+    summary: 'Ask for up to 100 policy decisions',
+    description: `The checks are decided in order; more than 100 is a 400. Refused as a whole (403) when the caller may not ask about one of the principals. ${ASKING}`,
+    tag: 'Policy decisions',
+    scope: 'policy:evaluate',
+    body: AuthorizeBatchRequest,
+    responses: {
+      200: { description: 'The decisions, in the order of the checks', schema: AuthorizeBatchResponse },
+    },
+    errors: ['MISSING_REQUIRED_FIELD'],
+    handler: servedAbove,
+  },
+];
