@@ -37,6 +37,7 @@ import {
   WEB_URI_PATTERN,
   WHITESPACE,
   wire,
+  offsetPagination,
 } from './schemas.js';
 import { contextOf } from './users-routes.js';
 import type { AuditService } from '../services/audit.js';
@@ -284,13 +285,7 @@ export function registerClientRoutes(
         status: 200,
         body: {
           data: rows.map((c) => toApiClient(c)),
-          pagination: {
-            total,
-            limit: query.limit,
-            offset: query.offset,
-            has_more: query.offset + rows.length < total,
-            next_cursor: null,
-          },
+          pagination: offsetPagination(total, query.limit, query.offset, rows.length),
         },
       };
     },

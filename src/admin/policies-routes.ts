@@ -23,6 +23,7 @@ import {
   PutPolicyEntity,
   PutPolicySchema,
   UpdatePolicy,
+  offsetPagination,
 } from './schemas.js';
 import { contextOf } from './users-routes.js';
 import type { JsonObject } from '../store/ports.js';
@@ -256,13 +257,7 @@ export function registerPolicyRoutes(api: ApiRouter, policies: PolicyService): v
         status: 200,
         body: {
           data: items.map(toApiEntity),
-          pagination: {
-            total,
-            limit: query.limit,
-            offset: query.offset,
-            has_more: query.offset + items.length < total,
-            next_cursor: null,
-          },
+          pagination: offsetPagination(total, query.limit, query.offset, items.length),
         },
       };
     },

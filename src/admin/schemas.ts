@@ -405,6 +405,11 @@ export const Pagination = named(
   }),
 );
 
+/** The Pagination of an offset-paged list: `count` items from `offset` of `total`, no cursors. */
+export function offsetPagination(total: number, limit: number, offset: number, count: number) {
+  return { total, limit, offset, has_more: offset + count < total, next_cursor: null };
+}
+
 /**
  * A query parameter holding a decimal integer: digits only, given once (`0x10`, `1e1`, `+5`, `5.0`, ` 5`
  * and `limit=1&limit=2` are refused rather than read as numbers).

@@ -4,7 +4,15 @@ import { z } from 'zod';
 import type { WebhookService } from '../services/webhooks.js';
 import type { OutboxDelivery, WebhookRecord } from '../store/ports.js';
 import type { ApiRouter } from './api-router.js';
-import { CreateWebhook, Pagination, UpdateWebhook, Webhook, WebhookDelivery, pageQuery } from './schemas.js';
+import {
+  CreateWebhook,
+  Pagination,
+  UpdateWebhook,
+  Webhook,
+  WebhookDelivery,
+  pageQuery,
+  offsetPagination,
+} from './schemas.js';
 import { contextOf } from './users-routes.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -89,13 +97,7 @@ export function registerWebhookRoutes(api: ApiRouter, webhooks: WebhookService):
         status: 200,
         body: {
           data: items.map(toApiWebhook),
-          pagination: {
-            total,
-            limit: query.limit,
-            offset: query.offset,
-            has_more: query.offset + items.length < total,
-            next_cursor: null,
-          },
+          pagination: offsetPagination(total, query.limit, query.offset, items.length),
         },
       };
     },

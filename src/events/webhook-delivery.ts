@@ -140,26 +140,26 @@ export class WebhookDeliveryWorker {
     this.endpoints.clear();
   }
 
-  /** New deliveries were enqueued (or a slot freed): look now rather than at the next poll. */
+  /** New deliveries were enqueued: claim shortly (a burst of events is claimed in one go). */
   wake(): void {
-    if (!this.running) return;
-    if (this.ticking) {
-      this.again = true;
-      return;
-    }
-    if (this.wakePending) return;
-    this.wakePending = true;
-    this.schedule(WAKE_DELAY_MS);
+    this.claimSoon(WAKE_DELAY_MS);
   }
 
   /** A slot freed: claim again now (more may be due; a busy endpoint was left out of the last claim). */
   private kick(): void {
+    this.claimSoon(0);
+  }
+
+  /** Claims within `delayMs`, or right after the claim under way; never schedules two. */
+  private claimSoon(delayMs: number): void {
     if (!this.running) return;
     if (this.ticking) {
       this.again = true;
       return;
     }
-    this.schedule(0);
+    if (delayMs > 0 && this.wakePending) return;
+    this.wakePending = true;
+    this.schedule(delayMs);
   }
 
   private schedule(ms: number): void {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 
 import { eventUser, newEvent } from '../events/catalog.js';
 import type { EventRecorder } from '../events/recorder.js';
+import type { SignOut } from '../oidc/provider.js';
 import type { DurableStore, User } from '../store/ports.js';
 import type { AuditService, RequestFacts } from './audit.js';
 import { normalizeEmail } from '../store/user-fields.js';
@@ -159,13 +160,7 @@ export class AuthenticationService {
   }
 
   /** Records the end of a browser session by sign-out (user.logout; rollups use its start). */
-  async recordSignOut(signOut: {
-    accountId: string;
-    signedInAt: Date | null;
-    sessionId: string | null;
-    ipAddress: string | null;
-    userAgent: string | null;
-  }): Promise<void> {
+  async recordSignOut(signOut: SignOut): Promise<void> {
     const user = await this.store.users.findById(signOut.accountId);
     if (!user || !this.events) return;
     await this.events.emit(

@@ -6,7 +6,7 @@
  * (src/events/webhook-delivery.ts) sends what the recorder enqueues.
  */
 import { AppError } from '../errors/app-error.js';
-import { EVENT_TYPES, isEventType, newEvent, type EventType } from '../events/catalog.js';
+import { isEventType, newEvent } from '../events/catalog.js';
 import {
   eventActor,
   type EventRecorder,
@@ -30,8 +30,7 @@ import { newId } from '../store/ids.js';
 import type { AuditService } from './audit.js';
 import type { Context } from './users.js';
 
-/** Every event type a webhook may subscribe to; `*` stands for all of them. */
-export const SUBSCRIBABLE_EVENTS: readonly EventType[] = EVENT_TYPES;
+/** In a webhook's `events`, every type of the catalog. */
 export const ALL_EVENTS = '*';
 /** How long the previous secret keeps signing after a rotation. */
 export const SECRET_OVERLAP_MS = 24 * 3600 * 1000;
@@ -57,12 +56,6 @@ export interface WebhookInput {
 }
 
 export type WebhookUpdate = Partial<Omit<WebhookInput, 'secret'>>;
-
-/** A webhook with its secrets decrypted (never leaves the server except `secret` once, on creation). */
-export interface WebhookSecrets {
-  current: string;
-  previous: string | null;
-}
 
 export class WebhookService implements SubscriptionSource {
   private cached: { at: number; subscriptions: Subscription[] } | undefined;

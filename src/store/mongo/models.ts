@@ -6,6 +6,7 @@
 import mongoose, { type Connection, type Model, type SchemaOptions } from 'mongoose';
 
 import type {
+  WebhookRecord,
   ApiKeyOwnerType,
   DeliveryStatus,
   JsonObject,
@@ -196,21 +197,8 @@ export interface OutboxClaimDocument {
   created_at: Date;
 }
 
-export interface WebhookDocument {
-  /** The webhook id. */
-  _id: string;
-  url: string;
-  events: string[];
-  description: string | null;
-  active: boolean;
-  secret: string;
-  previous_secret: string | null;
-  previous_secret_expires_at: Date | null;
-  disabled_reason: string | null;
-  failing_since: Date | null;
-  created_at: Date;
-  updated_at: Date;
-}
+/** A webhook endpoint as stored: the record, its id as `_id`. */
+export type WebhookDocument = Omit<WebhookRecord, 'id'> & { _id: string };
 
 /** One version of one policy; `_id` is roleLinkId-style JSON of [policy id, version]. */
 export interface PolicyVersionDocument {
