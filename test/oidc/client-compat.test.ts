@@ -129,5 +129,54 @@ describe.each(availableBackends())(
         });
       });
     });
+
+    describe('requests without client authentication (RFC 6749 §5.2)', () => {
+      const CASES = [
+        ['/oauth/token', { grant_type: 'client_credentials', scope: 'user:read' }],
+        ['/oauth/introspect', { token: 'some-token' }],
+        ['/oauth/revoke', { token: 'some-token' }],
+      ] as const;
+
+      it.each(CASES)('POST %s answers 401 invalid_client with a Basic challenge', async (path, params) => {
+        for (const body of [new URLSearchParams(params), JSON.stringify(params)]) {
+          const res = await fetch(`${server.url}${path}`, {
+            method: 'POST',
+            headers: typeof body === 'string' ? { 'content-type': 'application/json' } : {},
+            body,
+          });
+          expect(res.status).toBe(401);
+          expect(res.headers.get('www-authenticate')).toBe(`Basic realm="${server.url}"`);
+          expect(await res.json()).toEqual({
+            error: 'invalid_client',
+            error_description: 'client authentication is required',
+          });
+        }
+      });
+
+      it('leaves other client errors as they were', async () => {
+        // An unknown client is invalid_client already (no challenge without an Authorization header).
+        const unknown = await fetch(`${server.url}/oauth/token`, {
+          method: 'POST',
+          body: new URLSearchParams({
+            grant_type: 'client_credentials',
+            client_id: 'nobody',
+            client_secret: 'x',
+          }),
+        });
+        expect(unknown.status).toBe(401);
+        expect(unknown.headers.get('www-authenticate')).toBeNull();
+        expect(await unknown.json()).toEqual({
+          error: 'invalid_client',
+          error_description: 'client authentication failed',
+        });
+        // A request the client authenticated keeps its own error.
+        const noGrant = await fetch(`${server.url}/oauth/token`, {
+          method: 'POST',
+          body: new URLSearchParams({ ...credentials(), scope: 'user:read' } as Record<string, string>),
+        });
+        expect(noGrant.status).toBe(400);
+        expect(((await noGrant.json()) as Body).error).toBe('invalid_request');
+      });
+    });
   },
 );
