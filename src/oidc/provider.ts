@@ -105,9 +105,14 @@ export function createProvider(deps: ProviderDeps): Provider {
   const configuration: Configuration = {
     adapter: (name: string) => (name === 'Client' ? clientsSource : stores.artifacts.adapterFor(name)),
     findAccount,
-    claims: Object.fromEntries(
-      Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]]),
-    ),
+    claims: {
+      ...Object.fromEntries(Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]])),
+      // The provider's defaults list `sid`, yet no ID token here carries it: it is added only for
+      // back-channel logout or a `claims` request parameter, neither of which is enabled. A value that
+      // is neither null nor a scope's list leaves it out of claims_supported (oidc-provider's
+      // configuration merge would put the default back for undefined).
+      sid: false as never,
+    },
     scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
     conformIdTokenClaims: true,
     jwks: { keys: deps.keys.providerJwks as never },
