@@ -33,6 +33,7 @@ import { ClientAdapter } from './oidc/client-adapter.js';
 import { createKeyCipher } from './oidc/keys/key-cipher.js';
 import { SigningKeyService } from './oidc/keys/signing-keys.js';
 import { corsPreflight } from './oidc/cors-preflight.js';
+import { jsonFormBody } from './oidc/json-form-body.js';
 import { createProvider, PROVIDER_ROUTES } from './oidc/provider.js';
 import { ProviderHost } from './oidc/provider-host.js';
 import { MAX_RESOURCE_TOKEN_TTL_S, ResourceServers } from './oidc/resource-servers.js';
@@ -359,12 +360,18 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       return [...stored, accountClient(config.issuer) as JsonObject, apiKeyClient() as JsonObject];
     },
   });
+  // JSON bodies at these three endpoints reach the provider as the form bodies it reads.
+  const jsonBodies = jsonFormBody([
+    PROVIDER_ROUTES.token,
+    PROVIDER_ROUTES.introspection,
+    PROVIDER_ROUTES.revocation,
+  ]);
   app.use(async (ctx, next) => {
     if (!PROVIDER_PATHS.test(ctx.path)) return next();
     return preflight(ctx, () => {
       if (ctx.path === '/.well-known/oauth-authorization-server')
         ctx.path = '/.well-known/openid-configuration';
-      return providerHandler(ctx, next);
+      return jsonBodies(ctx, () => providerHandler(ctx, next));
     });
   });
 

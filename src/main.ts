@@ -6,6 +6,7 @@ import './runtime/thread-pool.js';
 
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/load-config.js';
+import { warnMisnamedSettings } from './config/misnamed-settings.js';
 import { productionProblems } from './config/production-safety.js';
 import { createLogger } from './logging/create-logger.js';
 import { startServer } from './server.js';
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
   }
 
   const logger = createLogger({ level: config.logLevel });
+  warnMisnamedSettings(process.env, logger);
   // Tracing is loaded only when asked for, before the server exists (it patches node:http).
   const tracing = config.otelExporterOtlpEndpoint
     ? (await import('./observability/tracing.js')).startTracing({

@@ -85,6 +85,9 @@ export interface SignOut {
   userAgent: string | null;
 }
 
+/** The endpoints where clients authenticate themselves. */
+const CLIENT_AUTH_ROUTES = new Set(['token', 'introspection', 'revocation']);
+
 /** Extra client metadata we store with each client. */
 export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'plan', 'api_scopes'] as const;
 
@@ -102,9 +105,14 @@ export function createProvider(deps: ProviderDeps): Provider {
   const configuration: Configuration = {
     adapter: (name: string) => (name === 'Client' ? clientsSource : stores.artifacts.adapterFor(name)),
     findAccount,
-    claims: Object.fromEntries(
-      Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]]),
-    ),
+    claims: {
+      ...Object.fromEntries(Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]])),
+      // The provider's defaults list `sid`, yet no ID token here carries it: it is added only for
+      // back-channel logout or a `claims` request parameter, neither of which is enabled. A value that
+      // is neither null nor a scope's list leaves it out of claims_supported (oidc-provider's
+      // configuration merge would put the default back for undefined).
+      sid: false as never,
+    },
     scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
     conformIdTokenClaims: true,
     jwks: { keys: deps.keys.providerJwks as never },
@@ -276,6 +284,23 @@ export function createProvider(deps: ProviderDeps): Provider {
     if (ctx.status === 503) {
       ctx.set('Retry-After', '1');
       ctx.state.unavailableCause ??= 'store';
+    }
+  });
+  // RFC 6749 §5.2: a request that brings no client authentication at all is invalid_client with
+  // 401 and a challenge, where oidc-provider answers 400 invalid_request. Only that one error (by its
+  // description, pinned by test/oidc/client-compat.test.ts) is rewritten; every other stays as it is.
+  provider.use(async (ctx, next) => {
+    await next();
+    const body = ctx.body as { error?: unknown; error_description?: unknown } | undefined;
+    if (
+      ctx.status === 400 &&
+      CLIENT_AUTH_ROUTES.has(String(ctx.oidc?.route)) &&
+      body?.error === 'invalid_request' &&
+      body.error_description === 'no client authentication mechanism provided'
+    ) {
+      ctx.status = 401;
+      ctx.set('WWW-Authenticate', `Basic realm="${provider.issuer}"`);
+      ctx.body = { error: 'invalid_client', error_description: 'client authentication is required' };
     }
   });
   provider.on('server_error', (ctx, err) => {

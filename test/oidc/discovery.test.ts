@@ -82,6 +82,15 @@ describe.each(availableBackends())(
       );
     });
 
+    it('lists in claims_supported only claims a token or userinfo carries (no sid: no back-channel logout)', async () => {
+      const doc = await metadata(`${server.url}/.well-known/openid-configuration`);
+      expect(doc.claims_supported).not.toContain('sid');
+      expect(doc.claims_supported).toEqual(
+        expect.arrayContaining(['sub', 'name', 'email', 'email_verified', 'roles', 'auth_time', 'iss']),
+      );
+      // `none` stays in response_types_supported: the built-in account page's client uses it.
+    });
+
     it('is what openid-client discovers, and its JWKS holds an RS256 and an ES256 public key', async () => {
       const client = await registerClient(server.t, 'spa');
       const config = await oidc.discovery(new URL(server.url), client.clientId, undefined, oidc.None(), {

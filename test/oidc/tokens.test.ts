@@ -149,7 +149,7 @@ describe.each(availableBackends())(
         expect((await oidc.tokenIntrospection(gateway, tokens.access_token)).active).toBe(true);
       });
 
-      it('refuses a request without client authentication with 400 invalid_request', async () => {
+      it('refuses a request without client authentication with 401 invalid_client and a Basic challenge', async () => {
         const user = await createUser(server.t);
         const { tokens } = await codeFlow(spaConfig, spa, user, { scope: 'openid' });
         const res = await fetch(`${server.url}/oauth/introspect`, {
@@ -157,11 +157,12 @@ describe.each(availableBackends())(
           headers: { 'content-type': 'application/x-www-form-urlencoded' },
           body: new URLSearchParams({ token: tokens.access_token }),
         });
-        expect(res.status).toBe(400);
+        expect(res.status).toBe(401);
         expect(res.headers.get('cache-control')).toBe('no-store');
+        expect(res.headers.get('www-authenticate')).toBe(`Basic realm="${server.url}"`);
         expect(await res.json()).toEqual({
-          error: 'invalid_request',
-          error_description: 'no client authentication mechanism provided',
+          error: 'invalid_client',
+          error_description: 'client authentication is required',
         });
       });
 
