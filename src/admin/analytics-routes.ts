@@ -18,6 +18,10 @@ const day = z
   })
   .describe('A UTC calendar day, YYYY-MM-DD');
 
+/** How far from today a range may lie, in days (five years back, one forward). */
+export const HORIZON_PAST_DAYS = 5 * 366;
+export const HORIZON_FUTURE_DAYS = 366;
+
 /** The longest range each period takes, in days. */
 export const MAX_RANGE_DAYS: Record<Period, number> = {
   day: 366,
@@ -91,6 +95,23 @@ export function registerAnalyticsRoutes(api: ApiRouter, analytics: AnalyticsServ
               field: 'end_date',
               issue: `The range may span at most ${MAX_RANGE_DAYS[query.period]} days with period=${query.period}`,
               provided: query.end_date,
+            },
+          ],
+        });
+      }
+      // Totals are derived from the daily rollups between the range and today, so a range far from
+      // today would read that many days of counters: it must lie within the horizon.
+      const today = Date.parse(new Date().toISOString().slice(0, 10));
+      const earliest = today - HORIZON_PAST_DAYS * DAY_MS;
+      const latest = today + HORIZON_FUTURE_DAYS * DAY_MS;
+      if (start.getTime() < earliest || end.getTime() > latest) {
+        const field = start.getTime() < earliest ? 'start_date' : 'end_date';
+        throw new AppError('VALIDATION_ERROR', {
+          details: [
+            {
+              field,
+              issue: `Must lie between ${HORIZON_PAST_DAYS} days before today and ${HORIZON_FUTURE_DAYS} days after it`,
+              provided: field === 'start_date' ? query.start_date : query.end_date,
             },
           ],
         });

@@ -61,20 +61,31 @@ export const dayOf = (at: Date): string => at.toISOString().slice(0, 10);
 export const parseDay = (day: string): Date => new Date(`${day}T00:00:00.000Z`);
 
 /** The first day of the bucket of `period` that holds `day`. */
+/**
+ * Midnight UTC of a day given by year, month (0-based) and day, which may overflow as in Date.UTC.
+ * Date.UTC reads years 0 to 99 as 1900 to 1999, so the day is computed 400 years later (the
+ * Gregorian calendar repeats exactly every 400 years: same leap days, same weekdays) and moved back.
+ */
+function utcDay(year: number, month: number, date: number): Date {
+  const at = new Date(Date.UTC(year + 400, month, date));
+  at.setUTCFullYear(at.getUTCFullYear() - 400);
+  return at;
+}
+
 export function bucketStart(period: Period, day: Date): Date {
   const y = day.getUTCFullYear();
   const m = day.getUTCMonth();
   switch (period) {
     case 'day':
-      return new Date(Date.UTC(y, m, day.getUTCDate()));
+      return utcDay(y, m, day.getUTCDate());
     case 'week': {
       const sinceMonday = (day.getUTCDay() + 6) % 7;
-      return new Date(Date.UTC(y, m, day.getUTCDate() - sinceMonday));
+      return utcDay(y, m, day.getUTCDate() - sinceMonday);
     }
     case 'month':
-      return new Date(Date.UTC(y, m, 1));
+      return utcDay(y, m, 1);
     case 'quarter':
-      return new Date(Date.UTC(y, m - (m % 3), 1));
+      return utcDay(y, m - (m % 3), 1);
   }
 }
 
@@ -85,13 +96,13 @@ export function nextBucket(period: Period, start: Date): Date {
   const d = start.getUTCDate();
   switch (period) {
     case 'day':
-      return new Date(Date.UTC(y, m, d + 1));
+      return utcDay(y, m, d + 1);
     case 'week':
-      return new Date(Date.UTC(y, m, d + 7));
+      return utcDay(y, m, d + 7);
     case 'month':
-      return new Date(Date.UTC(y, m + 1, 1));
+      return utcDay(y, m + 1, 1);
     case 'quarter':
-      return new Date(Date.UTC(y, m + 3, 1));
+      return utcDay(y, m + 3, 1);
   }
 }
 

@@ -321,6 +321,9 @@ describe.each(availableBackends())(
         [{ start_date: '2025-02-30', end_date: '2025-03-02' }, 'start_date'],
         [{ start_date: '2025-03-02', end_date: '2025-03-01' }, 'end_date'],
         [{ start_date: '2024-01-01', end_date: '2025-03-01' }, 'end_date'],
+        // Outside the horizon (the totals would read every day from there to today).
+        [{ start_date: '0000-08-01', end_date: '0000-08-01' }, 'start_date'],
+        [{ start_date: '9999-01-01', end_date: '9999-01-02' }, 'end_date'],
         [{ start_date: '2025-03-01', end_date: '2025-03-02', period: 'hour' }, 'period'],
         [{ start_date: '2025-03-01', end_date: '2025-03-02', metric: 'revenue' }, 'metric'],
         [{ start_date: '2025-03-01', end_date: '2025-03-02', group_by: 'email' }, 'group_by'],
