@@ -13,6 +13,7 @@ import type {
 import type { ApiRouter } from './api-router.js';
 import {
   CreatePolicy,
+  entityTypeName,
   Pagination,
   pageQuery,
   Policy,
@@ -56,7 +57,7 @@ const toApiEntity = (e: PolicyEntityRecord) => ({
 });
 
 const idParam = z.object({ id: policyId });
-const entityParams = z.object({ type: z.string().min(1).max(256), id: z.string().min(1).max(1024) });
+const entityParams = z.object({ type: entityTypeName, id: z.string().min(1).max(1024) });
 const SCOPE = 'policy:manage';
 
 export function registerPolicyRoutes(api: ApiRouter, policies: PolicyService): void {

@@ -740,6 +740,8 @@ export const WebhookDelivery = named(
 const POLICY_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 export const policyId = z
   .string()
+  .min(1)
+  .max(128)
   .regex(POLICY_ID, { error: '1 to 128 letters, digits, "_", ".", ":" or "-"' })
   .refine((id) => id !== 'schema', { error: '"schema" is reserved' });
 
@@ -799,9 +801,18 @@ export const PolicySchema = named(
 
 export const PutPolicySchema = z.object({ schema: chars(1, 262_144).nullable() }).strict();
 
+/** A Cedar entity type name: identifiers joined by `::` (`User`, `Docs::Folder`). */
+export const entityTypeName = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*$/, {
+    error: 'a Cedar type name: identifiers joined by "::", such as User or Docs::Folder',
+  });
+
 export const EntityRef = named(
   'EntityRef',
-  z.object({ type: chars(1, 256), id: z.string().max(1024) }).strict(),
+  z.object({ type: entityTypeName, id: z.string().max(1024) }).strict(),
   'A Cedar entity uid: `{ "type": "User", "id": "alice" }`',
 );
 

@@ -21,7 +21,7 @@ import {
 import { requestFacts } from '../admin/users-routes.js';
 import { AppError } from '../errors/app-error.js';
 import { jsonBody } from '../http/json-body.js';
-import type { AuthorizeCheck, PolicyService } from '../services/policies.js';
+import { EVALUATE_SCOPE, type AuthorizeCheck, type PolicyService } from '../services/policies.js';
 
 export interface AuthorizeRouterDeps {
   policies: PolicyService;
@@ -29,7 +29,9 @@ export interface AuthorizeRouterDeps {
   issuer: string;
 }
 
-function parse<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+function parse<T extends z.ZodType>(schema: T, ctx: Context): z.output<T> {
+  const body: unknown = ctx.request.body;
+  if (!ctx.is('application/json')) throw new AppError('UNSUPPORTED_MEDIA_TYPE');
   if (body === undefined)
     throw new AppError('MISSING_REQUIRED_FIELD', { message: 'A JSON body is required' });
   const result = schema.safeParse(body);
@@ -60,30 +62,52 @@ export function authorizeRouter(deps: AuthorizeRouterDeps): Router {
     }
   }
 
+  const insufficient = (ctx: Context, err: unknown) => {
+    if (err instanceof AppError && err.code === 'AUTH_INSUFFICIENT_SCOPE') {
+      ctx.set('WWW-Authenticate', `Bearer ${realm}, error="insufficient_scope", scope="${EVALUATE_SCOPE}"`);
+    }
+    return err;
+  };
+
+  /**
+   * The caller, refused before its body is read when it can never ask: a client's token without
+   * policy:evaluate (only a user's own token may ask without it, and only about that user).
+   */
+  async function asker(ctx: Context): Promise<Principal> {
+    const principal = await caller(ctx);
+    if (principal.kind !== 'user' && !principal.scopes.has(EVALUATE_SCOPE)) {
+      throw insufficient(
+        ctx,
+        new AppError('AUTH_INSUFFICIENT_SCOPE', {
+          message: `A client's token needs the scope "${EVALUATE_SCOPE}" to ask for decisions`,
+          requiredScope: EVALUATE_SCOPE,
+        }),
+      );
+    }
+    return principal;
+  }
+
   async function decide(ctx: Context, checks: AuthorizeCheck[], principal: Principal) {
     try {
       return await deps.policies.authorize(checks, principal, requestFacts(ctx));
     } catch (err) {
-      if (err instanceof AppError && err.code === 'AUTH_INSUFFICIENT_SCOPE') {
-        ctx.set('WWW-Authenticate', `Bearer ${realm}, error="insufficient_scope", scope="policy:evaluate"`);
-      }
-      throw err;
+      throw insufficient(ctx, err);
     }
   }
 
   const body = jsonBody({ limit: 1024 * 1024 });
 
   router.post('/', body, async (ctx) => {
-    const principal = await caller(ctx);
-    const check = parse(AuthorizeRequest, ctx.request.body) as AuthorizeCheck;
+    const principal = await asker(ctx);
+    const check = parse(AuthorizeRequest, ctx) as AuthorizeCheck;
     const [decision] = await decide(ctx, [check], principal);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = decision;
   });
 
   router.post('/batch', body, async (ctx) => {
-    const principal = await caller(ctx);
-    const { requests } = parse(AuthorizeBatchRequest, ctx.request.body);
+    const principal = await asker(ctx);
+    const { requests } = parse(AuthorizeBatchRequest, ctx);
     const results = await decide(ctx, requests as AuthorizeCheck[], principal);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { results };
@@ -112,7 +136,7 @@ export const DECISION_ROUTES: RouteSpec[] = [
     scope: 'policy:evaluate',
     body: AuthorizeRequest,
     responses: { 200: { description: 'The decision', schema: AuthorizeDecision } },
-    errors: ['MISSING_REQUIRED_FIELD'],
+    errors: ['MISSING_REQUIRED_FIELD', 'UNSUPPORTED_MEDIA_TYPE'],
     handler: servedAbove,
   },
   {
@@ -128,7 +152,7 @@ export const DECISION_ROUTES: RouteSpec[] = [
     responses: {
       200: { description: 'The decisions, in the order of the checks', schema: AuthorizeBatchResponse },
     },
-    errors: ['MISSING_REQUIRED_FIELD'],
+    errors: ['MISSING_REQUIRED_FIELD', 'UNSUPPORTED_MEDIA_TYPE'],
     handler: servedAbove,
   },
 ];

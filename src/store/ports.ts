@@ -685,7 +685,9 @@ export interface PolicyRepository {
   /**
    * Appends the next version of a policy. `expected` is the latest version the writer read, or
    * `absent` when the policy must not exist (never written, or deleted); when the latest version is
-   * another (a concurrent write came first), throws StoreConflictError('version').
+   * another (a concurrent write came first), throws StoreConflictError('version'). A version's
+   * created_at is later than its predecessor's, even within one millisecond, so reading as of a
+   * version's created_at sees that version.
    */
   append(input: NewPolicyVersion, expected: number | 'absent'): Promise<PolicyVersion>;
   /** The policy as it stands now; null when it never existed or its latest version is a deletion. */

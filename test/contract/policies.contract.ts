@@ -89,6 +89,26 @@ export function describePolicyContract(harness: PolicyHarness): void {
     expect(await repo.versions(`missing-${tag()}`)).toEqual([]);
   });
 
+  it('stamps each version after the one it follows, even within one millisecond', async () => {
+    const id = `t-${tag()}`;
+    let latest = await repo.append(
+      { policy_id: id, description: null, policy: text('v1'), enabled: true },
+      'absent',
+    );
+    const stamps = [latest.created_at.getTime()];
+    for (let version = 2; version <= 6; version++) {
+      latest = await repo.append(
+        { policy_id: id, description: null, policy: text(`v${version}`), enabled: true },
+        latest.version,
+      );
+      stamps.push(latest.created_at.getTime());
+    }
+    for (let i = 1; i < stamps.length; i++) expect(stamps[i]).toBeGreaterThan(stamps[i - 1]!);
+    for (const [i, at] of stamps.entries()) {
+      expect((await repo.list(new Date(at))).find((p) => p.id === id)?.policy).toBe(text(`v${i + 1}`));
+    }
+  });
+
   it('versions the schema with the same stale-writer check', async () => {
     const current = (await repo.getSchema())?.version ?? 0;
     const put = await repo.putSchema('entity User;', current);

@@ -16,6 +16,8 @@ export interface Operation {
   scope: string | undefined;
   hasBody: boolean;
   query: string[];
+  /** Each path parameter's declared maxLength (undefined when the document declares none). */
+  pathMaxLength: Record<string, number | undefined>;
 }
 
 export async function operations(t: TestApp): Promise<Operation[]> {
@@ -28,7 +30,7 @@ export async function operations(t: TestApp): Promise<Operation[]> {
         operationId: string;
         'x-required-scope'?: string;
         requestBody?: unknown;
-        parameters?: { in: string; name: string }[];
+        parameters?: { in: string; name: string; schema?: { maxLength?: number } }[];
       };
       ops.push({
         method: method as Operation['method'],
@@ -37,6 +39,9 @@ export async function operations(t: TestApp): Promise<Operation[]> {
         scope: op['x-required-scope'],
         hasBody: op.requestBody !== undefined,
         query: (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name),
+        pathMaxLength: Object.fromEntries(
+          (op.parameters ?? []).filter((p) => p.in === 'path').map((p) => [p.name, p.schema?.maxLength]),
+        ),
       });
     }
   }
@@ -46,6 +51,11 @@ export async function operations(t: TestApp): Promise<Operation[]> {
 /** The operation's path with every parameter set to `value` (URL-encoded). */
 export function pathOf(op: Operation, value = 'no-such-id'): string {
   return op.template.replace(/\{\w+\}/g, encodeURIComponent(value));
+}
+
+/** The operation's path with every parameter one character longer than its declared maximum. */
+export function oversizedPathOf(op: Operation): string {
+  return op.template.replace(/\{(\w+)\}/g, (_, name: string) => 'a'.repeat(op.pathMaxLength[name]! + 1));
 }
 
 /**

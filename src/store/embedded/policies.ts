@@ -1,5 +1,6 @@
 /** Cedar policies (one row per version), the policy schema and registered entities in the embedded store. */
 import { StoreConflictError } from '../errors.js';
+import { nextMoment } from '../version-time.js';
 import type {
   JsonObject,
   NewPolicyVersion,
@@ -84,7 +85,7 @@ export class EmbeddedPolicyRepository implements PolicyRepository {
           input.policy,
           input.enabled ? 1 : 0,
           input.deleted ? 1 : 0,
-          toIso(new Date()),
+          toIso(nextMoment(latest?.created_at)),
         )!;
         return toVersion(row);
       } catch (err) {

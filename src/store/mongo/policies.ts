@@ -8,6 +8,7 @@
 import type { Model } from 'mongoose';
 
 import { StoreConflictError } from '../errors.js';
+import { nextMoment } from '../version-time.js';
 import type {
   JsonObject,
   NewPolicyVersion,
@@ -96,7 +97,7 @@ export class MongoPolicyRepository implements PolicyRepository {
         policy: input.policy,
         enabled: input.enabled,
         deleted: input.deleted === true,
-        created_at: new Date(),
+        created_at: nextMoment(latest?.created_at),
       });
       return toVersion(created.toObject());
     } catch (err) {
