@@ -52,6 +52,7 @@ import { QuotaService } from './services/quotas.js';
 import { API_KEY_CLIENT_ID, apiKeyClient } from './oidc/api-key-grant.js';
 import { gatewayRouter } from './gateway/router.js';
 import { authorizeRouter } from './gateway/authorize-router.js';
+import { forwardAuthRouter, TOKEN_REVOCATIONS_CHANNEL } from './gateway/forward-auth.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
 import { PolicyService } from './services/policies.js';
 import { RoleService } from './services/roles.js';
@@ -217,6 +218,17 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     cacheTtlMs: config.apiKeyCacheTtlS * 1000,
   });
   users.changes.add((userId) => apiKeys.ownerChanged({ type: 'user', id: userId }));
+  // Forward-auth caches token checks: revoked tokens and grants, and changed users, are announced
+  // to every instance (the provider reports revocations; the user service, changes).
+  const announceRevocation = (revoked: { jti?: string; grant?: string; user?: string }) => {
+    stores.events.publish(TOKEN_REVOCATIONS_CHANNEL, JSON.stringify(revoked)).catch((err: unknown) => {
+      logger.warn(
+        { err },
+        'could not announce a revocation; caches forget it within GATEWAY_AUTH_CACHE_TTL_S',
+      );
+    });
+  };
+  users.changes.add((userId) => announceRevocation({ user: userId }));
   const quotas = new QuotaService(stores.counters);
   const webhookHttp = {
     allowHttp:
@@ -278,6 +290,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
           resourceServers,
           pages,
           logger,
+          onRevoked: (revoked) => announceRevocation(revoked),
           onSignOut: (signOut) => {
             auth.recordSignOut(signOut).catch((err: unknown) => {
               logger.warn({ err, user_id: signOut.accountId }, 'could not record the sign-out event');
@@ -453,6 +466,18 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(decisions.routes());
   app.use(allowedMethods(decisions));
 
+  const forwardAuth = forwardAuthRouter({
+    host,
+    users: stores.durable.users,
+    apiKeys,
+    policies,
+    events: stores.events,
+    issuer: config.issuer,
+    cacheTtlMs: config.gatewayAuthCacheTtlS * 1000,
+    resourcePattern: config.gatewayResourcePattern,
+  });
+  app.use(forwardAuth.routes());
+
   const interactions = interactionsRouter({
     host,
     views,
@@ -488,6 +513,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       policies,
     },
     close: async () => {
+      forwardAuth.close();
       await delivery.stop();
       await host.stop();
     },

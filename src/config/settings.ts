@@ -152,6 +152,21 @@ export const SETTINGS = {
   EVENT_RETENTION_DAYS: spec(int(1, 3650), 'days from 1 to 3650'),
   POLICY_CACHE_TTL_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
   POLICY_DECISION_LOG_SAMPLE_RATE: spec(fraction, 'a fraction from 0 to 1, such as 0.01'),
+  GATEWAY_AUTH_CACHE_TTL_S: spec(int(0, 60), 'seconds from 0 to 60'),
+  GATEWAY_RESOURCE_PATTERN: spec(
+    z.string().transform((s, issue) => {
+      if (s.trim() === '') return undefined;
+      try {
+        const pattern = new RegExp(s);
+        if (new RegExp(`${pattern.source}|`).exec('')!.length < 2) throw new Error('no group');
+        return pattern;
+      } catch {
+        issue.addIssue({ code: 'custom', message: 'not a regular expression with a capture group' });
+        return z.NEVER;
+      }
+    }),
+    'empty, or a regular expression whose first capture group is the resource id, such as ^/documents/([^/]+)',
+  ),
 
   PASSWORD_HASH_MEMORY_KIB: spec(
     int(19_456, 4_194_304),

@@ -29,6 +29,7 @@ export const ERROR_CATALOG = {
   API_KEY_INVALID: { status: 401, message: 'The API key is invalid or has been revoked' },
   API_KEY_EXPIRED: { status: 401, message: 'The API key has expired' },
   IP_NOT_ALLOWED: { status: 403, message: 'The API key may not be used from this address' },
+  ACCESS_DENIED: { status: 403, message: 'The policies do not allow this request' },
   USER_INACTIVE: { status: 403, message: 'The owner of this API key is suspended or deleted' },
   NOT_FOUND: { status: 404, message: 'No such resource' },
   USER_NOT_FOUND: { status: 404, message: 'User not found' },

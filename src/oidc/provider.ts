@@ -74,6 +74,8 @@ export interface ProviderDeps {
   apiKeys?: ApiKeyTokenDeps;
   /** Told when a browser session ends by sign-out (the user.logout event); must not throw. */
   onSignOut?: (signOut: SignOut) => void;
+  /** A token (by jti) was revoked, or a whole grant: caches of token checks must forget them. */
+  onRevoked?: (revoked: { jti?: string; grant?: string }) => void;
 }
 
 export interface SignOut {
@@ -368,7 +370,10 @@ export function createProvider(deps: ProviderDeps): Provider {
   });
   provider.on('grant.revoked', (ctx, grantId) => {
     logFor(ctx, logger).info({ event: 'grant.revoked', grant_id: grantId }, 'grant revoked');
+    deps.onRevoked?.({ grant: grantId });
   });
+  provider.on('access_token.destroyed', (token) => deps.onRevoked?.({ jti: token.jti }));
+  provider.on('client_credentials.destroyed', (token) => deps.onRevoked?.({ jti: token.jti }));
 
   return provider;
 }

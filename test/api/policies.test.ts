@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 
-import { adminApi, randomTag, uniqueRoleName, type AdminApi } from '../helpers/admin-api.js';
+import { adminApi, randomTag, uniqueRoleName, userToken, type AdminApi } from '../helpers/admin-api.js';
 import { availableBackends, createTestApp, type TestApp } from '../helpers/test-app.js';
 
 type Uid = { type: string; id: string };
@@ -21,15 +21,6 @@ function authorize(t: TestApp, token: string, body: unknown) {
     .post('/v1/authorize')
     .set('Authorization', `Bearer ${token}`)
     .send(body as object);
-}
-
-/** A user's own access token (through an API key of theirs). */
-async function userToken(t: TestApp, api: AdminApi, userId: string): Promise<string> {
-  const key = await api.post(`/v2/users/${userId}/api-keys`, { name: 'policy test' });
-  expect(key.status).toBe(201);
-  const token = await request(t.callback).post('/v2/auth/token').send({ api_key: key.body.key });
-  expect(token.status).toBe(200);
-  return token.body.access_token as string;
 }
 
 describe.each(availableBackends())(

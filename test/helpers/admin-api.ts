@@ -172,3 +172,12 @@ export function uniqueWord(prefix = 'Zz'): string {
 }
 
 export const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+/** A user's own access token (opaque), through an API key of theirs exchanged at /v2/auth/token. */
+export async function userToken(t: TestApp, api: AdminApi, userId: string): Promise<string> {
+  const key = await api.post(`/v2/users/${userId}/api-keys`, { name: 'test' });
+  expect(key.status).toBe(201);
+  const token = await request(t.callback).post('/v2/auth/token').send({ api_key: key.body.key });
+  expect(token.status).toBe(200);
+  return token.body.access_token as string;
+}
