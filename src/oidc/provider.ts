@@ -137,9 +137,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       short: { httpOnly: true, sameSite: 'lax' },
     },
     routes: PROVIDER_ROUTES,
-    // Authorization code only: no implicit or hybrid flows. `none` (a session without tokens) is used
-    // only by the built-in account page, the one client registered for it.
-    responseTypes: ['code', 'none'],
+    // Authorization code only: no implicit or hybrid flows, and no `none` (the built-in account page
+    // uses code too, see account/router.ts), so discovery advertises only what a client may use.
+    responseTypes: ['code'],
     clients: [accountClient(config.issuer), ...(deps.apiKeys ? [apiKeyClient()] : [])],
     pkce: {
       // Required for public clients; on for confidential ones unless a client opts out explicitly.
