@@ -1,10 +1,12 @@
 /**
  * The built-in account page (/account): a first-party client of this very server that lets a person
  * sign in through the browser with no application set up, see who they are signed in as, and sign
- * out. It asks the provider for a session only (response_type=none), so no token is ever issued for
- * it, and reads that session directly.
+ * out. It reads the provider's session directly and needs no token: it asks for an authorization code
+ * with a PKCE challenge whose verifier it never keeps, so the code it gets back cannot be redeemed by
+ * anyone and no token is ever issued for it. (A response_type=none request would do the same, but then
+ * discovery would have to advertise a response type no registered client may use.)
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 import Router from '@koa/router';
 import type { ClientMetadata } from 'oidc-provider';
@@ -23,8 +25,9 @@ export function accountClient(issuer: string): ClientMetadata {
     client_name: 'Your account',
     application_type: 'web',
     token_endpoint_auth_method: 'none',
-    grant_types: [],
-    response_types: ['none'],
+    // A code flow is registered only so that sign-in can return here; see the comment above.
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
     redirect_uris: [`${issuer}/account/callback`],
     post_logout_redirect_uris: [`${issuer}/account`],
     first_party: true,
@@ -47,8 +50,13 @@ export function accountRouter(deps: {
       const authorize = new URL('/oauth/authorize', issuer);
       authorize.search = new URLSearchParams({
         client_id: ACCOUNT_CLIENT_ID,
-        response_type: 'none',
+        response_type: 'code',
         scope: 'openid',
+        // S256 of a verifier that is discarded at once: the code is unredeemable by design.
+        code_challenge: createHash('sha256')
+          .update(randomBytes(32).toString('base64url'))
+          .digest('base64url'),
+        code_challenge_method: 'S256',
         redirect_uri: `${issuer}/account/callback`,
         state: randomBytes(16).toString('base64url'),
       }).toString();

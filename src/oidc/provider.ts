@@ -16,7 +16,7 @@ import {
   type ApiKeyTokenDeps,
 } from './api-key-grant.js';
 import type { Config } from '../config/load-config.js';
-import type { Stores } from '../store/ports.js';
+import type { Stores, User } from '../store/ports.js';
 import { createFindAccount, isActiveUser } from './accounts.js';
 import type { ClientAdapter } from './client-adapter.js';
 import { verifyClientSecret } from './client-secrets.js';
@@ -93,6 +93,19 @@ const CLIENT_AUTH_ROUTES = new Set(['token', 'introspection', 'revocation']);
 /** Extra client metadata we store with each client. */
 export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'plan', 'api_scopes'] as const;
 
+function isClientCredentials(ctx: KoaContextWithOIDC): boolean {
+  return ctx.oidc.route === 'token' && ctx.oidc.params?.grant_type === 'client_credentials';
+}
+
+/** invalid_scope naming the requested scopes not in `allowed`; nothing is dropped silently. */
+function refuseUngrantedScopes(requested: unknown, allowed: ReadonlySet<string>): void {
+  if (typeof requested !== 'string') return;
+  const refused = [...new Set(requested.split(' ').filter(Boolean))].filter((s) => !allowed.has(s));
+  if (refused.length > 0) {
+    throw new errors.InvalidScope(`requested scope is not allowed: ${refused.join(' ')}`, refused.join(' '));
+  }
+}
+
 function logFor(ctx: unknown, fallback: Logger): Logger {
   return ((ctx as Context | undefined)?.state?.log as Logger | undefined) ?? fallback;
 }
@@ -126,9 +139,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       short: { httpOnly: true, sameSite: 'lax' },
     },
     routes: PROVIDER_ROUTES,
-    // Authorization code only: no implicit or hybrid flows. `none` (a session without tokens) is used
-    // only by the built-in account page, the one client registered for it.
-    responseTypes: ['code', 'none'],
+    // Authorization code only: no implicit or hybrid flows, and no `none` (the built-in account page
+    // uses code too, see account/router.ts), so discovery advertises only what a client may use.
+    responseTypes: ['code'],
     clients: [accountClient(config.issuer), ...(deps.apiKeys ? [apiKeyClient()] : [])],
     pkce: {
       // Required for public clients; on for confidential ones unless a client opts out explicitly.
@@ -220,7 +233,11 @@ export function createProvider(deps: ProviderDeps): Provider {
             return false;
           // A suspended or deleted user's tokens are reported inactive at once.
           const accountId = 'accountId' in token ? token.accountId : undefined;
-          if (accountId && !isActiveUser(await stores.durable.users.findById(accountId))) return false;
+          if (accountId) {
+            const user = await stores.durable.users.findById(accountId);
+            if (!isActiveUser(user)) return false;
+            (ctx as unknown as Context).state.introspectedUser = user;
+          }
           // A token minted from an API key lives only as long as the key.
           if (deps.apiKeys && !(await apiKeyTokenUsable(token as never, deps.apiKeys.usable))) return false;
           return true;
@@ -243,14 +260,29 @@ export function createProvider(deps: ProviderDeps): Provider {
       },
       resourceIndicators: {
         enabled: true,
-        defaultResource: async (_ctx, _client, oneOf) => oneOf ?? undefined,
+        defaultResource: async (ctx, client, oneOf) => {
+          // Client credentials without a resource: every requested scope must be in the client's
+          // `scope` (oidc-provider would drop the ones it does not know without a word).
+          if (isClientCredentials(ctx) && ctx.oidc.params?.resource === undefined && !oneOf) {
+            refuseUngrantedScopes(ctx.oidc.params?.scope, new Set(client.scope?.split(' ') ?? []));
+          }
+          return oneOf ?? undefined;
+        },
         useGrantedResource: async () => true,
-        getResourceServerInfo: (ctx, indicator, client) =>
-          deps.resourceServers.infoFor(
-            indicator,
-            client,
-            ctx.oidc.params?.grant_type === 'client_credentials',
-          ),
+        getResourceServerInfo: async (ctx, indicator, client) => {
+          const forClientItself = isClientCredentials(ctx);
+          const info = await deps.resourceServers.infoFor(indicator, client, forClientItself);
+          // With a resource, a client acting for itself may also ask for the API scopes it is granted;
+          // a scope it may not have at all is refused (a scope it has that the API does not define is
+          // left out of the API's token).
+          if (forClientItself) {
+            refuseUngrantedScopes(
+              ctx.oidc.params?.scope,
+              new Set([...(client.scope?.split(' ') ?? []), ...info.scope.split(' ')]),
+            );
+          }
+          return info;
+        },
       },
       userinfo: { enabled: true },
       registration: { enabled: false },
@@ -278,6 +310,15 @@ export function createProvider(deps: ProviderDeps): Provider {
     return Promise.resolve(verifyClientSecret(this.clientSecret ?? '', actual));
   } as never;
 
+  // RP-initiated logout is a page a browser is sent to, never an API: its errors (an unregistered
+  // post_logout_redirect_uri, a bad id_token_hint) are our HTML error page whatever the request
+  // accepts. oidc-provider renders HTML only when Accept prefers it over JSON (not for `*/*`).
+  provider.use(async (ctx, next) => {
+    if (ctx.path === PROVIDER_ROUTES.end_session || ctx.path.startsWith(`${PROVIDER_ROUTES.end_session}/`)) {
+      ctx.request.headers.accept = 'text/html';
+    }
+    await next();
+  });
   // A store outage answers 503 temporarily_unavailable with Retry-After, whichever code met it:
   // errors thrown through protocolStores already are; one from elsewhere (a service the provider's
   // hooks call) is rewritten here, after the provider rendered it as server_error.
@@ -303,6 +344,28 @@ export function createProvider(deps: ProviderDeps): Provider {
       ctx.status = 401;
       ctx.set('WWW-Authenticate', `Basic realm="${provider.issuer}"`);
       ctx.body = { error: 'invalid_client', error_description: 'client authentication is required' };
+    }
+  });
+  // RFC 7662 §2.2 members oidc-provider leaves out: a client's own token (client credentials) names
+  // the client as its `sub`, as its JWT form does (RFC 9068 §2.2); a user's token whose scope includes
+  // `email` carries the user's `email` and, as `username`, the same address (users have no other name).
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route !== 'introspection' || ctx.status !== 200) return;
+    const body = ctx.body as Record<string, unknown> | undefined;
+    if (body?.active !== true) return;
+    const user = (ctx.state as { introspectedUser?: User }).introspectedUser;
+    if (user) {
+      if (
+        String(body.scope ?? '')
+          .split(' ')
+          .includes('email')
+      ) {
+        body.username = user.email;
+        body.email = user.email;
+      }
+    } else if (ctx.oidc.entities.ClientCredentials && body.sub === undefined) {
+      body.sub = body.client_id;
     }
   });
   provider.on('server_error', (ctx, err) => {

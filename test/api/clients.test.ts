@@ -210,7 +210,7 @@ describe.each(availableBackends())(
           status: 400,
           body: {
             error: 'invalid_scope',
-            error_description: 'requested scope is not allowed',
+            error_description: 'requested scope is not allowed: user:write',
             scope: 'user:write',
           },
         });

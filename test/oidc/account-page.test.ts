@@ -56,6 +56,22 @@ describe.each(availableBackends())(
       expect(after.html).toContain('Sign in to Your account');
     });
 
+    it('signs in with a code request and PKCE S256 (no response_type=none)', async () => {
+      const { email, password } = await createUser(server.t);
+      const browser = new FormBrowser(server.url);
+      const start = await fetch(`${server.url}/account`, { redirect: 'manual' });
+      const authorize = new URL(start.headers.get('location')!);
+      expect(authorize.pathname).toBe('/oauth/authorize');
+      expect(authorize.searchParams.get('response_type')).toBe('code');
+      expect(authorize.searchParams.get('code_challenge_method')).toBe('S256');
+      expect(authorize.searchParams.get('code_challenge')).toMatch(/^[\w-]{43}$/);
+
+      const page = await signIn(browser, email, password);
+      expect(page.html).toContain('Signed in as');
+      // The code came back to the account page's callback, which sends the browser on to the page.
+      expect(browser.visited).toContain('GET /account/callback');
+    });
+
     it('does not issue tokens for the account page, and keeps its client id reserved', async () => {
       const res = await fetch(`${server.url}/oauth/token`, {
         method: 'POST',

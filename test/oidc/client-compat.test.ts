@@ -1,10 +1,17 @@
 /**
  * Client compatibility at the token, introspection and revocation endpoints: JSON bodies are
- * accepted with the same parameters, validation and errors as form bodies.
+ * accepted with the same parameters, validation and errors as form bodies (from Node's fetch and from
+ * Python's requests); introspection answers the RFC 7662 members clients look for; a requested scope
+ * is either granted or refused, never dropped.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as oidc from 'openid-client';
 
-import { registerClient, type TestClient } from '../helpers/fixtures.js';
+import { createUser, registerClient, type TestClient } from '../helpers/fixtures.js';
+import { codeFlow, discover, oauthFailure } from '../helpers/relying-party.js';
 import { availableBackends } from '../helpers/test-app.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
 
@@ -69,7 +76,7 @@ describe.each(availableBackends())(
         expect(res.status).toBe(400);
         expect(res.body).toMatchObject({
           error: 'invalid_scope',
-          error_description: 'requested scope is not allowed',
+          error_description: 'requested scope is not allowed: user:write',
         });
         // Exactly what the same parameters as a form body get.
         const form = await fetch(`${server.url}/oauth/token`, {
@@ -176,6 +183,165 @@ describe.each(availableBackends())(
         });
         expect(noGrant.status).toBe(400);
         expect(((await noGrant.json()) as Body).error).toBe('invalid_request');
+      });
+    });
+
+    describe('introspection members (RFC 7662 §2.2)', () => {
+      const OPAQUE_API = 'https://opaque-api.example.com';
+      beforeAll(async () => {
+        await server.t.stores.durable.resourceServers.create({
+          identifier: OPAQUE_API,
+          name: 'Opaque API',
+          scopes: ['things:read'],
+          access_token_format: 'opaque',
+          access_token_ttl: 600,
+        });
+      });
+
+      it("a client's own token names the client as sub, with client_id, scope, exp, iat and token_type", async () => {
+        const config = await discover(server.url, service);
+        const tokens = await oidc.clientCredentialsGrant(config, { scope: 'user:read' });
+        const info = await oidc.tokenIntrospection(config, tokens.access_token);
+        expect(info).toEqual({
+          active: true,
+          sub: service.clientId,
+          client_id: service.clientId,
+          scope: 'user:read',
+          exp: expect.any(Number),
+          iat: expect.any(Number),
+          iss: server.url,
+          token_type: 'Bearer',
+        });
+        expect(info.exp! - info.iat!).toBe(server.t.config.clientCredentialsTtlS);
+      });
+
+      it('a token for a named resource carries that resource as aud', async () => {
+        const client = await registerClient(server.t, 'service', {
+          metadata: { api_scopes: ['things:read'] },
+        });
+        const config = await discover(server.url, client);
+        const tokens = await oidc.clientCredentialsGrant(config, {
+          scope: 'things:read',
+          resource: OPAQUE_API,
+        });
+        expect(tokens.access_token.split('.')).toHaveLength(1);
+        const info = await oidc.tokenIntrospection(await discover(server.url, service), tokens.access_token);
+        expect(info).toMatchObject({
+          active: true,
+          sub: client.clientId,
+          client_id: client.clientId,
+          aud: OPAQUE_API,
+          scope: 'things:read',
+        });
+      });
+
+      it("a user's token carries the user's sub, and username and email when the email scope was granted", async () => {
+        const user = await createUser(server.t);
+        const web = await registerClient(server.t, 'web', { firstParty: true });
+        const config = await discover(server.url, web);
+        const gateway = await discover(server.url, service);
+
+        const withEmail = await codeFlow(config, web, user, { scope: 'openid email' });
+        expect(await oidc.tokenIntrospection(gateway, withEmail.tokens.access_token)).toMatchObject({
+          active: true,
+          sub: user.user.id,
+          client_id: web.clientId,
+          scope: 'openid email',
+          username: user.email,
+          email: user.email,
+          token_type: 'Bearer',
+        });
+
+        const without = await codeFlow(config, web, user, { scope: 'openid' });
+        const info = await oidc.tokenIntrospection(gateway, without.tokens.access_token);
+        expect(info).toMatchObject({ active: true, sub: user.user.id, scope: 'openid' });
+        expect(info).not.toHaveProperty('username');
+        expect(info).not.toHaveProperty('email');
+      });
+    });
+
+    describe('requested scopes are granted or refused, never dropped', () => {
+      async function clientCredentials(client: TestClient, params: Record<string, string>) {
+        return oauthFailure(oidc.clientCredentialsGrant(await discover(server.url, client), params));
+      }
+
+      it('refuses scopes the client may not have with invalid_scope naming them', async () => {
+        // Unknown to this server (oidc-provider used to leave these out of the token without a word).
+        expect(await clientCredentials(service, { scope: 'read write' })).toEqual({
+          status: 400,
+          error: 'invalid_scope',
+          error_description: 'requested scope is not allowed: read write',
+        });
+        // Known, but not the client's; beside an allowed one.
+        expect(await clientCredentials(service, { scope: 'user:read foo openid' })).toEqual({
+          status: 400,
+          error: 'invalid_scope',
+          error_description: 'requested scope is not allowed: foo openid',
+        });
+        // With a resource: an API scope the client is not granted.
+        const client = await registerClient(server.t, 'service', { metadata: { api_scopes: [] } });
+        expect(
+          await clientCredentials(client, {
+            scope: 'things:read',
+            resource: 'https://opaque-api.example.com',
+          }),
+        ).toEqual({
+          status: 400,
+          error: 'invalid_scope',
+          error_description: 'requested scope is not allowed: things:read',
+        });
+      });
+
+      it('answers the granted scopes in the token response', async () => {
+        const tokens = await oidc.clientCredentialsGrant(await discover(server.url, service), {
+          scope: 'user:read',
+        });
+        expect(tokens.scope).toBe('user:read');
+      });
+    });
+
+    describe('other HTTP clients posting JSON bodies', () => {
+      it('a Python requests client gets a token and introspects it with JSON bodies, unchanged', async () => {
+        const script = fileURLToPath(new URL('../fixtures/requests-json-client.py', import.meta.url));
+        const { stdout } = await promisify(execFile)(
+          'python3',
+          [script, server.url, service.clientId, service.clientSecret!, 'user:read'],
+          { timeout: 20_000 },
+        );
+        const result = JSON.parse(stdout) as {
+          token: { status: number; body: Body };
+          introspection: { status: number; content_type: string; body: Body };
+        };
+        expect(result.token).toEqual({
+          status: 200,
+          body: {
+            access_token: expect.any(String),
+            token_type: 'Bearer',
+            expires_in: server.t.config.clientCredentialsTtlS,
+            scope: 'user:read',
+          },
+        });
+        expect(result.introspection.status).toBe(200);
+        expect(result.introspection.content_type).toMatch(/^application\/json/);
+        expect(result.introspection.body).toMatchObject({
+          active: true,
+          sub: service.clientId,
+          client_id: service.clientId,
+          scope: 'user:read',
+          token_type: 'Bearer',
+        });
+      });
+
+      it('a Node fetch client authenticating with HTTP Basic and a JSON body introspects a token', async () => {
+        const accessToken = await token();
+        const basic = Buffer.from(`${service.clientId}:${service.clientSecret}`).toString('base64');
+        const res = await postJson(
+          '/oauth/introspect',
+          { token: accessToken, token_type_hint: 'access_token' },
+          { authorization: `Basic ${basic}`, accept: 'application/json' },
+        );
+        expect(res.status).toBe(200);
+        expect(res.body).toMatchObject({ active: true, sub: service.clientId, scope: 'user:read' });
       });
     });
   },

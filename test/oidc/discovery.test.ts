@@ -58,9 +58,10 @@ describe.each(availableBackends())(
       }
     });
 
-    it('offers response_type code (and none, a session without tokens), PKCE S256, and no implicit or hybrid flow', async () => {
+    it('offers response_type code only, PKCE S256, and no implicit or hybrid flow', async () => {
       const doc = await metadata(`${server.url}/.well-known/openid-configuration`);
-      expect(doc.response_types_supported).toEqual(['code', 'none']);
+      // Not `none` either: no client may use it (the built-in account page uses code).
+      expect(doc.response_types_supported).toEqual(['code']);
       expect(doc.code_challenge_methods_supported).toEqual(['S256']);
       expect(doc.grant_types_supported).toEqual([
         'authorization_code',
@@ -88,7 +89,6 @@ describe.each(availableBackends())(
       expect(doc.claims_supported).toEqual(
         expect.arrayContaining(['sub', 'name', 'email', 'email_verified', 'roles', 'auth_time', 'iss']),
       );
-      // `none` stays in response_types_supported: the built-in account page's client uses it.
     });
 
     it('is what openid-client discovers, and its JWKS holds an RS256 and an ES256 public key', async () => {

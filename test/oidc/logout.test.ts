@@ -107,6 +107,30 @@ describe.each(availableBackends())(
       expect(page.html).toContain('post_logout_redirect_uri not registered');
     });
 
+    it('answers an unregistered post_logout_redirect_uri with the HTML error page whatever the request accepts', async () => {
+      const client = await registerClient(server.t, 'web');
+      const url = new URL('/oauth/logout', server.url);
+      url.search = new URLSearchParams({
+        client_id: client.clientId,
+        post_logout_redirect_uri: 'https://evil.example.com/signed-out',
+      }).toString();
+      // A browser-like Accept, curl's */*, none at all, and even one that prefers JSON.
+      for (const accept of [
+        'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+        '*/*',
+        undefined,
+        'application/json',
+      ]) {
+        const res = await fetch(url, { headers: accept ? { accept } : {}, redirect: 'manual' });
+        expect(res.status).toBe(400);
+        expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+        const html = await res.text();
+        expect(html).toContain('<h1 id="page-heading">Something went wrong</h1>');
+        expect(html).toContain('<p>post_logout_redirect_uri not registered</p>');
+        expect(html).toContain('<code>invalid_request</code>');
+      }
+    });
+
     it('keeps offline_access grants: their refresh tokens outlive the session by design', async () => {
       const user = await createUser(server.t);
       const client = await registerClient(server.t, 'spa');
