@@ -3,9 +3,9 @@
 #
 #   scripts/test-services.sh npm test
 #
-# Installs what is missing (Debian's redis-server; FerretDB built from the Go module proxy), starts
-# both on free loopback ports with their data in a temporary folder, exports REDIS_URL and
-# MONGODB_URI, runs the command, then stops both and removes the folder. The command's exit status
+# Installs what is missing (Debian's redis-server and nginx; FerretDB built from the Go module proxy),
+# starts Redis and FerretDB on free loopback ports with their data in a temporary folder, exports
+# REDIS_URL, MONGODB_URI and NGINX_BIN (the gateway suite starts its own nginx), runs the command, then stops both and removes the folder. The command's exit status
 # is the script's. Set KEEP_SERVICES_LOG=1 to print the services' logs at the end.
 set -euo pipefail
 
@@ -24,6 +24,17 @@ install_redis() {
   log "installing redis-server from Debian"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+}
+
+# Debian's nginx, for the gateway suite (test/e2e/nginx-gateway.test.ts starts its own on loopback
+# ports). Installing the package may start the distribution's server on port 80: stop it, so that
+# nothing listens beyond what the tests start.
+install_nginx() {
+  [ -x /usr/sbin/nginx ] && return 0
+  log "installing nginx from Debian"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  if [ -f /run/nginx.pid ]; then as_root /usr/sbin/nginx -s stop 2>/dev/null || true; fi
 }
 
 # FerretDB's `go install …@version` cannot be used here: the module proxy refuses the version-list
@@ -64,6 +75,7 @@ wait_for_port() {
 
 install_redis
 install_ferretdb
+install_nginx
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/latchkey-services.XXXXXX")"
 PIDS=()
@@ -97,6 +109,7 @@ wait_for_port "$FERRET_PORT" ferretdb "${PIDS[-1]}"
 
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export MONGODB_URI="mongodb://127.0.0.1:$FERRET_PORT/latchkey_test"
+export NGINX_BIN=/usr/sbin/nginx
 log "redis at $REDIS_URL, FerretDB $FERRETDB_VERSION (SQLite) at $MONGODB_URI"
 
 set +e

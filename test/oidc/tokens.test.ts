@@ -130,6 +130,9 @@ describe.each(availableBackends())(
           token_type: 'Bearer',
           iat: expect.any(Number),
           exp: expect.any(Number),
+          // The email scope was granted: the user's address, which is also the user name here.
+          email: user.user.email,
+          username: user.user.email,
         });
         expect(Math.abs(access.iat! - now)).toBeLessThanOrEqual(5);
         expect(access.exp! - access.iat!).toBe(server.t.config.accessTokenTtlS);
