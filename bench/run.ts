@@ -1,8 +1,7 @@
 /**
  * `npm run bench -- <suite> [options]`: runs a benchmark against the compiled server and prints a
- * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol, verify-key, webhooks. Without a suite name
- * Markdown report (copy it into docs/benchmarks.md). Suites: admin, analytics, protocol, verify-key. Without a suite name
- * Markdown report (copy it into docs/benchmarks.md). Suites: admin, protocol, verify-key, webhooks, policy. Without a suite name
+ * Markdown report (copy it into docs/benchmarks.md). Suites: admin, analytics, protocol, verify-key,
+ * webhooks, policy, gateway. Without a suite name
  * (or with `all`), runs every suite in turn with the same options (those common to all: --duration,
  * --mongo, --redis).
  */
@@ -12,6 +11,7 @@ import { runProtocolBenchmark } from './protocol.ts';
 import { runVerifyKeyBenchmark } from './verify-key.ts';
 import { runWebhookBenchmark } from './webhooks.ts';
 import { runPolicyBenchmark } from './policy.ts';
+import { runGatewayBenchmark } from './gateway.ts';
 
 const suites: Record<string, (argv: string[]) => Promise<string>> = {
   admin: runAdminBenchmark,
@@ -20,6 +20,7 @@ const suites: Record<string, (argv: string[]) => Promise<string>> = {
   'verify-key': runVerifyKeyBenchmark,
   webhooks: runWebhookBenchmark,
   policy: runPolicyBenchmark,
+  gateway: runGatewayBenchmark,
 };
 
 const args = process.argv.slice(2);

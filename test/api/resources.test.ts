@@ -245,8 +245,18 @@ describe.each(availableBackends())(
         access_token_ttl: 900,
       });
 
-      const issued = await clientCredentials(server.url, service, {
+      // A scope the client may not have is refused, never dropped silently.
+      const refused = await clientCredentials(server.url, service, {
         scope: 'read:things write:things other:scope',
+        resource: identifier,
+      });
+      expect(refused.status).toBe(400);
+      expect(refused.body).toMatchObject({
+        error: 'invalid_scope',
+        error_description: 'requested scope is not allowed: other:scope',
+      });
+      const issued = await clientCredentials(server.url, service, {
+        scope: 'read:things write:things',
         resource: identifier,
       });
       expect(issued).toEqual({
@@ -274,11 +284,17 @@ describe.each(availableBackends())(
       });
       expect(payload.exp! - payload.iat!).toBe(900);
 
-      // The API drops a scope: the next token no longer carries it.
+      // The API drops a scope: asking for it is refused, and the next token no longer carries it.
       const updated = await admin.put(`/v2/resources/${api.id}`, { scopes: ['read:things'] });
       expect(updated.status).toBe(200);
-      const narrowed = await clientCredentials(server.url, service, {
+      const dropped = await clientCredentials(server.url, service, {
         scope: 'read:things write:things',
+        resource: identifier,
+      });
+      expect(dropped.status).toBe(400);
+      expect(dropped.body.error_description).toBe('requested scope is not allowed: write:things');
+      const narrowed = await clientCredentials(server.url, service, {
+        scope: 'read:things',
         resource: identifier,
       });
       expect(narrowed.status).toBe(200);
@@ -329,7 +345,7 @@ describe.each(availableBackends())(
       });
     });
 
-    it('a service client gets for itself only the API scopes granted to it (scope or api_scopes)', async () => {
+    it('a service client gets for itself only the API scopes granted to it (scope or api_scopes); others are invalid_scope', async () => {
       const identifier = uniqueApi();
       await createResource({ identifier, name: 'Granted API', scopes: ['orders:read', 'orders:write'] });
       const none = await registerClient(server.t, 'service', { metadata: { scope: 'user:read' } });
@@ -337,13 +353,19 @@ describe.each(availableBackends())(
         scope: 'orders:read',
         resource: identifier,
       });
-      expect(denied.status).toBe(200);
-      expect(denied.body.scope).toBeUndefined();
+      expect(denied.status).toBe(400);
+      expect(denied.body).toMatchObject({ error: 'invalid_scope' });
       const granted = await registerClient(server.t, 'service', {
         metadata: { api_scopes: ['orders:read'] },
       });
-      const issued = await clientCredentials(server.url, granted, {
+      const partly = await clientCredentials(server.url, granted, {
         scope: 'orders:read orders:write',
+        resource: identifier,
+      });
+      expect(partly.status).toBe(400);
+      expect(partly.body.error_description).toBe('requested scope is not allowed: orders:write');
+      const issued = await clientCredentials(server.url, granted, {
+        scope: 'orders:read',
         resource: identifier,
       });
       expect(issued.body.scope).toBe('orders:read');
