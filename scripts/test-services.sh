@@ -3,9 +3,10 @@
 #
 #   scripts/test-services.sh npm test
 #
-# Installs what is missing (Debian's redis-server and nginx; FerretDB built from the Go module proxy),
-# starts Redis and FerretDB on free loopback ports with their data in a temporary folder, exports
-# REDIS_URL, MONGODB_URI and NGINX_BIN (the gateway suite starts its own nginx), runs the command, then stops both and removes the folder. The command's exit status
+# Installs what is missing (Debian's redis-server and nginx; FerretDB and oauth2-proxy built from the
+# Go module proxy), starts Redis and FerretDB on free loopback ports with their data in a temporary
+# folder, exports REDIS_URL, MONGODB_URI, NGINX_BIN and OAUTH2_PROXY_BIN (the gateway suites start
+# their own nginx and oauth2-proxy), runs the command, then stops both and removes the folder. The command's exit status
 # is the script's. Set KEEP_SERVICES_LOG=1 to print the services' logs at the end.
 set -euo pipefail
 
@@ -35,6 +36,22 @@ install_nginx() {
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
   if [ -f /run/nginx.pid ]; then as_root /usr/sbin/nginx -s stop 2>/dev/null || true; fi
+}
+
+# oauth2-proxy, for the browser suite test/browser/oauth2-proxy.test.ts: built once with the Go
+# toolchain from the module proxy and kept under a versioned name.
+OAUTH2_PROXY_VERSION="${OAUTH2_PROXY_VERSION:-v7.15.6}"
+OAUTH2_PROXY_BIN="${OAUTH2_PROXY_BIN:-$GOBIN_DIR/oauth2-proxy-$OAUTH2_PROXY_VERSION}"
+install_oauth2_proxy() {
+  [ -x "$OAUTH2_PROXY_BIN" ] && return 0
+  command -v go >/dev/null 2>&1 || { log "the Go toolchain is needed to build oauth2-proxy"; return 1; }
+  log "building oauth2-proxy $OAUTH2_PROXY_VERSION with the Go toolchain (a few minutes, once)"
+  local out
+  out="$(mktemp -d)"
+  GOBIN="$out" CGO_ENABLED=0 go install "github.com/oauth2-proxy/oauth2-proxy/v7@$OAUTH2_PROXY_VERSION"
+  mkdir -p "$(dirname "$OAUTH2_PROXY_BIN")"
+  mv "$out/oauth2-proxy" "$OAUTH2_PROXY_BIN"
+  rm -rf "$out"
 }
 
 # FerretDB's `go install …@version` cannot be used here: the module proxy refuses the version-list
@@ -76,6 +93,7 @@ wait_for_port() {
 install_redis
 install_ferretdb
 install_nginx
+install_oauth2_proxy
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/latchkey-services.XXXXXX")"
 PIDS=()
@@ -110,6 +128,7 @@ wait_for_port "$FERRET_PORT" ferretdb "${PIDS[-1]}"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export MONGODB_URI="mongodb://127.0.0.1:$FERRET_PORT/latchkey_test"
 export NGINX_BIN=/usr/sbin/nginx
+export OAUTH2_PROXY_BIN
 log "redis at $REDIS_URL, FerretDB $FERRETDB_VERSION (SQLite) at $MONGODB_URI"
 
 set +e
