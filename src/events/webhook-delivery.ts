@@ -17,9 +17,6 @@
  *   have all failed for WEBHOOK_DISABLE_AFTER_FAILING_S is disabled, with an audit entry saying why.
  * - Retention: finished deliveries and events older than EVENT_RETENTION_DAYS are purged hourly.
  */
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-
 import type { WebhookOutcome } from '../observability/metrics.js';
 import {
   createOutboundAgents,
@@ -31,6 +28,7 @@ import {
 import type { OutboxDelivery, OutboxRepository, WebhookRecord } from '../store/ports.js';
 import type { WebhookService } from '../services/webhooks.js';
 import { fromOutboxEvent, webhookBody, type DomainEvent } from './catalog.js';
+import { OutboxWorker, retryWait } from './outbox-worker.js';
 import { signWebhook } from './webhook-signing.js';
 
 export interface DeliveryWorkerOptions {
@@ -61,41 +59,33 @@ export interface DeliveryWorkerOptions {
 /** Only webhook endpoints' deliveries; other consumers of the outbox (mail) claim their own. */
 const WEBHOOK_ENDPOINTS = 'wh_';
 const PURGE_INTERVAL_MS = 3_600_000;
-const JITTER = 0.1;
-/**
- * How long a wake-up waits before claiming, so that a burst of events is claimed in one statement
- * rather than one each (a few ms of delivery lag for a fraction of the store work).
- */
-const WAKE_DELAY_MS = 15;
 /** How long an endpoint (and its decrypted secrets) is used from memory; changes drop it at once. */
 const ENDPOINT_CACHE_MS = 1000;
 
-export class WebhookDeliveryWorker {
-  /** Who holds this instance's leases: unique per process. */
-  readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  private readonly inFlight = new Set<Promise<void>>();
-  private readonly perEndpoint = new Map<string, number>();
-  private running = false;
-  private timer: NodeJS.Timeout | undefined;
+export class WebhookDeliveryWorker extends OutboxWorker {
   private purgeTimer: NodeJS.Timeout | undefined;
-  private ticking: Promise<void> | undefined;
-  private again = false;
   private readonly random: () => number;
-  private readonly leaseMs: number;
   /** Aborted by stop(): attempts in flight end at once and are recorded as failed (retried later). */
   private stopping = new AbortController();
-  private wakePending = false;
   private agents: OutboundAgents | undefined;
   private readonly endpoints = new Map<string, { at: number; webhook: WebhookRecord; secrets: string[] }>();
 
   constructor(
-    private readonly outbox: OutboxRepository,
+    outbox: OutboxRepository,
     private readonly webhooks: WebhookService,
     private readonly options: DeliveryWorkerOptions,
   ) {
-    this.random = options.random ?? Math.random;
     const waits = Math.ceil(options.concurrency / options.endpointConcurrency);
-    this.leaseMs = (waits + 1) * options.timeoutMs + 5000;
+    super(outbox, {
+      endpointPrefix: WEBHOOK_ENDPOINTS,
+      concurrency: options.concurrency,
+      endpointConcurrency: options.endpointConcurrency,
+      pollMs: options.pollMs,
+      leaseMs: (waits + 1) * options.timeoutMs + 5000,
+      log: options.log,
+      label: 'webhook delivery',
+    });
+    this.random = options.random ?? Math.random;
     webhooks.changes.add((id) => this.endpoints.delete(id));
   }
 
@@ -117,116 +107,27 @@ export class WebhookDeliveryWorker {
     return entry;
   }
 
-  start(): void {
+  override start(): void {
     if (this.running) return;
-    this.running = true;
     this.stopping = new AbortController();
     this.agents = createOutboundAgents({ maxSocketsPerHost: this.options.endpointConcurrency });
-    this.schedule(0);
+    super.start();
     this.purgeTimer = setInterval(() => void this.purge(), PURGE_INTERVAL_MS);
     this.purgeTimer.unref();
   }
 
   /** Stops claiming, cuts the attempts in flight short and waits until they are recorded. */
-  async stop(): Promise<void> {
-    this.running = false;
-    clearTimeout(this.timer);
+  override async stop(): Promise<void> {
     clearInterval(this.purgeTimer);
     this.stopping.abort();
-    await this.ticking;
-    await Promise.allSettled([...this.inFlight]);
+    await super.stop();
     this.agents?.destroy();
     this.agents = undefined;
     this.endpoints.clear();
   }
 
-  /** New deliveries were enqueued: claim shortly (a burst of events is claimed in one go). */
-  wake(): void {
-    this.claimSoon(WAKE_DELAY_MS);
-  }
-
-  /** A slot freed: claim again now (more may be due; a busy endpoint was left out of the last claim). */
-  private kick(): void {
-    this.claimSoon(0);
-  }
-
-  /** Claims within `delayMs`, or right after the claim under way; never schedules two. */
-  private claimSoon(delayMs: number): void {
-    if (!this.running) return;
-    if (this.ticking) {
-      this.again = true;
-      return;
-    }
-    if (delayMs > 0 && this.wakePending) return;
-    this.wakePending = true;
-    this.schedule(delayMs);
-  }
-
-  private schedule(ms: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.wakePending = false;
-      this.ticking = this.tick().finally(() => {
-        this.ticking = undefined;
-        if (!this.running) return;
-        if (this.again) {
-          this.again = false;
-          this.schedule(0);
-        } else {
-          this.schedule(this.options.pollMs);
-        }
-      });
-    }, ms);
-    this.timer.unref();
-  }
-
-  private async tick(): Promise<void> {
-    const free = this.options.concurrency - this.inFlight.size;
-    if (free <= 0) return;
-    const busy = [...this.perEndpoint]
-      .filter(([, n]) => n >= this.options.endpointConcurrency)
-      .map(([id]) => id);
-    let claimed: OutboxDelivery[];
-    try {
-      claimed = await this.outbox.claimDue(new Date(), free, this.leaseMs, this.owner, {
-        endpointPrefix: WEBHOOK_ENDPOINTS,
-        excludeEndpoints: busy,
-      });
-    } catch (err) {
-      this.options.log.warn({ err }, 'webhook delivery could not claim due deliveries; trying again');
-      return;
-    }
-    // Per endpoint, in order: what exceeds an endpoint's limit waits here for its turn.
-    const queues = new Map<string, OutboxDelivery[]>();
-    for (const delivery of claimed) {
-      const queue = queues.get(delivery.endpoint_id) ?? [];
-      queue.push(delivery);
-      queues.set(delivery.endpoint_id, queue);
-    }
-    for (const [endpointId, queue] of queues) {
-      const slots = Math.max(1, this.options.endpointConcurrency - (this.perEndpoint.get(endpointId) ?? 0));
-      for (let lane = 0; lane < Math.min(slots, queue.length); lane += 1) this.track(endpointId, queue);
-    }
-    if (claimed.length === free) this.again = true; // there may be more due
-  }
-
-  /** One lane of an endpoint: its queued deliveries, one after another. */
-  private track(endpointId: string, queue: OutboxDelivery[]): void {
-    this.perEndpoint.set(endpointId, (this.perEndpoint.get(endpointId) ?? 0) + 1);
-    const lane = (async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) await this.attempt(next);
-    })().finally(() => {
-      this.inFlight.delete(lane);
-      const left = (this.perEndpoint.get(endpointId) ?? 1) - 1;
-      if (left > 0) this.perEndpoint.set(endpointId, left);
-      else this.perEndpoint.delete(endpointId);
-      this.kick();
-    });
-    this.inFlight.add(lane);
-  }
-
   /** One attempt; never throws (a store error leaves the lease to expire and the attempt is retried). */
-  private async attempt(delivery: OutboxDelivery): Promise<void> {
+  protected async attempt(delivery: OutboxDelivery): Promise<void> {
     const started = performance.now();
     try {
       const recent = this.options.recentEvent?.(delivery.event_id);
@@ -326,18 +227,17 @@ export class WebhookDeliveryWorker {
     started: number,
   ): Promise<void> {
     const now = new Date();
-    const wait = this.options.schedule[delivery.attempts - 1];
+    const wait = retryWait(this.options.schedule, delivery.attempts, this.random);
     const latency_ms = Math.round(performance.now() - started);
     if (wait === undefined) {
       await this.outbox.fail(delivery.id, this.owner, { error, status, latency_ms, dead: true });
       this.options.observe?.('dead', seconds(started));
     } else {
-      const jittered = wait * (1 + JITTER * (2 * this.random() - 1));
       await this.outbox.fail(delivery.id, this.owner, {
         error,
         status,
         latency_ms,
-        next_attempt_at: new Date(now.getTime() + Math.round(jittered)),
+        next_attempt_at: new Date(now.getTime() + wait),
       });
       this.options.observe?.('failed', seconds(started));
     }
