@@ -52,7 +52,10 @@ import { QuotaService } from './services/quotas.js';
 import { API_KEY_CLIENT_ID, apiKeyClient } from './oidc/api-key-grant.js';
 import { gatewayRouter } from './gateway/router.js';
 import { authorizeRouter } from './gateway/authorize-router.js';
-import { forwardAuthRouter, TOKEN_REVOCATIONS_CHANNEL } from './gateway/forward-auth.js';
+import { forwardAuthRouter, TOKEN_REVOCATIONS_CHANNEL, type Revoked } from './gateway/forward-auth.js';
+import { MailDeliveryWorker } from './mail/mail-delivery.js';
+import { Mailer } from './mail/mailer.js';
+import { createLogTransport, createSmtpTransport } from './mail/transport.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
 import { PolicyService } from './services/policies.js';
 import { RoleService } from './services/roles.js';
@@ -194,7 +197,28 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     minLength: config.passwordMinLength,
     minScore: config.passwordMinScore,
   });
+  // E-mail: composed into the outbox with the change that sends it, sent by the mail worker.
+  const mailTransport = config.smtpUrl
+    ? createSmtpTransport({
+        url: config.smtpUrl,
+        from: config.mailFrom,
+        requireTls: config.smtpRequireTls,
+        timeoutMs: config.smtpTimeoutMs,
+        maxConnections: config.mailConcurrency,
+      })
+    : config.nodeEnv === 'production'
+      ? undefined
+      : createLogTransport(logger);
+  if (!mailTransport) {
+    logger.warn('e-mail is off: SMTP_URL is not set, so no welcome or account e-mail is sent');
+  }
+  const mailer = new Mailer(createKeyCipher(secrets.keyEncryptionSecret), {
+    enabled: mailTransport !== undefined,
+    issuer: config.issuer,
+    brand: 'Latchkey',
+  });
   const users = new UserService(stores.durable, stores.artifacts, passwords, policy, audit, recorder, {
+    mailer,
     protectedMetadataKeys: config.protectedMetadataKeys,
     confusableEmails: config.confusableEmails,
     log: logger,
@@ -220,7 +244,10 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   users.changes.add((userId) => apiKeys.ownerChanged({ type: 'user', id: userId }));
   // Forward-auth caches token checks: revoked tokens and grants, and changed users, are announced
   // to every instance (the provider reports revocations; the user service, changes).
-  const announceRevocation = (revoked: { jti?: string; grant?: string; user?: string }) => {
+  // This instance forgets before the answer that revoked; the others when the bus message arrives.
+  const revocationListeners = new Set<(revoked: Revoked) => void>();
+  const announceRevocation = (revoked: Revoked) => {
+    for (const listener of revocationListeners) listener(revoked);
     stores.events.publish(TOKEN_REVOCATIONS_CHANNEL, JSON.stringify(revoked)).catch((err: unknown) => {
       logger.warn(
         { err },
@@ -263,6 +290,20 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   recorder.wakeups.add(() => delivery.wake());
   if (config.webhookDelivery) delivery.start();
+  const mailDelivery = mailTransport
+    ? new MailDeliveryWorker(stores.durable.outbox, mailer, mailTransport, {
+        schedule: config.mailRetrySchedule,
+        concurrency: config.mailConcurrency,
+        timeoutMs: config.smtpTimeoutMs,
+        pollMs: config.webhookPollMs,
+        observe: (outcome) => metrics.mailAttempt(outcome),
+        log: logger,
+      })
+    : undefined;
+  if (mailDelivery) {
+    recorder.wakeups.add(() => mailDelivery.wake());
+    if (config.mailDelivery) mailDelivery.start();
+  }
   const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);
   const resourceServers = new ResourceServers(stores.durable.resourceServers, config.clientCacheTtlS * 1000, [
     // The management API itself: tokens with resource=<issuer>/v2 are JWTs verified in process.
@@ -476,6 +517,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     cacheTtlMs: config.gatewayAuthCacheTtlS * 1000,
     resourcePattern: config.gatewayResourcePattern,
   });
+  revocationListeners.add((revoked) => forwardAuth.forget(revoked));
   app.use(forwardAuth.routes());
 
   const interactions = interactionsRouter({
@@ -514,7 +556,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     },
     close: async () => {
       forwardAuth.close();
-      await delivery.stop();
+      await Promise.all([delivery.stop(), mailDelivery?.stop()]);
       await host.stop();
     },
   };

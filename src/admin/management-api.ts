@@ -37,6 +37,7 @@ import { rateLimit } from './rate-limit.js';
 import { registerPolicyRoutes } from './policies-routes.js';
 import { DECISION_ROUTES } from '../gateway/authorize-router.js';
 import { registerRoleRoutes } from './roles-routes.js';
+import { registerMailRoutes } from './mail-routes.js';
 import { registerWebhookRoutes } from './webhooks-routes.js';
 import type { WebhookService } from '../services/webhooks.js';
 import type { PolicyService } from '../services/policies.js';
@@ -108,6 +109,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   });
   registerAuditRoutes(api, deps.audit);
   registerWebhookRoutes(api, deps.webhooks);
+  registerMailRoutes(api, deps.store);
   registerAnalyticsRoutes(api, analytics);
   registerPolicyRoutes(api, deps.policies);
   registerBillingRoutes(api, {

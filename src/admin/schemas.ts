@@ -733,6 +733,32 @@ export const WebhookDelivery = named(
   'One event for one endpoint, and how its attempts went',
 );
 
+export const MailMessage = named(
+  'MailMessage',
+  z.object({
+    id: z.string(),
+    to: z.string().nullable(),
+    subject: z.string().nullable(),
+    kind: z.string().nullable().describe('welcome, …'),
+    status: z.enum(['pending', 'failed', 'succeeded', 'dead']),
+    attempts: z.number().int(),
+    last_error: z
+      .string()
+      .nullable()
+      .describe('Why the last attempt failed (refused login, refused connection, timeout, an SMTP answer)'),
+    smtp_status: z
+      .number()
+      .int()
+      .nullable()
+      .describe('The SMTP reply code of the last attempt, when there was one'),
+    next_attempt_at: timestamp.nullable(),
+    created_at: timestamp,
+    updated_at: timestamp,
+    sent_at: timestamp.nullable(),
+  }),
+  'One e-mail message and how sending it went (its body is never shown)',
+);
+
 /* --------------------------------------------------------------------------------------------- */
 /* Policies (Cedar) and policy decisions                                                          */
 /* --------------------------------------------------------------------------------------------- */

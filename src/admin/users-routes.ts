@@ -483,7 +483,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService, analytics
     operationId: 'createUser',
     summary: 'Create a user',
     description:
-      'The email is unique case-insensitively (soft-deleted users keep theirs). An optional password must meet the password policy. No email is sent by the server: `send_welcome_email` is recorded in the audit trail for integrations to act on.',
+      'The email is unique case-insensitively (soft-deleted users keep theirs). An optional password must meet the password policy. `send_welcome_email: true` sends the user a welcome e-mail through the outbox (never delaying or failing this request; see GET /v2/mail/messages) and is recorded in the audit entry.',
     tag: 'Users',
     scope: 'user:write',
     body: CreateUser,
@@ -508,7 +508,7 @@ export function registerUserRoutes(api: ApiRouter, users: UserService, analytics
     operationId: 'bulkCreateUsers',
     summary: 'Create up to 100 users',
     description:
-      'Each item gets its own result. With `options.fail_on_error: true` nothing is created unless every item can be (all or nothing). 201 when every item was created, 200 otherwise. `options.send_welcome_emails` (or an item’s own `send_welcome_email`) is recorded in each created user’s audit entry, as for a single creation.',
+      'Each item gets its own result. With `options.fail_on_error: true` nothing is created unless every item can be (all or nothing). 201 when every item was created, 200 otherwise. `options.send_welcome_emails` (or an item’s own `send_welcome_email`) sends each created user the welcome e-mail and is recorded in their audit entry, as for a single creation.',
     tag: 'Users',
     scope: 'user:write',
     body: BulkCreate,

@@ -6,7 +6,7 @@
  * its events are recorded; then the in-process consumers (analytics rollups, the delivery worker's
  * wake-up) hear of the events. A consumer that fails is logged and never fails the change.
  */
-import type { DurableStore, EventActor, NewDelivery, OutboxDelivery } from '../store/ports.js';
+import type { DurableStore, EventActor, NewDelivery, OutboxDelivery, OutboxEvent } from '../store/ports.js';
 import type { Actor } from '../services/audit.js';
 import { toOutboxEvent, type DomainEvent, type EventType } from './catalog.js';
 
@@ -41,6 +41,15 @@ const RECENT_EVENTS = 10_000;
 
 export const SYSTEM_ACTOR: EventActor = { type: 'system', id: 'latchkey' };
 
+/**
+ * An outbox event for one consumer's endpoint only (an e-mail to send): recorded with the change,
+ * never fanned out to webhooks nor given to the event consumers.
+ */
+export interface DirectRecord {
+  event: OutboxEvent;
+  endpointId: string;
+}
+
 export class EventRecorder {
   private readonly consumers: EventConsumer[] = [];
   private subscriptions: SubscriptionSource | undefined;
@@ -62,18 +71,30 @@ export class EventRecorder {
   /**
    * Runs `change`, then records what `build` makes of its result. `change` must only call the
    * durable store's repositories (see DurableStore.atomically); with `build` returning no event
-   * nothing is recorded.
+   * nothing is recorded. `direct` adds records for one endpoint each (mail), in the same unit.
    */
-  async record<T>(change: () => Promise<T>, build: (result: T) => DomainEvent[]): Promise<T> {
+  async record<T>(
+    change: () => Promise<T>,
+    build: (result: T) => DomainEvent[],
+    direct?: (result: T) => DirectRecord[],
+  ): Promise<T> {
     const subscriptions = (await this.subscriptions?.current()) ?? [];
     let events: DomainEvent[] = [];
     let enqueued = false;
     const result = await this.store.atomically(async () => {
       const value = await change();
       events = build(value);
-      if (events.length > 0) {
-        await this.store.outbox.append(events.map(toOutboxEvent));
-        const deliveries = fanOut(events, subscriptions);
+      const directs = direct?.(value) ?? [];
+      if (events.length > 0 || directs.length > 0) {
+        await this.store.outbox.append([...events.map(toOutboxEvent), ...directs.map((d) => d.event)]);
+        const deliveries = [
+          ...fanOut(events, subscriptions),
+          ...directs.map((d) => ({
+            event_id: d.event.id,
+            endpoint_id: d.endpointId,
+            now: d.event.timestamp,
+          })),
+        ];
         if (deliveries.length > 0) {
           await this.store.outbox.enqueueQuietly(deliveries);
           enqueued = true;
@@ -81,13 +102,11 @@ export class EventRecorder {
       }
       return value;
     });
-    if (events.length > 0) {
-      if (enqueued) {
-        this.remember(events);
-        this.wake();
-      }
-      await this.recorded(events);
+    if (enqueued) {
+      this.remember(events);
+      this.wake();
     }
+    if (events.length > 0) await this.recorded(events);
     return result;
   }
 

@@ -132,19 +132,29 @@ function originalUri(ctx: Context, suffix: string | undefined): string | undefin
   return suffix === undefined ? undefined : `/${suffix}${ctx.querystring ? `?${ctx.querystring}` : ''}`;
 }
 
-export function forwardAuthRouter(deps: ForwardAuthDeps): Router & { close(): void } {
+/** What a revocation announcement names. */
+export interface Revoked {
+  jti?: string;
+  grant?: string;
+  user?: string;
+}
+
+export function forwardAuthRouter(
+  deps: ForwardAuthDeps,
+): Router & { close(): void; forget(revoked: Revoked): void } {
   const now = deps.now ?? Date.now;
   const cache = new IdentityCache(deps.cacheTtlMs, now);
+  const forget = (revoked: Revoked) =>
+    cache.drop(
+      (i) =>
+        (revoked.jti !== undefined && i.jti === revoked.jti) ||
+        (revoked.grant !== undefined && i.grantId === revoked.grant) ||
+        (revoked.user !== undefined && i.userId === revoked.user),
+    );
   const unsubscribe = [
     deps.events.subscribe(TOKEN_REVOCATIONS_CHANNEL, (message) => {
       try {
-        const { jti, grant, user } = JSON.parse(message) as { jti?: string; grant?: string; user?: string };
-        cache.drop(
-          (i) =>
-            (jti !== undefined && i.jti === jti) ||
-            (grant !== undefined && i.grantId === grant) ||
-            (user !== undefined && i.userId === user),
-        );
+        forget(JSON.parse(message) as Revoked);
       } catch {
         // Not ours to read.
       }
@@ -359,6 +369,8 @@ export function forwardAuthRouter(deps: ForwardAuthDeps): Router & { close(): vo
   });
 
   return Object.assign(router, {
+    /** Drops at once what this instance knows of a revoked token, grant or changed user. */
+    forget,
     close: () => {
       for (const stop of unsubscribe) stop();
     },

@@ -39,6 +39,8 @@ export type UnavailableCause = (typeof UNAVAILABLE_CAUSES)[number];
 
 export const WEBHOOK_OUTCOMES = ['succeeded', 'failed', 'dead'] as const;
 export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
+export const MAIL_OUTCOMES = ['sent', 'failed', 'dead'] as const;
+export type MailOutcome = (typeof MAIL_OUTCOMES)[number];
 
 /** Which store an operation went to. */
 export type StoreRole = 'durable' | 'artifacts' | 'counters';
@@ -144,6 +146,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly mailMessages = new Counter({
+    name: 'latchkey_mail_attempts_total',
+    help: 'E-mail sending attempts by outcome: sent, failed (another attempt is due) or dead (given up: see GET /v2/mail/messages?status=dead).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   private outboxProbe: (() => Promise<{ pending: number; oldest: Date | null }>) | undefined;
 
   private readonly outboxDepth = new Gauge({
@@ -189,6 +198,11 @@ export class Metrics {
     for (const reason of SHED_REASONS) this.shed.inc({ reason }, 0);
     for (const cause of UNAVAILABLE_CAUSES) this.unavailable.inc({ cause }, 0);
     for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
+    for (const outcome of MAIL_OUTCOMES) this.mailMessages.inc({ outcome }, 0);
+  }
+
+  mailAttempt(outcome: MailOutcome): void {
+    this.mailMessages.inc({ outcome });
   }
 
   /** Where the outbox gauges read from (the durable store's outbox). */

@@ -14,6 +14,7 @@ export const ADMIN_SCOPES = [
   'analytics:read',
   'policy:manage',
   'policy:evaluate',
+  'mail:read',
 ] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
 
@@ -32,6 +33,7 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'policy:manage': 'Manage Cedar policies, their schema and registered policy entities',
   'policy:evaluate':
     'Ask /v1/authorize for decisions about any principal (a user’s own token may ask about that user)',
+  'mail:read': 'See the e-mail messages the server sent or tries to send, and why sending failed',
 };
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */

@@ -7,6 +7,7 @@
 import { AppError } from '../errors/app-error.js';
 import { changedFields, eventUser, newEvent, type DomainEvent } from '../events/catalog.js';
 import { eventActor, type EventRecorder } from '../events/recorder.js';
+import type { Mailer } from '../mail/mailer.js';
 import { StoreConflictError } from '../store/errors.js';
 import type {
   ArtifactStore,
@@ -104,7 +105,13 @@ export interface UserServiceOptions {
   /** What to do with an e-mail that looks like an existing user's. */
   confusableEmails?: 'warn' | 'refuse';
   log?: { warn(obj: object, msg: string): void };
+  /** Composes the welcome message (send_welcome_email) into the outbox with the user's creation. */
+  mailer?: Mailer;
 }
+
+/** The language a user's mail is written in: their `preferences.locale`, if they have one. */
+const localeOf = (user: User): string | undefined =>
+  typeof user.preferences.locale === 'string' ? user.preferences.locale : undefined;
 
 /** Keys of `protectedKeys` whose value differs between two metadata objects. */
 function changedProtectedKeys(
@@ -357,6 +364,10 @@ export class UserService {
       user = await this.events.record(
         () => this.store.users.create(newUser),
         (created) => [newEvent('user.created', eventActor(context.actor), { user: eventUser(created) })],
+        (created) =>
+          input.send_welcome_email && this.options.mailer
+            ? this.options.mailer.welcome(created, eventActor(context.actor), localeOf(created))
+            : [],
       );
     } catch (err) {
       if (err instanceof StoreConflictError && err.field === 'email')
@@ -465,6 +476,14 @@ export class UserService {
       (done) =>
         done.flatMap((outcome) =>
           'user' in outcome ? [newEvent('user.created', actor, { user: eventUser(outcome.user) })] : [],
+        ),
+      (done) =>
+        done.flatMap((outcome, i) =>
+          'user' in outcome &&
+          this.options.mailer &&
+          (pending[i]!.input.send_welcome_email ?? options.sendWelcomeEmails ?? false)
+            ? this.options.mailer.welcome(outcome.user, actor, localeOf(outcome.user))
+            : [],
         ),
     );
     const created: { user: User; input: CreateUserInput; index: number }[] = [];
