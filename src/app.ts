@@ -54,7 +54,9 @@ import { gatewayRouter } from './gateway/router.js';
 import { authorizeRouter } from './gateway/authorize-router.js';
 import { forwardAuthRouter, TOKEN_REVOCATIONS_CHANNEL, type Revoked } from './gateway/forward-auth.js';
 import { MailDeliveryWorker } from './mail/mail-delivery.js';
+import { AccountTokens } from './mail/account-tokens.js';
 import { Mailer } from './mail/mailer.js';
+import { PasswordResets } from './services/password-resets.js';
 import { createLogTransport, createSmtpTransport } from './mail/transport.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
 import { PolicyService } from './services/policies.js';
@@ -99,6 +101,8 @@ export interface AppServices {
   webhooks: WebhookService;
   delivery: WebhookDeliveryWorker;
   policies: PolicyService;
+  resets: PasswordResets;
+  mailer: Mailer;
 }
 
 export interface BuiltApp {
@@ -224,6 +228,22 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     log: logger,
   });
   const roles = new RoleService(stores.durable, audit, recorder);
+  const resets = new PasswordResets(
+    stores.durable,
+    stores.counters,
+    users,
+    new AccountTokens(stores.artifacts, stores.counters),
+    mailer,
+    recorder,
+    audit,
+    {
+      issuer: config.issuer,
+      ttlS: config.passwordResetTtlS,
+      perAddressPerHour: config.passwordResetPerAddressPerHour,
+      perIpPerHour: config.passwordResetPerIpPerHour,
+      log: logger,
+    },
+  );
   const policies = new PolicyService(stores.durable, stores.events, audit, {
     cacheTtlMs: config.policyCacheTtlMs,
     decisionLogSampleRate: config.policyDecisionLogSampleRate,
@@ -476,6 +496,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     quotas,
     webhooks,
     policies,
+    resets,
     apiKeyTokenTtlS: config.apiKeyTokenTtlS,
     anonymousRate: {
       requests_per_hour: config.rateLimitAnonymousPerHour,
@@ -526,6 +547,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     csrf: new Csrf(secrets.cookieKeys[0]!),
     auth,
     users,
+    resets,
   });
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());
@@ -553,6 +575,8 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       webhooks,
       delivery,
       policies,
+      resets,
+      mailer,
     },
     close: async () => {
       forwardAuth.close();

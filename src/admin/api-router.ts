@@ -51,6 +51,8 @@ export interface RouteSpec<
   params?: P;
   query?: Q;
   body?: B;
+  /** The body may be left out altogether (no bytes at all): it is then read as `{}`. */
+  bodyOptional?: boolean;
   responses: Record<number, ResponseSpec>;
   /** Error codes this route answers besides the ones every authenticated route may. */
   errors: ErrorCode[];
@@ -180,8 +182,13 @@ export class ApiRouter {
       const query = parse(spec.query, ctx.query, '');
       let body: z.output<B> = undefined as z.output<B>;
       if (spec.body) {
-        if (!ctx.is('application/json')) throw new AppError('UNSUPPORTED_MEDIA_TYPE');
-        body = parse(spec.body, ctx.request.body, '');
+        const empty = !ctx.get('Content-Length') && !ctx.get('Transfer-Encoding');
+        const absent = spec.bodyOptional === true && (empty || ctx.get('Content-Length') === '0');
+        if (absent) body = parse(spec.body, {}, '');
+        else {
+          if (!ctx.is('application/json')) throw new AppError('UNSUPPORTED_MEDIA_TYPE');
+          body = parse(spec.body, ctx.request.body, '');
+        }
       }
       const reply = await spec.handler({ params, query, body, principal, ctx });
       const response = spec.responses[reply.status];

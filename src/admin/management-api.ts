@@ -37,6 +37,7 @@ import { rateLimit } from './rate-limit.js';
 import { registerPolicyRoutes } from './policies-routes.js';
 import { DECISION_ROUTES } from '../gateway/authorize-router.js';
 import { registerRoleRoutes } from './roles-routes.js';
+import type { PasswordResets } from '../services/password-resets.js';
 import { registerMailRoutes } from './mail-routes.js';
 import { registerWebhookRoutes } from './webhooks-routes.js';
 import type { WebhookService } from '../services/webhooks.js';
@@ -45,6 +46,8 @@ import { registerUserRoutes } from './users-routes.js';
 
 export interface ManagementApiDeps {
   issuer: string;
+  /** Password reset by e-mail (POST /v2/users/{id}/password-reset {"send_email": true}). */
+  resets?: PasswordResets;
   version: string;
   host: ProviderHost;
   store: DurableStore;
@@ -98,7 +101,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   const api = new ApiRouter(deps.log);
   // Reads the rollups that the analytics consumer (events/rollups.ts) keeps in the counter store.
   const analytics = new AnalyticsService(deps.counters, deps.store.users);
-  registerUserRoutes(api, deps.users, analytics);
+  registerUserRoutes(api, deps.users, analytics, deps.resets);
   registerRoleRoutes(api, deps.roles);
   registerClientRoutes(api, { clients: deps.clients, plans: deps.plans, audit: deps.audit });
   registerResourceRoutes(api, {

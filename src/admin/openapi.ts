@@ -138,7 +138,7 @@ export function buildOpenApi(routes: RouteSpec[], info: OpenApiInfo): Json {
       ...(route.body
         ? {
             requestBody: {
-              required: true,
+              required: route.bodyOptional !== true,
               content: { 'application/json': { schema: jsonSchema(route.body, 'input') } },
             },
           }

@@ -7,6 +7,7 @@ import { AppError } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/catalog.js';
 import type { RequestFacts } from '../services/audit.js';
 import type { AnalyticsService } from '../services/analytics.js';
+import type { PasswordResets } from '../services/password-resets.js';
 import { UserService, type CreateUserInput, type Page } from '../services/users.js';
 import type { Role as RoleRecord, User as UserRecord } from '../store/ports.js';
 import {
@@ -389,7 +390,12 @@ export function changedFieldNames(changes: Record<string, unknown> | null): stri
   return names;
 }
 
-export function registerUserRoutes(api: ApiRouter, users: UserService, analytics: AnalyticsService): void {
+export function registerUserRoutes(
+  api: ApiRouter,
+  users: UserService,
+  analytics: AnalyticsService,
+  resets?: PasswordResets,
+): void {
   api.add({
     method: 'get',
     path: '/users',
@@ -791,19 +797,29 @@ export function registerUserRoutes(api: ApiRouter, users: UserService, analytics
     operationId: 'requirePasswordReset',
     summary: 'Force a password change at next sign-in',
     description:
-      'Sets the user’s password-reset flag and ends their sessions; the sign-in page then asks for a new password.',
+      'Sets the user’s password-reset flag and ends their sessions; the sign-in page then asks for a new password. With `{"send_email": true}` the user is also mailed a single-use link to choose a new password (PASSWORD_RESET_TTL_S); `email_sent` says whether one was composed (false when e-mail is off or the user is not active). The body may be left out.',
     tag: 'Users',
     scope: 'user:write',
     params: idParam,
+    body: z.object({ send_email: z.boolean().optional() }).strict(),
+    bodyOptional: true,
     responses: {
-      200: { description: 'The user', schema: User.extend({ password_reset_required: z.boolean() }) },
+      200: {
+        description: 'The user',
+        schema: User.extend({ password_reset_required: z.boolean(), email_sent: z.boolean() }),
+      },
     },
     errors: USER_ERRORS,
-    async handler({ params, principal, ctx }) {
-      const user = await users.requirePasswordReset(params.id, contextOf(ctx, principal));
+    async handler({ params, body, principal, ctx }) {
+      const context = contextOf(ctx, principal);
+      const user = await users.requirePasswordReset(params.id, context);
+      const sent =
+        body.send_email === true && resets
+          ? await resets.send(user.id, { type: context.actor.actor_type, id: context.actor.actor_id }, null)
+          : false;
       return {
         status: 200,
-        body: { ...toApiUser(user), password_reset_required: user.password_reset_required },
+        body: { ...toApiUser(user), password_reset_required: user.password_reset_required, email_sent: sent },
       };
     },
   });

@@ -197,6 +197,9 @@ export const SETTINGS = {
   CONFUSABLE_EMAILS: spec(z.enum(['warn', 'refuse']), 'warn or refuse'),
 
   PASSWORD_MIN_LENGTH: spec(int(8, 256), 'an integer from 8 to 256'),
+  PASSWORD_RESET_TTL_S: spec(int(300, 86_400), 'seconds from 300 to 86400'),
+  PASSWORD_RESET_PER_ADDRESS_PER_HOUR: spec(int(1, 1000), 'an integer from 1 to 1000'),
+  PASSWORD_RESET_PER_IP_PER_HOUR: spec(int(1, 100_000), 'an integer from 1 to 100000'),
   PASSWORD_MIN_SCORE: spec(int(0, 4), 'a zxcvbn score from 0 (anything) to 4 (very strong)'),
 
   RATE_LIMIT_ENTERPRISE_PER_HOUR: spec(int(1, 1_000_000_000), 'requests per hour from 1 to 1000000000'),

@@ -12,6 +12,7 @@ import { errors, type InteractionResults } from 'oidc-provider';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import { AppError } from '../errors/app-error.js';
 import type { AuthenticationService } from '../services/authentication.js';
+import type { PasswordResets } from '../services/password-resets.js';
 import type { UserService } from '../services/users.js';
 import type { Csrf } from './csrf.js';
 import type { Views } from './views.js';
@@ -22,6 +23,8 @@ export interface InteractionDeps {
   csrf: Csrf;
   auth: AuthenticationService;
   users: UserService;
+  /** Self-service password reset; the "Forgot password?" link shows only when mail can be sent. */
+  resets?: PasswordResets;
 }
 
 /** Carries "password verified, new one required" from the sign-in post to the change form. */
@@ -38,7 +41,7 @@ function field(body: unknown, name: string): string {
 }
 
 export function interactionsRouter(deps: InteractionDeps): Router {
-  const { host, views, csrf, auth, users } = deps;
+  const { host, views, csrf, auth, users, resets } = deps;
 
   const requestOf = (ctx: Context) => ({
     request_id: String(ctx.state.requestId ?? '') || null,
@@ -104,6 +107,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         email:
           extra.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
         error: extra.error,
+        forgot: resets?.available === true,
       },
       {
         status: extra.status,
@@ -133,6 +137,93 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     const grantId = await grant.save();
     await finish(ctx, { consent: details.grantId ? {} : { grantId } });
   }
+
+  /* Password reset by e-mail. Registered before /:uid, which would take /password-reset as a uid. */
+
+  const resetBinding = (digest: string) => `password-reset:${digest}`;
+  const renderReset = (
+    ctx: Context,
+    data: { token?: string; digest?: string; error?: string; invalid?: boolean },
+    status = 200,
+  ) =>
+    views.render(
+      ctx,
+      'reset',
+      {
+        token: data.token ?? '',
+        csrf: data.digest ? csrf.issue(ctx, resetBinding(data.digest)) : '',
+        error: data.error,
+        invalid: data.invalid === true,
+        hint: views.translatorFor(ctx)('password-change.hint'),
+      },
+      { status },
+    );
+
+  router.get('/password-reset', async (ctx) => {
+    const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
+    const facts = resets && token ? await resets.check(token) : null;
+    if (!facts) return renderReset(ctx, { invalid: true }, 400);
+    return renderReset(ctx, { token, digest: facts.digest });
+  });
+
+  router.post('/password-reset', forms, async (ctx) => {
+    const token = field(ctx.request.body, 'token');
+    const facts = resets && token ? await resets.check(token) : null;
+    if (!facts) return renderReset(ctx, { invalid: true }, 400);
+    if (!csrf.verify(ctx, resetBinding(facts.digest), field(ctx.request.body, 'csrf')))
+      throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    const password = field(ctx.request.body, 'password');
+    if (password !== field(ctx.request.body, 'confirm')) {
+      return renderReset(ctx, { token, digest: facts.digest, error: t('reset.mismatch') }, 400);
+    }
+    try {
+      if (!(await resets!.complete(facts, password, requestOf(ctx)))) {
+        return renderReset(ctx, { invalid: true }, 400);
+      }
+    } catch (err) {
+      if (
+        err instanceof AppError &&
+        (err.code === 'VALIDATION_ERROR' || err.code === 'BUSINESS_RULE_VIOLATION')
+      ) {
+        const issues = err.details?.map((d) => d.issue).join(' ') ?? err.message;
+        return renderReset(ctx, { token, digest: facts.digest, error: issues }, 400);
+      }
+      throw err;
+    }
+    // Back to the sign-in the request came from, when there was one (ours: never another site).
+    views.render(ctx, 'reset-done', { continueUrl: facts.uid ? `/interaction/${facts.uid}` : null });
+  });
+
+  router.get('/:uid/forgot', async (ctx) => {
+    const details = await load(ctx);
+    if (!resets?.available) throw new errors.SessionNotFound('password reset is not available');
+    views.render(ctx, 'forgot', { uid: details.uid, csrf: csrf.issue(ctx, details.uid), email: '' });
+  });
+
+  router.post('/:uid/forgot', forms, async (ctx) => {
+    const details = await load(ctx);
+    if (!resets?.available) throw new errors.SessionNotFound('password reset is not available');
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    const email = field(ctx.request.body, 'email').trim();
+    const again = (error: string, status: number) =>
+      views.render(
+        ctx,
+        'forgot',
+        { uid: details.uid, csrf: csrf.issue(ctx, details.uid), email, error },
+        { status },
+      );
+    if (!email) return again(t('forgot.error.missing'), 400);
+    const outcome = await resets.request(email, {
+      ip: ctx.ip,
+      uid: details.uid,
+      locale: ctx.get('Accept-Language') || undefined,
+      request: requestOf(ctx),
+    });
+    if (outcome === 'limited') return again(t('forgot.error.limited'), 429);
+    views.render(ctx, 'forgot', { uid: details.uid, sent: true });
+  });
 
   router.get('/:uid', async (ctx) => {
     const details = await load(ctx);

@@ -750,12 +750,20 @@ export class UserService {
     return after;
   }
 
-  /** Sets a password chosen by an administrator (policy-checked); existing sessions stay. */
+  /** Throws the password policy's refusal of `password` for `user`, if it has one. */
+  checkPasswordFor(user: User, password: string): void {
+    this.checkPassword(password, [user.email, user.first_name, user.last_name]);
+  }
+
+  /**
+   * Sets a password (policy-checked). Existing sessions stay, unless `endSessions` (a reset by
+   * e-mail): then every session, grant and token of the user ends.
+   */
   async setPassword(
     id: string,
     password: string,
     context: Context,
-    options: { requireReset?: boolean } = {},
+    options: { requireReset?: boolean; endSessions?: boolean } = {},
   ): Promise<User> {
     const user = await this.get(id);
     await this.guardTarget(user, context);
@@ -778,6 +786,7 @@ export class UserService {
           : [],
     );
     if (!after) throw new AppError('USER_NOT_FOUND');
+    const revoked = options.endSessions ? await this.revokeEverything(id) : undefined;
     await this.audit.record({
       ...context.actor,
       request: context.request,
@@ -786,6 +795,7 @@ export class UserService {
       target_id: id,
       before: { password: 'changed' },
       after: { password: 'changed', password_reset_required: after.password_reset_required },
+      ...(revoked === undefined ? {} : { details: { revoked_artifacts: revoked, by_email_link: true } }),
     });
     return after;
   }

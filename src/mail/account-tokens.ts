@@ -1,0 +1,79 @@
+/**
+ * Single-use tokens mailed to users (password reset). The token itself is 32 random bytes shown only
+ * in the link; the store keeps its SHA-256, with the purpose, the user, an expiry (the artifact
+ * store's TTL: Redis or the embedded store) and a fingerprint of the user's password hash when it was
+ * made, so that any later password change voids it. Using a token is atomic across instances (a
+ * counter that only the first use takes to 1), then the token is consumed.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+
+import type { ArtifactStore, CounterStore, User } from '../store/ports.js';
+
+const MODEL = 'AccountToken';
+export type AccountTokenPurpose = 'password_reset';
+
+export interface TokenFacts {
+  userId: string;
+  /** The sign-in (interaction) the request came from, to offer going back to it. */
+  uid: string | null;
+  digest: string;
+}
+
+const digestOf = (token: string) => createHash('sha256').update(token).digest('base64url');
+const fingerprint = (user: User) =>
+  createHash('sha256')
+    .update(`${user.id}\n${user.password_hash ?? ''}`)
+    .digest('base64url')
+    .slice(0, 22);
+
+export class AccountTokens {
+  constructor(
+    private readonly artifacts: ArtifactStore,
+    private readonly counters: CounterStore,
+  ) {}
+
+  private get adapter() {
+    return this.artifacts.adapterFor(MODEL);
+  }
+
+  async issue(purpose: AccountTokenPurpose, user: User, ttlS: number, uid: string | null): Promise<string> {
+    const token = randomBytes(32).toString('base64url');
+    await this.adapter.upsert(
+      digestOf(token),
+      { purpose, accountId: user.id, fp: fingerprint(user), ...(uid ? { interaction: uid } : {}) },
+      ttlS,
+    );
+    return token;
+  }
+
+  /** What a presented token stands for, if it is one of `purpose`, unused, unexpired and still valid for `user`. */
+  async check(
+    purpose: AccountTokenPurpose,
+    token: string,
+    findUser: (id: string) => Promise<User | null>,
+  ): Promise<TokenFacts | null> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return null;
+    const digest = digestOf(token);
+    const stored = await this.adapter.find(digest);
+    if (!stored || stored.consumed || stored.purpose !== purpose || typeof stored.accountId !== 'string') {
+      return null;
+    }
+    const user = await findUser(stored.accountId);
+    if (!user || user.status !== 'active' || user.deleted_at !== null || stored.fp !== fingerprint(user)) {
+      return null;
+    }
+    return {
+      userId: user.id,
+      uid: typeof stored.interaction === 'string' ? stored.interaction : null,
+      digest,
+    };
+  }
+
+  /** Takes the token for this use; false when another use came first. */
+  async use(facts: TokenFacts, ttlS: number): Promise<boolean> {
+    const taken = await this.counters.increment(`account-token-used:${facts.digest}`, ttlS);
+    if (taken.value !== 1) return false;
+    await this.adapter.consume(facts.digest);
+    return true;
+  }
+}
