@@ -57,6 +57,7 @@ import { MailDeliveryWorker } from './mail/mail-delivery.js';
 import { AccountTokens } from './mail/account-tokens.js';
 import { Mailer } from './mail/mailer.js';
 import { PasswordResets } from './services/password-resets.js';
+import { Registration } from './services/registration.js';
 import { createLogTransport, createSmtpTransport } from './mail/transport.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
 import { PolicyService } from './services/policies.js';
@@ -228,11 +229,30 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     log: logger,
   });
   const roles = new RoleService(stores.durable, audit, recorder);
+  const accountTokens = new AccountTokens(stores.artifacts, stores.counters);
+  const registration = new Registration(
+    stores.durable,
+    stores.counters,
+    users,
+    accountTokens,
+    mailer,
+    recorder,
+    audit,
+    {
+      issuer: config.issuer,
+      open: config.registration === 'open' || (config.registration === '' && config.nodeEnv !== 'production'),
+      domains: config.registrationDomains,
+      requireVerified: config.requireVerifiedEmail,
+      verificationTtlS: config.emailVerificationTtlS,
+      resendPerHour: config.passwordResetPerAddressPerHour,
+    },
+  );
+  users.addressChanges.add((user) => registration.sendLink(user, null, undefined));
   const resets = new PasswordResets(
     stores.durable,
     stores.counters,
     users,
-    new AccountTokens(stores.artifacts, stores.counters),
+    accountTokens,
     mailer,
     recorder,
     audit,
@@ -548,6 +568,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     auth,
     users,
     resets,
+    registration,
   });
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());

@@ -593,7 +593,7 @@ export function registerUserRoutes(
     operationId: 'updateUser',
     summary: 'Update a user (partial)',
     description:
-      'Only the fields present change. Setting `status` to `suspended` or `inactive` ends the user’s sessions and revokes their grants and tokens at once.',
+      'Only the fields present change. Setting `status` to `suspended` or `inactive` ends the user’s sessions and revokes their grants and tokens at once. A new `email` is unconfirmed (`email_verified: false`, and a confirmation link is mailed to it) unless the same request sets `email_verified`.',
     tag: 'Users',
     scope: 'user:write',
     params: idParam,

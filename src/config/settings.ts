@@ -197,6 +197,24 @@ export const SETTINGS = {
   CONFUSABLE_EMAILS: spec(z.enum(['warn', 'refuse']), 'warn or refuse'),
 
   PASSWORD_MIN_LENGTH: spec(int(8, 256), 'an integer from 8 to 256'),
+  REGISTRATION: spec(
+    z.enum(['', 'open', 'closed']),
+    'open, closed, or empty (closed when NODE_ENV=production, open otherwise)',
+  ),
+  REGISTRATION_DOMAINS: spec(
+    z
+      .string()
+      .transform((s) =>
+        s
+          .split(',')
+          .map((x) => x.trim().toLowerCase())
+          .filter(Boolean),
+      )
+      .refine((domains) => domains.every((d) => /^[a-z0-9.-]{1,253}$/.test(d))),
+    'a comma-separated list of e-mail domains (example.com), or empty for any',
+  ),
+  REQUIRE_VERIFIED_EMAIL: spec(bool, 'true or false'),
+  EMAIL_VERIFICATION_TTL_S: spec(int(600, 30 * 86_400), 'seconds from 600 to 2592000'),
   PASSWORD_RESET_TTL_S: spec(int(300, 86_400), 'seconds from 300 to 86400'),
   PASSWORD_RESET_PER_ADDRESS_PER_HOUR: spec(int(1, 1000), 'an integer from 1 to 1000'),
   PASSWORD_RESET_PER_IP_PER_HOUR: spec(int(1, 100_000), 'an integer from 1 to 100000'),

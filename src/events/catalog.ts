@@ -29,6 +29,7 @@ export const EVENT_TYPES = [
   'user.locked',
   'user.role_changed',
   'user.password_changed',
+  'user.email_verified',
   'api_key.created',
   'api_key.revoked',
   'api_key.rotated',
@@ -118,6 +119,8 @@ export type EventDataMap = {
   'user.role_changed': { user: EventUser; previous_role: string | null; added: string[]; removed: string[] };
   /** by_administrator: someone other than the user set it (an administrator, a client). */
   'user.password_changed': { user: EventUser; by_administrator: boolean };
+  /** The user proved the address by the e-mailed link. */
+  'user.email_verified': { user: EventUser };
   'api_key.created': { api_key: EventApiKey };
   'api_key.revoked': { api_key: EventApiKey };
   /** The key keeps its id; its secret (and displayed prefix) changed. */
@@ -146,6 +149,7 @@ export const EVENT_DATA: Record<EventType, string> = {
   'user.locked': '`user`, `locked_until`: sign-in is refused until then',
   'user.role_changed': '`user`, `previous_role`, `added` and `removed` role names',
   'user.password_changed': '`user`, `by_administrator`: someone other than the user set it',
+  'user.email_verified': '`user`, who proved the address by the e-mailed link',
   'api_key.created': '`api_key`: its public fields (never the secret or its hash)',
   'api_key.revoked': '`api_key`',
   'api_key.rotated': '`api_key` (same id, new secret)',

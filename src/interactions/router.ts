@@ -13,6 +13,7 @@ import type { ProviderHost } from '../oidc/provider-host.js';
 import { AppError } from '../errors/app-error.js';
 import type { AuthenticationService } from '../services/authentication.js';
 import type { PasswordResets } from '../services/password-resets.js';
+import type { Registration } from '../services/registration.js';
 import type { UserService } from '../services/users.js';
 import type { Csrf } from './csrf.js';
 import type { Views } from './views.js';
@@ -25,6 +26,8 @@ export interface InteractionDeps {
   users: UserService;
   /** Self-service password reset; the "Forgot password?" link shows only when mail can be sent. */
   resets?: PasswordResets;
+  /** Sign-up and address confirmation. */
+  registration?: Registration;
 }
 
 /** Carries "password verified, new one required" from the sign-in post to the change form. */
@@ -41,7 +44,7 @@ function field(body: unknown, name: string): string {
 }
 
 export function interactionsRouter(deps: InteractionDeps): Router {
-  const { host, views, csrf, auth, users, resets } = deps;
+  const { host, views, csrf, auth, users, resets, registration } = deps;
 
   const requestOf = (ctx: Context) => ({
     request_id: String(ctx.state.requestId ?? '') || null,
@@ -95,7 +98,13 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     ctx: Context,
     details: Details,
     name: string,
-    extra: { error?: string; email?: string; status?: number; headers?: Record<string, string> } = {},
+    extra: {
+      error?: string;
+      email?: string;
+      status?: number;
+      headers?: Record<string, string>;
+      resend?: boolean;
+    } = {},
   ) {
     views.render(
       ctx,
@@ -108,6 +117,8 @@ export function interactionsRouter(deps: InteractionDeps): Router {
           extra.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
         error: extra.error,
         forgot: resets?.available === true,
+        register: registration?.open === true,
+        resend: extra.resend === true,
       },
       {
         status: extra.status,
@@ -193,6 +204,122 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     }
     // Back to the sign-in the request came from, when there was one (ours: never another site).
     views.render(ctx, 'reset-done', { continueUrl: facts.uid ? `/interaction/${facts.uid}` : null });
+  });
+
+  router.get('/verify-email', async (ctx) => {
+    const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
+    const facts = registration && token ? await registration.confirm(token, requestOf(ctx)) : null;
+    const t = views.translatorFor(ctx);
+    if (!facts) {
+      return views.render(
+        ctx,
+        'verify',
+        { heading: 'verify.invalid.heading', error: t('verify.invalid') },
+        { status: 400 },
+      );
+    }
+    // Back to the sign-in the sign-up came from, when there was one (ours: never another site).
+    views.render(ctx, 'verify', {
+      heading: 'verify.done.heading',
+      message: t('verify.done'),
+      continueUrl: facts.uid ? `/interaction/${facts.uid}` : null,
+    });
+  });
+
+  const renderRegister = (
+    ctx: Context,
+    details: Details,
+    name: string,
+    extra: { error?: string; status?: number; email?: string; firstName?: string; lastName?: string } = {},
+  ) =>
+    views.render(
+      ctx,
+      'register',
+      {
+        uid: details.uid,
+        clientName: name,
+        csrf: csrf.issue(ctx, details.uid),
+        email: extra.email ?? '',
+        firstName: extra.firstName ?? '',
+        lastName: extra.lastName ?? '',
+        error: extra.error,
+        hint: views.translatorFor(ctx)('password-change.hint'),
+      },
+      { status: extra.status, formTargets: [details.params.redirect_uri as string | undefined] },
+    );
+
+  router.get('/:uid/register', async (ctx) => {
+    const details = await load(ctx);
+    if (!registration?.open || details.prompt.name !== 'login') {
+      throw new errors.SessionNotFound('sign-up is not available');
+    }
+    renderRegister(ctx, details, await clientName(details.params.client_id));
+  });
+
+  router.post('/:uid/register', forms, async (ctx) => {
+    const details = await load(ctx);
+    if (!registration?.open || details.prompt.name !== 'login') {
+      throw new errors.SessionNotFound('sign-up is not available');
+    }
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    const name = await clientName(details.params.client_id);
+    const input = {
+      email: field(ctx.request.body, 'email').trim(),
+      password: field(ctx.request.body, 'password'),
+      first_name: field(ctx.request.body, 'first_name'),
+      last_name: field(ctx.request.body, 'last_name'),
+    };
+    const again = (error: string, status: number) =>
+      renderRegister(ctx, details, name, {
+        error,
+        status,
+        email: input.email,
+        firstName: input.first_name,
+        lastName: input.last_name,
+      });
+    const locale = ctx.get('Accept-Language') || undefined;
+    const outcome = await registration.signUp(input, { uid: details.uid, locale, request: requestOf(ctx) });
+    switch (outcome.kind) {
+      case 'invalid':
+        return again(outcome.field === 'email' ? t('register.error.email') : outcome.message, 400);
+      case 'exists':
+        return again(t('register.error.exists'), 409);
+      case 'domain':
+        return again(t('register.error.domain'), 400);
+      case 'created':
+        break;
+    }
+    if (registration.requireVerified) {
+      return views.render(ctx, 'verify', {
+        heading: 'verify.sent.heading',
+        message: t('verify.sent', { email: outcome.user.email }),
+        resend: true,
+        uid: details.uid,
+        csrf: csrf.issue(ctx, details.uid),
+        email: outcome.user.email,
+      });
+    }
+    await auth.completeLogin(outcome.user, requestOf(ctx), details.params.client_id as string);
+    return finish(ctx, { login: { accountId: outcome.user.id, amr: ['pwd'], remember: true } });
+  });
+
+  router.post('/:uid/verify-resend', forms, async (ctx) => {
+    const details = await load(ctx);
+    if (!registration) throw new errors.SessionNotFound('e-mail confirmation is not available');
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    const email = field(ctx.request.body, 'email').trim();
+    const outcome = await registration.resend(email, details.uid, ctx.get('Accept-Language') || undefined);
+    views.render(
+      ctx,
+      'verify',
+      {
+        heading: 'verify.sent.heading',
+        ...(outcome === 'limited' ? { error: t('verify.limited') } : { message: t('verify.resent') }),
+      },
+      { status: outcome === 'limited' ? 429 : 200 },
+    );
   });
 
   router.get('/:uid/forgot', async (ctx) => {
@@ -289,6 +416,14 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     });
     switch (result.kind) {
       case 'ok':
+        if (registration?.requireVerified && !result.user.email_verified) {
+          return renderLogin(ctx, details, name, {
+            email,
+            error: t('login.error.unverified'),
+            status: 403,
+            resend: true,
+          });
+        }
         if (result.mustChangePassword) {
           ctx.cookies.set(PENDING_COOKIE, csrf.seal(details.uid, result.user.id, PENDING_TTL_S), {
             httpOnly: true,

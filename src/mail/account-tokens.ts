@@ -2,7 +2,7 @@
  * Single-use tokens mailed to users (password reset). The token itself is 32 random bytes shown only
  * in the link; the store keeps its SHA-256, with the purpose, the user, an expiry (the artifact
  * store's TTL: Redis or the embedded store) and a fingerprint of the user's password hash when it was
- * made, so that any later password change voids it. Using a token is atomic across instances (a
+ * made (or of the address, for a verification), so that any later password (address) change voids it. Using a token is atomic across instances (a
  * counter that only the first use takes to 1), then the token is consumed.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ArtifactStore, CounterStore, User } from '../store/ports.js';
 
 const MODEL = 'AccountToken';
-export type AccountTokenPurpose = 'password_reset';
+export type AccountTokenPurpose = 'password_reset' | 'email_verification';
 
 export interface TokenFacts {
   userId: string;
@@ -20,9 +20,12 @@ export interface TokenFacts {
 }
 
 const digestOf = (token: string) => createHash('sha256').update(token).digest('base64url');
-const fingerprint = (user: User) =>
+/** What a token stays valid with: the password for a reset, the address for a verification. */
+const fingerprint = (purpose: AccountTokenPurpose, user: User) =>
   createHash('sha256')
-    .update(`${user.id}\n${user.password_hash ?? ''}`)
+    .update(
+      `${purpose}\n${user.id}\n${purpose === 'password_reset' ? (user.password_hash ?? '') : user.email.toLowerCase()}`,
+    )
     .digest('base64url')
     .slice(0, 22);
 
@@ -40,7 +43,7 @@ export class AccountTokens {
     const token = randomBytes(32).toString('base64url');
     await this.adapter.upsert(
       digestOf(token),
-      { purpose, accountId: user.id, fp: fingerprint(user), ...(uid ? { interaction: uid } : {}) },
+      { purpose, accountId: user.id, fp: fingerprint(purpose, user), ...(uid ? { interaction: uid } : {}) },
       ttlS,
     );
     return token;
@@ -59,7 +62,12 @@ export class AccountTokens {
       return null;
     }
     const user = await findUser(stored.accountId);
-    if (!user || user.status !== 'active' || user.deleted_at !== null || stored.fp !== fingerprint(user)) {
+    if (
+      !user ||
+      user.status !== 'active' ||
+      user.deleted_at !== null ||
+      stored.fp !== fingerprint(purpose, user)
+    ) {
       return null;
     }
     return {

@@ -26,7 +26,7 @@ import type { MailMessage } from './transport.js';
 export const MAIL_EVENT_TYPE = 'mail.message';
 /** The one mail endpoint: its lanes are the SMTP connections (MAIL_CONCURRENCY). */
 export const MAIL_ENDPOINT = 'mail_smtp';
-export const MAIL_KINDS = ['welcome', 'password-reset'] as const;
+export const MAIL_KINDS = ['welcome', 'password-reset', 'verify-email'] as const;
 export type MailKind = (typeof MAIL_KINDS)[number];
 
 export interface MailerOptions {
@@ -91,6 +91,36 @@ export class Mailer {
           html: this.render('welcome', t, lang, subject, { name, email: user.email, link }),
         },
         'welcome',
+        actor,
+      ),
+    ];
+  }
+
+  /** An address-confirmation link for `user`, valid for `hours`. */
+  verification(
+    user: { email: string },
+    link: string,
+    hours: number,
+    actor: EventActor,
+    locale?: string,
+  ): DirectRecord[] {
+    if (!this.options.enabled) return [];
+    const { lang, t } = this.messages.forRequest(locale);
+    const brand = this.options.brand;
+    const subject = t('mail.verify.subject', { brand });
+    return [
+      this.seal(
+        {
+          to: user.email,
+          subject,
+          text: t('mail.verify.text', { brand, email: user.email, link, hours }),
+          html: this.render('verify-email', t, lang, subject, {
+            email: user.email,
+            link,
+            hours: String(hours),
+          }),
+        },
+        'verify-email',
         actor,
       ),
     ];

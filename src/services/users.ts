@@ -146,6 +146,8 @@ export class UserService {
 
   /** Called with a user's id after anything about the user changed (caches listen, see api-keys.ts). */
   readonly changes = new Set<(userId: string) => void>();
+  /** Called after a user's address changed and is unconfirmed (the confirmation link is mailed). */
+  readonly addressChanges = new Set<(user: User) => Promise<void>>();
 
   private notify(userId: string): void {
     for (const listener of this.changes) listener(userId);
@@ -574,10 +576,18 @@ export class UserService {
       patch.email !== undefined && patch.email !== before.email
         ? await this.confusableWith(patch.email, id)
         : null;
+    // A new address is unconfirmed until its owner follows the link mailed to it (unless the caller
+    // says otherwise, which needs user:security).
+    const addressChanged =
+      patch.email !== undefined && patch.email.toLowerCase() !== before.email.toLowerCase();
+    const stored: UserPatch =
+      addressChanged && patch.email_verified === undefined
+        ? { ...(patch as UserPatch), email_verified: false }
+        : (patch as UserPatch);
     let after: User | null;
     try {
       after = await this.events.record(
-        () => this.store.users.update(id, patch as UserPatch),
+        () => this.store.users.update(id, stored),
         (changed) => (changed ? this.updateEvents(before, changed, context) : []),
       );
     } catch (err) {
@@ -587,6 +597,16 @@ export class UserService {
     }
     if (!after) throw new AppError('USER_NOT_FOUND');
     this.notify(id);
+    if (addressChanged && !after.email_verified) {
+      for (const listener of this.addressChanges) {
+        void listener(after).catch((err: unknown) =>
+          this.options.log?.warn(
+            { err, user_id: id },
+            'the confirmation link for a new address could not be sent',
+          ),
+        );
+      }
+    }
     let revoked = 0;
     if (before.status === 'active' && after.status !== 'active') revoked = await this.revokeEverything(id);
     await this.audit.record({

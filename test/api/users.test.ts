@@ -894,6 +894,8 @@ describe.each(availableBackends())(
           ...user,
           updated_at: expect.stringMatching(RFC3339),
           password_reset_required: true,
+          // No body: only the flag, no e-mail.
+          email_sent: false,
         });
         expect((await t.stores.durable.users.findById(user.id))!.password_reset_required).toBe(true);
         expect((await api.post('/v2/users/usr_nobody/password-reset')).body.error.code).toBe(

@@ -1,0 +1,149 @@
+/**
+ * Self-service accounts: sign-up (REGISTRATION=open, optionally only for REGISTRATION_DOMAINS) and
+ * address confirmation by an e-mailed single-use link (EMAIL_VERIFICATION_TTL_S). A new account
+ * starts with `email_verified: false`; following the link sets it, records `user.email_verified`
+ * and sends the welcome message. With REQUIRE_VERIFIED_EMAIL=true sign-in waits for that. Changing
+ * the address (management API) clears `email_verified` and mails a link to the new address.
+ */
+import { emailField, textField } from '../admin/schemas.js';
+import { AppError } from '../errors/app-error.js';
+import { newEvent } from '../events/catalog.js';
+import type { EventRecorder } from '../events/recorder.js';
+import { isActiveUser } from '../oidc/accounts.js';
+import type { AccountTokens, TokenFacts } from '../mail/account-tokens.js';
+import type { Mailer } from '../mail/mailer.js';
+import { publicUser } from '../events/catalog.js';
+import type { CounterStore, DurableStore, User } from '../store/ports.js';
+import type { AuditService, RequestFacts } from './audit.js';
+import type { UserService } from './users.js';
+
+export interface RegistrationOptions {
+  issuer: string;
+  open: boolean;
+  domains: readonly string[];
+  requireVerified: boolean;
+  verificationTtlS: number;
+  /** Links that may be re-sent per address and hour. */
+  resendPerHour: number;
+}
+
+export type SignUpOutcome =
+  | { kind: 'created'; user: User }
+  | { kind: 'invalid'; field: 'email' | 'password' | 'name'; message: string }
+  | { kind: 'exists' }
+  | { kind: 'domain' };
+
+const SELF_SERVICE = { actor_type: 'system' as const, actor_id: 'self-service', actor_client_id: null };
+
+export class Registration {
+  constructor(
+    private readonly store: DurableStore,
+    private readonly counters: CounterStore,
+    private readonly users: UserService,
+    private readonly tokens: AccountTokens,
+    private readonly mailer: Mailer,
+    private readonly recorder: EventRecorder,
+    private readonly audit: AuditService,
+    private readonly options: RegistrationOptions,
+  ) {}
+
+  get open(): boolean {
+    return this.options.open;
+  }
+
+  get requireVerified(): boolean {
+    return this.options.requireVerified;
+  }
+
+  /** Creates the account (syntax-checked address, the password policy) and mails the link. */
+  async signUp(
+    input: { email: string; password: string; first_name: string; last_name: string },
+    from: { uid: string; locale: string | undefined; request: RequestFacts },
+  ): Promise<SignUpOutcome> {
+    if (!this.options.open) return { kind: 'invalid', field: 'email', message: 'Sign-up is closed' };
+    const email = emailField.safeParse(input.email);
+    if (!email.success) return { kind: 'invalid', field: 'email', message: '' };
+    const domain = email.data.split('@').pop()!.toLowerCase();
+    if (this.options.domains.length > 0 && !this.options.domains.includes(domain)) return { kind: 'domain' };
+    const names: Record<'first_name' | 'last_name', string> = { first_name: '', last_name: '' };
+    for (const key of ['first_name', 'last_name'] as const) {
+      const given = input[key].trim();
+      if (!given) continue;
+      const parsed = textField(100).safeParse(given);
+      if (!parsed.success)
+        return { kind: 'invalid', field: 'name', message: parsed.error.issues[0]!.message };
+      names[key] = parsed.data;
+    }
+    let user: User;
+    try {
+      user = await this.users.create(
+        { email: email.data, password: input.password, email_verified: false, ...names },
+        { actor: SELF_SERVICE, request: from.request, grants: new Set() },
+      );
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'USER_ALREADY_EXISTS') return { kind: 'exists' };
+      if (
+        err instanceof AppError &&
+        (err.code === 'VALIDATION_ERROR' || err.code === 'BUSINESS_RULE_VIOLATION')
+      ) {
+        return {
+          kind: 'invalid',
+          field: 'password',
+          message: err.details?.map((d) => d.issue).join(' ') ?? err.message,
+        };
+      }
+      throw err;
+    }
+    await this.sendLink(user, from.uid, from.locale);
+    return { kind: 'created', user };
+  }
+
+  /** Mails `user` a confirmation link (sign-up, a changed address, a resend). */
+  async sendLink(user: User, uid: string | null, locale?: string): Promise<void> {
+    if (!this.mailer.enabled || user.email_verified) return;
+    const token = await this.tokens.issue('email_verification', user, this.options.verificationTtlS, uid);
+    const link = `${this.options.issuer}/interaction/verify-email?token=${token}`;
+    const hours = Math.max(1, Math.round(this.options.verificationTtlS / 3600));
+    await this.recorder.record(
+      async () => undefined,
+      () => [],
+      () => this.mailer.verification(user, link, hours, { type: 'user', id: user.id }, locale),
+    );
+  }
+
+  /** Re-sends the link for `email` when it is an unconfirmed active user's; limited per address. */
+  async resend(email: string, uid: string, locale: string | undefined): Promise<'sent' | 'limited'> {
+    const normalized = email.trim().toLowerCase();
+    const count = await this.counters.increment(`verify-resend:${normalized}`, 3600);
+    if (count.value > this.options.resendPerHour) return 'limited';
+    const user = await this.store.users.findByEmail(normalized);
+    if (isActiveUser(user) && !user.email_verified) await this.sendLink(user, uid, locale);
+    return 'sent';
+  }
+
+  /** Confirms the address of a link's user; the welcome message follows. Null when the link is dead. */
+  async confirm(token: string, request: RequestFacts): Promise<TokenFacts | null> {
+    const facts = await this.tokens.check('email_verification', token, (id) => this.store.users.findById(id));
+    if (!facts || !(await this.tokens.use(facts, this.options.verificationTtlS))) return null;
+    const actor = { type: 'user' as const, id: facts.userId };
+    const confirmed = await this.recorder.record(
+      () => this.store.users.update(facts.userId, { email_verified: true }),
+      (user) => (user ? [newEvent('user.email_verified', actor, { user: publicUser(user) })] : []),
+      (user) => (user ? this.mailer.welcome(user, actor) : []),
+    );
+    if (confirmed) {
+      await this.audit.record({
+        actor_type: 'user',
+        actor_id: facts.userId,
+        actor_client_id: null,
+        request,
+        action: 'user.email_verified',
+        target_type: 'user',
+        target_id: facts.userId,
+        before: { email_verified: false },
+        after: { email_verified: true },
+      });
+    }
+    return facts;
+  }
+}
