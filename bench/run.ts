@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- <suite> [options]`: runs a benchmark against the compiled server and prints a
  * Markdown report (copy it into docs/benchmarks.md). Suites: admin, analytics, protocol, verify-key,
- * webhooks, policy, gateway. Without a suite name
+ * webhooks, policy, gateway, mail. Without a suite name
  * (or with `all`), runs every suite in turn with the same options (those common to all: --duration,
  * --mongo, --redis).
  */
@@ -12,6 +12,7 @@ import { runVerifyKeyBenchmark } from './verify-key.ts';
 import { runWebhookBenchmark } from './webhooks.ts';
 import { runPolicyBenchmark } from './policy.ts';
 import { runGatewayBenchmark } from './gateway.ts';
+import { runMailBenchmark } from './mail.ts';
 
 const suites: Record<string, (argv: string[]) => Promise<string>> = {
   admin: runAdminBenchmark,
@@ -21,6 +22,7 @@ const suites: Record<string, (argv: string[]) => Promise<string>> = {
   webhooks: runWebhookBenchmark,
   policy: runPolicyBenchmark,
   gateway: runGatewayBenchmark,
+  mail: runMailBenchmark,
 };
 
 const args = process.argv.slice(2);
