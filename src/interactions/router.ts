@@ -165,7 +165,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         csrf: data.digest ? csrf.issue(ctx, resetBinding(data.digest)) : '',
         error: data.error,
         invalid: data.invalid === true,
-        hint: views.translatorFor(ctx)('password-change.hint'),
+        hint: views.translatorFor(ctx)('password.hint'),
       },
       { status },
     );
@@ -243,7 +243,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         firstName: extra.firstName ?? '',
         lastName: extra.lastName ?? '',
         error: extra.error,
-        hint: views.translatorFor(ctx)('password-change.hint'),
+        hint: views.translatorFor(ctx)('password.hint'),
       },
       { status: extra.status, formTargets: [details.params.redirect_uri as string | undefined] },
     );
