@@ -58,6 +58,7 @@ import { AccountTokens } from './mail/account-tokens.js';
 import { Mailer } from './mail/mailer.js';
 import { PasswordResets } from './services/password-resets.js';
 import { Registration } from './services/registration.js';
+import { registrationOpen } from './config/registration.js';
 import { createLogTransport, createSmtpTransport } from './mail/transport.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
 import { PolicyService } from './services/policies.js';
@@ -240,7 +241,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     audit,
     {
       issuer: config.issuer,
-      open: config.registration === 'open' || (config.registration === '' && config.nodeEnv !== 'production'),
+      open: registrationOpen(config),
       domains: config.registrationDomains,
       requireVerified: config.requireVerifiedEmail,
       verificationTtlS: config.emailVerificationTtlS,

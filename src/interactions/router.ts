@@ -85,10 +85,23 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     return client?.clientName ?? (typeof clientId === 'string' ? clientId : '');
   }
 
+  const signedIn = (accountId: string): InteractionResults => ({
+    login: { accountId, amr: ['pwd'], remember: true },
+  });
+  /** Sign-in forms are served while the login prompt, or the create prompt before it, is pending. */
+  const signingIn = (details: Details) => details.prompt.name === 'login' || details.prompt.name === 'create';
+
   async function finish(ctx: Context, result: InteractionResults): Promise<void> {
-    const redirectTo = await host.current.interactionResult(ctx.req, ctx.res, result, {
-      mergeWithLastSubmission: false,
-    });
+    // Every result resolves `prompt=create` too (the person signed up, or signed in instead): a
+    // later step of the same authorization (consent) must not bring the sign-up page back.
+    const redirectTo = await host.current.interactionResult(
+      ctx.req,
+      ctx.res,
+      { ...result, create: {} },
+      {
+        mergeWithLastSubmission: false,
+      },
+    );
     ctx.status = 303;
     ctx.redirect(redirectTo);
     ctx.status = 303;
@@ -244,13 +257,21 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         lastName: extra.lastName ?? '',
         error: extra.error,
         hint: views.translatorFor(ctx)('password.hint'),
+        signInUrl: `/interaction/${details.uid}${details.prompt.name === 'create' ? '/signin' : ''}`,
       },
       { status: extra.status, formTargets: [details.params.redirect_uri as string | undefined] },
     );
 
+  // prompt=create shows the sign-up page first; this is its "I have an account" way to sign in.
+  router.get('/:uid/signin', async (ctx) => {
+    const details = await load(ctx);
+    if (!signingIn(details)) throw new errors.SessionNotFound('no sign-in pending');
+    renderLogin(ctx, details, await clientName(details.params.client_id));
+  });
+
   router.get('/:uid/register', async (ctx) => {
     const details = await load(ctx);
-    if (!registration?.open || details.prompt.name !== 'login') {
+    if (!registration?.open || !signingIn(details)) {
       throw new errors.SessionNotFound('sign-up is not available');
     }
     renderRegister(ctx, details, await clientName(details.params.client_id));
@@ -258,7 +279,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
 
   router.post('/:uid/register', forms, async (ctx) => {
     const details = await load(ctx);
-    if (!registration?.open || details.prompt.name !== 'login') {
+    if (!registration?.open || !signingIn(details)) {
       throw new errors.SessionNotFound('sign-up is not available');
     }
     if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
@@ -301,7 +322,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
       });
     }
     await auth.completeLogin(outcome.user, requestOf(ctx), details.params.client_id as string);
-    return finish(ctx, { login: { accountId: outcome.user.id, amr: ['pwd'], remember: true } });
+    return finish(ctx, signedIn(outcome.user.id));
   });
 
   router.post('/:uid/verify-resend', forms, async (ctx) => {
@@ -356,6 +377,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     const details = await load(ctx);
     const client = await host.current.Client.find(details.params.client_id as string);
     const name = client?.clientName ?? (details.params.client_id as string);
+    if (details.prompt.name === 'create' && registration?.open) return renderRegister(ctx, details, name);
     if (details.prompt.name === 'login') return renderLogin(ctx, details, name);
     if (details.prompt.name === 'consent') {
       if (client?.['first_party'] === true) return grantConsent(ctx, details);
@@ -397,7 +419,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
 
   router.post('/:uid/login', forms, async (ctx) => {
     const details = await load(ctx);
-    if (details.prompt.name !== 'login') throw new errors.SessionNotFound('no sign-in pending');
+    if (!signingIn(details)) throw new errors.SessionNotFound('no sign-in pending');
     if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
     const t = views.translatorFor(ctx);
     const name = await clientName(details.params.client_id);
@@ -435,7 +457,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
           });
           return renderPasswordChange(ctx, details);
         }
-        return finish(ctx, { login: { accountId: result.user.id, amr: ['pwd'], remember: true } });
+        return finish(ctx, signedIn(result.user.id));
       case 'invalid':
         return renderLogin(ctx, details, name, { email, error: t('login.error.invalid'), status: 401 });
       case 'inactive':

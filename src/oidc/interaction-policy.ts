@@ -8,8 +8,18 @@
  */
 import { interactionPolicy } from 'oidc-provider';
 
-export function createInteractionPolicy(): interactionPolicy.Prompt[] {
+/**
+ * With sign-up open, `prompt=create` (OpenID Connect Prompt Create) is a prompt of its own, before
+ * login: the interaction shows the sign-up page first. It is resolved by an interaction result
+ * holding `create` (sign-up, or signing in instead).
+ */
+export function createInteractionPolicy(options: { signUp?: boolean } = {}): interactionPolicy.Prompt[] {
   const policy = interactionPolicy.base();
+  if (options.signUp) {
+    // A requestable prompt is requested while `prompt` names it and no interaction result holds it
+    // (oidc-provider adds that check itself); every result of ours holds `create` (see finish).
+    policy.add(new interactionPolicy.Prompt({ name: 'create', requestable: true }), 0);
+  }
   const login = policy.get('login');
   if (!login) throw new Error('oidc-provider has no login prompt');
   login.checks.add(

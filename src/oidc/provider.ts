@@ -23,6 +23,7 @@ import { verifyClientSecret } from './client-secrets.js';
 import type { KeySet } from './keys/signing-keys.js';
 import type { CookieSigner } from '../http/cookie-signer.js';
 import { loadExistingGrant } from './first-party-grant.js';
+import { registrationOpen } from '../config/registration.js';
 import { createInteractionPolicy } from './interaction-policy.js';
 import type { ResourceServers } from './resource-servers.js';
 import { outageFacts } from '../errors/error-middleware.js';
@@ -180,7 +181,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     // First-party clients get what they ask for without a consent interaction (first-party-grant.ts).
     loadExistingGrant,
     interactions: {
-      policy: createInteractionPolicy(),
+      policy: createInteractionPolicy({ signUp: registrationOpen(config) }),
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     extraClientMetadata: {
@@ -295,6 +296,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     discovery: {
       service_documentation: `${config.issuer}/v2/docs`,
       claim_types_supported: ['normal'],
+      // OpenID Connect Prompt Create: `create` is offered only while sign-up is open.
+      prompt_values_supported: ['none', 'login', 'consent', ...(registrationOpen(config) ? ['create'] : [])],
     },
   };
 

@@ -13,7 +13,7 @@ import * as oidc from 'openid-client';
 import { SMTPServer } from 'smtp-server';
 
 import { adminApi, type AdminApi } from '../helpers/admin-api.js';
-import { registerClient, type TestClient } from '../helpers/fixtures.js';
+import { createUser, registerClient, type TestClient } from '../helpers/fixtures.js';
 import { FormBrowser, type Page } from '../helpers/form-browser.js';
 import { freePort } from '../helpers/processes.js';
 import {
@@ -198,6 +198,56 @@ describe.each(availableBackends())(
   },
 );
 
+describe('prompt=create (OpenID Connect Prompt Create), sign-up open, no confirmation required', () => {
+  let server: TestServer;
+  let spa: TestClient;
+  let config: oidc.Configuration;
+  beforeAll(async () => {
+    server = await startTestServer({ env: { REGISTRATION: 'open' } });
+    spa = await registerClient(server.t, 'spa');
+    config = await discover(server.url, spa);
+  });
+  afterAll(() => server.close());
+
+  const exchange = async (step: Page, request: Awaited<ReturnType<typeof authorizationRequest>>) => {
+    expect(step.status).toBe(0);
+    return oidc.authorizationCodeGrant(config, new URL(step.url), {
+      pkceCodeVerifier: request.verifier,
+      expectedState: request.state,
+      expectedNonce: request.nonce,
+    });
+  };
+
+  it('is advertised, opens the sign-up page, and signing up completes the flow at once', async () => {
+    expect(config.serverMetadata().prompt_values_supported).toEqual(expect.arrayContaining(['create']));
+    const request = await authorizationRequest(config, spa.redirectUri, 'openid email', { prompt: 'create' });
+    const browser = new FormBrowser(server.url);
+    const page = await browser.go(request.url.toString());
+    expect(page.status).toBe(200);
+    expect(page.html).toMatch(/action="\/interaction\/[^"]+\/register"/);
+    const email = `create-${Date.now()}@example.com`;
+    let step = await submit(browser, page, { email, password: PASSWORD });
+    if (isConsentPage(step)) step = await submit(browser, step, { decision: 'approve' });
+    const tokens = await exchange(step, request);
+    const user = await server.t.stores.durable.users.findByEmail(email);
+    expect(tokens.claims()?.sub).toBe(user!.id);
+  });
+
+  it('lets an existing user sign in instead', async () => {
+    const request = await authorizationRequest(config, spa.redirectUri, 'openid', { prompt: 'create' });
+    const browser = new FormBrowser(server.url);
+    const page = await browser.go(request.url.toString());
+    const href = /href="(\/interaction\/[^"]+\/signin)"/.exec(page.html)?.[1];
+    expect(href).toBeDefined();
+    const login = await browser.go(href!);
+    expect(isLoginPage(login)).toBe(true);
+    const existing = await createUser(server.t);
+    let step = await submit(browser, login, { email: existing.email, password: existing.password });
+    if (isConsentPage(step)) step = await submit(browser, step, { decision: 'approve' });
+    expect((await exchange(step, request)).claims()?.sub).toBe(existing.user.id);
+  });
+});
+
 describe('sign-up closed', () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -216,5 +266,7 @@ describe('sign-up closed', () => {
     const uid = /\/interaction\/([^/"]+)\/login/.exec(login.html)![1]!;
     const page = await browser.go(`/interaction/${uid}/register`);
     expect(page.status).toBeGreaterThanOrEqual(400);
+    // prompt=create is not offered, so it is refused as an unsupported prompt.
+    expect(config.serverMetadata().prompt_values_supported ?? []).not.toContain('create');
   });
 });
