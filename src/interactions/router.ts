@@ -316,6 +316,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         heading: 'verify.sent.heading',
         message: t('verify.sent', { email: outcome.user.email }),
         resend: true,
+        codeForm: true,
         uid: details.uid,
         csrf: csrf.issue(ctx, details.uid),
         email: outcome.user.email,
@@ -323,6 +324,36 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     }
     await auth.completeLogin(outcome.user, requestOf(ctx), details.params.client_id as string);
     return finish(ctx, signedIn(outcome.user.id));
+  });
+
+  router.post('/:uid/verify-code', forms, async (ctx) => {
+    const details = await load(ctx);
+    if (!registration) throw new errors.SessionNotFound('e-mail confirmation is not available');
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    const email = field(ctx.request.body, 'email').trim();
+    const facts = await registration.confirmCode(email, field(ctx.request.body, 'code'), requestOf(ctx));
+    if (!facts) {
+      return views.render(
+        ctx,
+        'verify',
+        {
+          heading: 'verify.sent.heading',
+          error: t('verify.code.invalid'),
+          resend: true,
+          codeForm: true,
+          uid: details.uid,
+          csrf: csrf.issue(ctx, details.uid),
+          email,
+        },
+        { status: 400 },
+      );
+    }
+    views.render(ctx, 'verify', {
+      heading: 'verify.done.heading',
+      message: t('verify.done'),
+      continueUrl: `/interaction/${details.uid}`,
+    });
   });
 
   router.post('/:uid/verify-resend', forms, async (ctx) => {

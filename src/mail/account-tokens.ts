@@ -5,7 +5,7 @@
  * made (or of the address, for a verification), so that any later password (address) change voids it. Using a token is atomic across instances (a
  * counter that only the first use takes to 1), then the token is consumed.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 
 import type { ArtifactStore, CounterStore, User } from '../store/ports.js';
 
@@ -68,6 +68,59 @@ export class AccountTokens {
       user.deleted_at !== null ||
       stored.fp !== fingerprint(purpose, user)
     ) {
+      return null;
+    }
+    return {
+      userId: user.id,
+      uid: typeof stored.interaction === 'string' ? stored.interaction : null,
+      digest,
+    };
+  }
+
+  /**
+   * A 6-digit code for people reading the mail on another device: stored under the digest of the
+   * user and the code, with the same purpose, expiry and fingerprint as a token. Wrong guesses are
+   * limited by the caller (checkCode counts them).
+   */
+  async issueCode(
+    purpose: AccountTokenPurpose,
+    user: User,
+    ttlS: number,
+    uid: string | null,
+  ): Promise<string> {
+    const code = String(randomInt(0, 1_000_000)).padStart(6, '0');
+    await this.adapter.upsert(
+      digestOf(`code\n${user.id}\n${code}`),
+      { purpose, accountId: user.id, fp: fingerprint(purpose, user), ...(uid ? { interaction: uid } : {}) },
+      ttlS,
+    );
+    return code;
+  }
+
+  /**
+   * The facts of `user`'s code, if it is right and still valid. At most `maxGuesses` wrong codes per
+   * user and `windowS` count; after that every code is refused until the window ends.
+   */
+  async checkCode(
+    purpose: AccountTokenPurpose,
+    user: User,
+    code: string,
+    limits: { maxGuesses: number; windowS: number },
+  ): Promise<TokenFacts | null> {
+    const guesses = await this.counters.get(`account-code-guesses:${purpose}:${user.id}`);
+    if ((guesses?.value ?? 0) >= limits.maxGuesses) return null;
+    const digest = digestOf(`code\n${user.id}\n${code.trim()}`);
+    const stored = /^\d{6}$/.test(code.trim()) ? await this.adapter.find(digest) : undefined;
+    const valid =
+      stored &&
+      !stored.consumed &&
+      stored.purpose === purpose &&
+      stored.accountId === user.id &&
+      stored.fp === fingerprint(purpose, user) &&
+      user.status === 'active' &&
+      user.deleted_at === null;
+    if (!valid) {
+      await this.counters.increment(`account-code-guesses:${purpose}:${user.id}`, limits.windowS);
       return null;
     }
     return {

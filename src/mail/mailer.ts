@@ -100,6 +100,7 @@ export class Mailer {
   verification(
     user: { email: string },
     link: string,
+    code: string,
     hours: number,
     actor: EventActor,
     locale?: string,
@@ -113,10 +114,11 @@ export class Mailer {
         {
           to: user.email,
           subject,
-          text: t('mail.verify.text', { brand, email: user.email, link, hours }),
+          text: t('mail.verify.text', { brand, email: user.email, link, code, hours }),
           html: this.render('verify-email', t, lang, subject, {
             email: user.email,
             link,
+            code,
             hours: String(hours),
           }),
         },

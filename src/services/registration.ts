@@ -101,13 +101,17 @@ export class Registration {
   /** Mails `user` a confirmation link (sign-up, a changed address, a resend). */
   async sendLink(user: User, uid: string | null, locale?: string): Promise<void> {
     if (!this.mailer.enabled || user.email_verified) return;
-    const token = await this.tokens.issue('email_verification', user, this.options.verificationTtlS, uid);
+    const ttlS = this.options.verificationTtlS;
+    const [token, code] = await Promise.all([
+      this.tokens.issue('email_verification', user, ttlS, uid),
+      this.tokens.issueCode('email_verification', user, ttlS, uid),
+    ]);
     const link = `${this.options.issuer}/interaction/verify-email?token=${token}`;
-    const hours = Math.max(1, Math.round(this.options.verificationTtlS / 3600));
+    const hours = Math.max(1, Math.round(ttlS / 3600));
     await this.recorder.record(
       async () => undefined,
       () => [],
-      () => this.mailer.verification(user, link, hours, { type: 'user', id: user.id }, locale),
+      () => this.mailer.verification(user, link, code, hours, { type: 'user', id: user.id }, locale),
     );
   }
 
@@ -124,7 +128,27 @@ export class Registration {
   /** Confirms the address of a link's user; the welcome message follows. Null when the link is dead. */
   async confirm(token: string, request: RequestFacts): Promise<TokenFacts | null> {
     const facts = await this.tokens.check('email_verification', token, (id) => this.store.users.findById(id));
-    if (!facts || !(await this.tokens.use(facts, this.options.verificationTtlS))) return null;
+    return facts ? this.confirmed(facts, request) : null;
+  }
+
+  /**
+   * Confirms the address by the 6-digit code of the message (typed on the page that asked for it).
+   * Five wrong codes per user and hour, then none is accepted until the hour is over.
+   */
+  async confirmCode(email: string, code: string, request: RequestFacts): Promise<TokenFacts | null> {
+    const user = await this.store.users.findByEmail(email.trim().toLowerCase());
+    if (!isActiveUser(user) || user.email_verified) return null;
+    const facts = await this.tokens.checkCode('email_verification', user, code, {
+      maxGuesses: 5,
+      windowS: 3600,
+    });
+    return facts ? this.confirmed(facts, request) : null;
+  }
+
+  private async confirmed(facts: TokenFacts, request: RequestFacts): Promise<TokenFacts | null> {
+    if (!(await this.tokens.use(facts, this.options.verificationTtlS))) return null;
+    // Confirmed already (by the code, then the link, or the other way round): nothing more to do.
+    if ((await this.store.users.findById(facts.userId))?.email_verified) return facts;
     const actor = { type: 'user' as const, id: facts.userId };
     const confirmed = await this.recorder.record(
       () => this.store.users.update(facts.userId, { email_verified: true }),

@@ -155,6 +155,49 @@ describe.each(availableBackends())(
       );
     });
 
+    it('confirms by the 6-digit code typed on the page; wrong codes are limited', async () => {
+      const browser = new FormBrowser(server.url);
+      const { page } = await registerPage(browser);
+      const email = `code-${Date.now()}@example.com`;
+      const sent = await submit(browser, page, { email, password: PASSWORD });
+      expect(sent.html).toContain('/verify-code');
+      const mail = await eventually(() => mailTo(email, /Confirm your email/), 'the confirmation message');
+      const code = /code on the page that asked for it: (\d{6})/.exec(mail.text ?? '')?.[1];
+      expect(code).toMatch(/^\d{6}$/);
+      const wrong = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
+      const refused = await submit(browser, sent, { code: wrong });
+      expect(refused.status).toBe(400);
+      const done = await submit(browser, refused, { code: code! });
+      expect(done.status).toBe(200);
+      expect(done.html).toContain('Email address confirmed');
+      expect((await server.t.stores.durable.users.findByEmail(email))!.email_verified).toBe(true);
+      // The link of the same message now confirms nothing more: one welcome message.
+      expect((await browser.go(confirmLink(mail))).status).toBe(200);
+      await eventually(() => mailTo(email, /Welcome/), 'the welcome message');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(
+        received.filter((m) => JSON.stringify(m.to).includes(email) && /Welcome/.test(m.subject ?? '')),
+      ).toHaveLength(1);
+
+      // Five wrong codes, then even the right one is refused for the hour.
+      const other = `guess-${Date.now()}@example.com`;
+      const otherBrowser = new FormBrowser(server.url);
+      const { page: form } = await registerPage(otherBrowser);
+      let step = await submit(otherBrowser, form, { email: other, password: PASSWORD });
+      const otherMail = await eventually(
+        () => mailTo(other, /Confirm your email/),
+        'the second confirmation',
+      );
+      const right = /code on the page that asked for it: (\d{6})/.exec(otherMail.text ?? '')![1]!;
+      for (let i = 0; i < 5; i++) {
+        step = await submit(otherBrowser, step, {
+          code: String((Number(right) + 1 + i) % 1_000_000).padStart(6, '0'),
+        });
+        expect(step.status).toBe(400);
+      }
+      expect((await submit(otherBrowser, step, { code: right })).status).toBe(400);
+    });
+
     it('refuses an address already taken, one of another domain, and a malformed one, keeping what was typed', async () => {
       const browser = new FormBrowser(server.url);
       const taken = `taken-${Date.now()}@example.org`;
