@@ -1,6 +1,7 @@
 /**
  * Every server-rendered page checked with axe-core in Debian's Chromium, in English and in German
- * (the browser's language picks the page's): sign-in (also with an error), sign-up, "forgot
+ * (the browser's language picks the page's): sign-in (also with an error), sign-up and its "check
+ * your inbox" page with the code form, "forgot
  * password" and its answer, the reset form (also with an error) and its result, address
  * confirmation (done and invalid), consent, the account page, the sign-out confirmation and its
  * result, and the error page. No serious or critical violation is allowed, and each page is in the
@@ -49,7 +50,7 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
       timeout: 30_000,
     });
-    server = await startTestServer({ env: { REGISTRATION: 'open' } });
+    server = await startTestServer({ env: { REGISTRATION: 'open', REQUIRE_VERIFIED_EMAIL: 'true' } });
   }, TIMEOUT_MS);
   afterAll(async () => {
     await browser?.close().catch(() => undefined);
@@ -99,6 +100,11 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
 
       await page.goto(`${url}/interaction/${uid}/register`);
       await check('register');
+      await page.locator('#email').fill(`signup-${lang}-${Date.now()}@example.com`);
+      await page.locator('#password').fill('a long sign-up passphrase 5');
+      await page.locator('form[action$="/register"] button[type=submit]').click();
+      await page.locator('form[action$="/verify-code"]').waitFor();
+      await check('check your inbox (code form)');
       await page.goto(`${url}/interaction/${uid}/forgot`);
       await check('forgot');
       await page.locator('#email').fill(`nobody-${Date.now()}@example.com`);
@@ -153,7 +159,7 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
       await check('error');
 
       await context.close();
-      expect(checked).toHaveLength(15);
+      expect(checked).toHaveLength(16);
       expect(problems).toEqual([]);
     },
     TIMEOUT_MS,
