@@ -7,15 +7,31 @@ export const ROOT = join(import.meta.dirname, '..', '..');
 export const SERVER = join(ROOT, 'dist', 'main.js');
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports handed out to be bound later (by a child process, nginx, an SMTP server started again on the
+ * same port). They come from a range of this Jest worker's own, below Linux's ephemeral range
+ * (32768–60999), one after another: a port asked of the kernel with listen(0) and closed could be
+ * given to another worker's listen(0) before its owner binds it, and the two tests would talk to
+ * each other's servers.
+ */
+const RANGE_SIZE = 1500;
+const RANGE_START = 20_000 + ((Number(process.env.JEST_WORKER_ID ?? '1') - 1) % 8) * RANGE_SIZE;
+let nextOffset = Math.floor(Math.random() * RANGE_SIZE);
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
+}
+
+export async function freePort(): Promise<number> {
+  for (let tried = 0; tried < RANGE_SIZE; tried++) {
+    const port = RANGE_START + (nextOffset++ % RANGE_SIZE);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${RANGE_START}–${RANGE_START + RANGE_SIZE - 1}`);
 }
 
 export interface ProcessResult {
