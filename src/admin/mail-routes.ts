@@ -6,7 +6,7 @@ import { MAIL_ENDPOINT, Mailer } from '../mail/mailer.js';
 import { QueryError } from '../store/query.js';
 import type { DurableStore, OutboxDelivery } from '../store/ports.js';
 import type { ApiRouter } from './api-router.js';
-import { MailMessage, pageQuery } from './schemas.js';
+import { deliveryListQuery, MailMessage } from './schemas.js';
 
 const toApiMessage = (d: OutboxDelivery, summary: ReturnType<typeof Mailer.summary>) => ({
   id: d.id,
@@ -33,13 +33,7 @@ export function registerMailRoutes(api: ApiRouter, store: DurableStore): void {
       'Newest first. `status=dead` lists the messages given up on (after the last retry of MAIL_RETRY_SCHEDULE, or a permanent 5xx answer), with the reason in `last_error`. Bodies are never shown: they carry sign-in links.',
     tag: 'Mail',
     scope: 'mail:read',
-    query: z.object({
-      limit: pageQuery.limit,
-      cursor: pageQuery.cursor,
-      status: z
-        .enum(['pending', 'failed', 'succeeded', 'dead'], { error: 'pending, failed, succeeded or dead' })
-        .optional(),
-    }),
+    query: deliveryListQuery,
     responses: {
       200: {
         description: 'Newest first',

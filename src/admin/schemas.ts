@@ -733,6 +733,15 @@ export const WebhookDelivery = named(
   'One event for one endpoint, and how its attempts went',
 );
 
+/** The query of a list of outbox deliveries (a webhook's, the mail messages): newest first. */
+export const deliveryListQuery = z.object({
+  limit: pageQuery.limit,
+  cursor: pageQuery.cursor,
+  status: z
+    .enum(['pending', 'failed', 'succeeded', 'dead'], { error: 'pending, failed, succeeded or dead' })
+    .optional(),
+});
+
 export const MailMessage = named(
   'MailMessage',
   z.object({

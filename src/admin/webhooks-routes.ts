@@ -10,6 +10,7 @@ import {
   UpdateWebhook,
   Webhook,
   WebhookDelivery,
+  deliveryListQuery,
   pageQuery,
   offsetPagination,
 } from './schemas.js';
@@ -200,13 +201,7 @@ export function registerWebhookRoutes(api: ApiRouter, webhooks: WebhookService):
     tag: 'Webhooks',
     scope: 'webhook:manage',
     params: idParam,
-    query: z.object({
-      limit: pageQuery.limit,
-      cursor: pageQuery.cursor,
-      status: z
-        .enum(['pending', 'failed', 'succeeded', 'dead'], { error: 'pending, failed, succeeded or dead' })
-        .optional(),
-    }),
+    query: deliveryListQuery,
     responses: {
       200: {
         description: 'Newest first',

@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK } from 'jose';
 import type { Context } from 'koa';
 
+import { bearerToken } from '../admin/bearer-auth.js';
 import { bearerChallenges } from '../admin/management-api.js';
 import type { Principal } from '../admin/principal.js';
 import { AppError } from '../errors/app-error.js';
@@ -38,7 +39,6 @@ export const TOKEN_REVOCATIONS_CHANNEL = 'tokens:revoked';
 
 const MAX_ENTRIES = 50_000;
 const API_KEY = /^sk_(?:live|test)_/;
-const BEARER = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 
 export interface ForwardAuthDeps {
   host: ProviderHost;
@@ -255,13 +255,10 @@ export function forwardAuthRouter(
 
   /** The presented credential's identity, from the cache when it was seen recently. */
   async function identify(ctx: Context): Promise<Identity> {
-    const header = ctx.get('Authorization');
+    const token = bearerToken(ctx);
     const apiKeyHeader = ctx.get('X-API-Key').trim();
-    if (!header && !apiKeyHeader) throw new AppError('AUTH_TOKEN_MISSING');
-    if (!header) return fromApiKey(apiKeyHeader, ctx.ip);
-    const match = BEARER.exec(header);
-    if (!match) throw invalid('The Authorization header must be "Bearer <token>"');
-    const token = match[1]!;
+    if (!token && !apiKeyHeader) throw new AppError('AUTH_TOKEN_MISSING');
+    if (!token) return fromApiKey(apiKeyHeader, ctx.ip);
     // API keys are checked on every request: the key service keeps its own cache and quota state.
     if (API_KEY.test(token)) return fromApiKey(token, ctx.ip);
     const digest = digestOf(token);

@@ -70,33 +70,48 @@ export class Mailer {
     return this.eta.render('./layout', { ...common, body });
   }
 
+  /**
+   * One message of `kind` to `to`: the subject, plain text and HTML from the strings `mail.<key>.*`
+   * and views/mail/<kind>.eta, with `vars` (and the brand) filled in.
+   */
+  private compose(
+    kind: MailKind,
+    key: string,
+    to: string,
+    vars: Record<string, string>,
+    actor: EventActor,
+    locale: string | undefined,
+  ): DirectRecord[] {
+    if (!this.options.enabled) return [];
+    const { lang, t } = this.messages.forRequest(locale);
+    const brand = this.options.brand;
+    const subject = t(`mail.${key}.subject`, { brand });
+    const all = { ...vars, email: to };
+    return [
+      this.seal(
+        {
+          to,
+          subject,
+          text: t(`mail.${key}.text`, { brand, ...all }),
+          html: this.render(kind, t, lang, subject, all),
+        },
+        kind,
+        actor,
+      ),
+    ];
+  }
+
   /** The welcome message of a user an administrator created (or who signed up and verified). */
   welcome(
     user: { email: string; first_name: string | null },
     actor: EventActor,
     locale?: string,
   ): DirectRecord[] {
-    if (!this.options.enabled) return [];
-    const { lang, t } = this.messages.forRequest(locale);
-    const brand = this.options.brand;
-    const name = user.first_name || user.email;
-    const link = `${this.options.issuer}/account`;
-    const subject = t('mail.welcome.subject', { brand });
-    return [
-      this.seal(
-        {
-          to: user.email,
-          subject,
-          text: t('mail.welcome.text', { brand, name, email: user.email, link }),
-          html: this.render('welcome', t, lang, subject, { name, email: user.email, link }),
-        },
-        'welcome',
-        actor,
-      ),
-    ];
+    const vars = { name: user.first_name || user.email, link: `${this.options.issuer}/account` };
+    return this.compose('welcome', 'welcome', user.email, vars, actor, locale);
   }
 
-  /** An address-confirmation link for `user`, valid for `hours`. */
+  /** An address-confirmation link (and its code) for `user`, valid for `hours`. */
   verification(
     user: { email: string },
     link: string,
@@ -105,27 +120,8 @@ export class Mailer {
     actor: EventActor,
     locale?: string,
   ): DirectRecord[] {
-    if (!this.options.enabled) return [];
-    const { lang, t } = this.messages.forRequest(locale);
-    const brand = this.options.brand;
-    const subject = t('mail.verify.subject', { brand });
-    return [
-      this.seal(
-        {
-          to: user.email,
-          subject,
-          text: t('mail.verify.text', { brand, email: user.email, link, code, hours }),
-          html: this.render('verify-email', t, lang, subject, {
-            email: user.email,
-            link,
-            code,
-            hours: String(hours),
-          }),
-        },
-        'verify-email',
-        actor,
-      ),
-    ];
+    const vars = { link, code, hours: String(hours) };
+    return this.compose('verify-email', 'verify', user.email, vars, actor, locale);
   }
 
   /** A password-reset link for `user`, valid for `minutes`. */
@@ -136,26 +132,8 @@ export class Mailer {
     actor: EventActor,
     locale?: string,
   ): DirectRecord[] {
-    if (!this.options.enabled) return [];
-    const { lang, t } = this.messages.forRequest(locale);
-    const brand = this.options.brand;
-    const subject = t('mail.reset.subject', { brand });
-    return [
-      this.seal(
-        {
-          to: user.email,
-          subject,
-          text: t('mail.reset.text', { brand, email: user.email, link, minutes }),
-          html: this.render('password-reset', t, lang, subject, {
-            email: user.email,
-            link,
-            minutes: String(minutes),
-          }),
-        },
-        'password-reset',
-        actor,
-      ),
-    ];
+    const vars = { link, minutes: String(minutes) };
+    return this.compose('password-reset', 'reset', user.email, vars, actor, locale);
   }
 
   private seal(message: MailMessage, kind: MailKind, actor: EventActor): DirectRecord {

@@ -8,14 +8,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
-import { simpleParser, type ParsedMail } from 'mailparser';
+import type { ParsedMail } from 'mailparser';
 import * as oidc from 'openid-client';
-import { SMTPServer } from 'smtp-server';
 
 import { adminApi, type AdminApi } from '../helpers/admin-api.js';
 import { createUser, registerClient, type TestClient } from '../helpers/fixtures.js';
 import { FormBrowser, type Page } from '../helpers/form-browser.js';
-import { freePort } from '../helpers/processes.js';
 import {
   authorizationRequest,
   codeFlow,
@@ -24,31 +22,21 @@ import {
   oauthFailure,
   submit,
 } from '../helpers/relying-party.js';
+import { startSmtpCapture, type SmtpCapture } from '../helpers/smtp-capture.js';
 import { availableBackends } from '../helpers/test-app.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
 
 const NEW_PASSWORD = 'a new and quite long passphrase 7';
 const OFFLINE = { scope: 'openid email offline_access', params: { prompt: 'consent' } };
 
-async function eventually<T>(read: () => T | undefined, what: string): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const value = read();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${what} did not arrive`);
-}
-
 describe.each(availableBackends())(
   'password reset by e-mail, durable=$durable, short-lived=$shortLived',
   (backends) => {
     let server: TestServer;
-    let smtp: SMTPServer;
+    let smtp: SmtpCapture;
     let api: AdminApi;
     let spa: TestClient;
     let config: oidc.Configuration;
-    const received: ParsedMail[] = [];
-    const mailTo = (email: string) => received.filter((m) => JSON.stringify(m.to).includes(email));
     const linkIn = (mail: ParsedMail) => {
       const match = /(http:\/\/127\.0\.0\.1:\d+\/interaction\/password-reset\?token=[A-Za-z0-9_-]+)/.exec(
         mail.text ?? '',
@@ -58,24 +46,11 @@ describe.each(availableBackends())(
     };
 
     beforeAll(async () => {
-      const port = await freePort();
-      smtp = new SMTPServer({
-        disabledCommands: ['STARTTLS', 'AUTH'],
-        logger: false,
-        onData: (stream, _session, callback) => {
-          simpleParser(stream)
-            .then((mail) => {
-              received.push(mail);
-              callback();
-            })
-            .catch(callback);
-        },
-      });
-      await new Promise<void>((resolve) => smtp.listen(port, '127.0.0.1', resolve));
+      smtp = await startSmtpCapture();
       server = await startTestServer({
         ...backends,
         env: {
-          SMTP_URL: `smtp://127.0.0.1:${port}`,
+          SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
           WEBHOOK_POLL_MS: '50',
           PASSWORD_RESET_PER_ADDRESS_PER_HOUR: '3',
         },
@@ -86,7 +61,7 @@ describe.each(availableBackends())(
     });
     afterAll(async () => {
       await server?.close();
-      await new Promise<void>((resolve) => smtp.close(() => resolve()));
+      await smtp?.close();
     });
 
     /** From an authorization request to the "Forgot password?" page, then the answer to asking. */
@@ -110,7 +85,7 @@ describe.each(availableBackends())(
       const sent = await askForLink(browser, user.email);
       expect(sent.status).toBe(200);
       expect(sent.html).toContain('If an account exists for that address');
-      const mail = await eventually(() => mailTo(user.email)[0], 'the reset message');
+      const mail = await smtp.waitFor(user.email);
       expect(mail.subject).toBe('Reset your Latchkey password');
       const link = linkIn(mail);
 
@@ -148,14 +123,14 @@ describe.each(availableBackends())(
       const b = await askForLink(new FormBrowser(server.url), known.email);
       const body = (page: Page) => page.html.replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID');
       expect([a.status, body(a)]).toEqual([b.status, body(b)]);
-      await eventually(() => mailTo(known.email)[0], 'the known address’s message');
-      expect(mailTo(unknown)).toHaveLength(0);
+      await smtp.waitFor(known.email);
+      expect(smtp.received.filter((m) => JSON.stringify(m.to).includes(unknown))).toHaveLength(0);
     });
 
     it('voids a link when the password changes another way, and limits asking per address', async () => {
       const user = await createUser(server.t);
       await askForLink(new FormBrowser(server.url), user.email);
-      const link = linkIn(await eventually(() => mailTo(user.email)[0], 'the message'));
+      const link = linkIn(await smtp.waitFor(user.email));
       const set = await api.put(`/v2/users/${user.user.id}/password`, { password: NEW_PASSWORD });
       expect(set.status).toBe(204);
       expect((await new FormBrowser(server.url).go(link)).status).toBe(400);
@@ -171,7 +146,7 @@ describe.each(availableBackends())(
       const res = await api.post(`/v2/users/${user.user.id}/password-reset`, { send_email: true });
       expect(res.status).toBe(200);
       expect(res.body).toMatchObject({ password_reset_required: true, email_sent: true });
-      const link = linkIn(await eventually(() => mailTo(user.email)[0], 'the message'));
+      const link = linkIn(await smtp.waitFor(user.email));
       const browser = new FormBrowser(server.url);
       const done = await submit(browser, await browser.go(link), {
         password: NEW_PASSWORD,

@@ -8,14 +8,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
-import { simpleParser, type ParsedMail } from 'mailparser';
+import type { ParsedMail } from 'mailparser';
 import * as oidc from 'openid-client';
-import { SMTPServer } from 'smtp-server';
 
 import { adminApi, type AdminApi } from '../helpers/admin-api.js';
 import { createUser, registerClient, type TestClient } from '../helpers/fixtures.js';
 import { FormBrowser, type Page } from '../helpers/form-browser.js';
-import { freePort } from '../helpers/processes.js';
 import {
   authorizationRequest,
   discover,
@@ -23,31 +21,20 @@ import {
   isLoginPage,
   submit,
 } from '../helpers/relying-party.js';
+import { startSmtpCapture, type SmtpCapture } from '../helpers/smtp-capture.js';
 import { availableBackends } from '../helpers/test-app.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
 
 const PASSWORD = 'correct horse battery staple 9';
 
-async function eventually<T>(read: () => T | undefined, what: string): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const value = read();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${what} did not arrive`);
-}
-
 describe.each(availableBackends())(
   'sign-up and address confirmation, durable=$durable, short-lived=$shortLived',
   (backends) => {
     let server: TestServer;
-    let smtp: SMTPServer;
+    let smtp: SmtpCapture;
     let api: AdminApi;
     let spa: TestClient;
     let config: oidc.Configuration;
-    const received: ParsedMail[] = [];
-    const mailTo = (email: string, subject: RegExp) =>
-      received.find((m) => JSON.stringify(m.to).includes(email) && subject.test(m.subject ?? ''));
     const confirmLink = (mail: ParsedMail) => {
       const match = /(http:\/\/127\.0\.0\.1:\d+\/interaction\/verify-email\?token=[A-Za-z0-9_-]+)/.exec(
         mail.text ?? '',
@@ -57,24 +44,11 @@ describe.each(availableBackends())(
     };
 
     beforeAll(async () => {
-      const port = await freePort();
-      smtp = new SMTPServer({
-        disabledCommands: ['STARTTLS', 'AUTH'],
-        logger: false,
-        onData: (stream, _session, callback) => {
-          simpleParser(stream)
-            .then((mail) => {
-              received.push(mail);
-              callback();
-            })
-            .catch(callback);
-        },
-      });
-      await new Promise<void>((resolve) => smtp.listen(port, '127.0.0.1', resolve));
+      smtp = await startSmtpCapture();
       server = await startTestServer({
         ...backends,
         env: {
-          SMTP_URL: `smtp://127.0.0.1:${port}`,
+          SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
           WEBHOOK_POLL_MS: '50',
           REGISTRATION: 'open',
           REGISTRATION_DOMAINS: 'example.com,example.org',
@@ -87,7 +61,7 @@ describe.each(availableBackends())(
     });
     afterAll(async () => {
       await server?.close();
-      await new Promise<void>((resolve) => smtp.close(() => resolve()));
+      await smtp?.close();
     });
 
     async function registerPage(
@@ -128,12 +102,12 @@ describe.each(availableBackends())(
       expect(refused.html).toContain('Confirm your email address first');
       expect(refused.html).toContain('/verify-resend');
 
-      const mail = await eventually(() => mailTo(email, /Confirm your email/), 'the confirmation message');
+      const mail = await smtp.waitFor(email, /Confirm your email/);
       const confirmed = await browser.go(confirmLink(mail));
       expect(confirmed.status).toBe(200);
       expect(confirmed.html).toContain('Email address confirmed');
       expect((await browser.go(confirmLink(mail))).status).toBe(400);
-      await eventually(() => mailTo(email, /Welcome/), 'the welcome message');
+      await smtp.waitFor(email, /Welcome/);
 
       let step = await submit(browser, await browser.go(request.url.toString()), {
         email,
@@ -161,7 +135,7 @@ describe.each(availableBackends())(
       const email = `code-${Date.now()}@example.com`;
       const sent = await submit(browser, page, { email, password: PASSWORD });
       expect(sent.html).toContain('/verify-code');
-      const mail = await eventually(() => mailTo(email, /Confirm your email/), 'the confirmation message');
+      const mail = await smtp.waitFor(email, /Confirm your email/);
       const code = /code on the page that asked for it: (\d{6})/.exec(mail.text ?? '')?.[1];
       expect(code).toMatch(/^\d{6}$/);
       const wrong = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
@@ -173,10 +147,10 @@ describe.each(availableBackends())(
       expect((await server.t.stores.durable.users.findByEmail(email))!.email_verified).toBe(true);
       // The link of the same message now confirms nothing more: one welcome message.
       expect((await browser.go(confirmLink(mail))).status).toBe(200);
-      await eventually(() => mailTo(email, /Welcome/), 'the welcome message');
+      await smtp.waitFor(email, /Welcome/);
       await new Promise((r) => setTimeout(r, 300));
       expect(
-        received.filter((m) => JSON.stringify(m.to).includes(email) && /Welcome/.test(m.subject ?? '')),
+        smtp.received.filter((m) => JSON.stringify(m.to).includes(email) && /Welcome/.test(m.subject ?? '')),
       ).toHaveLength(1);
 
       // Five wrong codes, then even the right one is refused for the hour.
@@ -184,10 +158,7 @@ describe.each(availableBackends())(
       const otherBrowser = new FormBrowser(server.url);
       const { page: form } = await registerPage(otherBrowser);
       let step = await submit(otherBrowser, form, { email: other, password: PASSWORD });
-      const otherMail = await eventually(
-        () => mailTo(other, /Confirm your email/),
-        'the second confirmation',
-      );
+      const otherMail = await smtp.waitFor(other, /Confirm your email/);
       const right = /code on the page that asked for it: (\d{6})/.exec(otherMail.text ?? '')![1]!;
       for (let i = 0; i < 5; i++) {
         step = await submit(otherBrowser, step, {
@@ -231,10 +202,7 @@ describe.each(availableBackends())(
       const changed = await api.put(`/v2/users/${created.body.id}`, { email: second });
       expect(changed.status).toBe(200);
       expect(changed.body.email_verified).toBe(false);
-      const mail = await eventually(
-        () => mailTo(second, /Confirm your email/),
-        'the link for the new address',
-      );
+      const mail = await smtp.waitFor(second, /Confirm your email/);
       expect((await new FormBrowser(server.url).go(confirmLink(mail))).status).toBe(200);
       expect((await api.get(`/v2/users/${created.body.id}`)).body.email_verified).toBe(true);
     });
