@@ -42,6 +42,7 @@ const PASS_THROUGH = new Set([
   'close',
   'migrate',
   'backfillSkeletons',
+  'backfillMfaFlag',
   'adapterFor',
   'cacheUsers',
   'subscribe',

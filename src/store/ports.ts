@@ -28,6 +28,8 @@ export interface User {
   role: string;
   status: UserStatus;
   email_verified: boolean;
+  /** Whether the user has a second factor (an authenticator app or a passkey); kept by MfaService. */
+  mfa_enabled: boolean;
   password_hash: string | null;
   password_reset_required: boolean;
   metadata: JsonObject;
@@ -67,6 +69,7 @@ export type UserPatch = Partial<
     | 'role'
     | 'status'
     | 'email_verified'
+    | 'mfa_enabled'
     | 'password_hash'
     | 'password_reset_required'
     | 'metadata'
@@ -251,6 +254,76 @@ export type NewResourceServer = Pick<ResourceServerRecord, 'identifier' | 'name'
 export type ResourceServerPatch = Partial<
   Pick<ResourceServerRecord, 'identifier' | 'name' | 'scopes' | 'access_token_format' | 'access_token_ttl'>
 >;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Second factors                                                                                   */
+/* ------------------------------------------------------------------------------------------------ */
+
+export type MfaFactorType = 'totp' | 'webauthn';
+
+/** A confirmed second factor of a user: an authenticator app (TOTP) or a passkey (WebAuthn). */
+export interface MfaFactor {
+  id: string;
+  user_id: string;
+  type: MfaFactorType;
+  /** Shown to the user: "Authenticator app", or the name given to a passkey. */
+  name: string;
+  created_at: Date;
+  last_used_at: Date | null;
+  /** TOTP: the shared secret, encrypted (KeyCipher, bound to the factor id). Null for passkeys. */
+  secret: string | null;
+  /** WebAuthn: the credential id (base64url), unique across users. */
+  credential_id: string | null;
+  /** WebAuthn: the COSE public key (base64url). */
+  public_key: string | null;
+  /** WebAuthn: the authenticator's signature counter as last seen (0 when it keeps none). */
+  counter: number;
+  /** WebAuthn: transports the authenticator reported (usb, internal, hybrid, ...). */
+  transports: string[];
+  /** WebAuthn: 'singleDevice' (a hardware-bound key) or 'multiDevice' (a synced passkey). */
+  device_type: 'singleDevice' | 'multiDevice' | null;
+  backed_up: boolean;
+}
+
+export type NewMfaFactor = Pick<MfaFactor, 'user_id' | 'type' | 'name'> &
+  Partial<
+    Pick<
+      MfaFactor,
+      | 'id'
+      | 'secret'
+      | 'credential_id'
+      | 'public_key'
+      | 'counter'
+      | 'transports'
+      | 'device_type'
+      | 'backed_up'
+    >
+  >;
+
+export interface MfaRepository {
+  /** Throws StoreConflictError('credential_id') when the passkey is registered already. */
+  createFactor(input: NewMfaFactor): Promise<MfaFactor>;
+  /** A user's factors, oldest first. */
+  listFactors(userId: string): Promise<MfaFactor[]>;
+  findFactor(id: string): Promise<MfaFactor | null>;
+  findByCredentialId(credentialId: string): Promise<MfaFactor | null>;
+  /**
+   * Records a use at `at`. With `counter` (WebAuthn), only when the stored counter is below it, or
+   * both are 0 (an authenticator keeping no counter), in one atomic step: false means the counter
+   * did not go forward (a cloned authenticator, or a replayed assertion) and nothing changed.
+   */
+  recordUse(id: string, at: Date, counter?: number): Promise<boolean>;
+  renameFactor(id: string, name: string): Promise<MfaFactor | null>;
+  removeFactor(id: string): Promise<boolean>;
+  /** Removes every factor and recovery code of the user; how many factors there were. */
+  removeAllForUser(userId: string): Promise<number>;
+  /** Replaces the user's recovery codes (their hashes) with a new set. */
+  replaceRecoveryCodes(userId: string, hashes: readonly string[], at: Date): Promise<void>;
+  /** Takes one unused recovery code of the user, atomically: false when it is unknown or used. */
+  useRecoveryCode(userId: string, hash: string, at: Date): Promise<boolean>;
+  /** How many unused recovery codes the user has. */
+  countRecoveryCodes(userId: string): Promise<number>;
+}
 
 export interface ResourceServerRepository {
   /** Throws StoreConflictError('identifier') when the identifier is taken. */
@@ -728,6 +801,7 @@ export interface DurableStore {
   readonly outbox: OutboxRepository;
   readonly webhooks: WebhookRepository;
   readonly policies: PolicyRepository;
+  readonly mfa: MfaRepository;
   /**
    * Runs `work` (a change through these repositories and the outbox append recording it) as one
    * unit where the backend can: one SQLite transaction on the embedded store, a multi-document

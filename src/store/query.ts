@@ -37,6 +37,7 @@ export const USER_QUERY_FIELDS: Readonly<Record<string, FieldType>> = {
   status: 'string',
   plan: 'string',
   email_verified: 'boolean',
+  mfa_enabled: 'boolean',
   login_count: 'number',
   last_login: 'date',
   created_at: 'date',

@@ -1500,6 +1500,146 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
     });
   });
 
+  describe('second factors', () => {
+    it('stores, lists, renames and removes factors; a passkey credential id is unique', async () => {
+      const user = await store.users.create(newUser());
+      expect(user.mfa_enabled).toBe(false);
+      const totp = await store.mfa.createFactor({
+        user_id: user.id,
+        type: 'totp',
+        name: 'Authenticator app',
+        secret: 'v1.sealed',
+      });
+      expect(totp).toMatchObject({
+        user_id: user.id,
+        type: 'totp',
+        name: 'Authenticator app',
+        secret: 'v1.sealed',
+        credential_id: null,
+        public_key: null,
+        counter: 0,
+        transports: [],
+        device_type: null,
+        backed_up: false,
+        last_used_at: null,
+      });
+      expect(totp.id).toMatch(/^mfa_/);
+      const credentialId = `cred-${tag()}`;
+      const key = await store.mfa.createFactor({
+        user_id: user.id,
+        type: 'webauthn',
+        name: 'Laptop',
+        credential_id: credentialId,
+        public_key: 'pQECAyYgASFYIA',
+        counter: 5,
+        transports: ['internal', 'hybrid'],
+        device_type: 'multiDevice',
+        backed_up: true,
+      });
+      // A second TOTP factor (no credential id) is fine; a second registration of the passkey is not.
+      const other = await store.mfa.createFactor({ user_id: user.id, type: 'totp', name: 'Second app' });
+      await expect(
+        store.mfa.createFactor({
+          user_id: user.id,
+          type: 'webauthn',
+          name: 'Again',
+          credential_id: credentialId,
+          public_key: 'x',
+        }),
+      ).rejects.toEqual(new StoreConflictError('credential_id'));
+
+      expect((await store.mfa.listFactors(user.id)).map((f) => f.id)).toEqual([totp.id, key.id, other.id]);
+      expect(await store.mfa.findFactor(key.id)).toEqual(key);
+      expect(await store.mfa.findByCredentialId(credentialId)).toEqual(key);
+      expect(await store.mfa.findByCredentialId('missing')).toBeNull();
+      expect(await store.mfa.findByCredentialId(`factor:${totp.id}`)).toBeNull();
+      expect((await store.mfa.renameFactor(key.id, 'Work laptop'))?.name).toBe('Work laptop');
+      expect(await store.mfa.renameFactor('mfa_missing', 'x')).toBeNull();
+
+      expect(await store.mfa.removeFactor(other.id)).toBe(true);
+      expect(await store.mfa.removeFactor(other.id)).toBe(false);
+      expect(await store.mfa.listFactors('usr_nobody')).toEqual([]);
+
+      const flagged = await store.users.update(user.id, { mfa_enabled: true });
+      expect(flagged?.mfa_enabled).toBe(true);
+      const withFactor = await store.users.list({
+        where: and(
+          { field: 'id', op: 'eq', value: user.id },
+          { field: 'mfa_enabled', op: 'eq', value: true },
+        ),
+        limit: 10,
+      });
+      expect(withFactor.map((u) => u.id)).toEqual([user.id]);
+      const without = await store.users.list({
+        where: and(
+          { field: 'id', op: 'eq', value: user.id },
+          { field: 'mfa_enabled', op: 'eq', value: false },
+        ),
+        limit: 10,
+      });
+      expect(without).toEqual([]);
+
+      await store.mfa.replaceRecoveryCodes(user.id, ['h1', 'h2'], new Date());
+      expect(await store.mfa.removeAllForUser(user.id)).toBe(2);
+      expect(await store.mfa.listFactors(user.id)).toEqual([]);
+      expect(await store.mfa.countRecoveryCodes(user.id)).toBe(0);
+    });
+
+    it('records uses, and takes a passkey counter only forward, once per value', async () => {
+      const user = await store.users.create(newUser());
+      const key = await store.mfa.createFactor({
+        user_id: user.id,
+        type: 'webauthn',
+        name: 'Key',
+        credential_id: `cred-${tag()}`,
+        public_key: 'k',
+        counter: 3,
+      });
+      const at = new Date('2026-12-04T10:00:00.000Z');
+      expect(await store.mfa.recordUse(key.id, at, 3)).toBe(false);
+      expect(await store.mfa.recordUse(key.id, at, 2)).toBe(false);
+      expect((await store.mfa.findFactor(key.id))?.last_used_at).toBeNull();
+      expect(await store.mfa.recordUse(key.id, at, 4)).toBe(true);
+      expect(await store.mfa.findFactor(key.id)).toMatchObject({ counter: 4, last_used_at: at });
+      expect(await store.mfa.recordUse(key.id, at, 4)).toBe(false);
+
+      // An authenticator that keeps no counter reports 0 every time.
+      const synced = await store.mfa.createFactor({
+        user_id: user.id,
+        type: 'webauthn',
+        name: 'Synced',
+        credential_id: `cred-${tag()}`,
+        public_key: 'k',
+      });
+      expect(await store.mfa.recordUse(synced.id, at, 0)).toBe(true);
+      expect(await store.mfa.recordUse(synced.id, at, 0)).toBe(true);
+      const totp = await store.mfa.createFactor({ user_id: user.id, type: 'totp', name: 'App' });
+      expect(await store.mfa.recordUse(totp.id, at)).toBe(true);
+      expect(await store.mfa.recordUse('mfa_missing', at)).toBe(false);
+    });
+
+    it('replaces recovery codes and takes each exactly once, even when used in parallel', async () => {
+      const user = await store.users.create(newUser());
+      const other = await store.users.create(newUser());
+      await store.mfa.replaceRecoveryCodes(user.id, ['a', 'b', 'c'], new Date());
+      await store.mfa.replaceRecoveryCodes(other.id, ['a'], new Date());
+      expect(await store.mfa.countRecoveryCodes(user.id)).toBe(3);
+      const races = await Promise.all(
+        Array.from({ length: 10 }, () => store.mfa.useRecoveryCode(user.id, 'a', new Date())),
+      );
+      expect(races.filter(Boolean)).toHaveLength(1);
+      expect(await store.mfa.useRecoveryCode(user.id, 'zzz', new Date())).toBe(false);
+      expect(await store.mfa.countRecoveryCodes(user.id)).toBe(2);
+      // Another user's code of the same hash is theirs alone.
+      expect(await store.mfa.countRecoveryCodes(other.id)).toBe(1);
+      expect(await store.mfa.useRecoveryCode(other.id, 'a', new Date())).toBe(true);
+
+      await store.mfa.replaceRecoveryCodes(user.id, ['d', 'e'], new Date());
+      expect(await store.mfa.useRecoveryCode(user.id, 'b', new Date())).toBe(false);
+      expect(await store.mfa.countRecoveryCodes(user.id)).toBe(2);
+    });
+  });
+
   describe('persistence', () => {
     it('keeps what was written when the store is closed and opened again', async () => {
       const user = await store.users.create(newUser({ metadata: { kept: true } }));

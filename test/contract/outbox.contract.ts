@@ -91,6 +91,7 @@ export function describeOutboxContract(harness: OutboxHarness): void {
         role: 'user',
         status: 'active' as const,
         email_verified: true,
+        mfa_enabled: false,
         password_hash: '$argon2id$v=19$m=19456,t=2,p=1$secret',
         password_reset_required: false,
         metadata: { department: 'eng', 'dotted.key': 1, $odd: true },

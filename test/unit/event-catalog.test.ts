@@ -25,6 +25,7 @@ const user: User = {
   role: 'user',
   status: 'active',
   email_verified: false,
+  mfa_enabled: false,
   password_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g',
   password_reset_required: false,
   metadata: { department: 'sales' },

@@ -4,6 +4,7 @@ import { EmbeddedApiKeyRepository } from './api-keys.js';
 import { EmbeddedAuditRepository } from './audit.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
+import { EmbeddedMfaRepository } from './mfa.js';
 import { EmbeddedOutboxRepository } from './outbox.js';
 import { EmbeddedWebhookRepository } from './webhooks.js';
 import { EmbeddedPolicyRepository } from './policies.js';
@@ -28,6 +29,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly outbox: EmbeddedOutboxRepository;
   readonly webhooks: EmbeddedWebhookRepository;
   readonly policies: EmbeddedPolicyRepository;
+  readonly mfa: EmbeddedMfaRepository;
   private closed = false;
   private readonly optimizer: NodeJS.Timeout;
 
@@ -48,6 +50,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.outbox = new EmbeddedOutboxRepository(db);
     this.webhooks = new EmbeddedWebhookRepository(db);
     this.policies = new EmbeddedPolicyRepository(db);
+    this.mfa = new EmbeddedMfaRepository(db);
   }
 
   readonly transactional = true;

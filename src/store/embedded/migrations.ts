@@ -420,4 +420,36 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 13,
+    description: 'Second factors (authenticator apps, passkeys) and recovery codes; users.mfa_enabled',
+    sql: `
+      ALTER TABLE users ADD COLUMN mfa_enabled INTEGER NOT NULL DEFAULT 0;
+
+      CREATE TABLE mfa_factors (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret TEXT,
+        credential_id TEXT UNIQUE,
+        public_key TEXT,
+        counter INTEGER NOT NULL DEFAULT 0,
+        transports TEXT NOT NULL DEFAULT '[]',
+        device_type TEXT,
+        backed_up INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT
+      ) STRICT;
+      CREATE INDEX mfa_factors_user ON mfa_factors (user_id, created_at);
+
+      CREATE TABLE mfa_recovery_codes (
+        user_id TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        used_at TEXT,
+        PRIMARY KEY (user_id, hash)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];

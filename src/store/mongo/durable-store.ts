@@ -8,6 +8,7 @@ import { MongoAuditRepository } from './audit.js';
 import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
+import { MongoMfaRepository } from './mfa.js';
 import { MongoOutboxRepository } from './outbox.js';
 import { MongoWebhookRepository } from './webhooks.js';
 import { MongoPolicyRepository } from './policies.js';
@@ -37,6 +38,7 @@ export class MongoDurableStore implements DurableStore {
   readonly outbox: MongoOutboxRepository;
   readonly webhooks: MongoWebhookRepository;
   readonly policies: MongoPolicyRepository;
+  readonly mfa: MongoMfaRepository;
   private readonly models: MongoModels;
   /** The repository itself, never the cache (migrate backfills through it). */
   private readonly userRepository: MongoUserRepository;
@@ -72,6 +74,7 @@ export class MongoDurableStore implements DurableStore {
       this.models.policySchemas,
       this.models.policyEntities,
     );
+    this.mfa = new MongoMfaRepository(this.models.mfaFactors, this.models.mfaRecoveryCodes);
   }
 
   /**
@@ -111,6 +114,7 @@ export class MongoDurableStore implements DurableStore {
       }
     }
     await this.userRepository.backfillSkeletons();
+    await this.userRepository.backfillMfaFlag();
   }
 
   async ping(): Promise<void> {

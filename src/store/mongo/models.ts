@@ -24,6 +24,8 @@ export interface UserDocument {
   role: string;
   status: UserStatus;
   email_verified: boolean;
+  /** Absent on users stored before second factors existed: migrate backfills false. */
+  mfa_enabled?: boolean;
   password_hash: string | null;
   password_reset_required: boolean;
   metadata: JsonObject;
@@ -251,6 +253,37 @@ export interface MongoModels {
   policyVersions: Model<PolicyVersionDocument>;
   policySchemas: Model<PolicySchemaDocument>;
   policyEntities: Model<PolicyEntityDocument>;
+  mfaFactors: Model<MfaFactorDocument>;
+  mfaRecoveryCodes: Model<MfaRecoveryCodeDocument>;
+}
+
+export interface MfaFactorDocument {
+  _id: string;
+  user_id: string;
+  type: 'totp' | 'webauthn';
+  name: string;
+  secret: string | null;
+  /**
+   * The passkey's credential id; for other factors `factor:<_id>`, so that the unique index holds
+   * without partial or sparse indexes (which FerretDB 1.x does not have).
+   */
+  credential_id: string;
+  public_key: string | null;
+  counter: number;
+  transports: string[];
+  device_type: 'singleDevice' | 'multiDevice' | null;
+  backed_up: boolean;
+  created_at: Date;
+  last_used_at: Date | null;
+}
+
+export interface MfaRecoveryCodeDocument {
+  /** JSON of [user_id, hash]: unique per user and code. */
+  _id: string;
+  user_id: string;
+  hash: string;
+  created_at: Date;
+  used_at: Date | null;
 }
 
 /** Names of the unique indexes, which duplicate-key errors are matched against. */
@@ -260,6 +293,7 @@ export const UNIQUE_INDEX = {
   roleLink: 'user_roles_pair_unique',
   resourceIdentifier: 'resource_servers_identifier_unique',
   apiKeyLookup: 'api_keys_lookup_id_unique',
+  mfaCredential: 'mfa_factors_credential_id_unique',
 } as const;
 
 const { Schema } = mongoose;
@@ -294,6 +328,7 @@ function userSchema() {
       role: String,
       status: String,
       email_verified: Boolean,
+      mfa_enabled: { type: Boolean, default: false },
       password_hash: nullable(String),
       password_reset_required: Boolean,
       metadata: { type: Schema.Types.Mixed, default: {} },
@@ -627,6 +662,45 @@ function policyEntitySchema() {
   return schema;
 }
 
+function mfaFactorSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      user_id: { type: String, required: true },
+      type: { type: String, required: true },
+      name: String,
+      secret: nullable(String),
+      credential_id: { type: String, required: true },
+      public_key: nullable(String),
+      counter: { type: Number, default: 0 },
+      transports: { type: [String], default: [] },
+      device_type: nullable(String),
+      backed_up: { type: Boolean, default: false },
+      created_at: { type: Date, required: true },
+      last_used_at: nullable(Date),
+    },
+    { ...OPTIONS, collection: 'mfa_factors' },
+  );
+  schema.index({ credential_id: 1 }, { unique: true, name: UNIQUE_INDEX.mfaCredential });
+  schema.index({ user_id: 1, created_at: 1 }, { name: 'mfa_factors_user' });
+  return schema;
+}
+
+function mfaRecoveryCodeSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      user_id: { type: String, required: true },
+      hash: { type: String, required: true },
+      created_at: { type: Date, required: true },
+      used_at: nullable(Date),
+    },
+    { ...OPTIONS, collection: 'mfa_recovery_codes' },
+  );
+  schema.index({ user_id: 1 }, { name: 'mfa_recovery_codes_user' });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -647,6 +721,8 @@ export function createModels(conn: Connection): MongoModels {
     policyVersions: conn.model<PolicyVersionDocument>('PolicyVersion', policyVersionSchema()),
     policySchemas: conn.model<PolicySchemaDocument>('PolicySchema', policySchemaSchema()),
     policyEntities: conn.model<PolicyEntityDocument>('PolicyEntity', policyEntitySchema()),
+    mfaFactors: conn.model<MfaFactorDocument>('MfaFactor', mfaFactorSchema()),
+    mfaRecoveryCodes: conn.model<MfaRecoveryCodeDocument>('MfaRecoveryCode', mfaRecoveryCodeSchema()),
   };
 }
 

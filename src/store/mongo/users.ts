@@ -88,6 +88,7 @@ function newUserDocument(input: NewUser, defaultNow: Date): UserDocument {
     role: input.role ?? 'user',
     status: input.status ?? 'active',
     email_verified: input.email_verified ?? false,
+    mfa_enabled: false,
     password_hash: input.password_hash ?? null,
     password_reset_required: input.password_reset_required ?? false,
     metadata: input.metadata ?? {},
@@ -111,6 +112,7 @@ function toUser(doc: UserDocument): User {
     role: doc.role,
     status: doc.status,
     email_verified: doc.email_verified === true,
+    mfa_enabled: doc.mfa_enabled === true,
     password_hash: doc.password_hash ?? null,
     password_reset_required: doc.password_reset_required === true,
     metadata: doc.metadata ?? {},
@@ -145,6 +147,7 @@ function patchSet(patch: UserPatch): Partial<UserDocument> {
   if (patch.role !== undefined) set.role = patch.role;
   if (patch.status !== undefined) set.status = patch.status;
   if (patch.email_verified !== undefined) set.email_verified = patch.email_verified;
+  if (patch.mfa_enabled !== undefined) set.mfa_enabled = patch.mfa_enabled;
   if (patch.password_hash !== undefined) set.password_hash = patch.password_hash;
   if (patch.password_reset_required !== undefined)
     set.password_reset_required = patch.password_reset_required;
@@ -350,6 +353,11 @@ export class MongoUserRepository implements UserRepository {
       done += 1;
     }
     return done;
+  }
+
+  /** Sets `mfa_enabled: false` on users stored before second factors existed (so filters on it match). */
+  async backfillMfaFlag(): Promise<void> {
+    await this.users.updateMany({ mfa_enabled: { $exists: false } }, { $set: { mfa_enabled: false } });
   }
 
   /** One atomic findOneAndUpdate; null when no document matches `filter`. */
