@@ -493,6 +493,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     ctx.set('Cache-Control', 'public, max-age=3600');
     ctx.body = views.stylesheet;
   });
+  staticFiles.get('/static/passkeys.js', (ctx) => {
+    ctx.type = 'text/javascript; charset=utf-8';
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.body = views.passkeyScript;
+  });
   app.use(staticFiles.routes());
 
   const account = accountRouter({ host, views, store: stores.durable, issuer: config.issuer });

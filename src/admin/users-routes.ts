@@ -103,6 +103,7 @@ const FILTERABLE: Record<string, 'string' | 'number' | 'boolean' | 'date'> = {
   role: 'string',
   status: 'string',
   email_verified: 'boolean',
+  mfa_enabled: 'boolean',
   login_count: 'number',
   last_login: 'date',
   created_at: 'date',

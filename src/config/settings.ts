@@ -231,6 +231,38 @@ export const SETTINGS = {
   LOGIN_LOCKOUT_BASE_S: spec(int(1, 86_400), 'seconds from 1 to 86400'),
   LOGIN_LOCKOUT_MAX_S: spec(int(1, 7 * 86_400), 'seconds from 1 to 604800'),
 
+  MFA: spec(z.enum(['off', 'optional', 'required']), 'off, optional or required'),
+  MFA_REQUIRED_ROLES: spec(
+    z
+      .string()
+      .transform((s) =>
+        s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+      )
+      .refine((roles) => roles.every((r) => /^[A-Za-z0-9_.:-]{1,64}$/.test(r))),
+    'a comma-separated list of role names, or empty',
+  ),
+  WEBAUTHN_RP_ID: spec(
+    optionalText.refine((s) => s === undefined || /^[a-z0-9.-]{1,253}$/i.test(s)),
+    'a host name (example.com), or empty for the host of ISSUER',
+  ),
+  WEBAUTHN_ORIGINS: spec(
+    z
+      .string()
+      .transform((s) =>
+        s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+      )
+      .refine((origins) =>
+        origins.every((o) => URL.canParse(o) && new URL(o).origin === o && /^https?:$/.test(new URL(o).protocol)),
+      ),
+    'a comma-separated list of origins (https://login.example.com), or empty for the origin of ISSUER',
+  ),
+
   BOOTSTRAP_ADMIN_CLIENT_ID: spec(
     optionalText.refine((s) => s === undefined || /^[A-Za-z0-9_-]{3,64}$/.test(s)),
     '3 to 64 letters, digits, "-" or "_", or empty',

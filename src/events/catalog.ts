@@ -30,6 +30,7 @@ export const EVENT_TYPES = [
   'user.role_changed',
   'user.password_changed',
   'user.email_verified',
+  'user.mfa_reset',
   'api_key.created',
   'api_key.revoked',
   'api_key.rotated',
@@ -56,6 +57,8 @@ export type EventUser = {
   role: string;
   status: string;
   email_verified: boolean;
+  /** Whether the user has a second factor (an authenticator app or a passkey). */
+  mfa_enabled: boolean;
   created_at: string;
   updated_at: string;
   last_login: string | null;
@@ -121,6 +124,8 @@ export type EventDataMap = {
   'user.password_changed': { user: EventUser; by_administrator: boolean };
   /** The user proved the address by the e-mailed link. */
   'user.email_verified': { user: EventUser };
+  /** An administrator removed second factors of the user (one, or all of them). */
+  'user.mfa_reset': { user: EventUser; factor: EventMfaFactor | null; removed: number };
   'api_key.created': { api_key: EventApiKey };
   'api_key.revoked': { api_key: EventApiKey };
   /** The key keeps its id; its secret (and displayed prefix) changed. */
@@ -150,6 +155,8 @@ export const EVENT_DATA: Record<EventType, string> = {
   'user.role_changed': '`user`, `previous_role`, `added` and `removed` role names',
   'user.password_changed': '`user`, `by_administrator`: someone other than the user set it',
   'user.email_verified': '`user`, who proved the address by the e-mailed link',
+  'user.mfa_reset':
+    '`user` after the reset; `factor`: the removed factor (`id`, `type`, `name`), null when all were removed; `removed`: how many',
   'api_key.created': '`api_key`: its public fields (never the secret or its hash)',
   'api_key.revoked': '`api_key`',
   'api_key.rotated': '`api_key` (same id, new secret)',
@@ -187,6 +194,7 @@ export function publicUser(user: User): EventUser {
     role: user.role,
     status: user.status,
     email_verified: user.email_verified,
+    mfa_enabled: user.mfa_enabled,
     created_at: user.created_at.toISOString(),
     updated_at: user.updated_at.toISOString(),
     last_login: iso(user.last_login),
@@ -196,6 +204,15 @@ export function publicUser(user: User): EventUser {
 }
 
 export const eventUser = publicUser;
+
+/** A second factor as events and the management API show it: never a secret or a key. */
+export type EventMfaFactor = {
+  id: string;
+  type: 'totp' | 'webauthn';
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
+};
 
 export function eventRole(role: Role): EventRole {
   return {

@@ -53,6 +53,21 @@ export class Csrf {
     return ok && Number(expires) > Date.now() / 1000 ? value : undefined;
   }
 
+  /**
+   * A token only this server can make for `secret` (a session's id, never shown): for forms outside
+   * /interaction, whose CSRF cookie they do not receive.
+   */
+  derive(purpose: string, secret: string): string {
+    return createHmac('sha256', this.secret).update(`derive\n${purpose}\n${secret}`).digest('base64url');
+  }
+
+  verifyDerived(purpose: string, secret: string, token: unknown): boolean {
+    if (typeof token !== 'string') return false;
+    const expected = Buffer.from(this.derive(purpose, secret));
+    const actual = Buffer.from(token);
+    return expected.length === actual.length && timingSafeEqual(expected, actual);
+  }
+
   verify(ctx: Context, binding: string, token: unknown): boolean {
     const browserValue = ctx.cookies.get(CSRF_COOKIE);
     if (!browserValue || typeof token !== 'string') return false;

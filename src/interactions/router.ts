@@ -12,6 +12,7 @@ import { errors, type InteractionResults } from 'oidc-provider';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import { AppError } from '../errors/app-error.js';
 import type { AuthenticationService } from '../services/authentication.js';
+import { ACR_MFA, acrOf, type MfaService } from '../services/mfa.js';
 import type { PasswordResets } from '../services/password-resets.js';
 import type { Registration } from '../services/registration.js';
 import type { UserService } from '../services/users.js';
@@ -28,11 +29,24 @@ export interface InteractionDeps {
   resets?: PasswordResets;
   /** Sign-up and address confirmation. */
   registration?: Registration;
+  /** Second factors; absent or off: sign-in is by password alone. */
+  mfa?: MfaService;
 }
 
 /** Carries "password verified, new one required" from the sign-in post to the change form. */
 const PENDING_COOKIE = '_lk_pending';
 const PENDING_TTL_S = 600;
+/**
+ * Carries "these factors were shown, this step is next" through the second-factor pages: the user
+ * id, their amr so far, and the stage (verify: show a factor; enrol: add one; enrolled: added, the
+ * recovery codes are being shown).
+ */
+const MFA_COOKIE = '_lk_mfa';
+type MfaStage = 'verify' | 'enrol' | 'enrolled';
+/** Login-prompt reasons a signed-in session is taken to the second-factor page for (step-up). */
+const STEP_UP_REASONS = new Set(['mfa_step_up', 'essential_acr', 'essential_acrs']);
+/** amr values of a second factor. */
+const SECOND_FACTORS = new Set(['otp', 'hwk', 'swk']);
 
 type Details = Awaited<ReturnType<ProviderHost['current']['interactionDetails']>>;
 
@@ -45,6 +59,7 @@ function field(body: unknown, name: string): string {
 
 export function interactionsRouter(deps: InteractionDeps): Router {
   const { host, views, csrf, auth, users, resets, registration } = deps;
+  const mfa = deps.mfa?.enabled ? deps.mfa : undefined;
 
   const requestOf = (ctx: Context) => ({
     request_id: String(ctx.state.requestId ?? '') || null,
@@ -86,12 +101,12 @@ export function interactionsRouter(deps: InteractionDeps): Router {
   }
 
   const signedIn = (accountId: string): InteractionResults => ({
-    login: { accountId, amr: ['pwd'], remember: true },
+    login: { accountId, amr: ['pwd'], ...(deps.mfa?.enabled ? { acr: acrOf(['pwd']) } : {}), remember: true },
   });
   /** Sign-in forms are served while the login prompt, or the create prompt before it, is pending. */
   const signingIn = (details: Details) => details.prompt.name === 'login' || details.prompt.name === 'create';
 
-  async function finish(ctx: Context, result: InteractionResults): Promise<void> {
+  async function finish(ctx: Context, result: InteractionResults, json = false): Promise<void> {
     // Every result resolves `prompt=create` too (the person signed up, or signed in instead): a
     // later step of the same authorization (consent) must not bring the sign-up page back.
     const redirectTo = await host.current.interactionResult(
@@ -102,6 +117,12 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         mergeWithLastSubmission: false,
       },
     );
+    if (json) {
+      // The passkey script navigates there itself (a fetch would follow the redirect invisibly).
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { location: redirectTo };
+      return;
+    }
     ctx.status = 303;
     ctx.redirect(redirectTo);
     ctx.status = 303;
@@ -132,11 +153,13 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         forgot: resets?.available === true,
         register: registration?.open === true,
         resend: extra.resend === true,
+        passkeys: mfa !== undefined,
       },
       {
         status: extra.status,
         headers: extra.headers,
         formTargets: [details.params.redirect_uri as string | undefined],
+        scripts: mfa !== undefined,
       },
     );
   }
@@ -404,11 +427,408 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     views.render(ctx, 'forgot', { uid: details.uid, sent: true });
   });
 
+  /* Second factors ----------------------------------------------------------------------------- */
+
+  const json = bodyParser({ enableTypes: ['json'], jsonLimit: '64kb' });
+  const mfaPath = (uid: string) => `/interaction/${uid}`;
+
+  function setMfaState(ctx: Context, uid: string, userId: string, amr: string[], stage: MfaStage) {
+    ctx.cookies.set(MFA_COOKIE, csrf.seal(uid, `${userId}:${amr.join('+')}:${stage}`, PENDING_TTL_S), {
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: ctx.secure,
+      path: mfaPath(uid),
+      maxAge: PENDING_TTL_S * 1000,
+      overwrite: true,
+    });
+  }
+
+  /** The pending second-factor step of this interaction, if it is at one of `stages`. */
+  async function mfaState(ctx: Context, details: Details, stages: MfaStage[]) {
+    if (!mfa || !signingIn(details)) throw new errors.SessionNotFound('no second factor pending');
+    const value = csrf.unseal(details.uid, ctx.cookies.get(MFA_COOKIE));
+    const [userId, amr, stage] = value?.split(':') ?? [];
+    if (!userId || !amr || !stages.includes(stage as MfaStage)) {
+      throw new errors.SessionNotFound('second factor step expired');
+    }
+    const user = await users.get(userId).catch(() => null);
+    if (!user || user.status !== 'active') throw new errors.SessionNotFound('account not active');
+    return { user, amr: amr.split('+').filter(Boolean) };
+  }
+
+  /** Whether the client asked for a multi-factor sign-in (acr_values, or an essential acr claim). */
+  function wantsMfa(details: Details): boolean {
+    const { acr_values: acrValues, claims } = details.params as { acr_values?: unknown; claims?: unknown };
+    if (typeof acrValues === 'string' && acrValues.split(' ').includes(ACR_MFA)) return true;
+    if (typeof claims !== 'string') return false;
+    try {
+      const acr = (JSON.parse(claims) as { id_token?: { acr?: { value?: unknown; values?: unknown } } })
+        .id_token?.acr;
+      return acr?.value === ACR_MFA || (Array.isArray(acr?.values) && acr.values.includes(ACR_MFA));
+    } catch {
+      return false;
+    }
+  }
+
+  /** A signed-in session asked for more than it showed: only the second factor is missing. */
+  function stepUpPending(details: Details): boolean {
+    const reasons = (details.prompt.reasons ?? []) as string[];
+    return (
+      mfa !== undefined &&
+      details.prompt.name === 'login' &&
+      typeof details.session?.accountId === 'string' &&
+      reasons.length > 0 &&
+      reasons.every((r) => STEP_UP_REASONS.has(r))
+    );
+  }
+
+  /** amr as shown: each method once, with `mfa` once a password or passkey met a second factor. */
+  function amrOf(methods: string[]): string[] {
+    const unique = [...new Set(methods.filter((m) => m !== 'mfa'))];
+    const factors = unique.filter((m) => m === 'pwd' || SECOND_FACTORS.has(m)).length;
+    return factors >= 2 || methods.includes('mfa') ? [...unique, 'mfa'] : unique;
+  }
+
+  /** Records the sign-in and hands the account, with what it showed, to the provider. */
+  async function completeSignIn(
+    ctx: Context,
+    details: Details,
+    user: { id: string },
+    methods: string[],
+    asJson = false,
+  ): Promise<void> {
+    const amr = amrOf(methods);
+    const record = await users.get(user.id);
+    await auth.completeLogin(record, requestOf(ctx), details.params.client_id as string, amr.join('+'));
+    ctx.cookies.set(MFA_COOKIE, null, { path: mfaPath(details.uid) });
+    return finish(
+      ctx,
+      { login: { accountId: user.id, amr, acr: acrOf(amr), remember: true } },
+      asJson,
+    );
+  }
+
+  async function renderSecondFactor(
+    ctx: Context,
+    details: Details,
+    userId: string,
+    extra: { error?: string; status?: number; recoveryOpen?: boolean; headers?: Record<string, string> } = {},
+  ) {
+    const factors = await mfa!.factors(userId);
+    const hasPasskey = factors.some((f) => f.type === 'webauthn');
+    views.render(
+      ctx,
+      'mfa',
+      {
+        uid: details.uid,
+        csrf: csrf.issue(ctx, details.uid),
+        hasTotp: factors.some((f) => f.type === 'totp'),
+        hasPasskey,
+        error: extra.error,
+        recoveryOpen: extra.recoveryOpen === true,
+      },
+      {
+        status: extra.status,
+        headers: extra.headers,
+        scripts: hasPasskey,
+        formTargets: [details.params.redirect_uri as string | undefined],
+      },
+    );
+  }
+
+  /** Groups a base32 secret in fours for reading aloud or typing. */
+  const groups = (secret: string) => secret.replace(/(.{4})/g, '$1 ').trim();
+
+  async function renderEnrolment(
+    ctx: Context,
+    details: Details,
+    user: Parameters<MfaService['beginTotp']>[0],
+    extra: { enrolment?: string; error?: string; status?: number } = {},
+  ) {
+    const enrolment =
+      (extra.enrolment ? await mfa!.pendingTotp(user, extra.enrolment) : null) ?? (await mfa!.beginTotp(user));
+    views.render(
+      ctx,
+      'mfa-enrol',
+      {
+        required: await mfa!.requiredFor(user),
+        error: extra.error,
+        qrSvg: enrolment.qrSvg,
+        secretGroups: groups(enrolment.secret),
+        enrolment: enrolment.id,
+        action: `/interaction/${details.uid}/mfa/enrol/totp`,
+        csrf: csrf.issue(ctx, details.uid),
+        passkeyOptions: `/interaction/${details.uid}/mfa/enrol/passkey/options`,
+        passkeySubmit: `/interaction/${details.uid}/mfa/enrol/passkey`,
+        cancelUrl: `/interaction/${details.uid}/abort`,
+      },
+      {
+        status: extra.status,
+        scripts: true,
+        formTargets: [details.params.redirect_uri as string | undefined],
+      },
+    );
+  }
+
+  /**
+   * After the first factor (`methods`): completes the sign-in, or takes the user to the second
+   * factor, or to enrolling one when they must have one (MFA=required, a required role, a client
+   * asking for ACR_MFA).
+   */
+  async function afterFirstFactor(
+    ctx: Context,
+    details: Details,
+    user: Parameters<MfaService['beginTotp']>[0],
+    methods: string[],
+  ): Promise<void> {
+    const step = mfa ? await mfa.nextStep(user, wantsMfa(details)) : 'done';
+    if (step === 'done') return completeSignIn(ctx, details, user, methods);
+    setMfaState(ctx, details.uid, user.id, methods, step);
+    if (step === 'verify') return renderSecondFactor(ctx, details, user.id);
+    return renderEnrolment(ctx, details, user);
+  }
+
+  /** Renders the outcome of a refused second-factor attempt. */
+  function refused(
+    ctx: Context,
+    details: Details,
+    userId: string,
+    outcome: { kind: 'invalid' } | { kind: 'locked'; retryAfterS: number },
+    recoveryOpen = false,
+  ) {
+    const t = views.translatorFor(ctx);
+    if (outcome.kind === 'locked') {
+      return renderSecondFactor(ctx, details, userId, {
+        error: t('login.error.locked', { minutes: Math.ceil(outcome.retryAfterS / 60) }),
+        status: 429,
+        headers: { 'Retry-After': String(outcome.retryAfterS) },
+        recoveryOpen,
+      });
+    }
+    return renderSecondFactor(ctx, details, userId, {
+      error: t(recoveryOpen ? 'mfa.error.recovery' : 'mfa.error.code'),
+      status: 401,
+      recoveryOpen,
+    });
+  }
+
+  const attemptFacts = (ctx: Context) => ({ ...requestOf(ctx), ip_address: ctx.ip });
+
+  router.post('/:uid/mfa/totp', forms, async (ctx) => {
+    const details = await load(ctx);
+    const { user, amr } = await mfaState(ctx, details, ['verify']);
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const code = field(ctx.request.body, 'code');
+    const outcome = await auth.secondFactor(
+      user,
+      attemptFacts(ctx),
+      async () => (await mfa!.verifyTotp(user.id, code)) !== null,
+      details.params.client_id as string,
+    );
+    if (outcome.kind !== 'ok') return refused(ctx, details, user.id, outcome);
+    return completeSignIn(ctx, details, user, [...amr, 'otp']);
+  });
+
+  router.post('/:uid/mfa/recovery', forms, async (ctx) => {
+    const details = await load(ctx);
+    const { user, amr } = await mfaState(ctx, details, ['verify']);
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const code = field(ctx.request.body, 'code');
+    const outcome = await auth.secondFactor(
+      user,
+      attemptFacts(ctx),
+      () => mfa!.useRecoveryCode(user.id, code),
+      details.params.client_id as string,
+    );
+    if (outcome.kind !== 'ok') return refused(ctx, details, user.id, outcome, true);
+    return completeSignIn(ctx, details, user, [...amr, 'otp']);
+  });
+
+  /** A JSON answer for the passkey script: an error it shows, with a status. */
+  function jsonError(ctx: Context, status: number, message: string) {
+    ctx.status = status;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { error: message };
+  }
+
+  const credentialOf = (body: unknown) => (body as { credential?: unknown } | undefined)?.credential as never;
+  const jsonCsrf = (ctx: Context, uid: string) =>
+    csrf.verify(ctx, uid, (ctx.request.body as { csrf?: unknown } | undefined)?.csrf);
+
+  router.get('/:uid/mfa/passkey/options', async (ctx) => {
+    const details = await load(ctx);
+    const { user } = await mfaState(ctx, details, ['verify']);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await mfa!.authenticationOptions(`mfa:${details.uid}`, user);
+  });
+
+  router.post('/:uid/mfa/passkey', json, async (ctx) => {
+    const details = await load(ctx);
+    const { user, amr } = await mfaState(ctx, details, ['verify']);
+    if (!jsonCsrf(ctx, details.uid)) throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    let method: string | undefined;
+    const outcome = await auth.secondFactor(
+      user,
+      attemptFacts(ctx),
+      async () => {
+        const assertion = await mfa!.finishAuthentication(`mfa:${details.uid}`, credentialOf(ctx.request.body), (id) =>
+          users.get(id).catch(() => null),
+        );
+        method = assertion?.method;
+        return assertion?.user.id === user.id;
+      },
+      details.params.client_id as string,
+    );
+    if (outcome.kind === 'locked') {
+      return jsonError(ctx, 429, t('login.error.locked', { minutes: Math.ceil(outcome.retryAfterS / 60) }));
+    }
+    if (outcome.kind !== 'ok' || !method) return jsonError(ctx, 401, t('passkey.failed'));
+    return completeSignIn(ctx, details, user, [...amr, method], true);
+  });
+
+  /* Enrolment during sign-in (a user who must have a second factor and has none) */
+
+  router.post('/:uid/mfa/enrol/totp', forms, async (ctx) => {
+    const details = await load(ctx);
+    const { user, amr } = await mfaState(ctx, details, ['enrol']);
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    const enrolment = field(ctx.request.body, 'enrolment');
+    let codes: string[] | null = null;
+    const outcome = await auth.secondFactor(
+      user,
+      attemptFacts(ctx),
+      async () => {
+        const done = await mfa!.confirmTotp(user, enrolment, field(ctx.request.body, 'code'), requestOf(ctx));
+        codes = done?.recoveryCodes ?? null;
+        return done !== null;
+      },
+      details.params.client_id as string,
+    );
+    const t = views.translatorFor(ctx);
+    if (outcome.kind === 'locked') {
+      return renderEnrolment(ctx, details, user, {
+        enrolment,
+        error: t('login.error.locked', { minutes: Math.ceil(outcome.retryAfterS / 60) }),
+        status: 429,
+      });
+    }
+    if (outcome.kind !== 'ok') {
+      return renderEnrolment(ctx, details, user, { enrolment, error: t('mfa.error.code'), status: 400 });
+    }
+    return enrolled(ctx, details, user.id, [...amr, 'otp'], codes);
+  });
+
+  /** A factor was added during sign-in: show the new recovery codes once, then go on. */
+  async function enrolled(
+    ctx: Context,
+    details: Details,
+    userId: string,
+    methods: string[],
+    codes: string[] | null,
+    asJson = false,
+  ) {
+    if (!codes) return completeSignIn(ctx, details, { id: userId }, methods, asJson);
+    setMfaState(ctx, details.uid, userId, methods, 'enrolled');
+    if (asJson) {
+      await mfa!.keepCodesToShow(`interaction:${details.uid}`, codes);
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { location: `/interaction/${details.uid}/mfa/codes` };
+      return;
+    }
+    return renderCodes(ctx, details, codes);
+  }
+
+  function renderCodes(ctx: Context, details: Details, codes: string[]) {
+    views.render(
+      ctx,
+      'mfa-codes',
+      {
+        codes,
+        continueAction: `/interaction/${details.uid}/mfa/continue`,
+        csrf: csrf.issue(ctx, details.uid),
+      },
+      { formTargets: [details.params.redirect_uri as string | undefined] },
+    );
+  }
+
+  router.get('/:uid/mfa/enrol/passkey/options', async (ctx) => {
+    const details = await load(ctx);
+    const { user } = await mfaState(ctx, details, ['enrol']);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await mfa!.registrationOptions(user, `enrol:${details.uid}`);
+  });
+
+  router.post('/:uid/mfa/enrol/passkey', json, async (ctx) => {
+    const details = await load(ctx);
+    const { user, amr } = await mfaState(ctx, details, ['enrol']);
+    if (!jsonCsrf(ctx, details.uid)) throw new CsrfFailure();
+    const body = ctx.request.body as { name?: unknown } | undefined;
+    const done = await mfa!.finishRegistration(
+      user,
+      `enrol:${details.uid}`,
+      credentialOf(ctx.request.body),
+      typeof body?.name === 'string' ? body.name : '',
+      requestOf(ctx),
+    );
+    if (!done) return jsonError(ctx, 400, views.translatorFor(ctx)('passkey.failed'));
+    const method = done.factor.device_type === 'multiDevice' ? 'swk' : 'hwk';
+    return enrolled(ctx, details, user.id, [...amr, method], done.recoveryCodes, true);
+  });
+
+  router.get('/:uid/mfa/codes', async (ctx) => {
+    const details = await load(ctx);
+    await mfaState(ctx, details, ['enrolled']);
+    const codes = await mfa!.takeCodesToShow(`interaction:${details.uid}`);
+    // Shown once: a reload shows the way on without them.
+    renderCodes(ctx, details, codes ?? []);
+  });
+
+  router.post('/:uid/mfa/continue', forms, async (ctx) => {
+    const details = await load(ctx);
+    const { user, amr } = await mfaState(ctx, details, ['enrolled']);
+    if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
+    return completeSignIn(ctx, details, user, amr);
+  });
+
+  /* Passwordless sign-in with a passkey (discoverable credential, user verification required) */
+
+  router.get('/:uid/passkey/options', async (ctx) => {
+    const details = await load(ctx);
+    if (!mfa || !signingIn(details)) throw new errors.SessionNotFound('no sign-in pending');
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await mfa.authenticationOptions(`login:${details.uid}`, null);
+  });
+
+  router.post('/:uid/passkey', json, async (ctx) => {
+    const details = await load(ctx);
+    if (!mfa || !signingIn(details)) throw new errors.SessionNotFound('no sign-in pending');
+    if (!jsonCsrf(ctx, details.uid)) throw new CsrfFailure();
+    const t = views.translatorFor(ctx);
+    const assertion = await mfa.finishAuthentication(`login:${details.uid}`, credentialOf(ctx.request.body), (id) =>
+      users.get(id).catch(() => null),
+    );
+    if (!assertion || !assertion.userVerified) return jsonError(ctx, 401, t('passkey.failed'));
+    if (registration?.requireVerified && !assertion.user.email_verified) {
+      return jsonError(ctx, 403, t('login.error.unverified'));
+    }
+    // A passkey with user verification is two factors in one (the device, and its PIN or biometric).
+    return completeSignIn(ctx, details, assertion.user, [assertion.method, 'mfa'], true);
+  });
+
   router.get('/:uid', async (ctx) => {
     const details = await load(ctx);
     const client = await host.current.Client.find(details.params.client_id as string);
     const name = client?.clientName ?? (details.params.client_id as string);
     if (details.prompt.name === 'create' && registration?.open) return renderRegister(ctx, details, name);
+    if (details.prompt.name === 'login' && stepUpPending(details)) {
+      // Signed in already, with fewer factors than the client asks for: only the second is missing.
+      const user = await users.get(details.session!.accountId).catch(() => null);
+      if (user && user.status === 'active') {
+        const shown = (details.session as { amr?: unknown }).amr;
+        return afterFirstFactor(ctx, details, user, Array.isArray(shown) ? (shown as string[]) : ['pwd']);
+      }
+    }
     if (details.prompt.name === 'login') return renderLogin(ctx, details, name);
     if (details.prompt.name === 'consent') {
       if (client?.['first_party'] === true) return grantConsent(ctx, details);
@@ -466,6 +886,9 @@ export function interactionsRouter(deps: InteractionDeps): Router {
       userAgent: ctx.get('User-Agent'),
       requestId: ctx.state.requestId,
       clientId: details.params.client_id as string,
+      ...(mfa
+        ? { needsSecondFactor: async (user) => (await mfa.nextStep(user, wantsMfa(details))) !== 'done' }
+        : {}),
     });
     switch (result.kind) {
       case 'ok':
@@ -488,6 +911,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
           });
           return renderPasswordChange(ctx, details);
         }
+        if (result.secondFactor) return afterFirstFactor(ctx, details, result.user, ['pwd']);
         return finish(ctx, signedIn(result.user.id));
       case 'invalid':
         return renderLogin(ctx, details, name, { email, error: t('login.error.invalid'), status: 401 });
@@ -536,8 +960,11 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     ctx.cookies.set(PENDING_COOKIE, null, { path: `/interaction/${details.uid}` });
     const user = await users.get(userId);
     if (user.status !== 'active') throw new errors.SessionNotFound('account not active');
+    if (mfa && (await mfa.nextStep(user, wantsMfa(details))) !== 'done') {
+      return afterFirstFactor(ctx, details, user, ['pwd']);
+    }
     await auth.completeLogin(user, requestOf(ctx), details.params.client_id as string);
-    return finish(ctx, { login: { accountId: userId, amr: ['pwd'], remember: true } });
+    return finish(ctx, signedIn(userId));
   });
 
   router.post('/:uid/consent', forms, async (ctx) => {

@@ -8,12 +8,16 @@
  */
 import { interactionPolicy } from 'oidc-provider';
 
+import { ACR_MFA } from '../services/mfa.js';
+
 /**
  * With sign-up open, `prompt=create` (OpenID Connect Prompt Create) is a prompt of its own, before
  * login: the interaction shows the sign-up page first. It is resolved by an interaction result
  * holding `create` (sign-up, or signing in instead).
  */
-export function createInteractionPolicy(options: { signUp?: boolean } = {}): interactionPolicy.Prompt[] {
+export function createInteractionPolicy(
+  options: { signUp?: boolean; stepUp?: boolean } = {},
+): interactionPolicy.Prompt[] {
   const policy = interactionPolicy.base();
   if (options.signUp) {
     // A requestable prompt is requested while `prompt` names it and no interaction result holds it
@@ -31,5 +35,25 @@ export function createInteractionPolicy(options: { signUp?: boolean } = {}): int
     ),
     0,
   );
+  if (options.stepUp) {
+    // Step-up: a session that showed one factor, asked (acr_values) for a multi-factor sign-in. The
+    // sign-in page then asks for the second factor only (interactions/router.ts, stepUpPending).
+    login.checks.add(
+      new interactionPolicy.Check(
+        'mfa_step_up',
+        'Multi-factor authentication is required',
+        'login_required',
+        (ctx) => {
+          const requested = ctx.oidc.params?.acr_values;
+          return (
+            typeof requested === 'string' &&
+            requested.split(' ').includes(ACR_MFA) &&
+            Boolean(ctx.oidc.session?.accountId) &&
+            ctx.oidc.session?.acr !== ACR_MFA
+          );
+        },
+      ),
+    );
+  }
   return policy;
 }

@@ -25,6 +25,7 @@ import type { CookieSigner } from '../http/cookie-signer.js';
 import { loadExistingGrant } from './first-party-grant.js';
 import { registrationOpen } from '../config/registration.js';
 import { createInteractionPolicy } from './interaction-policy.js';
+import { ACR_VALUES } from '../services/mfa.js';
 import type { ResourceServers } from './resource-servers.js';
 import { outageFacts } from '../errors/error-middleware.js';
 import { protocolFacing, protocolStores } from './unavailable.js';
@@ -131,6 +132,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
     scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
     conformIdTokenClaims: true,
+    // What a sign-in showed (services/mfa.ts): one factor, or two. Off with MFA=off.
+    ...(config.mfa !== 'off' ? { acrValues: [...ACR_VALUES] } : {}),
     jwks: { keys: deps.keys.providerJwks as never },
     cookies: {
       // oidc-provider hands this to Koa's cookies, which accept a keygrip-like object as well as a list.
@@ -181,7 +184,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     // First-party clients get what they ask for without a consent interaction (first-party-grant.ts).
     loadExistingGrant,
     interactions: {
-      policy: createInteractionPolicy({ signUp: registrationOpen(config) }),
+      policy: createInteractionPolicy({ signUp: registrationOpen(config), stepUp: config.mfa !== 'off' }),
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     extraClientMetadata: {

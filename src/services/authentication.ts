@@ -21,11 +21,20 @@ export interface SignInInput {
   userAgent?: string;
   requestId?: string;
   clientId?: string;
+  /**
+   * Whether the user must show a second factor before the sign-in completes. When it says so, the
+   * sign-in is not recorded yet and the attempt counters are not reset: the second factor's
+   * attempts count toward the same lockout (see secondFactor).
+   */
+  needsSecondFactor?: (user: User) => Promise<boolean>;
 }
 
 export type AuthenticationResult =
-  /** `mustChangePassword`: an administrator asked for a new password before the sign-in completes. */
-  | { kind: 'ok'; user: User; mustChangePassword: boolean }
+  /**
+   * `mustChangePassword`: an administrator asked for a new password before the sign-in completes.
+   * `secondFactor`: the password was right and a second factor is due (nothing recorded yet).
+   */
+  | { kind: 'ok'; user: User; mustChangePassword: boolean; secondFactor?: boolean }
   | { kind: 'invalid' }
   | { kind: 'locked'; retryAfterS: number }
   | { kind: 'inactive' };
@@ -136,17 +145,60 @@ export class AuthenticationService {
       return { kind: 'inactive' };
     }
 
-    await this.throttle.succeeded(email, input.ip);
+    const second = !user.password_reset_required && (await input.needsSecondFactor?.(user)) === true;
+    if (!second) await this.throttle.succeeded(email, input.ip);
     if (this.passwords.needsRehash(user.password_hash!)) {
       await this.store.users.update(user.id, { password_hash: await this.passwords.hash(input.password) });
       this.log.info({ user_id: user.id }, 'password rehashed with current parameters');
     }
     if (user.password_reset_required) return { kind: 'ok', user, mustChangePassword: true };
+    if (second) return { kind: 'ok', user, mustChangePassword: false, secondFactor: true };
     return {
       kind: 'ok',
       user: await this.completeLogin(user, request, input.clientId),
       mustChangePassword: false,
     };
+  }
+
+  /**
+   * One attempt at a second factor of `user`, counted like a password attempt (the same atomic
+   * lockout of the account and the client address): `check` runs only while not locked. A wrong
+   * answer is audited and recorded as user.login_failed; a right one resets the counters.
+   */
+  async secondFactor(
+    user: User,
+    request: RequestFacts & { ip_address: string },
+    check: () => Promise<boolean>,
+    clientId?: string,
+  ): Promise<{ kind: 'ok' } | { kind: 'invalid' } | { kind: 'locked'; retryAfterS: number }> {
+    const email = normalizeEmail(user.email).slice(0, 320);
+    const decision = await this.throttle.begin(email, request.ip_address);
+    if (!decision.allowed) {
+      if (decision.accountLockedNow) {
+        await this.events?.emit(
+          newEvent(
+            'user.locked',
+            { type: 'system', id: 'login-throttle' },
+            {
+              user: eventUser(user),
+              locked_until: new Date(Date.now() + decision.retryAfterS * 1000).toISOString(),
+            },
+          ),
+        );
+      }
+      return { kind: 'locked', retryAfterS: decision.retryAfterS };
+    }
+    if (!(await check())) {
+      await this.record('user.login_failed', user, request, {
+        client_id: clientId ?? null,
+        reason: 'invalid_second_factor',
+      });
+      await this.failed(user, 'invalid_second_factor', request);
+      this.observe?.('invalid');
+      return { kind: 'invalid' };
+    }
+    await this.throttle.succeeded(email, request.ip_address);
+    return { kind: 'ok' };
   }
 
   /**
