@@ -130,7 +130,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       sid: false as never,
     },
     scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
-    conformIdTokenClaims: true,
+    // The ID token carries the claims of the granted scopes (email and email_verified with `email`,
+    // the profile claims with `profile`), not only the protocol claims: relying parties read
+    // email_verified from it without a userinfo call.
+    conformIdTokenClaims: false,
     jwks: { keys: deps.keys.providerJwks as never },
     cookies: {
       // oidc-provider hands this to Koa's cookies, which accept a keygrip-like object as well as a list.
