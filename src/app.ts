@@ -10,7 +10,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 
-import { accountClient, accountRouter } from './account/router.js';
+import { accountClient, accountRouter, accountSignInUrl } from './account/router.js';
 import type { Config } from './config/load-config.js';
 import { resolveSecrets } from './config/secrets.js';
 import { errorMiddleware } from './errors/error-middleware.js';
@@ -58,7 +58,7 @@ import { AccountTokens } from './mail/account-tokens.js';
 import { Mailer } from './mail/mailer.js';
 import { PasswordResets } from './services/password-resets.js';
 import { Registration } from './services/registration.js';
-import { registrationOpen } from './config/registration.js';
+import { registrationMode } from './config/registration.js';
 import { createLogTransport, createSmtpTransport } from './mail/transport.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
 import { PolicyService } from './services/policies.js';
@@ -241,10 +241,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     audit,
     {
       issuer: config.issuer,
-      open: registrationOpen(config),
+      mode: registrationMode(config),
       domains: config.registrationDomains,
       requireVerified: config.requireVerifiedEmail,
       verificationTtlS: config.emailVerificationTtlS,
+      invitationTtlS: config.invitationTtlS,
       resendPerHour: config.passwordResetPerAddressPerHour,
     },
   );
@@ -518,6 +519,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     webhooks,
     policies,
     resets,
+    registration,
     apiKeyTokenTtlS: config.apiKeyTokenTtlS,
     anonymousRate: {
       requests_per_hour: config.rateLimitAnonymousPerHour,
@@ -570,6 +572,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     users,
     resets,
     registration,
+    invitationSignIn: () => accountSignInUrl(config.issuer, { prompt: 'login' }),
   });
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());
