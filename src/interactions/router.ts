@@ -243,7 +243,8 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     views.render(ctx, 'verify', {
       heading: 'verify.done.heading',
       message: t('verify.done'),
-      continueUrl: facts.uid ? `/interaction/${facts.uid}` : null,
+      // To the sign-in form (not back to the sign-up form a prompt=create request would show).
+      continueUrl: facts.uid ? `/interaction/${facts.uid}/signin` : null,
     });
   });
 
@@ -411,7 +412,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     views.render(ctx, 'verify', {
       heading: 'verify.done.heading',
       message: t('verify.done'),
-      continueUrl: `/interaction/${details.uid}`,
+      continueUrl: `/interaction/${details.uid}/signin`,
     });
   });
 
