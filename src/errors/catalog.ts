@@ -72,7 +72,8 @@ export const ERROR_CATALOG = {
   },
   REGISTRATION_CLOSED: {
     status: 422,
-    message: 'Sign-up is closed on this server (REGISTRATION=closed): invitations need REGISTRATION=invite or open',
+    message:
+      'Sign-up is closed on this server (REGISTRATION=closed): invitations need REGISTRATION=invite or open',
   },
   POLICY_SCHEMA_VIOLATION: {
     status: 422,

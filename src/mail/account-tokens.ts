@@ -167,7 +167,12 @@ export class AccountTokens {
     const used = await this.counters.get(`account-token-used:${digest}`);
     if ((used?.value ?? 0) > 0) return null;
     const text = (value: unknown) => (typeof value === 'string' ? value : '');
-    return { email: stored.email, first_name: text(stored.first_name), last_name: text(stored.last_name), digest };
+    return {
+      email: stored.email,
+      first_name: text(stored.first_name),
+      last_name: text(stored.last_name),
+      digest,
+    };
   }
 
   /** Takes the token for this use; false when another use came first. */

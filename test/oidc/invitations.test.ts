@@ -126,7 +126,10 @@ describe('invitations (REGISTRATION=invite)', () => {
     const config = await discover(server.url, spa);
     const request = await authorizationRequest(config, spa.redirectUri, 'openid');
     const fresh = new FormBrowser(server.url);
-    const signedIn = await submit(fresh, await fresh.go(request.url.toString()), { email, password: PASSWORD });
+    const signedIn = await submit(fresh, await fresh.go(request.url.toString()), {
+      email,
+      password: PASSWORD,
+    });
     expect(signedIn.status === 0 || /\/consent"/.test(signedIn.html)).toBe(true);
   });
 

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
-import * as oidc from 'openid-client';
+import type * as oidc from 'openid-client';
 
 import { adminApi, type AdminApi } from '../helpers/admin-api.js';
 import { createUser, registerClient, type TestClient } from '../helpers/fixtures.js';
@@ -66,7 +66,11 @@ describe('production without SMTP_URL', () => {
     expect(page.html).not.toContain('action="/interaction/');
     const email = `no-mail-${Date.now()}@example.com`;
     const posted = await browser.go(`/interaction/${uid}/register`, {
-      form: { csrf: FormBrowser.form(login.html).fields.csrf!, email, password: 'a long enough passphrase 4' },
+      form: {
+        csrf: FormBrowser.form(login.html).fields.csrf!,
+        email,
+        password: 'a long enough passphrase 4',
+      },
     });
     expect(posted.status).toBe(503);
     expect(posted.html).toContain('this server cannot send email');
