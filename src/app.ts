@@ -216,7 +216,9 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       ? undefined
       : createLogTransport(logger);
   if (!mailTransport) {
-    logger.warn('e-mail is off: SMTP_URL is not set, so no welcome or account e-mail is sent');
+    logger.warn(
+      'e-mail is off: SMTP_URL is not set, so no welcome or account e-mail is sent; password reset by e-mail, address confirmation links and invitations are not available (the pages and the API say so)',
+    );
   }
   const mailer = new Mailer(createKeyCipher(secrets.keyEncryptionSecret), {
     enabled: mailTransport !== undefined,
