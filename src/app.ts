@@ -10,7 +10,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 
-import { accountClient, accountRouter } from './account/router.js';
+import { accountClient, accountRouter, accountSignInUrl } from './account/router.js';
 import type { Config } from './config/load-config.js';
 import { resolveSecrets } from './config/secrets.js';
 import { errorMiddleware } from './errors/error-middleware.js';
@@ -58,7 +58,7 @@ import { AccountTokens } from './mail/account-tokens.js';
 import { Mailer } from './mail/mailer.js';
 import { PasswordResets } from './services/password-resets.js';
 import { Registration } from './services/registration.js';
-import { registrationOpen } from './config/registration.js';
+import { registrationMode } from './config/registration.js';
 import { createLogTransport, createSmtpTransport } from './mail/transport.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
 import { PolicyService } from './services/policies.js';
@@ -216,7 +216,9 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       ? undefined
       : createLogTransport(logger);
   if (!mailTransport) {
-    logger.warn('e-mail is off: SMTP_URL is not set, so no welcome or account e-mail is sent');
+    logger.warn(
+      'e-mail is off: SMTP_URL is not set, so no welcome or account e-mail is sent; password reset by e-mail, address confirmation links and invitations are not available (the pages and the API say so)',
+    );
   }
   const mailer = new Mailer(createKeyCipher(secrets.keyEncryptionSecret), {
     enabled: mailTransport !== undefined,
@@ -241,10 +243,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     audit,
     {
       issuer: config.issuer,
-      open: registrationOpen(config),
+      mode: registrationMode(config),
       domains: config.registrationDomains,
       requireVerified: config.requireVerifiedEmail,
       verificationTtlS: config.emailVerificationTtlS,
+      invitationTtlS: config.invitationTtlS,
       resendPerHour: config.passwordResetPerAddressPerHour,
     },
   );
@@ -523,6 +526,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     webhooks,
     policies,
     resets,
+    registration,
     apiKeyTokenTtlS: config.apiKeyTokenTtlS,
     anonymousRate: {
       requests_per_hour: config.rateLimitAnonymousPerHour,
@@ -575,6 +579,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     users,
     resets,
     registration,
+    invitationSignIn: () => accountSignInUrl(config.issuer, { prompt: 'login' }),
   });
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());

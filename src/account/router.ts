@@ -34,6 +34,26 @@ export function accountClient(issuer: string): ClientMetadata {
   };
 }
 
+/**
+ * An authorization request of the account page: sign-in returns to /account. `prompt=login` asks
+ * for the sign-in page even with a session (an invitation link starts one this way).
+ */
+export function accountSignInUrl(issuer: string, options: { prompt?: 'login' } = {}): string {
+  const authorize = new URL('/oauth/authorize', issuer);
+  authorize.search = new URLSearchParams({
+    client_id: ACCOUNT_CLIENT_ID,
+    response_type: 'code',
+    scope: 'openid',
+    // S256 of a verifier that is discarded at once: the code is unredeemable by design.
+    code_challenge: createHash('sha256').update(randomBytes(32).toString('base64url')).digest('base64url'),
+    code_challenge_method: 'S256',
+    redirect_uri: `${issuer}/account/callback`,
+    state: randomBytes(16).toString('base64url'),
+    ...(options.prompt ? { prompt: options.prompt } : {}),
+  }).toString();
+  return authorize.toString();
+}
+
 export function accountRouter(deps: {
   host: ProviderHost;
   views: Views;
@@ -47,21 +67,8 @@ export function accountRouter(deps: {
     const session = await host.current.Session.get(ctx as never);
     const user = session?.accountId ? await store.users.findById(session.accountId) : null;
     if (!isActiveUser(user)) {
-      const authorize = new URL('/oauth/authorize', issuer);
-      authorize.search = new URLSearchParams({
-        client_id: ACCOUNT_CLIENT_ID,
-        response_type: 'code',
-        scope: 'openid',
-        // S256 of a verifier that is discarded at once: the code is unredeemable by design.
-        code_challenge: createHash('sha256')
-          .update(randomBytes(32).toString('base64url'))
-          .digest('base64url'),
-        code_challenge_method: 'S256',
-        redirect_uri: `${issuer}/account/callback`,
-        state: randomBytes(16).toString('base64url'),
-      }).toString();
       ctx.set('Cache-Control', 'no-store');
-      ctx.redirect(authorize.toString());
+      ctx.redirect(accountSignInUrl(issuer));
       return;
     }
     const roles = (await store.roles.listForUser(user.id)).map((r) => r.display_name);

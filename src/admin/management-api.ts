@@ -38,6 +38,8 @@ import { registerPolicyRoutes } from './policies-routes.js';
 import { DECISION_ROUTES } from '../gateway/authorize-router.js';
 import { registerRoleRoutes } from './roles-routes.js';
 import type { PasswordResets } from '../services/password-resets.js';
+import type { Registration } from '../services/registration.js';
+import { registerInvitationRoutes } from './invitations-routes.js';
 import { registerMailRoutes } from './mail-routes.js';
 import { registerWebhookRoutes } from './webhooks-routes.js';
 import type { WebhookService } from '../services/webhooks.js';
@@ -48,6 +50,8 @@ export interface ManagementApiDeps {
   issuer: string;
   /** Password reset by e-mail (POST /v2/users/{id}/password-reset {"send_email": true}). */
   resets?: PasswordResets;
+  /** Invitations to sign up (POST /v2/invitations). */
+  registration?: Registration;
   version: string;
   host: ProviderHost;
   store: DurableStore;
@@ -102,6 +106,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   // Reads the rollups that the analytics consumer (events/rollups.ts) keeps in the counter store.
   const analytics = new AnalyticsService(deps.counters, deps.store.users);
   registerUserRoutes(api, deps.users, analytics, deps.resets);
+  registerInvitationRoutes(api, deps.registration);
   registerRoleRoutes(api, deps.roles);
   registerClientRoutes(api, { clients: deps.clients, plans: deps.plans, audit: deps.audit });
   registerResourceRoutes(api, {

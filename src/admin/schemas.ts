@@ -536,6 +536,31 @@ export const CreateUser = z
   })
   .strict();
 
+export const CreateInvitation = named(
+  'CreateInvitation',
+  z
+    .object({
+      email: emailField,
+      first_name: nameField().optional().describe('Filled in on the sign-up page; the invitee may change it'),
+      last_name: nameField().optional().describe('Filled in on the sign-up page; the invitee may change it'),
+      locale: z
+        .string()
+        .regex(/^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,3}$/)
+        .optional()
+        .describe('Language of the message (a language tag such as de); English when it has no strings'),
+    })
+    .strict(),
+);
+
+export const Invitation = named(
+  'Invitation',
+  z.object({
+    email: z.string(),
+    expires_at: timestamp,
+    email_sent: z.literal(true).describe('The message is in the mail outbox (see GET /v2/mail/messages)'),
+  }),
+);
+
 export const UpdateUser = z
   .object({
     email: emailField.optional(),

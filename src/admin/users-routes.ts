@@ -798,7 +798,7 @@ export function registerUserRoutes(
     operationId: 'requirePasswordReset',
     summary: 'Force a password change at next sign-in',
     description:
-      'Sets the user’s password-reset flag and ends their sessions; the sign-in page then asks for a new password. With `{"send_email": true}` the user is also mailed a single-use link to choose a new password (PASSWORD_RESET_TTL_S); `email_sent` says whether one was composed (false when e-mail is off or the user is not active). The body may be left out.',
+      'Sets the user’s password-reset flag and ends their sessions; the sign-in page then asks for a new password. With `{"send_email": true}` the user is also mailed a single-use link to choose a new password (PASSWORD_RESET_TTL_S); `email_sent` says whether one was composed (false when the user is not active). When e-mail is off (production without SMTP_URL), `send_email: true` is refused with `422 EMAIL_NOT_CONFIGURED` and nothing changes. The body may be left out.',
     tag: 'Users',
     scope: 'user:write',
     params: idParam,
@@ -810,9 +810,11 @@ export function registerUserRoutes(
         schema: User.extend({ password_reset_required: z.boolean(), email_sent: z.boolean() }),
       },
     },
-    errors: USER_ERRORS,
+    errors: [...USER_ERRORS, 'EMAIL_NOT_CONFIGURED'],
     async handler({ params, body, principal, ctx }) {
       const context = contextOf(ctx, principal);
+      // Asked to mail a link that cannot be sent: refused before anything changes.
+      if (body.send_email === true && !resets?.available) throw new AppError('EMAIL_NOT_CONFIGURED');
       const user = await users.requirePasswordReset(params.id, context);
       const sent =
         body.send_email === true && resets

@@ -198,8 +198,8 @@ export const SETTINGS = {
 
   PASSWORD_MIN_LENGTH: spec(int(8, 256), 'an integer from 8 to 256'),
   REGISTRATION: spec(
-    z.enum(['', 'open', 'closed']),
-    'open, closed, or empty (closed when NODE_ENV=production, open otherwise)',
+    z.enum(['', 'open', 'invite', 'closed']),
+    'open, invite, closed, or empty (closed when NODE_ENV=production, open otherwise)',
   ),
   REGISTRATION_DOMAINS: spec(
     z
@@ -215,6 +215,7 @@ export const SETTINGS = {
   ),
   REQUIRE_VERIFIED_EMAIL: spec(bool, 'true or false'),
   EMAIL_VERIFICATION_TTL_S: spec(int(600, 30 * 86_400), 'seconds from 600 to 2592000'),
+  INVITATION_TTL_S: spec(int(3600, 30 * 86_400), 'seconds from 3600 to 2592000'),
   PASSWORD_RESET_TTL_S: spec(int(300, 86_400), 'seconds from 300 to 86400'),
   PASSWORD_RESET_PER_ADDRESS_PER_HOUR: spec(int(1, 1000), 'an integer from 1 to 1000'),
   PASSWORD_RESET_PER_IP_PER_HOUR: spec(int(1, 100_000), 'an integer from 1 to 100000'),

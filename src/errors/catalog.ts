@@ -65,6 +65,16 @@ export const ERROR_CATALOG = {
     message: 'The request line and headers are too large (a long query string counts)',
   },
   BUSINESS_RULE_VIOLATION: { status: 422, message: 'The request breaks a business rule' },
+  EMAIL_NOT_CONFIGURED: {
+    status: 422,
+    message:
+      'E-mail is off on this server (SMTP_URL is not set), so no message can be sent; the operator has to set SMTP_URL',
+  },
+  REGISTRATION_CLOSED: {
+    status: 422,
+    message:
+      'Sign-up is closed on this server (REGISTRATION=closed): invitations need REGISTRATION=invite or open',
+  },
   POLICY_SCHEMA_VIOLATION: {
     status: 422,
     message: 'The policy is valid Cedar but does not meet the policy schema; details give Cedar’s messages',

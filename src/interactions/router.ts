@@ -14,6 +14,7 @@ import { AppError } from '../errors/app-error.js';
 import type { AuthenticationService } from '../services/authentication.js';
 import { ACR_MFA, acrOf, type MfaService } from '../services/mfa.js';
 import type { PasswordResets } from '../services/password-resets.js';
+import type { InvitationFacts } from '../mail/account-tokens.js';
 import type { Registration } from '../services/registration.js';
 import type { UserService } from '../services/users.js';
 import type { Csrf } from './csrf.js';
@@ -31,6 +32,8 @@ export interface InteractionDeps {
   registration?: Registration;
   /** Second factors; absent or off: sign-in is by password alone. */
   mfa?: MfaService;
+  /** Where an invitation link sends the browser to sign up: an authorization request of the account page. */
+  invitationSignIn?: () => string;
 }
 
 /** Carries "password verified, new one required" from the sign-in post to the change form. */
@@ -47,6 +50,9 @@ type MfaStage = 'verify' | 'enrol' | 'enrolled';
 const STEP_UP_REASONS = new Set(['mfa_step_up', 'essential_acr', 'essential_acrs']);
 /** amr values of a second factor. */
 const SECOND_FACTORS = new Set(['otp', 'hwk', 'swk']);
+/** Carries a followed invitation link to the sign-up page of the sign-in it starts. */
+const INVITE_COOKIE = '_lk_invite';
+const INVITE_COOKIE_TTL_S = 3600;
 
 type Details = Awaited<ReturnType<ProviderHost['current']['interactionDetails']>>;
 
@@ -58,7 +64,7 @@ function field(body: unknown, name: string): string {
 }
 
 export function interactionsRouter(deps: InteractionDeps): Router {
-  const { host, views, csrf, auth, users, resets, registration } = deps;
+  const { host, views, csrf, auth, users, resets, registration, invitationSignIn } = deps;
   const mfa = deps.mfa?.enabled ? deps.mfa : undefined;
 
   const requestOf = (ctx: Context) => ({
@@ -151,6 +157,8 @@ export function interactionsRouter(deps: InteractionDeps): Router {
           extra.email ?? (typeof details.params.login_hint === 'string' ? details.params.login_hint : ''),
         error: extra.error,
         forgot: resets?.available === true,
+        // Production without SMTP_URL: say so, rather than leave people looking for the link.
+        resetUnavailable: resets !== undefined && !resets.available,
         register: registration?.open === true,
         resend: extra.resend === true,
         passkeys: mfa !== undefined,
@@ -258,15 +266,54 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     views.render(ctx, 'verify', {
       heading: 'verify.done.heading',
       message: t('verify.done'),
-      continueUrl: facts.uid ? `/interaction/${facts.uid}` : null,
+      // To the sign-in form (not back to the sign-up form a prompt=create request would show).
+      continueUrl: facts.uid ? `/interaction/${facts.uid}/signin` : null,
     });
+  });
+
+  /** The invitation whose link this browser followed, while it is still good. */
+  async function invitationOf(ctx: Context): Promise<InvitationFacts | null> {
+    const token = csrf.unseal('invitation', ctx.cookies.get(INVITE_COOKIE));
+    return token && registration ? registration.invitation(token) : null;
+  }
+
+  // An invitation link: remembered in a cookie, then a sign-in whose page is the sign-up form.
+  router.get('/invitation', async (ctx) => {
+    const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
+    const facts = registration && token ? await registration.invitation(token) : null;
+    if (!facts || !invitationSignIn) {
+      const t = views.translatorFor(ctx);
+      return views.render(
+        ctx,
+        'verify',
+        { title: t('invite.title'), heading: 'invite.invalid.heading', error: t('invite.invalid') },
+        { status: 400 },
+      );
+    }
+    ctx.cookies.set(INVITE_COOKIE, csrf.seal('invitation', token, INVITE_COOKIE_TTL_S), {
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: ctx.secure,
+      path: '/interaction',
+      maxAge: INVITE_COOKIE_TTL_S * 1000,
+      overwrite: true,
+    });
+    ctx.set('Cache-Control', 'no-store');
+    ctx.redirect(invitationSignIn());
   });
 
   const renderRegister = (
     ctx: Context,
     details: Details,
     name: string,
-    extra: { error?: string; status?: number; email?: string; firstName?: string; lastName?: string } = {},
+    extra: {
+      error?: string;
+      status?: number;
+      email?: string;
+      firstName?: string;
+      lastName?: string;
+      invitation?: InvitationFacts | null;
+    } = {},
   ) =>
     views.render(
       ctx,
@@ -275,12 +322,15 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         uid: details.uid,
         clientName: name,
         csrf: csrf.issue(ctx, details.uid),
-        email: extra.email ?? '',
-        firstName: extra.firstName ?? '',
-        lastName: extra.lastName ?? '',
+        email: extra.invitation?.email ?? extra.email ?? '',
+        invited: Boolean(extra.invitation),
+        // REQUIRE_VERIFIED_EMAIL with e-mail off: the account could never be confirmed.
+        unavailable: !extra.invitation && registration?.signUpNeedsMissingMail === true,
+        firstName: extra.firstName ?? extra.invitation?.first_name ?? '',
+        lastName: extra.lastName ?? extra.invitation?.last_name ?? '',
         error: extra.error,
         hint: views.translatorFor(ctx)('password.hint'),
-        signInUrl: `/interaction/${details.uid}${details.prompt.name === 'create' ? '/signin' : ''}`,
+        signInUrl: `/interaction/${details.uid}${details.prompt.name === 'create' || extra.invitation ? '/signin' : ''}`,
       },
       { status: extra.status, formTargets: [details.params.redirect_uri as string | undefined] },
     );
@@ -294,15 +344,17 @@ export function interactionsRouter(deps: InteractionDeps): Router {
 
   router.get('/:uid/register', async (ctx) => {
     const details = await load(ctx);
-    if (!registration?.open || !signingIn(details)) {
+    const invitation = await invitationOf(ctx);
+    if (!(registration?.open || invitation) || !signingIn(details)) {
       throw new errors.SessionNotFound('sign-up is not available');
     }
-    renderRegister(ctx, details, await clientName(details.params.client_id));
+    renderRegister(ctx, details, await clientName(details.params.client_id), { invitation });
   });
 
   router.post('/:uid/register', forms, async (ctx) => {
     const details = await load(ctx);
-    if (!registration?.open || !signingIn(details)) {
+    const invitation = await invitationOf(ctx);
+    if (!registration || !(registration.open || invitation) || !signingIn(details)) {
       throw new errors.SessionNotFound('sign-up is not available');
     }
     if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
@@ -321,9 +373,14 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         email: input.email,
         firstName: input.first_name,
         lastName: input.last_name,
+        invitation,
       });
     const locale = ctx.get('Accept-Language') || undefined;
-    const outcome = await registration.signUp(input, { uid: details.uid, locale, request: requestOf(ctx) });
+    const outcome = await registration.signUp(
+      input,
+      { uid: details.uid, locale, request: requestOf(ctx) },
+      invitation ?? undefined,
+    );
     switch (outcome.kind) {
       case 'invalid':
         return again(outcome.field === 'email' ? t('register.error.email') : outcome.message, 400);
@@ -331,10 +388,13 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         return again(t('register.error.exists'), 409);
       case 'domain':
         return again(t('register.error.domain'), 400);
+      case 'unavailable':
+        return again(t('register.unavailable.mail'), 503);
       case 'created':
         break;
     }
-    if (registration.requireVerified) {
+    if (invitation) ctx.cookies.set(INVITE_COOKIE, null, { path: '/interaction' });
+    if (registration.requireVerified && !outcome.user.email_verified) {
       return views.render(ctx, 'verify', {
         heading: 'verify.sent.heading',
         message: t('verify.sent', { email: outcome.user.email }),
@@ -375,7 +435,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     views.render(ctx, 'verify', {
       heading: 'verify.done.heading',
       message: t('verify.done'),
-      continueUrl: `/interaction/${details.uid}`,
+      continueUrl: `/interaction/${details.uid}/signin`,
     });
   });
 
@@ -384,6 +444,10 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     if (!registration) throw new errors.SessionNotFound('e-mail confirmation is not available');
     if (!csrf.verify(ctx, details.uid, field(ctx.request.body, 'csrf'))) throw new CsrfFailure();
     const t = views.translatorFor(ctx);
+    if (!registration.mailAvailable) {
+      const error = t('verify.unavailable.mail');
+      return views.render(ctx, 'verify', { heading: 'verify.sent.heading', error }, { status: 503 });
+    }
     const email = field(ctx.request.body, 'email').trim();
     const outcome = await registration.resend(email, details.uid, ctx.get('Accept-Language') || undefined);
     views.render(
@@ -820,6 +884,9 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     const details = await load(ctx);
     const client = await host.current.Client.find(details.params.client_id as string);
     const name = client?.clientName ?? (details.params.client_id as string);
+    // A followed invitation link: this sign-in is for creating the invited account.
+    const invitation = signingIn(details) ? await invitationOf(ctx) : null;
+    if (invitation) return renderRegister(ctx, details, name, { invitation });
     if (details.prompt.name === 'create' && registration?.open) return renderRegister(ctx, details, name);
     if (details.prompt.name === 'login' && stepUpPending(details)) {
       // Signed in already, with fewer factors than the client asks for: only the second is missing.
@@ -893,11 +960,12 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     switch (result.kind) {
       case 'ok':
         if (registration?.requireVerified && !result.user.email_verified) {
+          const mail = registration.mailAvailable;
           return renderLogin(ctx, details, name, {
             email,
-            error: t('login.error.unverified'),
+            error: t(mail ? 'login.error.unverified' : 'login.error.unverified.mail'),
             status: 403,
-            resend: true,
+            resend: mail,
           });
         }
         if (result.mustChangePassword) {

@@ -1,5 +1,5 @@
 /**
- * Single-use tokens mailed to users (password reset). The token itself is 32 random bytes shown only
+ * Single-use tokens mailed to users (password reset, address confirmation, invitations). The token itself is 32 random bytes shown only
  * in the link; the store keeps its SHA-256, with the purpose, the user, an expiry (the artifact
  * store's TTL: Redis or the embedded store) and a fingerprint of the user's password hash when it was
  * made (or of the address, for a verification), so that any later password (address) change voids it. Using a token is atomic across instances (a
@@ -11,6 +11,14 @@ import type { ArtifactStore, CounterStore, User } from '../store/ports.js';
 
 const MODEL = 'AccountToken';
 export type AccountTokenPurpose = 'password_reset' | 'email_verification';
+
+/** What an invitation stands for: the address it was sent to (and the names the administrator gave). */
+export interface InvitationFacts {
+  email: string;
+  first_name: string;
+  last_name: string;
+  digest: string;
+}
 
 export interface TokenFacts {
   userId: string;
@@ -130,8 +138,45 @@ export class AccountTokens {
     };
   }
 
+  /**
+   * An invitation to sign up with `email`: like a token, but bound to an address rather than a user
+   * (the account does not exist yet), under the purpose `invitation`.
+   */
+  async issueInvitation(
+    invitee: { email: string; first_name: string; last_name: string },
+    ttlS: number,
+  ): Promise<string> {
+    const token = randomBytes(32).toString('base64url');
+    const email = invitee.email.toLowerCase();
+    await this.adapter.upsert(
+      digestOf(token),
+      { purpose: 'invitation', email, first_name: invitee.first_name, last_name: invitee.last_name },
+      ttlS,
+    );
+    return token;
+  }
+
+  /** The invitation a presented token stands for, if it is one, unused and unexpired. */
+  async checkInvitation(token: string): Promise<InvitationFacts | null> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return null;
+    const digest = digestOf(token);
+    const stored = await this.adapter.find(digest);
+    if (!stored || stored.consumed || stored.purpose !== 'invitation' || typeof stored.email !== 'string') {
+      return null;
+    }
+    const used = await this.counters.get(`account-token-used:${digest}`);
+    if ((used?.value ?? 0) > 0) return null;
+    const text = (value: unknown) => (typeof value === 'string' ? value : '');
+    return {
+      email: stored.email,
+      first_name: text(stored.first_name),
+      last_name: text(stored.last_name),
+      digest,
+    };
+  }
+
   /** Takes the token for this use; false when another use came first. */
-  async use(facts: TokenFacts, ttlS: number): Promise<boolean> {
+  async use(facts: Pick<TokenFacts, 'digest'>, ttlS: number): Promise<boolean> {
     const taken = await this.counters.increment(`account-token-used:${facts.digest}`, ttlS);
     if (taken.value !== 1) return false;
     await this.adapter.consume(facts.digest);

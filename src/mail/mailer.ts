@@ -26,7 +26,7 @@ import type { MailMessage } from './transport.js';
 export const MAIL_EVENT_TYPE = 'mail.message';
 /** The one mail endpoint: its lanes are the SMTP connections (MAIL_CONCURRENCY). */
 export const MAIL_ENDPOINT = 'mail_smtp';
-export const MAIL_KINDS = ['welcome', 'password-reset', 'verify-email'] as const;
+export const MAIL_KINDS = ['welcome', 'password-reset', 'verify-email', 'invitation'] as const;
 export type MailKind = (typeof MAIL_KINDS)[number];
 
 export interface MailerOptions {
@@ -134,6 +134,18 @@ export class Mailer {
   ): DirectRecord[] {
     const vars = { link, minutes: String(minutes) };
     return this.compose('password-reset', 'reset', user.email, vars, actor, locale);
+  }
+
+  /** An invitation to sign up with `email`, valid for `days`. */
+  invitation(
+    invitee: { email: string; first_name: string },
+    link: string,
+    days: number,
+    actor: EventActor,
+    locale?: string,
+  ): DirectRecord[] {
+    const vars = { link, days: String(days), name: invitee.first_name || invitee.email };
+    return this.compose('invitation', 'invite', invitee.email, vars, actor, locale);
   }
 
   private seal(message: MailMessage, kind: MailKind, actor: EventActor): DirectRecord {

@@ -131,7 +131,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       sid: false as never,
     },
     scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
-    conformIdTokenClaims: true,
+    // The ID token carries the claims of the granted scopes (email and email_verified with `email`,
+    // the profile claims with `profile`), not only the protocol claims: relying parties read
+    // email_verified from it without a userinfo call.
+    conformIdTokenClaims: false,
     // What a sign-in showed (services/mfa.ts): one factor, or two. Off with MFA=off.
     ...(config.mfa !== 'off' ? { acrValues: [...ACR_VALUES] } : {}),
     jwks: { keys: deps.keys.providerJwks as never },

@@ -1,28 +1,36 @@
 /**
- * Self-service accounts: sign-up (REGISTRATION=open, optionally only for REGISTRATION_DOMAINS) and
+ * Self-service accounts: sign-up (REGISTRATION=open, optionally only for REGISTRATION_DOMAINS, or
+ * REGISTRATION=invite: only through an invitation an administrator mailed, POST /v2/invitations) and
  * address confirmation by an e-mailed single-use link (EMAIL_VERIFICATION_TTL_S). A new account
  * starts with `email_verified: false`; following the link sets it, records `user.email_verified`
  * and sends the welcome message. With REQUIRE_VERIFIED_EMAIL=true sign-in waits for that. Changing
  * the address (management API) clears `email_verified` and mails a link to the new address.
+ *
+ * An invitation is a single-use, expiring link (INVITATION_TTL_S) for one address, stored as a hash
+ * like the other account tokens. Following it opens the sign-up page with that address fixed; the
+ * account it creates has `email_verified: true` (the invitation proved the address) and is welcomed
+ * at once. Invitations work while REGISTRATION is invite or open, and need e-mail.
  */
 import { emailField, textField } from '../admin/schemas.js';
 import { AppError } from '../errors/app-error.js';
 import { newEvent } from '../events/catalog.js';
-import type { EventRecorder } from '../events/recorder.js';
+import { eventActor, type EventRecorder } from '../events/recorder.js';
 import { isActiveUser } from '../oidc/accounts.js';
-import type { AccountTokens, TokenFacts } from '../mail/account-tokens.js';
+import type { RegistrationMode } from '../config/registration.js';
+import type { AccountTokens, InvitationFacts, TokenFacts } from '../mail/account-tokens.js';
 import type { Mailer } from '../mail/mailer.js';
 import { publicUser } from '../events/catalog.js';
 import type { CounterStore, DurableStore, User } from '../store/ports.js';
-import type { AuditService, RequestFacts } from './audit.js';
+import type { Actor, AuditService, RequestFacts } from './audit.js';
 import type { UserService } from './users.js';
 
 export interface RegistrationOptions {
   issuer: string;
-  open: boolean;
+  mode: RegistrationMode;
   domains: readonly string[];
   requireVerified: boolean;
   verificationTtlS: number;
+  invitationTtlS: number;
   /** Links that may be re-sent per address and hour. */
   resendPerHour: number;
 }
@@ -31,7 +39,8 @@ export type SignUpOutcome =
   | { kind: 'created'; user: User }
   | { kind: 'invalid'; field: 'email' | 'password' | 'name'; message: string }
   | { kind: 'exists' }
-  | { kind: 'domain' };
+  | { kind: 'domain' }
+  | { kind: 'unavailable' };
 
 const SELF_SERVICE = { actor_type: 'system' as const, actor_id: 'self-service', actor_client_id: null };
 
@@ -47,24 +56,54 @@ export class Registration {
     private readonly options: RegistrationOptions,
   ) {}
 
+  /** Whether anyone may sign up (REGISTRATION=open). */
   get open(): boolean {
-    return this.options.open;
+    return this.options.mode === 'open';
+  }
+
+  /** Whether administrators may invite people to sign up (REGISTRATION=invite or open). */
+  get invitations(): boolean {
+    return this.options.mode !== 'closed';
+  }
+
+  /** Whether the messages of this flow (confirmation links, invitations) can be sent at all. */
+  get mailAvailable(): boolean {
+    return this.mailer.enabled;
+  }
+
+  /**
+   * Whether a sign-up without an invitation could never be finished: REQUIRE_VERIFIED_EMAIL with
+   * e-mail off (production without SMTP_URL), so the confirmation link could not be sent.
+   */
+  get signUpNeedsMissingMail(): boolean {
+    return this.options.requireVerified && !this.mailer.enabled;
   }
 
   get requireVerified(): boolean {
     return this.options.requireVerified;
   }
 
-  /** Creates the account (syntax-checked address, the password policy) and mails the link. */
+  /**
+   * Creates the account (syntax-checked address, the password policy) and mails the link. With an
+   * `invitation` the address is the invitation's (whatever was posted), the domain allow-list does
+   * not apply (an administrator chose the address), the account starts confirmed and is welcomed,
+   * and the invitation is used up.
+   */
   async signUp(
     input: { email: string; password: string; first_name: string; last_name: string },
     from: { uid: string; locale: string | undefined; request: RequestFacts },
+    invitation?: InvitationFacts,
   ): Promise<SignUpOutcome> {
-    if (!this.options.open) return { kind: 'invalid', field: 'email', message: 'Sign-up is closed' };
-    const email = emailField.safeParse(input.email);
+    if (invitation ? !this.invitations : !this.open) {
+      return { kind: 'invalid', field: 'email', message: 'Sign-up is closed' };
+    }
+    if (!invitation && this.signUpNeedsMissingMail) return { kind: 'unavailable' };
+    const email = emailField.safeParse(invitation ? invitation.email : input.email);
     if (!email.success) return { kind: 'invalid', field: 'email', message: '' };
     const domain = email.data.split('@').pop()!.toLowerCase();
-    if (this.options.domains.length > 0 && !this.options.domains.includes(domain)) return { kind: 'domain' };
+    if (!invitation && this.options.domains.length > 0 && !this.options.domains.includes(domain)) {
+      return { kind: 'domain' };
+    }
     const names: Record<'first_name' | 'last_name', string> = { first_name: '', last_name: '' };
     for (const key of ['first_name', 'last_name'] as const) {
       const given = input[key].trim();
@@ -77,8 +116,20 @@ export class Registration {
     let user: User;
     try {
       user = await this.users.create(
-        { email: email.data, password: input.password, email_verified: false, ...names },
-        { actor: SELF_SERVICE, request: from.request, grants: new Set() },
+        {
+          email: email.data,
+          password: input.password,
+          ...names,
+          // The invitation's link proved the address: the account starts confirmed (setting that
+          // needs user:security, which the invitation stands for here) and gets its welcome now.
+          email_verified: invitation !== undefined,
+          send_welcome_email: invitation !== undefined,
+        },
+        {
+          actor: SELF_SERVICE,
+          request: from.request,
+          grants: new Set(invitation ? ['user:security'] : []),
+        },
       );
     } catch (err) {
       if (err instanceof AppError && err.code === 'USER_ALREADY_EXISTS') return { kind: 'exists' };
@@ -94,8 +145,54 @@ export class Registration {
       }
       throw err;
     }
-    await this.sendLink(user, from.uid, from.locale);
+    // The address is unique, so a second use of the same invitation cannot create a second account.
+    if (invitation) await this.tokens.use(invitation, this.options.invitationTtlS);
+    else await this.sendLink(user, from.uid, from.locale);
     return { kind: 'created', user };
+  }
+
+  /**
+   * An administrator invites `email` to sign up: a single-use link, valid for INVITATION_TTL_S, is
+   * mailed to the address. Refused when sign-up is closed, e-mail is off, or the address has an
+   * account.
+   */
+  async invite(
+    input: { email: string; first_name?: string; last_name?: string },
+    context: { actor: Actor; request: RequestFacts; locale?: string },
+  ): Promise<{ email: string; expires_at: Date }> {
+    if (!this.invitations) throw new AppError('REGISTRATION_CLOSED');
+    if (!this.mailer.enabled) throw new AppError('EMAIL_NOT_CONFIGURED');
+    const email = input.email.trim().toLowerCase();
+    if (await this.store.users.findByEmail(email)) throw new AppError('USER_ALREADY_EXISTS');
+    const invitee = { email, first_name: input.first_name ?? '', last_name: input.last_name ?? '' };
+    const ttlS = this.options.invitationTtlS;
+    const token = await this.tokens.issueInvitation(invitee, ttlS);
+    const link = `${this.options.issuer}/interaction/invitation?token=${token}`;
+    const days = Math.max(1, Math.round(ttlS / 86_400));
+    const actor = eventActor(context.actor);
+    await this.recorder.record(
+      async () => undefined,
+      () => [],
+      () => this.mailer.invitation(invitee, link, days, actor, context.locale),
+    );
+    await this.audit.record({
+      ...context.actor,
+      request: context.request,
+      action: 'user.invited',
+      target_type: 'invitation',
+      target_id: email,
+      before: null,
+      after: { email },
+    });
+    return { email, expires_at: new Date(Date.now() + ttlS * 1000) };
+  }
+
+  /** The invitation a link's token stands for, while it is unused, unexpired and its address free. */
+  async invitation(token: string): Promise<InvitationFacts | null> {
+    if (!this.invitations) return null;
+    const facts = await this.tokens.checkInvitation(token);
+    if (!facts || (await this.store.users.findByEmail(facts.email))) return null;
+    return facts;
   }
 
   /** Mails `user` a confirmation link (sign-up, a changed address, a resend). */

@@ -4,7 +4,9 @@
  * your inbox" page with the code form, "forgot
  * password" and its answer, the reset form (also with an error) and its result, address
  * confirmation (done and invalid), consent, the account page, the sign-out confirmation and its
- * result, and the error page. No serious or critical violation is allowed, and each page is in the
+ * result, an invitation's sign-up page (address fixed) and a dead invitation, and the error page;
+ * and, in production without SMTP_URL, the pages that say e-mail is off (sign-in, sign-up, an
+ * unconfirmed user's refused sign-in). No serious or critical violation is allowed, and each page is in the
  * language asked for (`<html lang>`).
  *
  * axe-core is injected as a script; the pages' Content-Security-Policy (no scripts at all) would
@@ -155,12 +157,73 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
       await page.goto(`${url}/interaction/verify-email?token=${verification}`);
       await check('verify (invalid)');
 
+      const invitation = await tokens.issueInvitation(
+        { email: `invited-${lang}-${Date.now()}@example.com`, first_name: 'Ada', last_name: '' },
+        600,
+      );
+      await page.goto(`${url}/interaction/invitation?token=${invitation}`);
+      await page.locator('#email[readonly]').waitFor();
+      await check('register (invited)');
+      await page.goto(`${url}/interaction/invitation?token=${'A'.repeat(43)}`);
+      await check('invitation (invalid)');
+
       await page.goto(`${url}/interaction/no-such-interaction`);
       await check('error');
 
       await context.close();
-      expect(checked).toHaveLength(16);
+      expect(checked).toHaveLength(18);
       expect(problems).toEqual([]);
+    },
+    TIMEOUT_MS,
+  );
+
+  it.each([
+    ['en-US', 'en', 'Sign in'],
+    ['de-DE', 'de', 'Anmelden'],
+  ])(
+    'has no serious or critical violation on the pages that say e-mail is off, in %s',
+    async (locale, lang, signInLabel) => {
+      const off = await startTestServer({
+        env: { NODE_ENV: 'production', REGISTRATION: 'open', REQUIRE_VERIFIED_EMAIL: 'true', SMTP_URL: '' },
+      });
+      try {
+        const unverified = await createUser(off.t);
+        await off.t.stores.durable.users.update(unverified.user.id, { email_verified: false });
+        const spa = await registerClient(off.t, 'spa');
+        const config = await discover(off.url, spa);
+        const context = await browser.newContext({ locale, bypassCSP: true });
+        context.setDefaultTimeout(15_000);
+        const page = await context.newPage();
+        const problems: string[] = [];
+        const check = async (name: string, marker: string) => {
+          await page.waitForLoadState('load');
+          expect([name, await page.getAttribute('html', 'lang')]).toEqual([name, lang]);
+          await page.locator(marker).waitFor();
+          await page.addScriptTag({ content: AXE });
+          const violations = (await page.evaluate(async () => {
+            const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe;
+            return (await axe.run()).violations;
+          })) as Violation[];
+          for (const v of violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
+            problems.push(`${name}: ${v.id} (${v.impact}) ${v.help}`);
+          }
+        };
+        const request = await authorizationRequest(config, spa.redirectUri, 'openid email');
+        await page.goto(request.url.toString());
+        await check('login (no password reset by e-mail)', '#reset-unavailable');
+        const uid = /\/interaction\/([^/?#]+)/.exec(page.url())![1]!;
+        await page.goto(`${off.url}/interaction/${uid}/register`);
+        await check('register (e-mail off)', '#register-unavailable');
+        await page.goto(`${off.url}/interaction/${uid}`);
+        await page.locator('#email').fill(unverified.email);
+        await page.locator('#password').fill(unverified.password);
+        await page.getByRole('button', { name: signInLabel, exact: true }).click();
+        await check('login (unconfirmed, e-mail off)', '#login-error');
+        await context.close();
+        expect(problems).toEqual([]);
+      } finally {
+        await off.close();
+      }
     },
     TIMEOUT_MS,
   );

@@ -73,8 +73,8 @@ describe.each(availableBackends())(
         sub: user.user.id,
         nonce: request.nonce,
       });
-      // Scope claims come from userinfo; the ID token carries only the protocol claims.
-      expect(claims).not.toHaveProperty('email');
+      // The ID token carries the granted scope's claims as userinfo does.
+      expect(claims).toMatchObject({ email: user.email, email_verified: true });
       const header = decodeProtectedHeader(tokens.id_token!);
       expect(header.alg).toBe('RS256');
       const jwks = (await (await fetch(`${server.url}/oauth/jwks`)).json()) as { keys: { kid: string }[] };
