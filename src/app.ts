@@ -31,6 +31,7 @@ import { metricsRouter } from './observability/metrics-router.js';
 import { spanRoute } from './observability/span-route.js';
 import { ClientAdapter } from './oidc/client-adapter.js';
 import { createKeyCipher } from './oidc/keys/key-cipher.js';
+import { MfaService } from './services/mfa.js';
 import { SigningKeyService } from './oidc/keys/signing-keys.js';
 import { corsPreflight } from './oidc/cors-preflight.js';
 import { jsonFormBody } from './oidc/json-form-body.js';
@@ -105,6 +106,7 @@ export interface AppServices {
   policies: PolicyService;
   resets: PasswordResets;
   mailer: Mailer;
+  mfa: MfaService;
 }
 
 export interface BuiltApp {
@@ -267,6 +269,23 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       perIpPerHour: config.passwordResetPerIpPerHour,
       log: logger,
     },
+  );
+  const issuerUrl = new URL(config.issuer);
+  const mfa = new MfaService(
+    stores.durable,
+    stores.artifacts,
+    stores.counters,
+    createKeyCipher(secrets.keyEncryptionSecret),
+    secrets.keyEncryptionSecret,
+    {
+      mode: config.mfa,
+      requiredRoles: config.mfaRequiredRoles,
+      brand: 'Latchkey',
+      rpId: config.webauthnRpId ?? issuerUrl.hostname,
+      origins: config.webauthnOrigins.length > 0 ? config.webauthnOrigins : [issuerUrl.origin],
+    },
+    recorder,
+    audit,
   );
   const policies = new PolicyService(stores.durable, stores.events, audit, {
     cacheTtlMs: config.policyCacheTtlMs,
@@ -503,11 +522,13 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   });
   app.use(staticFiles.routes());
 
-  const account = accountRouter({ host, views, store: stores.durable, issuer: config.issuer });
+  const csrf = new Csrf(secrets.cookieKeys[0]!);
+  const account = accountRouter({ host, views, store: stores.durable, issuer: config.issuer, mfa, csrf });
   app.use(account.routes());
   app.use(allowedMethods(account));
 
   const v2 = managementApi({
+    mfa,
     issuer: config.issuer,
     version: VERSION,
     host,
@@ -574,11 +595,12 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const interactions = interactionsRouter({
     host,
     views,
-    csrf: new Csrf(secrets.cookieKeys[0]!),
+    csrf,
     auth,
     users,
     resets,
     registration,
+    mfa,
     invitationSignIn: () => accountSignInUrl(config.issuer, { prompt: 'login' }),
   });
   app.use(interactionErrors(views, logger));
@@ -598,6 +620,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       clientService,
       users,
       roles,
+      mfa,
       audit,
       metrics,
       plans: planService,

@@ -45,6 +45,8 @@ import { registerWebhookRoutes } from './webhooks-routes.js';
 import type { WebhookService } from '../services/webhooks.js';
 import type { PolicyService } from '../services/policies.js';
 import { registerUserRoutes } from './users-routes.js';
+import { registerMfaRoutes } from './mfa-routes.js';
+import type { MfaService } from '../services/mfa.js';
 
 export interface ManagementApiDeps {
   issuer: string;
@@ -52,6 +54,8 @@ export interface ManagementApiDeps {
   resets?: PasswordResets;
   /** Invitations to sign up (POST /v2/invitations). */
   registration?: Registration;
+  /** Users' second factors (GET and DELETE /v2/users/{id}/mfa). */
+  mfa?: MfaService;
   version: string;
   host: ProviderHost;
   store: DurableStore;
@@ -107,6 +111,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   const analytics = new AnalyticsService(deps.counters, deps.store.users);
   registerUserRoutes(api, deps.users, analytics, deps.resets);
   registerInvitationRoutes(api, deps.registration);
+  if (deps.mfa) registerMfaRoutes(api, deps.users, deps.mfa);
   registerRoleRoutes(api, deps.roles);
   registerClientRoutes(api, { clients: deps.clients, plans: deps.plans, audit: deps.audit });
   registerResourceRoutes(api, {

@@ -508,7 +508,9 @@ export const User = named(
     email_verified: z.boolean(),
     mfa_enabled: z
       .boolean()
-      .describe('Whether the user has a second factor (an authenticator app or a passkey); see GET /v2/users/{id}/mfa'),
+      .describe(
+        'Whether the user has a second factor (an authenticator app or a passkey); see GET /v2/users/{id}/mfa',
+      ),
     created_at: timestamp,
     updated_at: timestamp,
     last_login: timestamp.nullable(),

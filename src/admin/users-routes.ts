@@ -309,6 +309,10 @@ const listQuery = z.object({
   ...pageQuery,
   role: roleName.optional(),
   status: userStatus.optional(),
+  mfa_enabled: z
+    .enum(['true', 'false'], { error: 'true or false' })
+    .optional()
+    .describe('Only users with (true) or without (false) a second factor'),
   sort: wire(
     z.string().refine((v) => codePoints(v) <= 200, { error: 'At most 200 characters' }),
     {
@@ -412,6 +416,8 @@ export function registerUserRoutes(
       const where: Expr[] = [];
       if (query.role) where.push({ field: 'role', op: 'eq', value: query.role });
       if (query.status) where.push({ field: 'status', op: 'eq', value: query.status });
+      if (query.mfa_enabled)
+        where.push({ field: 'mfa_enabled', op: 'eq', value: query.mfa_enabled === 'true' });
       const sort = query.sort ? parseSortKeys(query.sort.split(','), 'sort') : undefined;
       const page = await users.list({
         limit: query.limit,

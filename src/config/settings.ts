@@ -259,7 +259,9 @@ export const SETTINGS = {
           .filter(Boolean),
       )
       .refine((origins) =>
-        origins.every((o) => URL.canParse(o) && new URL(o).origin === o && /^https?:$/.test(new URL(o).protocol)),
+        origins.every(
+          (o) => URL.canParse(o) && new URL(o).origin === o && /^https?:$/.test(new URL(o).protocol),
+        ),
       ),
     'a comma-separated list of origins (https://login.example.com), or empty for the origin of ISSUER',
   ),

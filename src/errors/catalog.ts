@@ -44,6 +44,7 @@ export const ERROR_CATALOG = {
   },
   DELIVERY_NOT_FOUND: { status: 404, message: 'Delivery not found' },
   POLICY_NOT_FOUND: { status: 404, message: 'Policy not found' },
+  MFA_FACTOR_NOT_FOUND: { status: 404, message: 'Second factor not found' },
   POLICY_ENTITY_NOT_FOUND: { status: 404, message: 'Policy entity not found' },
   PLAN_NOT_FOUND: { status: 404, message: 'Plan not found' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this resource' },

@@ -565,11 +565,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     const record = await users.get(user.id);
     await auth.completeLogin(record, requestOf(ctx), details.params.client_id as string, amr.join('+'));
     ctx.cookies.set(MFA_COOKIE, null, { path: mfaPath(details.uid) });
-    return finish(
-      ctx,
-      { login: { accountId: user.id, amr, acr: acrOf(amr), remember: true } },
-      asJson,
-    );
+    return finish(ctx, { login: { accountId: user.id, amr, acr: acrOf(amr), remember: true } }, asJson);
   }
 
   async function renderSecondFactor(
@@ -610,7 +606,8 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     extra: { enrolment?: string; error?: string; status?: number } = {},
   ) {
     const enrolment =
-      (extra.enrolment ? await mfa!.pendingTotp(user, extra.enrolment) : null) ?? (await mfa!.beginTotp(user));
+      (extra.enrolment ? await mfa!.pendingTotp(user, extra.enrolment) : null) ??
+      (await mfa!.beginTotp(user));
     views.render(
       ctx,
       'mfa-enrol',
@@ -736,8 +733,10 @@ export function interactionsRouter(deps: InteractionDeps): Router {
       user,
       attemptFacts(ctx),
       async () => {
-        const assertion = await mfa!.finishAuthentication(`mfa:${details.uid}`, credentialOf(ctx.request.body), (id) =>
-          users.get(id).catch(() => null),
+        const assertion = await mfa!.finishAuthentication(
+          `mfa:${details.uid}`,
+          credentialOf(ctx.request.body),
+          (id) => users.get(id).catch(() => null),
         );
         method = assertion?.method;
         return assertion?.user.id === user.id;
@@ -869,8 +868,10 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     if (!mfa || !signingIn(details)) throw new errors.SessionNotFound('no sign-in pending');
     if (!jsonCsrf(ctx, details.uid)) throw new CsrfFailure();
     const t = views.translatorFor(ctx);
-    const assertion = await mfa.finishAuthentication(`login:${details.uid}`, credentialOf(ctx.request.body), (id) =>
-      users.get(id).catch(() => null),
+    const assertion = await mfa.finishAuthentication(
+      `login:${details.uid}`,
+      credentialOf(ctx.request.body),
+      (id) => users.get(id).catch(() => null),
     );
     if (!assertion || !assertion.userVerified) return jsonError(ctx, 401, t('passkey.failed'));
     if (registration?.requireVerified && !assertion.user.email_verified) {

@@ -129,6 +129,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       // is neither null nor a scope's list leaves it out of claims_supported (oidc-provider's
       // configuration merge would put the default back for undefined).
       sid: false as never,
+      // Every ID token says how the sign-in was made (RFC 8176 amr: pwd, otp, hwk, swk, mfa) and,
+      // unless MFA=off, at what level (acr, services/mfa.ts): both come from the session's login,
+      // never from the account, so userinfo does not carry them.
+      openid: [...OIDC_SCOPE_CLAIMS.openid, 'amr', ...(config.mfa !== 'off' ? ['acr'] : [])],
     },
     scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
     // The ID token carries the claims of the granted scopes (email and email_verified with `email`,

@@ -121,7 +121,9 @@ export class MfaService {
     private readonly events?: EventRecorder,
     private readonly audit?: AuditService,
   ) {
-    this.codeKey = Buffer.from(hkdfSync('sha256', keyEncryptionSecret, 'latchkey/recovery-codes', 'hmac v1', 32));
+    this.codeKey = Buffer.from(
+      hkdfSync('sha256', keyEncryptionSecret, 'latchkey/recovery-codes', 'hmac v1', 32),
+    );
   }
 
   get enabled(): boolean {
@@ -162,7 +164,11 @@ export class MfaService {
     const id = randomBytes(24).toString('base64url');
     await this.artifacts
       .adapterFor(ENROLMENT_MODEL)
-      .upsert(id, { accountId: user.id, secret: this.cipher.encrypt(secret, `mfa-enrolment:${id}`) }, ENROLMENT_TTL_S);
+      .upsert(
+        id,
+        { accountId: user.id, secret: this.cipher.encrypt(secret, `mfa-enrolment:${id}`) },
+        ENROLMENT_TTL_S,
+      );
     const uri = generateURI({ issuer: this.options.brand, label: user.email, secret });
     const qrSvg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
     return { id, secret, uri, qrSvg };
@@ -425,7 +431,11 @@ export class MfaService {
   async keepCodesToShow(binding: string, codes: readonly string[]): Promise<void> {
     await this.artifacts
       .adapterFor(CODES_MODEL)
-      .upsert(binding, { codes: this.cipher.encrypt(JSON.stringify(codes), `mfa-codes:${binding}`) }, ENROLMENT_TTL_S);
+      .upsert(
+        binding,
+        { codes: this.cipher.encrypt(JSON.stringify(codes), `mfa-codes:${binding}`) },
+        ENROLMENT_TTL_S,
+      );
   }
 
   /** The codes kept for `binding`, once: a second call gets null. */
@@ -483,19 +493,23 @@ export class MfaService {
       const user = await this.store.users.update(userId, { mfa_enabled: left > 0 });
       return { removed, user };
     };
-    const outcome = this.events && by.administrator
-      ? await this.events.record(change, ({ removed, user }) =>
-          removed > 0 && user
-            ? [
-                newEvent(
-                  'user.mfa_reset',
-                  { type: by.actor.actor_type === 'client' ? 'client' : by.actor.actor_type, id: by.actor.actor_id },
-                  { user: publicUser(user), factor: factor ? publicFactor(factor) : null, removed },
-                ),
-              ]
-            : [],
-        )
-      : await change();
+    const outcome =
+      this.events && by.administrator
+        ? await this.events.record(change, ({ removed, user }) =>
+            removed > 0 && user
+              ? [
+                  newEvent(
+                    'user.mfa_reset',
+                    {
+                      type: by.actor.actor_type === 'client' ? 'client' : by.actor.actor_type,
+                      id: by.actor.actor_id,
+                    },
+                    { user: publicUser(user), factor: factor ? publicFactor(factor) : null, removed },
+                  ),
+                ]
+              : [],
+          )
+        : await change();
     if (outcome.removed === 0) return false;
     await this.audit?.record({
       ...by.actor,

@@ -751,6 +751,13 @@ export class UserService {
   }
 
   /** Makes the user choose a new password at their next sign-in, and ends their sessions now. */
+  /** The user, if the caller may change them (every management scope the user holds): for changes made elsewhere (second factors). */
+  async manageable(id: string, context: Context): Promise<User> {
+    const user = await this.get(id);
+    await this.guardTarget(user, context);
+    return user;
+  }
+
   async requirePasswordReset(id: string, context: Context): Promise<User> {
     const before = await this.get(id);
     await this.guardTarget(before, context);

@@ -47,7 +47,9 @@
       id: credential.id,
       rawId: toText(credential.rawId),
       type: credential.type,
-      clientExtensionResults: credential.getClientExtensionResults ? credential.getClientExtensionResults() : {},
+      clientExtensionResults: credential.getClientExtensionResults
+        ? credential.getClientExtensionResults()
+        : {},
       authenticatorAttachment: credential.authenticatorAttachment || undefined,
       response: { clientDataJSON: toText(response.clientDataJSON) },
     };
@@ -76,10 +78,12 @@
   }
 
   function options(url) {
-    return fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } }).then(function (res) {
-      if (!res.ok) throw new Error('options ' + res.status);
-      return res.json();
-    });
+    return fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } }).then(
+      function (res) {
+        if (!res.ok) throw new Error('options ' + res.status);
+        return res.json();
+      },
+    );
   }
 
   function status(text) {
