@@ -14,9 +14,15 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: TestAppOptions = {}): Promise<TestServer> {
+/**
+ * `hostname`: the issuer's host (default 127.0.0.1); the server listens on 127.0.0.1 either way.
+ * Passkey tests use `localhost`: an IP address cannot be a WebAuthn relying party id.
+ */
+export async function startTestServer(
+  options: TestAppOptions & { hostname?: 'localhost' } = {},
+): Promise<TestServer> {
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${options.hostname ?? '127.0.0.1'}:${port}`;
   const t = await createTestApp({ ...options, env: { PORT: String(port), ISSUER: url, ...options.env } });
   const running = await startServer(t, t.stores, t.logger, {
     port,
