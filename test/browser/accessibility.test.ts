@@ -6,7 +6,9 @@
  * confirmation (done and invalid), consent, the account page, the sign-out confirmation and its
  * result, an invitation's sign-up page (address fixed) and a dead invitation, and the error page;
  * and, in production without SMTP_URL, the pages that say e-mail is off (sign-in, sign-up, an
- * unconfirmed user's refused sign-in). No serious or critical violation is allowed, and each page is in the
+ * unconfirmed user's refused sign-in); and the two-step verification pages (the account page with
+ * and without a second factor, setting up an authenticator app, also with an error, the recovery
+ * codes, the second-factor page at sign-in, also with an error). No serious or critical violation is allowed, and each page is in the
  * language asked for (`<html lang>`).
  *
  * axe-core is injected as a script; the pages' Content-Security-Policy (no scripts at all) would
@@ -16,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
+import { generateSync } from 'otplib';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 import { AccountTokens } from '../../src/mail/account-tokens.js';
@@ -224,6 +227,76 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
       } finally {
         await off.close();
       }
+    },
+    TIMEOUT_MS,
+  );
+
+  it.each([
+    ['en-US', 'en', 'Sign in', 'Verify'],
+    ['de-DE', 'de', 'Anmelden', 'Bestätigen'],
+  ])(
+    'has no serious or critical violation on the two-step verification pages, in %s',
+    async (locale, lang, signInLabel, verifyLabel) => {
+      const { t, url } = server;
+      const user = await createUser(t);
+      const spa = await registerClient(t, 'spa');
+      const config = await discover(url, spa);
+      const context = await browser.newContext({ locale, bypassCSP: true });
+      context.setDefaultTimeout(15_000);
+      const page = await context.newPage();
+      const checked: string[] = [];
+      const problems: string[] = [];
+      const check = async (name: string) => {
+        await page.waitForLoadState('load');
+        expect([name, await page.getAttribute('html', 'lang')]).toEqual([name, lang]);
+        await page.addScriptTag({ content: AXE });
+        const violations = (await page.evaluate(async () => {
+          const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe;
+          return (await axe.run()).violations;
+        })) as Violation[];
+        for (const v of violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
+          problems.push(
+            `${name}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
+          );
+        }
+        checked.push(name);
+      };
+
+      await page.goto(`${url}/account`);
+      await page.locator('#email').fill(user.email);
+      await page.locator('#password').fill(user.password);
+      await page.getByRole('button', { name: signInLabel, exact: true }).click();
+      await page.waitForURL(`${url}/account`);
+      await check('account (no second factor)');
+      await page.goto(`${url}/account/mfa/totp`);
+      await check('authenticator app set-up');
+      const secret = ((await page.locator('#totp-secret').textContent()) ?? '').replace(/ /g, '');
+      await page.locator('#code').fill('000000' === generateSync({ secret }) ? '111111' : '000000');
+      await page.locator('form[action="/account/mfa/totp"] button[type=submit]').click();
+      await check('authenticator app set-up (error)');
+      await page.locator('#code').fill(generateSync({ secret }));
+      await page.locator('form[action="/account/mfa/totp"] button[type=submit]').click();
+      await page.locator('ul.codes').waitFor();
+      await check('recovery codes');
+      await page.goto(`${url}/account`);
+      await check('account (with a second factor)');
+
+      await context.clearCookies();
+      const request = await authorizationRequest(config, spa.redirectUri, 'openid');
+      await page.goto(request.url.toString());
+      await page.locator('#email').fill(user.email);
+      await page.locator('#password').fill(user.password);
+      await page.getByRole('button', { name: signInLabel, exact: true }).click();
+      await page.locator('form[action$="/mfa/totp"]').waitFor();
+      await check('second factor');
+      await page.locator('#code').fill('000000');
+      await page.getByRole('button', { name: verifyLabel, exact: true }).click();
+      await page.locator('#mfa-error').waitFor();
+      await check('second factor (error)');
+
+      await context.close();
+      expect(checked).toHaveLength(7);
+      expect(problems).toEqual([]);
     },
     TIMEOUT_MS,
   );
