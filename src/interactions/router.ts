@@ -563,7 +563,15 @@ export function interactionsRouter(deps: InteractionDeps): Router {
   ): Promise<void> {
     const amr = amrOf(methods);
     const record = await users.get(user.id);
-    await auth.completeLogin(record, requestOf(ctx), details.params.client_id as string, amr.join('+'));
+    // user.login's method: password, password+otp, password+passkey, passkey.
+    const method = [
+      ...new Set(
+        amr
+          .filter((m) => m !== 'mfa')
+          .map((m) => (m === 'pwd' ? 'password' : m === 'otp' ? 'otp' : 'passkey')),
+      ),
+    ].join('+');
+    await auth.completeLogin(record, requestOf(ctx), details.params.client_id as string, method);
     ctx.cookies.set(MFA_COOKIE, null, { path: mfaPath(details.uid) });
     return finish(ctx, { login: { accountId: user.id, amr, acr: acrOf(amr), remember: true } }, asJson);
   }
