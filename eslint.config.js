@@ -12,4 +12,21 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  {
+    // The passkey script served to browsers (views/static/passkeys.js): browser globals, plain script.
+    files: ['views/static/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        navigator: 'readonly',
+        fetch: 'readonly',
+        atob: 'readonly',
+        btoa: 'readonly',
+        PublicKeyCredential: 'readonly',
+        AbortController: 'readonly',
+      },
+    },
+  },
 );

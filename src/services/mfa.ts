@@ -469,7 +469,7 @@ export class MfaService {
 
   /**
    * Removes one factor (`factorId`) or all of them (null) of `userId`. The last factor takes the
-   * recovery codes with it. By the user themselves (`by_user`) it is audited; by an administrator it
+   * recovery codes with it. By the user themselves it is audited; by an administrator it
    * is audited and recorded as `user.mfa_reset`. False when there was nothing to remove.
    */
   async remove(
@@ -480,7 +480,7 @@ export class MfaService {
     const factor = factorId ? await this.store.mfa.findFactor(factorId) : null;
     if (factorId && (!factor || factor.user_id !== userId)) return false;
     const change = async () => {
-      let removed = 0;
+      let removed: number;
       if (factorId) {
         removed = (await this.store.mfa.removeFactor(factorId)) ? 1 : 0;
         if (removed && (await this.store.mfa.listFactors(userId)).length === 0) {

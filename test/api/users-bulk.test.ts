@@ -58,6 +58,7 @@ describe.each(availableBackends())(
             role: item.role ?? 'user',
             status: 'active',
             email_verified: false,
+            mfa_enabled: false,
             created_at: expect.stringMatching(RFC3339),
             updated_at: expect.stringMatching(RFC3339),
             last_login: null,

@@ -9,7 +9,7 @@ import { adminApi, uniqueEmail, uniqueWord, type AdminApi, type ApiUser } from '
 import { availableBackends, createTestApp, type TestApp } from '../helpers/test-app.js';
 
 const FILTERABLE_HINT =
-  'Not a filterable field; use one of email, first_name, last_name, role, status, email_verified, login_count, last_login, created_at, updated_at or metadata.<key>';
+  'Not a filterable field; use one of email, first_name, last_name, role, status, email_verified, mfa_enabled, login_count, last_login, created_at, updated_at or metadata.<key>';
 const OPERATOR_HINT = 'Unknown operator; use one of eq, ne, gt, gte, lt, lte, in, contains';
 
 describe.each(availableBackends())(
@@ -422,7 +422,7 @@ describe.each(availableBackends())(
           {
             field: 'fields',
             issue:
-              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, created_at, updated_at, last_login, metadata, plan',
+              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, mfa_enabled, created_at, updated_at, last_login, metadata, plan',
           },
         ],
         [
@@ -431,7 +431,7 @@ describe.each(availableBackends())(
           {
             field: 'fields',
             issue:
-              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, created_at, updated_at, last_login, metadata, plan',
+              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, mfa_enabled, created_at, updated_at, last_login, metadata, plan',
           },
         ],
         ['fields that are not JSON', { fields: 'email' }, { field: 'fields', issue: 'Not valid JSON' }],

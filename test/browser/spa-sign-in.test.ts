@@ -221,14 +221,17 @@ describeWithChromium('SPA sign-in in Chromium', () => {
             sub: user.id,
           });
 
-          // Our pages' own headers: no scripts at all (default-src 'none' and no script-src to widen
-          // it), forms may lead only to us and the SPA's redirect origin, nothing cached.
+          // Our pages' own headers: no scripts but our own passkey script on the sign-in page
+          // (script-src 'self', nothing inline), none at all on the consent page (default-src 'none'
+          // and no script-src to widen it); forms may lead only to us and the SPA's redirect origin,
+          // nothing cached.
           for (const response of [loginPage, consentPage]) {
             const headers = await response.allHeaders();
             const csp = headers['content-security-policy'] ?? '';
             expect(csp).toContain("default-src 'none'");
             expect(csp).not.toContain('unsafe-inline');
-            expect(csp).not.toMatch(/script-src/);
+            const scripts = /script-src ([^;]*)/.exec(csp)?.[1];
+            expect(scripts).toBe(response === loginPage ? "'self'" : undefined);
             expect(csp).toMatch(new RegExp(`form-action 'self' ${escapeRegExp(spa!.origin)}(;|$)`));
             expect(headers['cache-control']).toBe('no-store');
           }
