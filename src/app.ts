@@ -122,7 +122,12 @@ const VERSION = (
 ).version;
 
 /** Paths served by oidc-provider; RFC 8414 metadata is the OpenID discovery document. */
-const PROVIDER_PATHS = /^\/oauth\/|^\/\.well-known\/(openid-configuration|oauth-authorization-server)$/;
+const PROVIDER_PATHS =
+  /^\/oauth\/|^\/device(\/|$)|^\/\.well-known\/(openid-configuration|oauth-authorization-server)$/;
+
+/** Device flow: code attempts per client address and window (see the device middleware). */
+const DEVICE_CODE_ATTEMPTS = 30;
+const DEVICE_CODE_WINDOW_S = 900;
 
 /** The longest lifetime of anything signed with a key, so retired keys stay published that long. */
 function signedTokenLifetimeS(config: Config): number {
@@ -483,6 +488,26 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     PROVIDER_ROUTES.introspection,
     PROVIDER_ROUTES.revocation,
   ]);
+  // Device flow: user codes are 8 characters of 20 (about 2^34.6); the code page takes at most
+  // DEVICE_CODE_ATTEMPTS per client address in 15 minutes (counted in the counter store, so on
+  // every instance together), and answers 429 after that.
+  app.use(async (ctx, next) => {
+    if (ctx.method !== 'POST' || ctx.path !== PROVIDER_ROUTES.code_verification) return next();
+    const tried = await stores.counters.increment(`device:code-entry:${ctx.ip}`, DEVICE_CODE_WINDOW_S);
+    if (tried.value <= DEVICE_CODE_ATTEMPTS) return next();
+    const t = views.translatorFor(ctx);
+    const retryAfter = Math.max(1, Math.ceil((tried.resetAt.getTime() - Date.now()) / 1000));
+    views.render(
+      ctx,
+      'error',
+      {
+        heading: t('device.heading'),
+        message: t('device.error.limited'),
+        requestId: String(ctx.state.requestId ?? ''),
+      },
+      { status: 429, headers: { 'Retry-After': String(retryAfter) } },
+    );
+  });
   app.use(async (ctx, next) => {
     if (!PROVIDER_PATHS.test(ctx.path)) return next();
     return preflight(ctx, () => {

@@ -63,7 +63,12 @@ function callContext(principal: Principal | undefined): ClientCallContext {
     actor: eventActor(principalActor(principal)),
   };
 }
-const GRANTS = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+const GRANTS = [
+  'authorization_code',
+  'refresh_token',
+  'client_credentials',
+  'urn:ietf:params:oauth:grant-type:device_code',
+] as const;
 const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 
 const clientFields = {
@@ -71,7 +76,7 @@ const clientFields = {
   application_type: z.enum(['web', 'native']),
   redirect_uris: z.array(redirectUri).max(50),
   post_logout_redirect_uris: z.array(redirectUri).max(50),
-  grant_types: z.array(z.enum(GRANTS)).min(1).max(3),
+  grant_types: z.array(z.enum(GRANTS)).min(1).max(4),
   response_types: z.array(z.enum(['code'])).max(1),
   token_endpoint_auth_method: z.enum(AUTH_METHODS),
   scope: wire(
@@ -123,7 +128,9 @@ const CreateClient = z
     kind: z
       .enum(CLIENT_KINDS)
       .default('web')
-      .describe('Defaults for grant types and authentication: web, spa, native, service'),
+      .describe(
+        'Defaults for grant types and authentication: web, spa, native, service, device (RFC 8628 device authorization grant)',
+      ),
     client_id: z
       .string()
       .regex(/^[A-Za-z0-9_-]{3,64}$/, { error: '3 to 64 letters, digits, "-" or "_"' })

@@ -32,7 +32,7 @@ const USAGE = `usage: npm run cli -- <command>
   users create --email E --first-name F --last-name L [--role R] [--password P | --password-stdin]
   users list [--limit N]
   users get <id-or-email>
-  clients create --kind web|spa|native|service --name NAME [--redirect-uri URI]...
+  clients create --kind web|spa|native|service|device --name NAME [--redirect-uri URI]...
                  [--post-logout-redirect-uri URI]... [--scope "a b"] [--first-party] [--id ID]
   clients list [--limit N]
   clients rotate-secret <client-id>

@@ -85,6 +85,10 @@ export function interactionErrors(views: Views, log: Logger) {
   };
 }
 
+/** The action of the provider's device form (its own route), and its CSRF token. */
+const actionOf = (form: string) => /action="([^"]+)"/.exec(form)?.[1] ?? '/device';
+const xsrfOf = (form: string) => /name="xsrf" value="([^"]*)"/.exec(form)?.[1] ?? '';
+
 export function providerPages(views: Views): ProviderPages {
   return {
     async renderError(ctx: KoaContextWithOIDC, out) {
@@ -127,6 +131,43 @@ export function providerPages(views: Views): ProviderPages {
     },
     async postLogoutSuccessSource(ctx: KoaContextWithOIDC) {
       views.render(ctx as unknown as Context, 'logged-out', { clientName: ctx.oidc.client?.clientName });
+    },
+    async deviceCodeInput(ctx: KoaContextWithOIDC, form: string, err?: unknown) {
+      // The provider's form carries its CSRF token and action; the page's form is ours (a label,
+      // no inline handlers), posting the same fields.
+      const context = ctx as unknown as Context;
+      const t = views.translatorFor(context);
+      const name = (err as { name?: string } | undefined)?.name;
+      const error = !err
+        ? undefined
+        : name === 'AbortedError'
+          ? t('device.error.aborted')
+          : name === 'ExpiredError'
+            ? t('device.error.expired')
+            : name === 'AlreadyUsedError'
+              ? t('device.error.used')
+              : name === 'NoCodeError' || name === 'NotFoundError'
+                ? t('device.error.wrong')
+                : t('error.generic');
+      views.render(
+        context,
+        'device',
+        { action: actionOf(form), xsrf: xsrfOf(form), error },
+        { status: err ? 400 : 200 },
+      );
+    },
+    async deviceCodeConfirm(ctx: KoaContextWithOIDC, form: string, clientName: string, userCode: string) {
+      views.render(ctx as unknown as Context, 'device-confirm', {
+        action: actionOf(form),
+        xsrf: xsrfOf(form),
+        userCode,
+        clientName,
+      });
+    },
+    async deviceSuccess(ctx: KoaContextWithOIDC) {
+      views.render(ctx as unknown as Context, 'device-done', {
+        clientName: ctx.oidc.client?.clientName ?? '',
+      });
     },
   };
 }

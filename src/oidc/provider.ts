@@ -4,6 +4,8 @@
  * detection), where clients, accounts, resource servers and artifacts come from, and how its pages
  * and events are rendered and logged. Everything a deployment could get wrong is decided here.
  */
+import { createHash } from 'node:crypto';
+
 import type { Context } from 'koa';
 import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
@@ -35,6 +37,9 @@ import { ADMIN_SCOPES, OIDC_SCOPE_CLAIMS, OIDC_SCOPES } from './scopes.js';
 /** Every provider endpoint lives under this prefix; discovery stays at /.well-known. */
 export const OAUTH_PREFIX = '/oauth';
 
+/** The polling interval devices are given (oidc-provider's), in seconds. */
+const DEVICE_POLL_INTERVAL_S = 5;
+
 export const PROVIDER_ROUTES = {
   authorization: `${OAUTH_PREFIX}/authorize`,
   token: `${OAUTH_PREFIX}/token`,
@@ -45,7 +50,8 @@ export const PROVIDER_ROUTES = {
   end_session: `${OAUTH_PREFIX}/logout`,
   pushed_authorization_request: `${OAUTH_PREFIX}/par`,
   device_authorization: `${OAUTH_PREFIX}/device/auth`,
-  code_verification: `${OAUTH_PREFIX}/device`,
+  // Short, for people to type in from a TV or a terminal (RFC 8628 §3.3).
+  code_verification: '/device',
   backchannel_authentication: `${OAUTH_PREFIX}/backchannel`,
   registration: `${OAUTH_PREFIX}/register`,
   challenge: `${OAUTH_PREFIX}/challenge`,
@@ -60,6 +66,17 @@ export interface ProviderPages {
   ): Promise<void>;
   logoutSource(ctx: KoaContextWithOIDC, form: string): Promise<void>;
   postLogoutSuccessSource(ctx: KoaContextWithOIDC): Promise<void>;
+  /** Device flow (RFC 8628): the page asking for the code shown on the device. */
+  deviceCodeInput(ctx: KoaContextWithOIDC, form: string, err?: unknown): Promise<void>;
+  /** Device flow: "is this the code on your device?", before sign-in and consent. */
+  deviceCodeConfirm(
+    ctx: KoaContextWithOIDC,
+    form: string,
+    clientName: string,
+    userCode: string,
+  ): Promise<void>;
+  /** Device flow: done, go back to the device. */
+  deviceSuccess(ctx: KoaContextWithOIDC): Promise<void>;
 }
 
 export interface ProviderDeps {
@@ -297,6 +314,17 @@ export function createProvider(deps: ProviderDeps): Provider {
       },
       userinfo: { enabled: true },
       registration: { enabled: false },
+      // Device authorization grant (RFC 8628) for clients registered with its grant type: user codes
+      // of 8 consonants (no vowels, no look-alike digits) shown as XXXX-XXXX, our own pages.
+      deviceFlow: {
+        enabled: true,
+        charset: 'base-20',
+        mask: '****-****',
+        userCodeInputSource: (ctx, form, _out, err) => deps.pages.deviceCodeInput(ctx, form, err),
+        userCodeConfirmSource: (ctx, form, client, _info, userCode) =>
+          deps.pages.deviceCodeConfirm(ctx, form, client.clientName ?? client.clientId, userCode),
+        successSource: (ctx) => deps.pages.deviceSuccess(ctx),
+      },
     },
     // Keep what a token was created with (api_key_id on tokens minted from API keys, see
     // api-key-grant.ts); introspection reports it. Other tokens carry no extra claims.
@@ -357,6 +385,34 @@ export function createProvider(deps: ProviderDeps): Provider {
       ctx.status = 401;
       ctx.set('WWW-Authenticate', `Basic realm="${provider.issuer}"`);
       ctx.body = { error: 'invalid_client', error_description: 'client authentication is required' };
+    }
+    // A device authorization request of a client not registered for the grant: RFC 8628 §3.2 answers
+    // with the token endpoint's errors (RFC 6749 §5.2), that is unauthorized_client.
+    if (
+      ctx.status === 400 &&
+      ctx.oidc?.route === 'device_authorization' &&
+      body?.error === 'invalid_request' &&
+      typeof body.error_description === 'string' &&
+      body.error_description.endsWith('is not allowed for this client')
+    ) {
+      ctx.body = { ...body, error: 'unauthorized_client' };
+    }
+  });
+  // RFC 8628 §3.5 slow_down, which oidc-provider never sends: a device asking again about a pending
+  // code sooner than `interval` after its last poll is told to slow down (one counter per device
+  // code in the counter store, so polls to different instances count together).
+  provider.use(async (ctx, next) => {
+    await next();
+    const body = ctx.body as { error?: unknown } | undefined;
+    if (ctx.oidc?.route !== 'token' || ctx.status !== 400 || body?.error !== 'authorization_pending') return;
+    const deviceCode = String((ctx.oidc.params as { device_code?: unknown } | undefined)?.device_code ?? '');
+    const key = `device:poll:${createHash('sha256').update(deviceCode).digest('base64url')}`;
+    const polls = await deps.stores.counters.increment(key, DEVICE_POLL_INTERVAL_S);
+    if (polls.value > 1) {
+      ctx.body = {
+        error: 'slow_down',
+        error_description: `poll at most every ${DEVICE_POLL_INTERVAL_S} seconds, 5 more than before`,
+      };
     }
   });
   // RFC 7662 §2.2 members oidc-provider leaves out: a client's own token (client credentials) names

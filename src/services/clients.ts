@@ -21,8 +21,11 @@ import { requireDominance, requireGrantable, requireScopes, type Grants } from '
  * - spa: public browser app (no secret), code + PKCE
  * - native: public mobile/desktop app (RFC 8252: private-use schemes, loopback redirects on any port)
  * - service: confidential machine client, client credentials only
+ * - device: public client on a device without a browser or keyboard (a TV, a command-line tool):
+ *   the device authorization grant (RFC 8628) and refresh tokens, no redirects
  */
-export const CLIENT_KINDS = ['web', 'spa', 'native', 'service'] as const;
+export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+export const CLIENT_KINDS = ['web', 'spa', 'native', 'service', 'device'] as const;
 export type ClientKind = (typeof CLIENT_KINDS)[number];
 
 const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post']);
@@ -58,6 +61,14 @@ export function kindDefaults(kind: ClientKind): JsonObject {
         response_types: [],
         redirect_uris: [],
       };
+    case 'device':
+      return {
+        application_type: 'native',
+        token_endpoint_auth_method: 'none',
+        grant_types: [DEVICE_CODE_GRANT, 'refresh_token'],
+        response_types: [],
+        redirect_uris: [],
+      };
   }
 }
 
@@ -65,6 +76,7 @@ export function kindDefaults(kind: ClientKind): JsonObject {
 export function kindOf(metadata: JsonObject): ClientKind {
   const grants = Array.isArray(metadata.grant_types) ? metadata.grant_types : [];
   if (grants.length > 0 && grants.every((g) => g === 'client_credentials')) return 'service';
+  if (grants.includes(DEVICE_CODE_GRANT) && !grants.includes('authorization_code')) return 'device';
   if (metadata.token_endpoint_auth_method === 'none')
     return metadata.application_type === 'native' ? 'native' : 'spa';
   return 'web';

@@ -438,7 +438,7 @@ describe.each(availableBackends())(
           {
             field: 'grant_types.0',
             issue:
-              'Invalid option: expected one of "authorization_code"|"refresh_token"|"client_credentials"',
+              'Invalid option: expected one of "authorization_code"|"refresh_token"|"client_credentials"|"urn:ietf:params:oauth:grant-type:device_code"',
             provided: 'implicit',
           },
         ],
@@ -488,7 +488,7 @@ describe.each(availableBackends())(
           { kind: 'daemon', client_name: 'X' },
           {
             field: 'kind',
-            issue: 'Invalid option: expected one of "web"|"spa"|"native"|"service"',
+            issue: 'Invalid option: expected one of "web"|"spa"|"native"|"service"|"device"',
             provided: 'daemon',
           },
         ],

@@ -67,6 +67,8 @@ describe.each(availableBackends())(
         'authorization_code',
         'refresh_token',
         'client_credentials',
+        // The device authorization grant (RFC 8628), for clients of kind `device`.
+        'urn:ietf:params:oauth:grant-type:device_code',
         // API keys exchanged for access tokens (README: API keys, plans and quotas).
         'urn:latchkey:params:oauth:grant-type:api-key',
       ]);
