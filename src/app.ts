@@ -268,7 +268,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const policies = new PolicyService(stores.durable, stores.events, audit, {
     cacheTtlMs: config.policyCacheTtlMs,
     decisionLogSampleRate: config.policyDecisionLogSampleRate,
+    decisionCacheTtlMs: config.policyDecisionCacheTtlS * 1000,
   });
+  // What decisions are built from: a user's roles, and the roles there are.
+  users.changes.add((userId) => void policies.userChanged(userId));
+  roles.changes.add(() => void policies.rolesChanged());
   const planService = new PlanService(
     stores.durable.plans,
     stores.durable.users,
