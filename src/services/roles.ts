@@ -26,7 +26,7 @@ export class RoleService {
     private readonly events: EventRecorder,
   ) {}
 
-  /** Called after a role was created or deleted (what users hold changed; caches listen). */
+  /** Called after a role was created, changed or deleted (what users hold changed; caches listen). */
   readonly changes = new Set<() => void>();
 
   private notify(): void {
@@ -93,6 +93,7 @@ export class RoleService {
       },
     );
     if (!after) throw new AppError('ROLE_NOT_FOUND');
+    this.notify();
     await this.audit.record({
       ...context.actor,
       request: context.request,

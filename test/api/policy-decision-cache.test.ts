@@ -4,13 +4,16 @@
  * here so no test could pass by waiting — when a policy changes, a role is linked or unlinked, a
  * user's primary role changes, a role is deleted, a user is suspended, or a registered entity is
  * written or removed; on the instance that made the change and, with a shared event bus (Redis), on
- * a second instance that had cached the answer.
+ * a second instance that had cached the answer. Likewise the caller a bearer token stands for: kept,
+ * and refused at once when the token is revoked, its client narrowed or deleted, or its user
+ * suspended.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 
+import { TOKEN_REVOCATIONS_CHANNEL } from '../../src/gateway/forward-auth.js';
 import { POLICY_CHANGES_CHANNEL, POLICY_INPUTS_CHANNEL } from '../../src/services/policies.js';
-import { adminApi, randomTag, uniqueRoleName, type AdminApi } from '../helpers/admin-api.js';
+import { adminApi, randomTag, uniqueRoleName, userToken, type AdminApi } from '../helpers/admin-api.js';
 import { availableBackends, createTestApp, type TestApp } from '../helpers/test-app.js';
 
 type Uid = { type: string; id: string };
@@ -181,6 +184,58 @@ describe.each(availableBackends())(
       expect(await ask(q)).toBe('Deny');
     });
 
+    describe('the caller a token stands for', () => {
+      const q = { principal: user('someone'), action: act('anything'), resource: doc('x') };
+      const status = async (token: string) =>
+        (await request(t.callback).post('/v1/authorize').set('Authorization', `Bearer ${token}`).send(q))
+          .status;
+      const asker = () => adminApi(t, { scope: 'policy:evaluate' });
+
+      it('is kept: a token destroyed in the store without a word is still accepted', async () => {
+        const caller = await asker();
+        expect(await status(caller.token)).toBe(200);
+        await t.stores.artifacts.adapterFor('ClientCredentials').destroy(caller.token);
+        expect(await status(caller.token)).toBe(200);
+        // The management API does not keep it.
+        expect((await caller.get('/v2/policies')).status).toBe(401);
+      });
+
+      it('a revoked token is refused at once', async () => {
+        const caller = await asker();
+        expect(await status(caller.token)).toBe(200);
+        const revoke = await request(t.callback)
+          .post('/oauth/revoke')
+          .auth(caller.client!.clientId, caller.client!.clientSecret)
+          .type('form')
+          .send({ token: caller.token });
+        expect(revoke.status).toBe(200);
+        expect(await status(caller.token)).toBe(401);
+      });
+
+      it("a client's scope taken away, or the client deleted, is in force at once", async () => {
+        const caller = await asker();
+        const other = await asker();
+        expect(await status(caller.token)).toBe(200);
+        expect(await status(other.token)).toBe(200);
+        const narrowed = await api.put(`/v2/clients/${caller.client!.clientId}`, { scope: 'user:read' });
+        expect(narrowed.status).toBe(200);
+        expect(await status(caller.token)).toBe(403);
+        expect((await api.delete(`/v2/clients/${other.client!.clientId}`)).status).toBe(204);
+        expect(await status(other.token)).toBe(401);
+      });
+
+      it("a user's token is refused at once once the user is suspended", async () => {
+        const me = await api.createUser();
+        const token = await userToken(t, api, me.id);
+        const own = { principal: user(me.id), action: act('x'), resource: doc('y') };
+        const ask = () =>
+          request(t.callback).post('/v1/authorize').set('Authorization', `Bearer ${token}`).send(own);
+        expect((await ask()).status).toBe(200);
+        expect((await api.put(`/v2/users/${me.id}`, { status: 'suspended' })).status).toBe(200);
+        expect((await ask()).status).toBe(401);
+      });
+    });
+
     it('with POLICY_DECISION_CACHE_TTL_S=0 nothing is kept', async () => {
       const off = await createTestApp({ durable, shortLived, env: { POLICY_DECISION_CACHE_TTL_S: '0' } });
       try {
@@ -257,6 +312,23 @@ describe.each(availableBackends())(
           expect(await decision(b, onB.token, q)).toBe('Allow');
 
           // The user's record is read for every decision (the store's own cache hears of changes).
+          // A token B keeps, revoked on A: refused on B once it hears of the revocation.
+          const caller = await adminApi(t, { scope: 'policy:evaluate' });
+          expect(await decision(b, caller.token, q)).toBe('Allow');
+          const revoked = heardOnB(undefined, TOKEN_REVOCATIONS_CHANNEL);
+          const revoke = await request(t.callback)
+            .post('/oauth/revoke')
+            .auth(caller.client!.clientId, caller.client!.clientSecret)
+            .type('form')
+            .send({ token: caller.token });
+          expect(revoke.status).toBe(200);
+          await revoked;
+          const refused = await request(b.callback)
+            .post('/v1/authorize')
+            .set('Authorization', `Bearer ${caller.token}`)
+            .send(q);
+          expect(refused.status).toBe(401);
+
           heard = heardOnB(gina.id);
           expect((await api.put(`/v2/users/${gina.id}`, { status: 'suspended' })).status).toBe(200);
           await heard;
