@@ -581,6 +581,7 @@ export class PolicyService {
           request.resource,
           request.context,
           request.entities,
+          [...(request.sent ?? [])],
         ]),
       )
       .digest('base64');
@@ -624,7 +625,12 @@ export class PolicyService {
     }
     const entities = new Map<string, CedarEntity>();
     for (const e of ours) entities.set(key(e.uid), e);
-    for (const e of check.entities ?? []) if (!entities.has(key(e.uid))) entities.set(key(e.uid), e);
+    const sent = new Set<string>();
+    for (const e of check.entities ?? []) {
+      if (entities.has(key(e.uid))) continue;
+      entities.set(key(e.uid), e);
+      sent.add(key(e.uid));
+    }
     const wanted = [
       principal,
       check.action,
@@ -640,6 +646,7 @@ export class PolicyService {
         resource: check.resource,
         context: (check.context ?? {}) as Record<string, CedarValueJson>,
         entities: [...entities.values()],
+        ...(sent.size > 0 ? { sent } : {}),
       },
     };
   }
