@@ -4,6 +4,11 @@
  * condition, with the same questions in rotation across 50 users. Floor: 3,000 decisions/s per core
  * (requests answered divided by the server's CPU seconds, the server being one process).
  *
+ * Three scenarios: the decision cache on (POLICY_DECISION_CACHE_TTL_S=5) with the same questions, so
+ * they are answered from it; the cache on with a nonce in every question's context, so Cedar decides
+ * each one (the users' roles and registered entities are still kept); and, on a second server, the
+ * cache off (POLICY_DECISION_CACHE_TTL_S=0): every decision reads the store and asks Cedar.
+ *
  * Beside it, the in-process Cedar rate for the same set and entities, as the ceiling: the whole set
  * of 100 policies evaluated per request (what Cedar alone does), and the scope-filtered subsets the
  * server evaluates (src/services/policy-engine.ts).
@@ -18,7 +23,17 @@ import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 
 import type * as EngineModule from '../src/services/policy-engine.ts';
 
-import { adminToken, cpuMs, machine, measure, ROOT, startServer, table, threadCpuMs } from './lib.ts';
+import {
+  adminToken,
+  cpuMs,
+  machine,
+  measure,
+  ROOT,
+  startServer,
+  table,
+  threadCpuMs,
+  type Measurement,
+} from './lib.ts';
 
 const ROLES = 20;
 const ACTIONS = 10;
@@ -102,21 +117,27 @@ async function inProcessCeiling(): Promise<{ whole: number; filtered: number }> 
   return { whole, filtered };
 }
 
-export async function runPolicyBenchmark(argv: string[]): Promise<string> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      duration: { type: 'string', default: '10' },
-      mongo: { type: 'string' },
-      redis: { type: 'string' },
-    },
-  });
-  const duration = Number(values.duration);
-  const backend = values.mongo ? `mongo${values.redis ? ' + redis' : ''}` : 'embedded';
-  const server = await startServer({
-    ...(values.mongo ? { MONGODB_URI: values.mongo } : {}),
-    ...(values.redis ? { REDIS_URL: values.redis } : {}),
-  });
+interface Scenario {
+  name: string;
+  /** The body of the n-th request. */
+  body: (n: number) => string;
+}
+
+interface Result {
+  measured: Measurement;
+  perCore: number;
+  cpuSeconds: number;
+  mainSeconds: number;
+  otherSeconds: number;
+}
+
+/** One server with `env`, the bench's roles, users and policies, and each scenario measured on it. */
+async function onServer(
+  env: Record<string, string>,
+  duration: number,
+  scenarios: (bodies: string[], users: string[]) => Scenario[],
+): Promise<{ results: Result[]; rss: number }> {
+  const server = await startServer(env);
   try {
     const token = await adminToken(server.url, 'user:write role:manage policy:manage policy:evaluate');
     const roles: { id: string; name: string }[] = [];
@@ -142,60 +163,108 @@ export async function runPolicyBenchmark(argv: string[]): Promise<string> {
     for (let i = 0; i < POLICIES; i++) {
       await call(server.url, token, 'POST', '/v2/policies', { id: `bench-${i}`, policy: policyText(i) });
     }
-    const bodies = users.map((id, u) =>
-      JSON.stringify({
-        principal: { type: 'User', id },
-        action: { type: 'Action', id: `a${u % ACTIONS}` },
-        resource: { type: 'Document', id: `d${u}` },
-        context: { level: u % 5 },
-      }),
-    );
+    const bodies = users.map((id, u) => JSON.stringify(question(id, u)));
     const probe = (await call(server.url, token, 'POST', '/v1/authorize', JSON.parse(bodies[0]!))) as {
       decision: string;
     };
     if (probe.decision !== 'Allow') throw new Error(`unexpected decision: ${JSON.stringify(probe)}`);
 
-    let sequence = 0;
-    const decide = {
-      method: 'POST' as const,
-      path: '/v1/authorize',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      setupRequest: (req: object) => ({ ...req, body: bodies[sequence++ % bodies.length] }),
-    };
-    const base = { url: server.url, duration, connections: 16 };
-    await measure('warm-up', { ...base, duration: 3, requests: [decide] });
-    const cpuBefore = cpuMs(server.child.pid!);
-    const threadsBefore = threadCpuMs(server.child.pid!);
-    const measured = await measure('POST /v1/authorize, 100 policies, role parents', {
-      ...base,
-      requests: [decide],
-    });
-    const cpuSeconds = (cpuMs(server.child.pid!) - cpuBefore) / 1000;
-    const threadsAfter = threadCpuMs(server.child.pid!);
-    const mainSeconds = (threadsAfter.main - threadsBefore.main) / 1000;
-    const otherSeconds =
-      (threadsAfter.other + threadsAfter.pool - threadsBefore.other - threadsBefore.pool) / 1000;
-    const perCore = Math.round((measured.requests - measured.errors) / cpuSeconds);
-    const rss = await server.rssMiB();
-    const ceiling = await inProcessCeiling();
-
-    return [
-      `### Policy decisions on ${backend}`,
-      '',
-      `Machine: ${machine()}. Load generator and server share the machine.`,
-      '',
-      table([measured], { 'Per core': () => `${perCore}/s` }),
-      '',
-      `Decisions per second per core (answered requests / server CPU seconds): **${perCore.toLocaleString('en')}** ` +
-        `(floor 3,000). Of the server's ${cpuSeconds.toFixed(1)} CPU seconds, ${mainSeconds.toFixed(1)} were its event loop ` +
-        `and ${otherSeconds.toFixed(1)} other threads (GC helpers, compiler). Server RSS after the run: ${rss} MiB.`,
-      '',
-      `In-process Cedar ceiling for the same set and entities (one core, this process): the whole set of ${POLICIES} ` +
-        `policies per request ${ceiling.whole.toLocaleString('en')}/s; the scope-filtered subsets the server ` +
-        `evaluates ${ceiling.filtered.toLocaleString('en')}/s.`,
-      '',
-    ].join('\n');
+    const results: Result[] = [];
+    for (const scenario of scenarios(bodies, users)) {
+      let sequence = 0;
+      const decide = {
+        method: 'POST' as const,
+        path: '/v1/authorize',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        setupRequest: (req: object) => ({ ...req, body: scenario.body(sequence++) }),
+      };
+      const base = { url: server.url, duration, connections: 16 };
+      await measure('warm-up', { ...base, duration: 3, requests: [decide] });
+      const cpuBefore = cpuMs(server.child.pid!);
+      const threadsBefore = threadCpuMs(server.child.pid!);
+      const measured = await measure(scenario.name, { ...base, requests: [decide] });
+      const cpuSeconds = (cpuMs(server.child.pid!) - cpuBefore) / 1000;
+      const threadsAfter = threadCpuMs(server.child.pid!);
+      results.push({
+        measured,
+        cpuSeconds,
+        mainSeconds: (threadsAfter.main - threadsBefore.main) / 1000,
+        otherSeconds:
+          (threadsAfter.other + threadsAfter.pool - threadsBefore.other - threadsBefore.pool) / 1000,
+        perCore: Math.round((measured.requests - measured.errors) / cpuSeconds),
+      });
+    }
+    return { results, rss: await server.rssMiB() };
   } finally {
     await server.stop();
   }
+}
+
+const question = (id: string, u: number, nonce?: number) => ({
+  principal: { type: 'User', id },
+  action: { type: 'Action', id: `a${u % ACTIONS}` },
+  resource: { type: 'Document', id: `d${u}` },
+  context: nonce === undefined ? { level: u % 5 } : { level: u % 5, nonce },
+});
+
+export async function runPolicyBenchmark(argv: string[]): Promise<string> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '10' },
+      mongo: { type: 'string' },
+      redis: { type: 'string' },
+    },
+  });
+  const duration = Number(values.duration);
+  const backend = values.mongo ? `mongo${values.redis ? ' + redis' : ''}` : 'embedded';
+  const env = {
+    ...(values.mongo ? { MONGODB_URI: values.mongo } : {}),
+    ...(values.redis ? { REDIS_URL: values.redis } : {}),
+  };
+  // The decision cache on (the default, 5 s): the same 50 questions in rotation are answered from
+  // it; a nonce in the context makes every question new (Cedar evaluates, the entities are kept).
+  const cached = await onServer({ ...env, POLICY_DECISION_CACHE_TTL_S: '5' }, duration, (bodies, users) => [
+    {
+      name: 'POST /v1/authorize, 100 policies, role parents, cache on',
+      body: (n) => bodies[n % bodies.length]!,
+    },
+    {
+      name: 'POST /v1/authorize, cache on, every question new',
+      body: (n) => JSON.stringify(question(users[n % users.length]!, n % users.length, n)),
+    },
+  ]);
+  // The cache off: every decision reads the store and asks Cedar.
+  const uncached = await onServer({ ...env, POLICY_DECISION_CACHE_TTL_S: '0' }, duration, (bodies) => [
+    { name: 'POST /v1/authorize, cache off', body: (n) => bodies[n % bodies.length]! },
+  ]);
+  const results = [...cached.results, ...uncached.results];
+  const perCore = new Map(results.map((r) => [r.measured, r.perCore]));
+  const ceiling = await inProcessCeiling();
+  const [hit, fresh, off] = results as [Result, Result, Result];
+  const threads = (r: Result) =>
+    `${r.cpuSeconds.toFixed(1)} CPU s (${r.mainSeconds.toFixed(1)} event loop, ${r.otherSeconds.toFixed(1)} other threads)`;
+
+  return [
+    `### Policy decisions on ${backend}`,
+    '',
+    `Machine: ${machine()}. Load generator and server share the machine.`,
+    '',
+    table(
+      results.map((r) => r.measured),
+      { 'Per core': (m) => `${perCore.get(m)}/s` },
+    ),
+    '',
+    `Decisions per second per core (answered requests / server CPU seconds; floor 3,000): ` +
+      `**${hit.perCore.toLocaleString('en')}** with the decision cache answering the same questions, ` +
+      `**${fresh.perCore.toLocaleString('en')}** with every question new (Cedar evaluates; users' roles and ` +
+      `registered entities kept), **${off.perCore.toLocaleString('en')}** with the cache off. Server CPU: ` +
+      `${threads(hit)}; ${threads(fresh)}; ${threads(off)}. Server RSS after the runs: ${cached.rss} MiB (cache on), ` +
+      `${uncached.rss} MiB (off).`,
+    '',
+    `In-process Cedar ceiling for the same set and entities (one core, this process): the whole set of ${POLICIES} ` +
+      `policies per request ${ceiling.whole.toLocaleString('en')}/s; the scope-filtered subsets the server ` +
+      `evaluates ${ceiling.filtered.toLocaleString('en')}/s.`,
+    '',
+  ].join('\n');
 }

@@ -295,7 +295,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   const policies = new PolicyService(stores.durable, stores.events, audit, {
     cacheTtlMs: config.policyCacheTtlMs,
     decisionLogSampleRate: config.policyDecisionLogSampleRate,
+    decisionCacheTtlMs: config.policyDecisionCacheTtlS * 1000,
   });
+  // What decisions are built from: a user's roles, and the roles there are.
+  users.changes.add((userId) => void policies.userChanged(userId));
+  roles.changes.add(() => void policies.rolesChanged());
   const planService = new PlanService(
     stores.durable.plans,
     stores.durable.users,
@@ -426,11 +430,15 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     logger,
   );
   await host.start(config.signingKeyRefreshIntervalS);
+  const clientChanges = new Set<(clientId: string) => void>();
   const clientService = new ClientService(
     stores.durable.clients,
     (metadata) => host.current.Client.validate(metadata as never),
     recorder,
-    (clientId) => clients.invalidate(clientId),
+    (clientId) => {
+      clients.invalidate(clientId);
+      for (const listener of clientChanges) listener(clientId);
+    },
   );
 
   await bootstrap(
@@ -600,7 +608,13 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     authenticator: new BearerAuthenticator(host, stores.durable, config.issuer, (keyId) =>
       apiKeys.usable(keyId),
     ),
+    events: stores.events,
+    cacheTtlMs: config.policyDecisionCacheTtlS * 1000,
   });
+  // Kept callers: revocations and changed users (announced), changed clients and roles (here).
+  revocationListeners.add((revoked) => decisions.forget(revoked));
+  clientChanges.add((clientId) => decisions.forget({ client: clientId }));
+  roles.changes.add(() => decisions.forget({ everyUser: true }));
   app.use(decisions.routes());
   app.use(allowedMethods(decisions));
 
@@ -660,6 +674,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     },
     close: async () => {
       forwardAuth.close();
+      decisions.close();
       await Promise.all([delivery.stop(), mailDelivery?.stop()]);
       await host.stop();
     },

@@ -25,6 +25,16 @@ interface TokenFacts {
   bound: boolean;
   /** Set on tokens minted from an API key. */
   apiKeyId?: string;
+  /** When the token expires (ms), if known. */
+  expiresAt?: number;
+  grantId?: string;
+}
+
+/** Who a token stands for, with what a cache of it needs: when it expires, and its grant. */
+export interface Authenticated {
+  principal: Principal;
+  expiresAt: number | undefined;
+  grantId: string | undefined;
 }
 
 /** Reads the bearer token; undefined when there is none. */
@@ -64,6 +74,8 @@ export class BearerAuthenticator {
       aud: found.aud,
       bound: Boolean(found.jkt || found['x5t#S256']),
       apiKeyId: typeof found.extra?.api_key_id === 'string' ? found.extra.api_key_id : undefined,
+      expiresAt: typeof found.exp === 'number' ? found.exp * 1000 : undefined,
+      grantId: typeof access?.grantId === 'string' ? access.grantId : undefined,
     };
   }
 
@@ -85,6 +97,7 @@ export class BearerAuthenticator {
         bound: Boolean(
           (payload.cnf as Record<string, unknown> | undefined) && Object.keys(payload.cnf as object).length,
         ),
+        expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
       };
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw new AppError('AUTH_TOKEN_EXPIRED');
@@ -102,6 +115,11 @@ export class BearerAuthenticator {
   }
 
   async authenticate(token: string): Promise<Principal> {
+    return (await this.authenticateToken(token)).principal;
+  }
+
+  /** As authenticate, with the token's expiry and grant. */
+  async authenticateToken(token: string): Promise<Authenticated> {
     const facts = token.split('.').length === 3 ? await this.jwt(token) : await this.opaque(token);
     if (!facts) throw new AppError('AUTH_TOKEN_INVALID');
     if (facts.bound) {
@@ -123,29 +141,34 @@ export class BearerAuthenticator {
     if (!client)
       throw new AppError('AUTH_TOKEN_INVALID', { message: 'The client of this token no longer exists' });
     const requested = new Set((facts.scope ?? '').split(' ').filter(Boolean));
+    const authenticated = (principal: Principal): Authenticated => ({
+      principal,
+      expiresAt: facts.expiresAt,
+      grantId: facts.grantId,
+    });
     if (!facts.accountId) {
       // A service token carries at most what its client is (now) allowed.
       const allowed = new Set((client.scope ?? '').split(' '));
-      return {
+      return authenticated({
         kind: 'client',
         clientId: facts.clientId,
         userId: undefined,
         scopes: new Set([...requested].filter((s) => allowed.has(s))),
         tokenId: facts.jti,
         apiKeyId: facts.apiKeyId,
-      };
+      });
     }
     const user = await this.store.users.findById(facts.accountId);
     if (!isActiveUser(user)) throw new AppError('AUTH_TOKEN_INVALID');
     const allowed = await this.permissionsOf(user.id, user.role);
-    return {
+    return authenticated({
       kind: 'user',
       clientId: facts.clientId,
       userId: user.id,
       scopes: new Set([...requested].filter((s) => allowed.has(s))),
       tokenId: facts.jti,
       apiKeyId: facts.apiKeyId,
-    };
+    });
   }
 }
 

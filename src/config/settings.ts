@@ -152,6 +152,7 @@ export const SETTINGS = {
   EVENT_RETENTION_DAYS: spec(int(1, 3650), 'days from 1 to 3650'),
   POLICY_CACHE_TTL_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
   POLICY_DECISION_LOG_SAMPLE_RATE: spec(fraction, 'a fraction from 0 to 1, such as 0.01'),
+  POLICY_DECISION_CACHE_TTL_S: spec(int(0, 60), 'seconds from 0 to 60'),
   SMTP_URL: spec(optionalUrl(/^smtps?:$/), 'empty, or smtp://user:pass@host:port or smtps://…', true),
   MAIL_FROM: spec(z.string().trim().min(3).max(320), 'a sender such as "Latchkey <no-reply@example.com>"'),
   SMTP_REQUIRE_TLS: spec(bool, 'true or false'),

@@ -3,13 +3,21 @@
  * decision"). The caller presents a bearer access token: one holding `policy:evaluate` may ask about
  * any principal, a user's own token only about that user. Answers are decisions, never 5xx for a
  * policy's fault: an evaluation error is a Deny carrying the error in its diagnostics.
+ *
+ * Who a token stands for is kept for POLICY_DECISION_CACHE_TTL_S (never past the token's expiry) by
+ * the token's SHA-256, as forward auth does; tokens minted from an API key are checked every time. A
+ * revoked token or grant and a changed user (their status, roles or linked roles) are announced on
+ * the event bus and dropped on every instance; a changed role's permissions drop every user's
+ * entry; a changed or deleted client drops its tokens' entries on the instance that changed it (other
+ * instances read clients from their own cache for CLIENT_CACHE_TTL_S, 5 s, in any case).
  */
 import Router from '@koa/router';
+import { createHash } from 'node:crypto';
 import type { Context } from 'koa';
 import type { z } from 'zod';
 
 import { validationError } from '../admin/api-router.js';
-import { bearerToken, type BearerAuthenticator } from '../admin/bearer-auth.js';
+import { bearerToken, type Authenticated, type BearerAuthenticator } from '../admin/bearer-auth.js';
 import type { Principal } from '../admin/principal.js';
 import type { RouteSpec } from '../admin/api-router.js';
 import {
@@ -21,12 +29,82 @@ import {
 import { requestFacts } from '../admin/users-routes.js';
 import { AppError } from '../errors/app-error.js';
 import { jsonBody } from '../http/json-body.js';
-import { EVALUATE_SCOPE, type AuthorizeCheck, type PolicyService } from '../services/policies.js';
+import {
+  EVALUATE_SCOPE,
+  POLICY_INPUTS_CHANNEL,
+  type AuthorizeCheck,
+  type PolicyService,
+} from '../services/policies.js';
+import type { EventBus } from '../store/ports.js';
+import { TOKEN_REVOCATIONS_CHANNEL, type Revoked } from './forward-auth.js';
 
 export interface AuthorizeRouterDeps {
   policies: PolicyService;
-  authenticator: BearerAuthenticator;
+  authenticator: Pick<BearerAuthenticator, 'authenticateToken'>;
   issuer: string;
+  /** Where revocations and changed users and roles are heard (to drop kept callers). */
+  events?: EventBus;
+  /** POLICY_DECISION_CACHE_TTL_S in milliseconds: how long a token's caller is kept (0: not). */
+  cacheTtlMs?: number;
+  now?: () => number;
+}
+
+/** What drops kept callers: a revocation, a changed client, or a change of every user's roles. */
+export type CallerChange = Revoked & { client?: string; everyUser?: boolean };
+
+const MAX_CALLERS = 50_000;
+
+/** The callers of recently seen tokens, by token digest. */
+class CallerCache {
+  private readonly entries = new Map<string, Authenticated & { until: number }>();
+  /** Bumped by every drop; a check stores its result only if none came while it ran. */
+  private drops = 0;
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  mark(): number {
+    return this.drops;
+  }
+
+  get(digest: string): Authenticated | undefined {
+    const entry = this.entries.get(digest);
+    if (!entry) return undefined;
+    if (entry.until <= this.now()) {
+      this.entries.delete(digest);
+      return undefined;
+    }
+    return entry;
+  }
+
+  set(digest: string, found: Authenticated, mark: number): void {
+    if (this.ttlMs <= 0 || mark !== this.drops || found.principal.apiKeyId !== undefined) return;
+    const until = Math.min(this.now() + this.ttlMs, found.expiresAt ?? Number.POSITIVE_INFINITY);
+    if (this.entries.size >= MAX_CALLERS) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(digest, { ...found, until });
+  }
+
+  drop(change: CallerChange): void {
+    this.drops += 1;
+    for (const [digest, { principal, grantId }] of this.entries) {
+      if (
+        (change.jti !== undefined && principal.tokenId === change.jti) ||
+        (change.grant !== undefined && grantId === change.grant) ||
+        (change.user !== undefined && principal.userId === change.user) ||
+        (change.client !== undefined && principal.clientId === change.client) ||
+        (change.everyUser === true && principal.kind === 'user')
+      ) {
+        this.entries.delete(digest);
+      }
+    }
+  }
+
+  clear(): void {
+    this.drops += 1;
+    this.entries.clear();
+  }
 }
 
 function parse<T extends z.ZodType>(schema: T, ctx: Context): z.output<T> {
@@ -39,16 +117,47 @@ function parse<T extends z.ZodType>(schema: T, ctx: Context): z.output<T> {
   return result.data;
 }
 
-export function authorizeRouter(deps: AuthorizeRouterDeps): Router {
+export function authorizeRouter(
+  deps: AuthorizeRouterDeps,
+): Router & { forget(change: CallerChange): void; close(): void } {
   const router = new Router({ prefix: '/v1/authorize' });
   const realm = `realm="${deps.issuer}"`;
+  const callers = new CallerCache(deps.cacheTtlMs ?? 0, deps.now ?? Date.now);
+  const unsubscribe =
+    deps.events && (deps.cacheTtlMs ?? 0) > 0
+      ? [
+          deps.events.subscribe(TOKEN_REVOCATIONS_CHANNEL, (message) => {
+            try {
+              callers.drop(JSON.parse(message) as Revoked);
+            } catch {
+              // Not ours to read: forget everything rather than keep what it may have named.
+              callers.clear();
+            }
+          }),
+          // A user's roles changed (their id), or roles were created, changed or deleted (`*`).
+          deps.events.subscribe(POLICY_INPUTS_CHANNEL, (message) =>
+            callers.drop(message === '*' ? { everyUser: true } : { user: message }),
+          ),
+        ]
+      : [];
+
+  /** Who the token stands for: kept, or checked (and kept for the cache period). */
+  async function authenticate(token: string): Promise<Principal> {
+    const digest = createHash('sha256').update(token).digest('base64url');
+    const kept = callers.get(digest);
+    if (kept) return kept.principal;
+    const mark = callers.mark();
+    const found = await deps.authenticator.authenticateToken(token);
+    callers.set(digest, found, mark);
+    return found.principal;
+  }
 
   /** The caller, or a 401 with its RFC 6750 challenge. */
   async function caller(ctx: Context): Promise<Principal> {
     try {
       const token = bearerToken(ctx);
       if (!token) throw new AppError('AUTH_TOKEN_MISSING');
-      return await deps.authenticator.authenticate(token);
+      return await authenticate(token);
     } catch (err) {
       if (err instanceof AppError && err.status === 401) {
         ctx.set(
@@ -113,7 +222,13 @@ export function authorizeRouter(deps: AuthorizeRouterDeps): Router {
     ctx.body = { results };
   });
 
-  return router;
+  return Object.assign(router, {
+    forget: (change: CallerChange) => callers.drop(change),
+    close: () => {
+      for (const stop of unsubscribe) stop();
+      callers.clear();
+    },
+  });
 }
 
 const servedAbove = async (): Promise<never> => {

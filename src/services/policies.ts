@@ -8,11 +8,20 @@
  * case look at the store's revision marker once the cache period (POLICY_CACHE_TTL_MS, 5 s by
  * default) has passed, so a change they did not hear of is in force there within that bound.
  *
+ * Decisions and what they are built from are kept per instance for POLICY_DECISION_CACHE_TTL_S
+ * (0: nothing is kept): the answer to a Cedar request, by a digest of the whole request (principal,
+ * action, resource, context and every entity handed to Cedar) within the compiled set that gave it,
+ * so a changed user, role or entity makes a different request and a changed policy a different set;
+ * the role names of a user (with the primary role they were read for), dropped when the user's roles
+ * change; and registered entities by uid (absent ones too), dropped when one is written or removed.
+ * Those drops are announced on POLICY_INPUTS_CHANNEL, so every instance makes them at once. The user
+ * record itself is read from the store (its own cache) for every decision.
+ *
  * Entities come from our data: `User::"<id>"` (attributes email, status, email_verified, role,
  * plan, metadata; parents the `Role::"<name>"` of every role the user holds), `Client::"<id>"`;
  * other entities are sent with the request or registered. Ours win over sent ones of the same uid.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 
 import { AppError } from '../errors/app-error.js';
 import type { Principal } from '../admin/principal.js';
@@ -42,24 +51,35 @@ import {
   type Decision,
   type Uid,
 } from './policy-engine.js';
+import { TtlCache } from './policy-cache.js';
 import type { Context } from './users.js';
 import type { CedarValueJson } from '@cedar-policy/cedar-wasm/nodejs';
 
 /** The bus channel on which instances hear that policies or the schema changed. */
 export const POLICY_CHANGES_CHANNEL = 'policies:changed';
+/**
+ * The bus channel on which instances hear that what decisions are built from changed: a user's id
+ * (their roles), or `*` (a role was created or deleted, a registered entity written or removed).
+ */
+export const POLICY_INPUTS_CHANNEL = 'policies:inputs-changed';
 /** The scope that lets a token ask about any principal. */
 export const EVALUATE_SCOPE = 'policy:evaluate';
 /** Checks in one /v1/authorize/batch request. */
 export const MAX_BATCH = 100;
 /** How far up registered entities' parents are followed for one request. */
 const MAX_ENTITY_DEPTH = 8;
+/** Entries of each per-instance cache of decisions and entities. */
+const MAX_CACHED = 10_000;
 
 export interface PolicyServiceOptions {
   /** How long a compiled set is used before the store's revision is looked at again. */
   cacheTtlMs: number;
   /** Fraction of decisions written to the audit trail (0: none, 1: all). */
   decisionLogSampleRate: number;
+  /** POLICY_DECISION_CACHE_TTL_S in milliseconds: how long decisions and entities are kept (0: not). */
+  decisionCacheTtlMs?: number;
   random?: () => number;
+  now?: () => number;
 }
 
 export interface PolicyInput {
@@ -101,6 +121,15 @@ export class PolicyService {
   private generation = 0;
   private readonly subsets = new SubsetCache();
   private readonly random: () => number;
+  /** Answers by digest of the Cedar request, for the compiled set `decisionsOf` only. */
+  private readonly decisions: TtlCache<Decision>;
+  private decisionsOf: CompiledPolicySet | undefined;
+  /** A user's role names by user id, with the primary role they were read for. */
+  private readonly roleNames: TtlCache<{ role: string; names: string[] }>;
+  /** Registered entities by uid key; null: none registered. */
+  private readonly registeredEntities: TtlCache<CedarEntity | null>;
+  /** Decisions answered from `decisions`, and evaluated by Cedar (the benchmark reads them). */
+  readonly decisionStats = { cached: 0, evaluated: 0 };
 
   constructor(
     private readonly store: DurableStore,
@@ -109,7 +138,39 @@ export class PolicyService {
     private readonly options: PolicyServiceOptions,
   ) {
     this.random = options.random ?? Math.random;
+    const ttl = options.decisionCacheTtlMs ?? 0;
+    this.decisions = new TtlCache(ttl, MAX_CACHED, options.now);
+    this.roleNames = new TtlCache(ttl, MAX_CACHED, options.now);
+    this.registeredEntities = new TtlCache(ttl, MAX_CACHED, options.now);
     bus.subscribe(POLICY_CHANGES_CHANNEL, () => this.forget());
+    bus.subscribe(POLICY_INPUTS_CHANNEL, (message) => this.forgetInputs(message));
+  }
+
+  /** Drops what was kept of a user (`message` is their id), or of every user and entity (`*`). */
+  private forgetInputs(message: string): void {
+    if (message === '*') {
+      this.roleNames.clear();
+      this.registeredEntities.clear();
+    } else {
+      this.roleNames.delete(message);
+    }
+  }
+
+  private async inputsChanged(message: string): Promise<void> {
+    this.forgetInputs(message);
+    await this.bus.publish(POLICY_INPUTS_CHANNEL, message).catch(() => {
+      // The bus is unreachable: other instances' entries expire after POLICY_DECISION_CACHE_TTL_S.
+    });
+  }
+
+  /** Called after a user's roles (or anything else about the user) changed, on this instance. */
+  userChanged(userId: string): Promise<void> {
+    return this.inputsChanged(userId);
+  }
+
+  /** Called after a role was created or deleted, on this instance. */
+  rolesChanged(): Promise<void> {
+    return this.inputsChanged('*');
   }
 
   private forget(): void {
@@ -386,6 +447,7 @@ export class PolicyService {
       });
     const [before] = await this.store.policies.findEntities([entity]);
     const after = await this.store.policies.putEntity(entity);
+    await this.inputsChanged('*');
     await this.audit.record({
       ...context.actor,
       request: context.request,
@@ -401,6 +463,7 @@ export class PolicyService {
   async removeEntity(type: string, id: string, context: Context): Promise<void> {
     const before = await this.getEntity(type, id);
     await this.store.policies.removeEntity(type, id);
+    await this.inputsChanged('*');
     await this.audit.record({
       ...context.actor,
       request: context.request,
@@ -422,12 +485,22 @@ export class PolicyService {
     return id.includes('@') ? this.store.users.findByEmail(id) : null;
   }
 
-  private async userEntities(user: User): Promise<CedarEntity[]> {
+  /** The names of the roles a user holds: their primary role (if it exists) and linked ones. */
+  private async roleNamesOf(user: User): Promise<string[]> {
+    const cached = this.roleNames.get(user.id);
+    if (cached && cached.role === user.role) return cached.names;
+    const mark = this.roleNames.mark();
     const [primary, linked] = await Promise.all([
       this.store.roles.findByName(user.role),
       this.store.roles.listForUser(user.id),
     ]);
     const names = [...new Set([...(primary ? [primary.name] : []), ...linked.map((r) => r.name)])];
+    this.roleNames.set(user.id, { role: user.role, names }, mark);
+    return names;
+  }
+
+  private async userEntities(user: User): Promise<CedarEntity[]> {
+    const names = await this.roleNamesOf(user);
     const roles = names.map((name): CedarEntity => ({
       uid: { type: 'Role', id: name },
       attrs: {},
@@ -455,19 +528,77 @@ export class PolicyService {
     let frontier = start.filter((u) => !asked.has(key(u)));
     for (let depth = 0; depth < MAX_ENTITY_DEPTH && frontier.length > 0; depth++) {
       for (const u of frontier) asked.add(key(u));
-      const records = await this.store.policies.findEntities(frontier);
       const next: Uid[] = [];
-      for (const r of records) {
-        found.push({
-          uid: { type: r.type, id: r.id },
-          attrs: r.attrs as Record<string, CedarValueJson>,
-          parents: r.parents,
-        });
-        for (const p of r.parents) if (!asked.has(key(p))) next.push(p);
+      for (const e of await this.registeredOf(frontier)) {
+        found.push(e);
+        for (const p of e.parents) if (!asked.has(key(p))) next.push(p);
       }
       frontier = next;
     }
     return found;
+  }
+
+  /** The registered entities of `uids` (those registered), from the cache or the store. */
+  private async registeredOf(uids: Uid[]): Promise<CedarEntity[]> {
+    const found: CedarEntity[] = [];
+    const unknown: Uid[] = [];
+    for (const u of uids) {
+      const cached = this.registeredEntities.get(key(u));
+      if (cached === undefined) unknown.push(u);
+      else if (cached !== null) found.push(cached);
+    }
+    if (unknown.length === 0) return found;
+    const mark = this.registeredEntities.mark();
+    const records = await this.store.policies.findEntities(unknown);
+    const byKey = new Map<string, CedarEntity>();
+    for (const r of records) {
+      const entity: CedarEntity = {
+        uid: { type: r.type, id: r.id },
+        attrs: r.attrs as Record<string, CedarValueJson>,
+        parents: r.parents,
+      };
+      byKey.set(key(entity.uid), entity);
+      found.push(entity);
+    }
+    if (this.registeredEntities.enabled) {
+      for (const u of unknown) this.registeredEntities.set(key(u), byKey.get(key(u)) ?? null, mark);
+    }
+    return found;
+  }
+
+  /** The decision of a Cedar request by `set`, kept for the cache period when caching is on. */
+  private decide(set: CompiledPolicySet, request: CedarRequest): Decision {
+    if (!this.decisions.enabled) return set.decide(request);
+    if (this.decisionsOf !== set) {
+      this.decisions.clear();
+      this.decisionsOf = set;
+    }
+    const digest = createHash('sha256')
+      .update(
+        JSON.stringify([
+          request.principal,
+          request.action,
+          request.resource,
+          request.context,
+          request.entities,
+          [...(request.sent ?? [])],
+        ]),
+      )
+      .digest('base64');
+    const cached = this.decisions.get(digest);
+    if (cached) {
+      this.decisionStats.cached += 1;
+      return cached;
+    }
+    this.decisionStats.evaluated += 1;
+    const decision = set.decide(request);
+    // Shared by every request that asks the same: frozen, so none can alter the next one's answer.
+    Object.freeze(decision.diagnostics.reasons);
+    for (const e of decision.diagnostics.errors) Object.freeze(e);
+    Object.freeze(decision.diagnostics.errors);
+    Object.freeze(decision.diagnostics);
+    this.decisions.set(digest, Object.freeze(decision));
+    return decision;
   }
 
   /** The Cedar request of a check: our entities, the sent ones, then registered ones they lead to. */
@@ -494,7 +625,12 @@ export class PolicyService {
     }
     const entities = new Map<string, CedarEntity>();
     for (const e of ours) entities.set(key(e.uid), e);
-    for (const e of check.entities ?? []) if (!entities.has(key(e.uid))) entities.set(key(e.uid), e);
+    const sent = new Set<string>();
+    for (const e of check.entities ?? []) {
+      if (entities.has(key(e.uid))) continue;
+      entities.set(key(e.uid), e);
+      sent.add(key(e.uid));
+    }
     const wanted = [
       principal,
       check.action,
@@ -510,6 +646,7 @@ export class PolicyService {
         resource: check.resource,
         context: (check.context ?? {}) as Record<string, CedarValueJson>,
         entities: [...entities.values()],
+        ...(sent.size > 0 ? { sent } : {}),
       },
     };
   }
@@ -539,7 +676,7 @@ export class PolicyService {
         });
       }
     });
-    const decisions = prepared.map(({ request: r }) => set.decide(r));
+    const decisions = prepared.map(({ request: r }) => this.decide(set, r));
     const rate = this.options.decisionLogSampleRate;
     const sampled = decisions.flatMap((d, i) => (rate > 0 && (rate >= 1 || this.random() < rate) ? [i] : []));
     if (sampled.length > 0) {

@@ -9,6 +9,15 @@
  * could neither be satisfied nor fail (Cedar evaluates conditions only where the scope matches), so
  * the decision and its diagnostics are the same as with the whole set. The subsets are parsed once
  * into Cedar's own cache (preparsePolicySet) and reused by every request that selects the same one.
+ *
+ * Handing entities to Cedar costs by their size, so only the attributes some policy of the subset
+ * names are handed over. A policy reads an entity's attribute only by naming it (`e.name`, `e has
+ * name`; Cedar has no way to list or iterate an entity's attributes), so an attribute no policy of
+ * the subset names can change neither the decision nor its diagnostics. A policy whose names cannot
+ * be read keeps every attribute. Entities sent with the request are handed over whole (their values
+ * were never checked, and one Cedar cannot read fails the request); and when Cedar reports an error,
+ * the request is evaluated again with every attribute, so its messages (which list the attributes an
+ * entity has) are Cedar's own for the whole request.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -33,6 +42,8 @@ export interface CedarRequest {
   resource: Uid;
   context: Record<string, cedar.CedarValueJson>;
   entities: CedarEntity[];
+  /** Uid keys (`type\u0000id`) of entities sent with the request: handed to Cedar whole. */
+  sent?: ReadonlySet<string>;
 }
 
 export interface DecisionError {
@@ -147,6 +158,24 @@ interface Part {
   principal: Constraint;
   action: Constraint;
   resource: Constraint;
+  /** The attribute names the policy reads (`.` and `has`); undefined: unknown, keep them all. */
+  attrs: ReadonlySet<string> | undefined;
+}
+
+/** Every attribute name read in a policy's JSON form (`.` and `has`), wherever it appears. */
+function attributeNames(json: unknown, into: Set<string>): Set<string> {
+  if (Array.isArray(json)) {
+    for (const item of json) attributeNames(item, into);
+  } else if (json && typeof json === 'object') {
+    for (const [key, value] of Object.entries(json)) {
+      if ((key === '.' || key === 'has') && value && typeof value === 'object') {
+        const attr = (value as { attr?: unknown }).attr;
+        if (typeof attr === 'string') into.add(attr);
+      }
+      attributeNames(value, into);
+    }
+  }
+  return into;
 }
 
 function entityKey(ref: unknown): string | undefined {
@@ -211,7 +240,8 @@ function partsOf(policy: PolicyRecord): Part[] {
             action: { op: 'All' as const },
             resource: { op: 'All' as const },
           };
-    return { cedarId, policyId: policy.id, text, ...scope };
+    const attrs = json.type === 'success' ? attributeNames(json.json.conditions, new Set()) : undefined;
+    return { cedarId, policyId: policy.id, text, ...scope, attrs };
   });
 }
 
@@ -256,6 +286,8 @@ export class CompiledPolicySet {
   readonly size: number;
   private readonly parts: Part[];
   private readonly byCedarId = new Map<string, Part>();
+  /** The attribute names each subset reads, by subset key; null: keep every attribute. */
+  private readonly subsetAttrs = new Map<string, ReadonlySet<string> | null>();
 
   constructor(
     policies: readonly PolicyRecord[],
@@ -308,18 +340,28 @@ export class CompiledPolicySet {
     const key = `${this.generation}|${candidates.map((c) => c.cedarId).join('\n')}`;
     const slot = this.cache.slot(key, () => Object.fromEntries(candidates.map((c) => [c.cedarId, c.text])));
     if (typeof slot !== 'string') return deny(slot.error.map((message) => ({ policy: null, message })));
-    let answer: cedar.AuthorizationAnswer;
-    try {
-      answer = cedar.statefulIsAuthorized({
-        principal: request.principal,
-        action: request.action,
-        resource: request.resource,
-        context: request.context,
-        entities: request.entities as cedar.Entities,
-        preparsedPolicySetId: slot,
-      });
-    } catch (err) {
+    const ask = (entities: CedarEntity[]): cedar.AuthorizationAnswer | { thrown: unknown } => {
+      try {
+        return cedar.statefulIsAuthorized({
+          principal: request.principal,
+          action: request.action,
+          resource: request.resource,
+          context: request.context,
+          entities: entities as cedar.Entities,
+          preparsedPolicySetId: slot,
+        });
+      } catch (err) {
+        return { thrown: err };
+      }
+    };
+    const slim = this.slim(key, candidates, request.entities, request.sent);
+    let answer = ask(slim);
+    const erred =
+      'thrown' in answer || answer.type === 'failure' || answer.response.diagnostics.errors.length > 0;
+    if (erred && slim !== request.entities) answer = ask(request.entities);
+    if ('thrown' in answer) {
       // The bindings throw on input they cannot read at all; that is the request's error too.
+      const err = answer.thrown;
       return deny([{ policy: null, message: err instanceof Error ? err.message : String(err) }]);
     }
     if (answer.type === 'failure') {
@@ -337,6 +379,35 @@ export class CompiledPolicySet {
         })),
       },
     };
+  }
+
+  /** `entities` with only the attributes some policy of the subset reads (the same objects if all are). */
+  private slim(
+    key: string,
+    candidates: Part[],
+    entities: CedarEntity[],
+    sent: ReadonlySet<string> | undefined,
+  ): CedarEntity[] {
+    let names = this.subsetAttrs.get(key);
+    if (names === undefined) {
+      names = candidates.some((c) => c.attrs === undefined)
+        ? null
+        : new Set(candidates.flatMap((c) => [...c.attrs!]));
+      if (this.subsetAttrs.size >= 4096) this.subsetAttrs.clear();
+      this.subsetAttrs.set(key, names);
+    }
+    if (names === null) return entities;
+    const read = names;
+    let changed = false;
+    const slimmed = entities.map((e) => {
+      const keys = Object.keys(e.attrs);
+      if (keys.every((k) => read.has(k)) || sent?.has(uidKey(e.uid))) return e;
+      const attrs: Record<string, cedar.CedarValueJson> = {};
+      for (const k of keys) if (read.has(k)) attrs[k] = e.attrs[k]!;
+      changed = true;
+      return { ...e, attrs };
+    });
+    return changed ? slimmed : entities;
   }
 
   /** The whole set as Cedar sees it, by Cedar id (the benchmark evaluates it unfiltered). */

@@ -26,6 +26,13 @@ export class RoleService {
     private readonly events: EventRecorder,
   ) {}
 
+  /** Called after a role was created, changed or deleted (what users hold changed; caches listen). */
+  readonly changes = new Set<() => void>();
+
+  private notify(): void {
+    for (const listener of this.changes) listener();
+  }
+
   list(): Promise<Role[]> {
     return this.store.roles.list();
   }
@@ -53,6 +60,7 @@ export class RoleService {
       }
       throw err;
     }
+    this.notify();
     await this.audit.record({
       ...context.actor,
       request: context.request,
@@ -85,6 +93,7 @@ export class RoleService {
       },
     );
     if (!after) throw new AppError('ROLE_NOT_FOUND');
+    this.notify();
     await this.audit.record({
       ...context.actor,
       request: context.request,
@@ -162,6 +171,7 @@ export class RoleService {
       (removed) =>
         removed ? [newEvent('role.deleted', eventActor(context.actor), { role: eventRole(role) })] : [],
     );
+    this.notify();
     await this.audit.record({
       ...context.actor,
       request: context.request,

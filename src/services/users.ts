@@ -848,6 +848,7 @@ export class UserService {
           : [],
     );
     if (added) {
+      this.notify(userId);
       await this.audit.record({
         ...context.actor,
         request: context.request,
@@ -884,6 +885,7 @@ export class UserService {
     if (!unlinked) {
       throw new AppError('NOT_FOUND', { message: 'The user does not have this role' });
     }
+    this.notify(userId);
     await this.audit.record({
       ...context.actor,
       request: context.request,
