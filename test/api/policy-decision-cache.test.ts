@@ -256,8 +256,10 @@ describe.each(availableBackends())(
       }
     });
 
-    // Two instances hear each other only over a shared bus (Redis); the embedded bus is per process.
-    (shortLived === 'redis' ? it : it.skip)(
+    // Two instances hear each other only over a shared bus (Redis); the embedded bus is per process,
+    // so this case exists only for the Redis pairs (it is not registered, rather than skipped, there).
+    const acrossInstances = shortLived === 'redis' ? it : () => undefined;
+    acrossInstances(
       'a change on one instance drops what a second one kept, once the bus brings the message',
       async () => {
         const b = await createTestApp({ durable, shortLived, shareWith: t, env: CACHED });
