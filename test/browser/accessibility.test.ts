@@ -8,7 +8,9 @@
  * and, in production without SMTP_URL, the pages that say e-mail is off (sign-in, sign-up, an
  * unconfirmed user's refused sign-in); and the two-step verification pages (the account page with
  * and without a second factor, setting up an authenticator app, also with an error, the recovery
- * codes, the second-factor page at sign-in, also with an error). No serious or critical violation is allowed, and each page is in the
+ * codes, the second-factor page at sign-in, also with an error); and the device flow's pages (the
+ * code, also with an error, the confirmation, and "device connected" after sign-in and consent).
+ * No serious or critical violation is allowed, and each page is in the
  * language asked for (`<html lang>`).
  *
  * axe-core is injected as a script; the pages' Content-Security-Policy (no scripts at all) would
@@ -296,6 +298,72 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
 
       await context.close();
       expect(checked).toHaveLength(7);
+      expect(problems).toEqual([]);
+    },
+    TIMEOUT_MS,
+  );
+
+  it.each([
+    ['en-US', 'en', 'Sign in', 'Continue'],
+    ['de-DE', 'de', 'Anmelden', 'Weiter'],
+  ])(
+    'has no serious or critical violation on the device pages, in %s',
+    async (locale, lang, signInLabel, continueLabel) => {
+      const { t, url } = server;
+      const user = await createUser(t);
+      const created = await t.services.clientService.create({
+        kind: 'device',
+        metadata: { client_name: 'Kitchen display' },
+      });
+      const clientId = created.client.client_id;
+      const started = await fetch(`${url}/oauth/device/auth`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ client_id: clientId, scope: 'openid' }),
+      });
+      const device = (await started.json()) as { user_code: string };
+      const context = await browser.newContext({ locale, bypassCSP: true });
+      context.setDefaultTimeout(15_000);
+      const page = await context.newPage();
+      const checked: string[] = [];
+      const problems: string[] = [];
+      const check = async (name: string) => {
+        await page.waitForLoadState('load');
+        expect([name, await page.getAttribute('html', 'lang')]).toEqual([name, lang]);
+        await page.addScriptTag({ content: AXE });
+        const violations = (await page.evaluate(async () => {
+          const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe;
+          return (await axe.run()).violations;
+        })) as Violation[];
+        for (const v of violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
+          problems.push(
+            `${name}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
+          );
+        }
+        checked.push(name);
+      };
+
+      await page.goto(`${url}/device`);
+      await check('device code');
+      await page.locator('#user_code').fill('BBBB-BBBB');
+      await page.getByRole('button', { name: continueLabel, exact: true }).click();
+      await page.locator('#device-error').waitFor();
+      await check('device code (error)');
+      await page.locator('#user_code').fill(device.user_code);
+      await page.getByRole('button', { name: continueLabel, exact: true }).click();
+      await page.locator('.user-code').waitFor();
+      await check('device confirmation');
+      await page.getByRole('button', { name: continueLabel, exact: true }).click();
+      await page.locator('#email').fill(user.email);
+      await page.locator('#password').fill(user.password);
+      await page.getByRole('button', { name: signInLabel, exact: true }).click();
+      await page.locator('form[action$="/consent"]').waitFor();
+      await page.locator('form[action$="/consent"] button[value=approve]').click();
+      await page.locator('[role=status]').waitFor();
+      await check('device connected');
+
+      await context.close();
+      expect(checked).toHaveLength(4);
       expect(problems).toEqual([]);
     },
     TIMEOUT_MS,
