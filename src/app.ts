@@ -330,7 +330,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     log: logger,
   });
   recorder.wakeups.add(() => delivery.wake());
-  if (config.webhookDelivery) delivery.start();
+  if (config.webhookDelivery) {
+    delivery.start();
+    // The deliveries of this instance's own events skip the claim (see EventRecorder.handOffTo).
+    recorder.handOffTo(delivery);
+  }
   const mailDelivery = mailTransport
     ? new MailDeliveryWorker(stores.durable.outbox, mailer, mailTransport, {
         schedule: config.mailRetrySchedule,

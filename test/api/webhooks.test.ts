@@ -225,6 +225,46 @@ describe.each(availableBackends())(
         expect(delivery!.latency_ms).toEqual(expect.any(Number));
       });
 
+      it('attempts its own new deliveries without a claim, claims what exceeds its room, and delivers each once', async () => {
+        const r = await receiver();
+        const { webhook_id } = await subscribe(r.url, ['user.created']);
+        const outbox = t.stores.durable.outbox;
+        const claimed = new Set<string>();
+        const claimDue = outbox.claimDue.bind(outbox);
+        outbox.claimDue = async (...args: Parameters<typeof outbox.claimDue>) => {
+          const got = await claimDue(...args);
+          for (const d of got) claimed.add(d.id);
+          return got;
+        };
+        try {
+          // One event: handed to this instance's worker as it is enqueued, never claimed.
+          await api.createUser();
+          const [first] = await r.waitFor(1, 10_000);
+          expect(claimed.has(first!.headers['webhook-id']!)).toBe(false);
+          // A bulk of 40 against WEBHOOK_CONCURRENCY 16: some handed over, the rest claimed.
+          const users = Array.from({ length: 40 }, (_, i) => ({
+            email: `burst${i}-${Date.now()}@example.com`,
+            first_name: 'Burst',
+            last_name: String(i),
+          }));
+          expect((await api.post('/v2/users/bulk', { users })).status).toBe(201);
+          const got = await r.waitFor(41, 15_000);
+          const ids = got.map((q) => q.headers['webhook-id']!);
+          expect(new Set(ids).size).toBe(41);
+          const claimedOfBurst = ids.slice(1).filter((id) => claimed.has(id)).length;
+          expect(claimedOfBurst).toBeGreaterThan(0);
+          expect(claimedOfBurst).toBeLessThan(40);
+          const listed = await eventually(
+            () => deliveries(webhook_id, { limit: '100' }),
+            (d) => d.length === 41 && d.every((x) => x.status === 'succeeded'),
+            '41 succeeded deliveries',
+          );
+          expect(listed.every((d) => d.attempts === 1)).toBe(true);
+        } finally {
+          delete (outbox as Partial<typeof outbox>).claimDue; // the adapter's own method again
+        }
+      });
+
       it('sends only subscribed events; * gets them all', async () => {
         const some = await receiver();
         const all = await receiver();
