@@ -118,6 +118,8 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
     await measure('warm-up', { ...base, duration: 5, requests: [create] });
     const off: Measurement[] = [];
     const on: Measurement[] = [];
+    /** Per "on" round: events created, delivered by the round's end, and how long the rest took. */
+    const backlogs: { expected: number; atEnd: number; drainMs: number }[] = [];
     for (let round = 0; round < rounds; round += 1) {
       off.push(await measure('POST /v2/users, no webhook endpoint', { ...base, requests: [create] }));
       await subscribe();
@@ -127,7 +129,11 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
         requests: [create],
       });
       on.push(measured);
-      await drain(before + measured.requests - measured.errors);
+      const expected = measured.requests - measured.errors;
+      const atEnd = (await receiver.stats()).received - before;
+      const drainStarted = Date.now();
+      await drain(before + expected);
+      backlogs.push({ expected, atEnd, drainMs: Date.now() - drainStarted });
       await unsubscribe();
     }
     const mean = (rows: Measurement[]) => rows.reduce((sum, r) => sum + r.requestsPerSecond, 0) / rows.length;
@@ -177,6 +183,16 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
       '',
       `Throughput with one subscribed endpoint: ${Math.round(mean(on))}/s against ${Math.round(mean(off))}/s without ` +
         `(mean of ${rounds} alternating ${duration} s rounds each): **${(ratio * 100).toFixed(1)}%** (floor 90%).`,
+      '',
+      `Delivered while each "on" round ran (the rest, the backlog, after it): ` +
+        backlogs
+          .map(
+            (b) =>
+              `${b.atEnd.toLocaleString('en')} of ${b.expected.toLocaleString('en')} ` +
+              `(backlog ${(b.expected - b.atEnd).toLocaleString('en')}, delivered ${(b.drainMs / 1000).toFixed(1)} s later)`,
+          )
+          .join('; ') +
+        '.',
       '',
       `Delivery lag at ${Math.round(sent / offeredSeconds)} events/s for ${lagSeconds} s (${delivered.toLocaleString('en')} of ` +
         `${sent.toLocaleString('en')} events delivered, ${bulkErrors} bulk errors): p50 ${percentile(lags, 50)} ms, ` +

@@ -329,7 +329,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     observe: (outcome, seconds) => metrics.webhookDelivery(outcome, seconds),
     log: logger,
   });
-  recorder.wakeups.add(() => delivery.wake());
+  recorder.wakeups.add((endpoints) => delivery.wake(endpoints));
   if (config.webhookDelivery) {
     delivery.start();
     // The deliveries of this instance's own events skip the claim (see EventRecorder.handOffTo).
@@ -346,7 +346,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       })
     : undefined;
   if (mailDelivery) {
-    recorder.wakeups.add(() => mailDelivery.wake());
+    recorder.wakeups.add((endpoints) => mailDelivery.wake(endpoints));
     if (config.mailDelivery) mailDelivery.start();
   }
   const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);

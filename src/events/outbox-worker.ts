@@ -63,6 +63,8 @@ export abstract class OutboxWorker {
   private held = 0;
   /** Room promised to hand-offs under way. */
   private reserved = 0;
+  /** The endpoints the last claim left out, when it found nothing more due beside them. */
+  private nothingDueBeside: Set<string> | undefined;
   protected running = false;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
@@ -140,8 +142,22 @@ export abstract class OutboxWorker {
     }
   }
 
-  /** New deliveries were enqueued: claim shortly (a burst is claimed in one go). */
-  wake(): void {
+  /**
+   * New deliveries were enqueued (`endpoints`: for these only): claim shortly (a burst is claimed in
+   * one go). Not when they all went to endpoints at their limit that the last claim found nothing
+   * due beside: such a claim could only scan their backlog again to find nothing; their lanes claim
+   * again as they free up.
+   */
+  wake(endpoints?: readonly string[]): void {
+    const nothingElse = this.nothingDueBeside;
+    if (
+      endpoints &&
+      nothingElse &&
+      endpoints.every(
+        (id) => nothingElse.has(id) && (this.perEndpoint.get(id) ?? 0) >= this.loop.endpointConcurrency,
+      )
+    )
+      return;
     this.claimSoon(WAKE_DELAY_MS);
   }
 
@@ -208,6 +224,7 @@ export abstract class OutboxWorker {
       for (let lane = 0; lane < Math.min(slots, queue.length); lane += 1) this.track(endpointId, queue);
     }
     this.held += claimed.length;
+    this.nothingDueBeside = claimed.length < free ? new Set(busy) : undefined;
     if (claimed.length === free) this.again = true; // there may be more due
   }
 

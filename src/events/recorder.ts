@@ -99,7 +99,7 @@ export class EventRecorder {
     const subscriptions = (await this.subscriptions?.current()) ?? [];
     let events: DomainEvent[] = [];
     let enqueued = false;
-    let unleased = false;
+    let unleased: string[] | undefined;
     let handOff: HandOff | undefined;
     let leased: NewDelivery[] = [];
     let leasedIds: string[] = [];
@@ -110,6 +110,7 @@ export class EventRecorder {
         handOff = undefined;
         leased = [];
         leasedIds = [];
+        unleased = undefined;
         const value = await change();
         events = build(value);
         const directs = direct?.(value) ?? [];
@@ -132,7 +133,8 @@ export class EventRecorder {
           }
           if (rest.length > 0) {
             await this.store.outbox.enqueueQuietly(rest);
-            enqueued = unleased = true;
+            enqueued = true;
+            unleased = [...new Set(rest.map((d) => d.endpoint_id))];
           }
         }
         return value;
@@ -143,13 +145,13 @@ export class EventRecorder {
     }
     if (enqueued) this.remember(events);
     if (handOff) handOff.accept(handedOver(leased, leasedIds, handOff));
-    if (unleased) this.wake();
+    if (unleased) this.wake(unleased);
     if (events.length > 0) await this.recorded(events);
     return result;
   }
 
   /** Told after events were recorded and deliveries enqueued (the delivery worker wakes up). */
-  readonly wakeups = new Set<() => void>();
+  readonly wakeups = new Set<(endpoints?: readonly string[]) => void>();
   /**
    * The events this instance recorded lately, by id, so that its delivery worker need not read them
    * back from the store (bounded; an event not here is read from the outbox).
@@ -168,9 +170,9 @@ export class EventRecorder {
     }
   }
 
-  /** Wakes whoever delivers (a retry was asked for). */
-  wake(): void {
-    for (const listener of this.wakeups) listener();
+  /** Wakes whoever delivers (a retry was asked for); `endpoints`: only these got new deliveries. */
+  wake(endpoints?: readonly string[]): void {
+    for (const listener of this.wakeups) listener(endpoints);
   }
 
   /** Records one event for one endpoint only (a webhook's test ping); returns its delivery. */
