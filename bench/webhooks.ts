@@ -9,7 +9,10 @@
  *    event, the time from its timestamp (taken when it is recorded, just before the commit) to the
  *    receiver having its request (floor: p99 < 1 s).
  *
- * Usage: npm run bench -- webhooks [--duration S] [--rounds N] [--lag-seconds S] [--mongo URI] [--redis URL]
+ * --thread runs the server with WEBHOOK_DELIVERY_THREAD=true (attempts signed and sent on a worker
+ * thread of the server process) in both the "off" and the "on" rounds.
+ *
+ * Usage: npm run bench -- webhooks [--duration S] [--rounds N] [--lag-seconds S] [--thread] [--mongo URI] [--redis URL]
  */
 import { fork } from 'node:child_process';
 import { join } from 'node:path';
@@ -57,6 +60,7 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
       duration: { type: 'string', default: '10' },
       'lag-seconds': { type: 'string', default: '20' },
       rounds: { type: 'string', default: '3' },
+      thread: { type: 'boolean', default: false },
       mongo: { type: 'string' },
       redis: { type: 'string' },
     },
@@ -71,6 +75,7 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
     ...(values.redis ? { REDIS_URL: values.redis } : {}),
     WEBHOOK_ALLOW_HTTP: 'true',
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+    WEBHOOK_DELIVERY_THREAD: values.thread ? 'true' : 'false',
   });
   try {
     const token = await adminToken(server.url, 'user:read user:write webhook:manage');
@@ -175,9 +180,13 @@ export async function runWebhookBenchmark(argv: string[]): Promise<string> {
     const rss = await server.rssMiB();
 
     return [
-      `### Webhooks on ${backend}`,
+      `### Webhooks on ${backend}, delivery ${values.thread ? 'on a worker thread' : 'on the event loop'}`,
       '',
-      `Machine: ${machine()}. Load generator, receiver and server share the machine.`,
+      `Machine: ${machine()}. Load generator, receiver and server share the machine` +
+        (process.env.BENCH_SERVER_CPUS
+          ? ` (server process, all its threads, on CPUs ${process.env.BENCH_SERVER_CPUS})`
+          : '') +
+        '.',
       '',
       table([...off, ...on].sort((a, b) => a.name.localeCompare(b.name))),
       '',

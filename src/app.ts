@@ -325,6 +325,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     pollMs: config.webhookPollMs,
     retentionDays: config.eventRetentionDays,
     userAgent: `Latchkey-Webhooks/${VERSION}`,
+    thread: config.webhookDeliveryThread,
     recentEvent: (id) => recorder.recent(id),
     observe: (outcome, seconds) => metrics.webhookDelivery(outcome, seconds),
     log: logger,

@@ -23,6 +23,7 @@ import {
   outboundRequest,
   OutboundError,
   type OutboundAgents,
+  type OutboundErrorReason,
   type OutboundResolver,
 } from '../http/outbound.js';
 import type { OutboxDelivery, OutboxRepository, WebhookRecord } from '../store/ports.js';
@@ -30,6 +31,7 @@ import type { WebhookService } from '../services/webhooks.js';
 import { fromOutboxEvent, webhookBody, type DomainEvent } from './catalog.js';
 import { OutboxWorker, retryWait } from './outbox-worker.js';
 import { signWebhook } from './webhook-signing.js';
+import { WebhookThread } from './webhook-thread-client.js';
 
 export interface DeliveryWorkerOptions {
   timeoutMs: number;
@@ -43,6 +45,11 @@ export interface DeliveryWorkerOptions {
   pollMs: number;
   retentionDays: number;
   userAgent: string;
+  /**
+   * Sign and send on a worker thread of this process (WEBHOOK_DELIVERY_THREAD) rather than on the
+   * event loop; `lookup` is then not used (the thread resolves with the system resolver).
+   */
+  thread?: boolean;
   lookup?: OutboundResolver;
   /** An event this instance recorded lately, kept in memory (EventRecorder.recent). */
   recentEvent?: (id: string) => DomainEvent | undefined;
@@ -61,6 +68,8 @@ const WEBHOOK_ENDPOINTS = 'wh_';
 const PURGE_INTERVAL_MS = 3_600_000;
 /** How long an endpoint (and its decrypted secrets) is used from memory; changes drop it at once. */
 const ENDPOINT_CACHE_MS = 1000;
+/** With the delivery thread: attempts held here per request the thread may have on the wire. */
+const THREAD_HELD = 4;
 
 export class WebhookDeliveryWorker extends OutboxWorker {
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -68,6 +77,7 @@ export class WebhookDeliveryWorker extends OutboxWorker {
   /** Aborted by stop(): attempts in flight end at once and are recorded as failed (retried later). */
   private stopping = new AbortController();
   private agents: OutboundAgents | undefined;
+  private thread: WebhookThread | undefined;
   private readonly endpoints = new Map<string, { at: number; webhook: WebhookRecord; secrets: string[] }>();
 
   constructor(
@@ -76,10 +86,14 @@ export class WebhookDeliveryWorker extends OutboxWorker {
     private readonly options: DeliveryWorkerOptions,
   ) {
     const waits = Math.ceil(options.concurrency / options.endpointConcurrency);
+    // With the thread, the limits on requests at once are the thread's; this loop holds a few times
+    // as many, so that the event loop's turns (each result comes back in one) do not pace an
+    // endpoint's requests. The waits in the thread's queue stay those of the lease above.
+    const held = options.thread ? THREAD_HELD : 1;
     super(outbox, {
       endpointPrefix: WEBHOOK_ENDPOINTS,
-      concurrency: options.concurrency,
-      endpointConcurrency: options.endpointConcurrency,
+      concurrency: options.concurrency * held,
+      endpointConcurrency: options.endpointConcurrency * held,
       pollMs: options.pollMs,
       leaseMs: (waits + 1) * options.timeoutMs + 5000,
       log: options.log,
@@ -110,7 +124,17 @@ export class WebhookDeliveryWorker extends OutboxWorker {
   override start(): void {
     if (this.running) return;
     this.stopping = new AbortController();
-    this.agents = createOutboundAgents({ maxSocketsPerHost: this.options.endpointConcurrency });
+    if (this.options.thread) {
+      this.thread = new WebhookThread({
+        timeoutMs: this.options.timeoutMs,
+        allowHttp: this.options.allowHttp,
+        allowPrivateNetworks: this.options.allowPrivateNetworks,
+        concurrency: this.options.concurrency,
+        endpointConcurrency: this.options.endpointConcurrency,
+      });
+    } else {
+      this.agents = createOutboundAgents({ maxSocketsPerHost: this.options.endpointConcurrency });
+    }
     super.start();
     this.purgeTimer = setInterval(() => void this.purge(), PURGE_INTERVAL_MS);
     this.purgeTimer.unref();
@@ -120,9 +144,12 @@ export class WebhookDeliveryWorker extends OutboxWorker {
   override async stop(): Promise<void> {
     clearInterval(this.purgeTimer);
     this.stopping.abort();
+    this.thread?.abort();
     await super.stop();
     this.agents?.destroy();
     this.agents = undefined;
+    await this.thread?.close();
+    this.thread = undefined;
     this.endpoints.clear();
   }
 
@@ -143,32 +170,10 @@ export class WebhookDeliveryWorker extends OutboxWorker {
         return await this.dead(delivery, null, 'the endpoint is disabled', started);
       }
       const body = webhookBody(event, webhook.id);
-      const headers = {
-        ...signWebhook({
-          msgId: delivery.id,
-          timestamp: new Date(),
-          body,
-          secrets,
-        }),
-        'content-type': 'application/json',
-        'user-agent': this.options.userAgent,
-        'x-event-type': event.type,
-      };
+      const response = await this.send(delivery, webhook, event.type, body, secrets);
       let status: number | null = null;
       let error: string;
-      try {
-        const response = await outboundRequest(webhook.url, {
-          method: 'POST',
-          headers,
-          body,
-          timeoutMs: this.options.timeoutMs,
-          allowHttp: this.options.allowHttp,
-          allowPrivateNetworks: this.options.allowPrivateNetworks,
-          lookup: this.options.lookup,
-          maxBodyBytes: 64 * 1024,
-          signal: this.stopping.signal,
-          ...(this.agents ? { agents: this.agents } : {}),
-        });
+      if ('status' in response) {
         status = response.status;
         if (status >= 200 && status < 300) {
           await this.outbox.complete(delivery.id, this.owner, {
@@ -191,14 +196,13 @@ export class WebhookDeliveryWorker extends OutboxWorker {
           );
           return;
         }
-        const location = response.headers.location;
+        const location = response.location;
         error =
           status >= 300 && status < 400
-            ? `the endpoint answered ${status} (redirects are not followed${location ? `: to ${String(location).slice(0, 200)}` : ''})`
+            ? `the endpoint answered ${status} (redirects are not followed${location ? `: to ${location.slice(0, 200)}` : ''})`
             : `the endpoint answered ${status}`;
-      } catch (err) {
-        if (!(err instanceof OutboundError)) throw err;
-        error = `${err.reason}: ${err.message}`;
+      } else {
+        error = `${response.reason}: ${response.message}`;
       }
       await this.failed(delivery, webhook, status, error, started);
     } catch (err) {
@@ -206,6 +210,57 @@ export class WebhookDeliveryWorker extends OutboxWorker {
         { err, delivery_id: delivery.id },
         'webhook attempt could not be recorded; it is retried once its lease expires',
       );
+    }
+  }
+
+  /** Signs and sends one attempt, here or on the delivery thread: its response, or why there was none. */
+  private async send(
+    delivery: OutboxDelivery,
+    webhook: WebhookRecord,
+    type: string,
+    body: string,
+    secrets: string[],
+  ): Promise<
+    | { status: number; latencyMs: number; location?: string }
+    | { reason: OutboundErrorReason; message: string }
+  > {
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': this.options.userAgent,
+      'x-event-type': type,
+    };
+    if (this.thread) {
+      return this.thread.send({
+        endpointId: webhook.id,
+        url: webhook.url,
+        msgId: delivery.id,
+        body,
+        secrets,
+        headers,
+      });
+    }
+    try {
+      const response = await outboundRequest(webhook.url, {
+        method: 'POST',
+        headers: { ...signWebhook({ msgId: delivery.id, timestamp: new Date(), body, secrets }), ...headers },
+        body,
+        timeoutMs: this.options.timeoutMs,
+        allowHttp: this.options.allowHttp,
+        allowPrivateNetworks: this.options.allowPrivateNetworks,
+        lookup: this.options.lookup,
+        maxBodyBytes: 64 * 1024,
+        signal: this.stopping.signal,
+        ...(this.agents ? { agents: this.agents } : {}),
+      });
+      const location = response.headers.location;
+      return {
+        status: response.status,
+        latencyMs: response.latencyMs,
+        ...(location ? { location: String(location) } : {}),
+      };
+    } catch (err) {
+      if (!(err instanceof OutboundError)) throw err;
+      return { reason: err.reason, message: err.message };
     }
   }
 

@@ -50,9 +50,15 @@ const standardAccepts = (req: ReceivedRequest, secret: string): boolean => {
   }
 };
 
-describe.each(availableBackends())(
-  '/v2/webhooks with durable=$durable, short-lived=$shortLived',
-  ({ durable, shortLived }) => {
+// Every backend inline, and the embedded one with attempts signed and sent on the delivery thread.
+const variants = [
+  ...availableBackends().map((b) => ({ ...b, thread: 'false' })),
+  { durable: 'embedded' as const, shortLived: 'embedded' as const, thread: 'true' },
+];
+
+describe.each(variants)(
+  '/v2/webhooks with durable=$durable, short-lived=$shortLived, delivery thread=$thread',
+  ({ durable, shortLived, thread }) => {
     let t: TestApp;
     let api: AdminApi;
     const receivers: WebhookReceiver[] = [];
@@ -95,6 +101,7 @@ describe.each(availableBackends())(
           WEBHOOK_RETRY_SCHEDULE: '100ms,200ms',
           WEBHOOK_TIMEOUT_MS: '500',
           WEBHOOK_POLL_MS: '100',
+          WEBHOOK_DELIVERY_THREAD: thread,
         },
       });
       api = await adminApi(t);
@@ -241,23 +248,25 @@ describe.each(availableBackends())(
           await api.createUser();
           const [first] = await r.waitFor(1, 10_000);
           expect(claimed.has(first!.headers['webhook-id']!)).toBe(false);
-          // A bulk of 40 against WEBHOOK_CONCURRENCY 16: some handed over, the rest claimed.
-          const users = Array.from({ length: 40 }, (_, i) => ({
+          // A bulk beyond the worker's room (WEBHOOK_CONCURRENCY 16, four times that with the
+          // thread): some handed over, the rest claimed.
+          const burst = thread === 'true' ? 80 : 40;
+          const users = Array.from({ length: burst }, (_, i) => ({
             email: `burst${i}-${Date.now()}@example.com`,
             first_name: 'Burst',
             last_name: String(i),
           }));
           expect((await api.post('/v2/users/bulk', { users })).status).toBe(201);
-          const got = await r.waitFor(41, 15_000);
+          const got = await r.waitFor(burst + 1, 15_000);
           const ids = got.map((q) => q.headers['webhook-id']!);
-          expect(new Set(ids).size).toBe(41);
+          expect(new Set(ids).size).toBe(burst + 1);
           const claimedOfBurst = ids.slice(1).filter((id) => claimed.has(id)).length;
           expect(claimedOfBurst).toBeGreaterThan(0);
-          expect(claimedOfBurst).toBeLessThan(40);
+          expect(claimedOfBurst).toBeLessThan(burst);
           const listed = await eventually(
             () => deliveries(webhook_id, { limit: '100' }),
-            (d) => d.length === 41 && d.every((x) => x.status === 'succeeded'),
-            '41 succeeded deliveries',
+            (d) => d.length === burst + 1 && d.every((x) => x.status === 'succeeded'),
+            'every delivery succeeded',
           );
           expect(listed.every((d) => d.attempts === 1)).toBe(true);
         } finally {
@@ -428,7 +437,11 @@ describe.each(availableBackends())(
       let strict: TestApp;
       let strictApi: AdminApi;
       beforeAll(async () => {
-        strict = await createTestApp({ durable, shortLived, env: { WEBHOOK_POLL_MS: '100' } });
+        strict = await createTestApp({
+          durable,
+          shortLived,
+          env: { WEBHOOK_POLL_MS: '100', WEBHOOK_DELIVERY_THREAD: thread },
+        });
         strictApi = await adminApi(strict);
       });
       afterAll(() => strict?.close());
@@ -461,7 +474,7 @@ describe.each(availableBackends())(
           durable,
           shortLived,
           shareWith: writer,
-          env: { WEBHOOK_POLL_MS: '100' },
+          env: { WEBHOOK_POLL_MS: '100', WEBHOOK_DELIVERY_THREAD: thread },
         });
         try {
           const writerApi = await adminApi(writer);
