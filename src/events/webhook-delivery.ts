@@ -69,7 +69,7 @@ const PURGE_INTERVAL_MS = 3_600_000;
 /** How long an endpoint (and its decrypted secrets) is used from memory; changes drop it at once. */
 const ENDPOINT_CACHE_MS = 1000;
 /** With the delivery thread: attempts held here per request the thread may have on the wire. */
-const THREAD_HELD = 4;
+const THREAD_HELD = 8;
 
 export class WebhookDeliveryWorker extends OutboxWorker {
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -85,11 +85,16 @@ export class WebhookDeliveryWorker extends OutboxWorker {
     private readonly webhooks: WebhookService,
     private readonly options: DeliveryWorkerOptions,
   ) {
-    const waits = Math.ceil(options.concurrency / options.endpointConcurrency);
-    // With the thread, the limits on requests at once are the thread's; this loop holds a few times
-    // as many, so that the event loop's turns (each result comes back in one) do not pace an
-    // endpoint's requests. The waits in the thread's queue stay those of the lease above.
+    // With the thread, the limits on requests at once are the thread's; this loop holds several
+    // times as many, so that the event loop's turns (each result comes back in one, each next
+    // attempt leaves in one) do not pace an endpoint's requests while the event loop is busy.
     const held = options.thread ? THREAD_HELD : 1;
+    // The longest an attempt waits here or in the thread's queue: its endpoint's share, or all the
+    // instance holds, sent so many at a time.
+    const waits = Math.max(
+      Math.ceil(options.concurrency / options.endpointConcurrency),
+      options.thread ? THREAD_HELD : 0,
+    );
     super(outbox, {
       endpointPrefix: WEBHOOK_ENDPOINTS,
       concurrency: options.concurrency * held,
