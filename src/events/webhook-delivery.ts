@@ -7,10 +7,14 @@
  *   Only as many are claimed as there are free slots (WEBHOOK_CONCURRENCY), and endpoints already at
  *   WEBHOOK_ENDPOINT_CONCURRENCY attempts are left out of the claim, so a slow endpoint never holds
  *   up the others. The lease covers the longest local wait plus one attempt's deadline.
+ * - Hand-off: the deliveries of this instance's own new events skip the claim: the recorder stores
+ *   them leased to this worker and hands them over once durable (OutboxWorker.reserveHandOff).
  * - Attempts: through the outbound client (src/http/outbound.ts: SSRF guard against the address
  *   actually connected to, WEBHOOK_TIMEOUT_MS deadline, no redirects followed), signed by
  *   webhook-signing.ts. `webhook-id` is the delivery id, the same for an event and an endpoint on
- *   every attempt, so receivers can de-duplicate.
+ *   every attempt, so receivers can de-duplicate. With `thread` (WEBHOOK_DELIVERY_THREAD) the
+ *   signing and sending happen on a worker thread (webhook-thread.ts), which also applies the
+ *   concurrency limits; everything else, outcomes included, stays here.
  * - Outcomes: a 2xx succeeds; 410 Gone makes the delivery dead and disables the endpoint; anything
  *   else (another status, a redirect, a timeout, a refused address) fails and is retried after the
  *   next wait of WEBHOOK_RETRY_SCHEDULE with ±10% jitter, then dead. An endpoint whose attempts
