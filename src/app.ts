@@ -356,12 +356,17 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     pollMs: config.webhookPollMs,
     retentionDays: config.eventRetentionDays,
     userAgent: `Latchkey-Webhooks/${VERSION}`,
+    thread: config.webhookDeliveryThread,
     recentEvent: (id) => recorder.recent(id),
     observe: (outcome, seconds) => metrics.webhookDelivery(outcome, seconds),
     log: logger,
   });
-  recorder.wakeups.add(() => delivery.wake());
-  if (config.webhookDelivery) delivery.start();
+  recorder.wakeups.add((endpoints) => delivery.wake(endpoints));
+  if (config.webhookDelivery) {
+    delivery.start();
+    // The deliveries of this instance's own events skip the claim (see EventRecorder.handOffTo).
+    recorder.handOffTo(delivery);
+  }
   const mailDelivery = mailTransport
     ? new MailDeliveryWorker(stores.durable.outbox, mailer, mailTransport, {
         schedule: config.mailRetrySchedule,
@@ -373,7 +378,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       })
     : undefined;
   if (mailDelivery) {
-    recorder.wakeups.add(() => mailDelivery.wake());
+    recorder.wakeups.add((endpoints) => mailDelivery.wake(endpoints));
     if (config.mailDelivery) mailDelivery.start();
   }
   const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);

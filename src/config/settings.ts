@@ -149,6 +149,7 @@ export const SETTINGS = {
   WEBHOOK_DISABLE_AFTER_FAILING_S: spec(int(60, 90 * 86_400), 'seconds from 60 to 7776000'),
   WEBHOOK_POLL_MS: spec(int(50, 60_000), 'milliseconds from 50 to 60000'),
   WEBHOOK_DELIVERY: spec(bool, 'true or false'),
+  WEBHOOK_DELIVERY_THREAD: spec(bool, 'true or false'),
   EVENT_RETENTION_DAYS: spec(int(1, 3650), 'days from 1 to 3650'),
   POLICY_CACHE_TTL_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
   POLICY_DECISION_LOG_SAMPLE_RATE: spec(fraction, 'a fraction from 0 to 1, such as 0.01'),

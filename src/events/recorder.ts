@@ -5,10 +5,17 @@
  * backend has them). It resolves once all of that is durable, so a request is answered only after
  * its events are recorded; then the in-process consumers (analytics rollups, the delivery worker's
  * wake-up) hear of the events. A consumer that fails is logged and never fails the change.
+ *
+ * Where this instance delivers webhooks (handOffTo), the webhook deliveries of the unit are stored
+ * already leased to its delivery worker, as many as the worker has room for, and handed to it once
+ * the unit is durable: no claim statement, no wake-up wait. The rest is enqueued unleased and the
+ * workers are woken to claim it.
  */
 import type { DurableStore, EventActor, NewDelivery, OutboxDelivery, OutboxEvent } from '../store/ports.js';
 import type { Actor } from '../services/audit.js';
+import { deliveryId } from '../store/outbox-shared.js';
 import { toOutboxEvent, type DomainEvent, type EventType } from './catalog.js';
+import type { HandOff } from './outbox-worker.js';
 
 /** A consumer that hears of events once they are durable (analytics rollups, for one). */
 export interface EventConsumer {
@@ -50,9 +57,15 @@ export interface DirectRecord {
   endpointId: string;
 }
 
+/** Who takes webhook deliveries at enqueue (the instance's delivery worker). */
+export interface HandOffTaker {
+  reserveHandOff(wanted: number): HandOff | undefined;
+}
+
 export class EventRecorder {
   private readonly consumers: EventConsumer[] = [];
   private subscriptions: SubscriptionSource | undefined;
+  private taker: HandOffTaker | undefined;
 
   constructor(
     private readonly store: DurableStore,
@@ -62,6 +75,11 @@ export class EventRecorder {
   /** Where the subscriptions come from (the webhook service, once it exists). */
   subscribeFrom(source: SubscriptionSource): void {
     this.subscriptions = source;
+  }
+
+  /** The worker that makes the first attempt of the webhook deliveries this instance enqueues. */
+  handOffTo(taker: HandOffTaker): void {
+    this.taker = taker;
   }
 
   addConsumer(consumer: EventConsumer): void {
@@ -81,37 +99,59 @@ export class EventRecorder {
     const subscriptions = (await this.subscriptions?.current()) ?? [];
     let events: DomainEvent[] = [];
     let enqueued = false;
-    const result = await this.store.atomically(async () => {
-      const value = await change();
-      events = build(value);
-      const directs = direct?.(value) ?? [];
-      if (events.length > 0 || directs.length > 0) {
-        await this.store.outbox.append([...events.map(toOutboxEvent), ...directs.map((d) => d.event)]);
-        const deliveries = [
-          ...fanOut(events, subscriptions),
-          ...directs.map((d) => ({
-            event_id: d.event.id,
-            endpoint_id: d.endpointId,
-            now: d.event.timestamp,
-          })),
-        ];
-        if (deliveries.length > 0) {
-          await this.store.outbox.enqueueQuietly(deliveries);
-          enqueued = true;
+    let unleased: string[] | undefined;
+    let handOff: HandOff | undefined;
+    let leased: NewDelivery[] = [];
+    let leasedIds: string[] = [];
+    let result: T;
+    try {
+      result = await this.store.atomically(async () => {
+        handOff?.cancel();
+        handOff = undefined;
+        leased = [];
+        leasedIds = [];
+        unleased = undefined;
+        const value = await change();
+        events = build(value);
+        const directs = direct?.(value) ?? [];
+        if (events.length > 0 || directs.length > 0) {
+          await this.store.outbox.append([...events.map(toOutboxEvent), ...directs.map((d) => d.event)]);
+          const fanned = fanOut(events, subscriptions);
+          handOff = fanned.length > 0 ? this.taker?.reserveHandOff(fanned.length) : undefined;
+          leased = handOff ? fanned.slice(0, handOff.count) : [];
+          const rest = [
+            ...(handOff ? fanned.slice(handOff.count) : fanned),
+            ...directs.map((d) => ({
+              event_id: d.event.id,
+              endpoint_id: d.endpointId,
+              now: d.event.timestamp,
+            })),
+          ];
+          if (handOff && leased.length > 0) {
+            leasedIds = await this.store.outbox.enqueueLeased(leased, handOff);
+            enqueued = true;
+          }
+          if (rest.length > 0) {
+            await this.store.outbox.enqueueQuietly(rest);
+            enqueued = true;
+            unleased = [...new Set(rest.map((d) => d.endpoint_id))];
+          }
         }
-      }
-      return value;
-    });
-    if (enqueued) {
-      this.remember(events);
-      this.wake();
+        return value;
+      });
+    } catch (err) {
+      handOff?.cancel();
+      throw err;
     }
+    if (enqueued) this.remember(events);
+    if (handOff) handOff.accept(handedOver(leased, leasedIds, handOff));
+    if (unleased) this.wake(unleased);
     if (events.length > 0) await this.recorded(events);
     return result;
   }
 
   /** Told after events were recorded and deliveries enqueued (the delivery worker wakes up). */
-  readonly wakeups = new Set<() => void>();
+  readonly wakeups = new Set<(endpoints?: readonly string[]) => void>();
   /**
    * The events this instance recorded lately, by id, so that its delivery worker need not read them
    * back from the store (bounded; an event not here is read from the outbox).
@@ -130,9 +170,9 @@ export class EventRecorder {
     }
   }
 
-  /** Wakes whoever delivers (a retry was asked for). */
-  wake(): void {
-    for (const listener of this.wakeups) listener();
+  /** Wakes whoever delivers (a retry was asked for); `endpoints`: only these got new deliveries. */
+  wake(endpoints?: readonly string[]): void {
+    for (const listener of this.wakeups) listener(endpoints);
   }
 
   /** Records one event for one endpoint only (a webhook's test ping); returns its delivery. */
@@ -170,6 +210,39 @@ export class EventRecorder {
       }),
     );
   }
+}
+
+/** The deliveries stored leased by a hand-off, as a claim would have returned them. */
+function handedOver(
+  leased: readonly NewDelivery[],
+  ids: readonly string[],
+  handOff: HandOff,
+): OutboxDelivery[] {
+  const stored = new Set(ids);
+  const deliveries: OutboxDelivery[] = [];
+  for (const input of leased) {
+    const id = deliveryId(input.event_id, input.endpoint_id);
+    if (!stored.has(id)) continue;
+    stored.delete(id);
+    const now = input.now ?? new Date();
+    deliveries.push({
+      id,
+      event_id: input.event_id,
+      endpoint_id: input.endpoint_id,
+      status: 'pending',
+      attempts: 1,
+      next_attempt_at: input.next_attempt_at ?? now,
+      lease_owner: handOff.owner,
+      lease_expires_at: handOff.until,
+      last_status: null,
+      last_error: null,
+      latency_ms: null,
+      created_at: now,
+      updated_at: now,
+      finished_at: null,
+    });
+  }
+  return deliveries;
 }
 
 /** One delivery per (event, subscribed endpoint). */

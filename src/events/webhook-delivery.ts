@@ -7,10 +7,14 @@
  *   Only as many are claimed as there are free slots (WEBHOOK_CONCURRENCY), and endpoints already at
  *   WEBHOOK_ENDPOINT_CONCURRENCY attempts are left out of the claim, so a slow endpoint never holds
  *   up the others. The lease covers the longest local wait plus one attempt's deadline.
+ * - Hand-off: the deliveries of this instance's own new events skip the claim: the recorder stores
+ *   them leased to this worker and hands them over once durable (OutboxWorker.reserveHandOff).
  * - Attempts: through the outbound client (src/http/outbound.ts: SSRF guard against the address
  *   actually connected to, WEBHOOK_TIMEOUT_MS deadline, no redirects followed), signed by
  *   webhook-signing.ts. `webhook-id` is the delivery id, the same for an event and an endpoint on
- *   every attempt, so receivers can de-duplicate.
+ *   every attempt, so receivers can de-duplicate. With `thread` (WEBHOOK_DELIVERY_THREAD) the
+ *   signing and sending happen on a worker thread (webhook-thread.ts), which also applies the
+ *   concurrency limits; everything else, outcomes included, stays here.
  * - Outcomes: a 2xx succeeds; 410 Gone makes the delivery dead and disables the endpoint; anything
  *   else (another status, a redirect, a timeout, a refused address) fails and is retried after the
  *   next wait of WEBHOOK_RETRY_SCHEDULE with ±10% jitter, then dead. An endpoint whose attempts
@@ -23,6 +27,7 @@ import {
   outboundRequest,
   OutboundError,
   type OutboundAgents,
+  type OutboundErrorReason,
   type OutboundResolver,
 } from '../http/outbound.js';
 import type { OutboxDelivery, OutboxRepository, WebhookRecord } from '../store/ports.js';
@@ -30,6 +35,7 @@ import type { WebhookService } from '../services/webhooks.js';
 import { fromOutboxEvent, webhookBody, type DomainEvent } from './catalog.js';
 import { OutboxWorker, retryWait } from './outbox-worker.js';
 import { signWebhook } from './webhook-signing.js';
+import { WebhookThread } from './webhook-thread-client.js';
 
 export interface DeliveryWorkerOptions {
   timeoutMs: number;
@@ -43,6 +49,11 @@ export interface DeliveryWorkerOptions {
   pollMs: number;
   retentionDays: number;
   userAgent: string;
+  /**
+   * Sign and send on a worker thread of this process (WEBHOOK_DELIVERY_THREAD) rather than on the
+   * event loop; `lookup` is then not used (the thread resolves with the system resolver).
+   */
+  thread?: boolean;
   lookup?: OutboundResolver;
   /** An event this instance recorded lately, kept in memory (EventRecorder.recent). */
   recentEvent?: (id: string) => DomainEvent | undefined;
@@ -61,6 +72,8 @@ const WEBHOOK_ENDPOINTS = 'wh_';
 const PURGE_INTERVAL_MS = 3_600_000;
 /** How long an endpoint (and its decrypted secrets) is used from memory; changes drop it at once. */
 const ENDPOINT_CACHE_MS = 1000;
+/** With the delivery thread: attempts held here per request the thread may have on the wire. */
+const THREAD_HELD = 8;
 
 export class WebhookDeliveryWorker extends OutboxWorker {
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -68,6 +81,7 @@ export class WebhookDeliveryWorker extends OutboxWorker {
   /** Aborted by stop(): attempts in flight end at once and are recorded as failed (retried later). */
   private stopping = new AbortController();
   private agents: OutboundAgents | undefined;
+  private thread: WebhookThread | undefined;
   private readonly endpoints = new Map<string, { at: number; webhook: WebhookRecord; secrets: string[] }>();
 
   constructor(
@@ -75,11 +89,20 @@ export class WebhookDeliveryWorker extends OutboxWorker {
     private readonly webhooks: WebhookService,
     private readonly options: DeliveryWorkerOptions,
   ) {
-    const waits = Math.ceil(options.concurrency / options.endpointConcurrency);
+    // With the thread, the limits on requests at once are the thread's; this loop holds several
+    // times as many, so that the event loop's turns (each result comes back in one, each next
+    // attempt leaves in one) do not pace an endpoint's requests while the event loop is busy.
+    const held = options.thread ? THREAD_HELD : 1;
+    // The longest an attempt waits here or in the thread's queue: its endpoint's share, or all the
+    // instance holds, sent so many at a time.
+    const waits = Math.max(
+      Math.ceil(options.concurrency / options.endpointConcurrency),
+      options.thread ? THREAD_HELD : 0,
+    );
     super(outbox, {
       endpointPrefix: WEBHOOK_ENDPOINTS,
-      concurrency: options.concurrency,
-      endpointConcurrency: options.endpointConcurrency,
+      concurrency: options.concurrency * held,
+      endpointConcurrency: options.endpointConcurrency * held,
       pollMs: options.pollMs,
       leaseMs: (waits + 1) * options.timeoutMs + 5000,
       log: options.log,
@@ -110,7 +133,17 @@ export class WebhookDeliveryWorker extends OutboxWorker {
   override start(): void {
     if (this.running) return;
     this.stopping = new AbortController();
-    this.agents = createOutboundAgents({ maxSocketsPerHost: this.options.endpointConcurrency });
+    if (this.options.thread) {
+      this.thread = new WebhookThread({
+        timeoutMs: this.options.timeoutMs,
+        allowHttp: this.options.allowHttp,
+        allowPrivateNetworks: this.options.allowPrivateNetworks,
+        concurrency: this.options.concurrency,
+        endpointConcurrency: this.options.endpointConcurrency,
+      });
+    } else {
+      this.agents = createOutboundAgents({ maxSocketsPerHost: this.options.endpointConcurrency });
+    }
     super.start();
     this.purgeTimer = setInterval(() => void this.purge(), PURGE_INTERVAL_MS);
     this.purgeTimer.unref();
@@ -120,9 +153,12 @@ export class WebhookDeliveryWorker extends OutboxWorker {
   override async stop(): Promise<void> {
     clearInterval(this.purgeTimer);
     this.stopping.abort();
+    this.thread?.abort();
     await super.stop();
     this.agents?.destroy();
     this.agents = undefined;
+    await this.thread?.close();
+    this.thread = undefined;
     this.endpoints.clear();
   }
 
@@ -143,32 +179,10 @@ export class WebhookDeliveryWorker extends OutboxWorker {
         return await this.dead(delivery, null, 'the endpoint is disabled', started);
       }
       const body = webhookBody(event, webhook.id);
-      const headers = {
-        ...signWebhook({
-          msgId: delivery.id,
-          timestamp: new Date(),
-          body,
-          secrets,
-        }),
-        'content-type': 'application/json',
-        'user-agent': this.options.userAgent,
-        'x-event-type': event.type,
-      };
+      const response = await this.send(delivery, webhook, event.type, body, secrets);
       let status: number | null = null;
       let error: string;
-      try {
-        const response = await outboundRequest(webhook.url, {
-          method: 'POST',
-          headers,
-          body,
-          timeoutMs: this.options.timeoutMs,
-          allowHttp: this.options.allowHttp,
-          allowPrivateNetworks: this.options.allowPrivateNetworks,
-          lookup: this.options.lookup,
-          maxBodyBytes: 64 * 1024,
-          signal: this.stopping.signal,
-          ...(this.agents ? { agents: this.agents } : {}),
-        });
+      if ('status' in response) {
         status = response.status;
         if (status >= 200 && status < 300) {
           await this.outbox.complete(delivery.id, this.owner, {
@@ -191,14 +205,13 @@ export class WebhookDeliveryWorker extends OutboxWorker {
           );
           return;
         }
-        const location = response.headers.location;
+        const location = response.location;
         error =
           status >= 300 && status < 400
-            ? `the endpoint answered ${status} (redirects are not followed${location ? `: to ${String(location).slice(0, 200)}` : ''})`
+            ? `the endpoint answered ${status} (redirects are not followed${location ? `: to ${location.slice(0, 200)}` : ''})`
             : `the endpoint answered ${status}`;
-      } catch (err) {
-        if (!(err instanceof OutboundError)) throw err;
-        error = `${err.reason}: ${err.message}`;
+      } else {
+        error = `${response.reason}: ${response.message}`;
       }
       await this.failed(delivery, webhook, status, error, started);
     } catch (err) {
@@ -206,6 +219,57 @@ export class WebhookDeliveryWorker extends OutboxWorker {
         { err, delivery_id: delivery.id },
         'webhook attempt could not be recorded; it is retried once its lease expires',
       );
+    }
+  }
+
+  /** Signs and sends one attempt, here or on the delivery thread: its response, or why there was none. */
+  private async send(
+    delivery: OutboxDelivery,
+    webhook: WebhookRecord,
+    type: string,
+    body: string,
+    secrets: string[],
+  ): Promise<
+    | { status: number; latencyMs: number; location?: string }
+    | { reason: OutboundErrorReason; message: string }
+  > {
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': this.options.userAgent,
+      'x-event-type': type,
+    };
+    if (this.thread) {
+      return this.thread.send({
+        endpointId: webhook.id,
+        url: webhook.url,
+        msgId: delivery.id,
+        body,
+        secrets,
+        headers,
+      });
+    }
+    try {
+      const response = await outboundRequest(webhook.url, {
+        method: 'POST',
+        headers: { ...signWebhook({ msgId: delivery.id, timestamp: new Date(), body, secrets }), ...headers },
+        body,
+        timeoutMs: this.options.timeoutMs,
+        allowHttp: this.options.allowHttp,
+        allowPrivateNetworks: this.options.allowPrivateNetworks,
+        lookup: this.options.lookup,
+        maxBodyBytes: 64 * 1024,
+        signal: this.stopping.signal,
+        ...(this.agents ? { agents: this.agents } : {}),
+      });
+      const location = response.headers.location;
+      return {
+        status: response.status,
+        latencyMs: response.latencyMs,
+        ...(location ? { location: String(location) } : {}),
+      };
+    } catch (err) {
+      if (!(err instanceof OutboundError)) throw err;
+      return { reason: err.reason, message: err.message };
     }
   }
 

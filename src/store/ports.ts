@@ -564,6 +564,12 @@ export interface NewDelivery {
   now?: Date;
 }
 
+/** A claim taken when a delivery is enqueued (OutboxRepository.enqueueLeased). */
+export interface DeliveryLease {
+  owner: string;
+  until: Date;
+}
+
 /** What an attempt reports. */
 export interface AttemptReport {
   /** HTTP status (or another code), null when there was no response. */
@@ -629,6 +635,13 @@ export interface OutboxRepository {
   enqueue(deliveries: NewDelivery[]): Promise<OutboxDelivery[]>;
   /** As enqueue, without reading the deliveries back (the recorder's path: it needs none). */
   enqueueQuietly(deliveries: NewDelivery[]): Promise<void>;
+  /**
+   * As enqueueQuietly, but each new delivery is stored already claimed by `lease.owner` until
+   * `lease.until`, its first attempt counted, as claimDue would leave it: the instance that records
+   * the event makes the first attempt without a claim (see EventRecorder.handOffTo). Returns the
+   * ids stored so; a pair that already had a delivery keeps it unchanged and is not among them.
+   */
+  enqueueLeased(deliveries: NewDelivery[], lease: DeliveryLease): Promise<string[]>;
   /**
    * Claims up to `limit` due deliveries (pending or failed, next_attempt_at <= now, no live lease)
    * for `owner` until now + leaseMs, counting an attempt on each; oldest due first. May return

@@ -50,9 +50,15 @@ const standardAccepts = (req: ReceivedRequest, secret: string): boolean => {
   }
 };
 
-describe.each(availableBackends())(
-  '/v2/webhooks with durable=$durable, short-lived=$shortLived',
-  ({ durable, shortLived }) => {
+// Every backend inline, and the embedded one with attempts signed and sent on the delivery thread.
+const variants = [
+  ...availableBackends().map((b) => ({ ...b, thread: 'false' })),
+  { durable: 'embedded' as const, shortLived: 'embedded' as const, thread: 'true' },
+];
+
+describe.each(variants)(
+  '/v2/webhooks with durable=$durable, short-lived=$shortLived, delivery thread=$thread',
+  ({ durable, shortLived, thread }) => {
     let t: TestApp;
     let api: AdminApi;
     const receivers: WebhookReceiver[] = [];
@@ -95,6 +101,9 @@ describe.each(availableBackends())(
           WEBHOOK_RETRY_SCHEDULE: '100ms,200ms',
           WEBHOOK_TIMEOUT_MS: '500',
           WEBHOOK_POLL_MS: '100',
+          // Room for 4 hand-offs inline, 32 with the thread: the burst below overflows both.
+          WEBHOOK_CONCURRENCY: '4',
+          WEBHOOK_DELIVERY_THREAD: thread,
         },
       });
       api = await adminApi(t);
@@ -223,6 +232,48 @@ describe.each(availableBackends())(
           last_error: null,
         });
         expect(delivery!.latency_ms).toEqual(expect.any(Number));
+      });
+
+      it('attempts its own new deliveries without a claim, claims what exceeds its room, and delivers each once', async () => {
+        const r = await receiver();
+        const { webhook_id } = await subscribe(r.url, ['user.created']);
+        const outbox = t.stores.durable.outbox;
+        const claimed = new Set<string>();
+        const claimDue = outbox.claimDue.bind(outbox);
+        outbox.claimDue = async (...args: Parameters<typeof outbox.claimDue>) => {
+          const got = await claimDue(...args);
+          for (const d of got) claimed.add(d.id);
+          return got;
+        };
+        try {
+          // One event: handed to this instance's worker as it is enqueued, never claimed.
+          await api.createUser();
+          const [first] = await r.waitFor(1, 10_000);
+          expect(claimed.has(first!.headers['webhook-id']!)).toBe(false);
+          // A bulk beyond the worker's room (WEBHOOK_CONCURRENCY 4, eight times that with the
+          // thread): some handed over, the rest claimed.
+          const burst = 40;
+          const users = Array.from({ length: burst }, (_, i) => ({
+            email: `burst${i}-${Date.now()}@example.com`,
+            first_name: 'Burst',
+            last_name: String(i),
+          }));
+          expect((await api.post('/v2/users/bulk', { users })).status).toBe(201);
+          const got = await r.waitFor(burst + 1, 15_000);
+          const ids = got.map((q) => q.headers['webhook-id']!);
+          expect(new Set(ids).size).toBe(burst + 1);
+          const claimedOfBurst = ids.slice(1).filter((id) => claimed.has(id)).length;
+          expect(claimedOfBurst).toBeGreaterThan(0);
+          expect(claimedOfBurst).toBeLessThan(burst);
+          const listed = await eventually(
+            () => deliveries(webhook_id, { limit: '100' }),
+            (d) => d.length === burst + 1 && d.every((x) => x.status === 'succeeded'),
+            'every delivery succeeded',
+          );
+          expect(listed.every((d) => d.attempts === 1)).toBe(true);
+        } finally {
+          delete (outbox as Partial<typeof outbox>).claimDue; // the adapter's own method again
+        }
       });
 
       it('sends only subscribed events; * gets them all', async () => {
@@ -388,7 +439,11 @@ describe.each(availableBackends())(
       let strict: TestApp;
       let strictApi: AdminApi;
       beforeAll(async () => {
-        strict = await createTestApp({ durable, shortLived, env: { WEBHOOK_POLL_MS: '100' } });
+        strict = await createTestApp({
+          durable,
+          shortLived,
+          env: { WEBHOOK_POLL_MS: '100', WEBHOOK_DELIVERY_THREAD: thread },
+        });
         strictApi = await adminApi(strict);
       });
       afterAll(() => strict?.close());
@@ -421,7 +476,7 @@ describe.each(availableBackends())(
           durable,
           shortLived,
           shareWith: writer,
-          env: { WEBHOOK_POLL_MS: '100' },
+          env: { WEBHOOK_POLL_MS: '100', WEBHOOK_DELIVERY_THREAD: thread },
         });
         try {
           const writerApi = await adminApi(writer);

@@ -234,6 +234,59 @@ export function describeOutboxContract(harness: OutboxHarness): void {
       expect(listed.items.every((d) => d.status === 'pending' && d.attempts === 0)).toBe(true);
     });
 
+    it('enqueues leased: claimed by the owner, first attempt counted, claimable by others once expired', async () => {
+      const T = epoch();
+      const e = event(at(T - MINUTE));
+      await outbox.append([e]);
+      const endpoint = `wh_${tag()}`;
+      const [existing] = await outbox.enqueue([
+        { event_id: e.id, endpoint_id: `${endpoint}_old`, now: at(T - MINUTE) },
+      ]);
+      const ids = await outbox.enqueueLeased(
+        [
+          { event_id: e.id, endpoint_id: endpoint, now: at(T - MINUTE) },
+          { event_id: e.id, endpoint_id: `${endpoint}_old`, now: at(T - MINUTE) },
+        ],
+        { owner: 'worker-1', until: at(T + MINUTE) },
+      );
+      // The pair that had a delivery keeps it as it was, unleased.
+      expect(ids).toHaveLength(1);
+      expect(await outbox.get(existing!.id)).toEqual(existing);
+      const leased = (await outbox.get(ids[0]!))!;
+      expect(leased).toMatchObject({
+        event_id: e.id,
+        endpoint_id: endpoint,
+        status: 'pending',
+        attempts: 1,
+        lease_owner: 'worker-1',
+        lease_expires_at: at(T + MINUTE),
+        created_at: at(T - MINUTE),
+      });
+      // Nobody claims it while the lease lasts (the old pair is claimable as usual).
+      const now = await rival.claimDue(at(T), 10, MINUTE, 'worker-2');
+      expect(now.map((d) => d.id)).toEqual([existing!.id]);
+      await rival.complete(existing!.id, 'worker-2', { status: 200, now: at(T) });
+      // The owner records the outcome like a claimer's.
+      const done = await outbox.complete(leased.id, 'worker-1', { status: 200, now: at(T) });
+      expect(done).toMatchObject({ status: 'succeeded', attempts: 1 });
+
+      // A lease left by an instance that died: claimed again once expired, as the second attempt.
+      const e2 = event(at(T - MINUTE));
+      await outbox.append([e2]);
+      const [lost] = await outbox.enqueueLeased(
+        [{ event_id: e2.id, endpoint_id: endpoint, now: at(T - MINUTE) }],
+        { owner: 'worker-dead', until: at(T + MINUTE) },
+      );
+      expect(await rival.claimDue(at(T), 10, MINUTE, 'worker-2')).toEqual([]);
+      const [again] = await rival.claimDue(at(T + MINUTE), 10, MINUTE, 'worker-2');
+      expect(again).toMatchObject({ id: lost, attempts: 2, lease_owner: 'worker-2' });
+      expect(await outbox.complete(lost!, 'worker-dead', { status: 200, now: at(T + MINUTE) })).toBeNull();
+      expect(await rival.complete(lost!, 'worker-2', { status: 200, now: at(T + MINUTE) })).toMatchObject({
+        status: 'succeeded',
+      });
+      expect(await outbox.enqueueLeased([], { owner: 'w', until: at(T) })).toEqual([]);
+    });
+
     it('counts the deliveries not yet made and knows the oldest', async () => {
       const T = epoch();
       const before = await outbox.pendingStats();

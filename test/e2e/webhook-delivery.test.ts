@@ -53,75 +53,83 @@ const createdIds = (r: WebhookReceiver) =>
     .filter((p) => p.event === 'user.created')
     .map((p) => p.data.user!.id);
 
-describe('a server killed with SIGKILL delivers what it acknowledged once started again', () => {
-  const dir = tempDir('latchkey-webhook-kill-');
-  let instance: Instance | undefined;
-  let receiver: WebhookReceiver | undefined;
-  afterAll(async () => {
-    await stopInstance(instance);
-    await receiver?.close();
-    dir.remove();
-  });
-
-  it('delivers pending events after a restart, and an attempt cut off by the kill once its lease expires', async () => {
-    let answer: (n: number) => ReceiverAnswer = () => ({ status: 200 });
-    receiver = await startReceiver((n) => answer(n));
-    // The embedded store in one DATA_DIR, kept across the restarts.
-    const env = { ...clusterEnv('http://127.0.0.1:1', clusterStores({})), ...fast, DATA_DIR: dir.path };
-
-    // 1. Delivery off: the events are only recorded, then the process dies.
-    instance = await startInstance('kill-a', { ...env, WEBHOOK_DELIVERY: 'false' });
-    let token = await clientCredentialsToken(instance.baseUrl, { scope: SCOPE });
-    const hook = await call(instance.baseUrl, 'POST', '/v2/webhooks', {
-      token,
-      json: { url: receiver.url, events: ['user.created'], secret: SECRET },
+describe.each(['false', 'true'])(
+  'a server killed with SIGKILL delivers what it acknowledged once started again (delivery thread: %s)',
+  (thread) => {
+    const dir = tempDir('latchkey-webhook-kill-');
+    let instance: Instance | undefined;
+    let receiver: WebhookReceiver | undefined;
+    afterAll(async () => {
+      await stopInstance(instance);
+      await receiver?.close();
+      dir.remove();
     });
-    expect(hook.status).toBe(201);
-    const first = await createUsers(instance.baseUrl, token, 5, 'pending');
-    instance.child.kill('SIGKILL');
-    await new Promise((r) => instance!.child.once('exit', r));
-    expect(receiver.requests).toHaveLength(0);
 
-    // 2. Started again with delivery on: every acknowledged event arrives.
-    instance = await startInstance('kill-b', { ...env });
-    await receiver.waitFor(5, 20_000);
-    expect(createdIds(receiver).sort()).toEqual([...first].sort());
+    it('delivers pending events after a restart, and an attempt cut off by the kill once its lease expires', async () => {
+      let answer: (n: number) => ReceiverAnswer = () => ({ status: 200 });
+      receiver = await startReceiver((n) => answer(n));
+      // The embedded store in one DATA_DIR, kept across the restarts.
+      const env = {
+        ...clusterEnv('http://127.0.0.1:1', clusterStores({})),
+        ...fast,
+        DATA_DIR: dir.path,
+        WEBHOOK_DELIVERY_THREAD: thread,
+      };
 
-    // 3. An attempt in flight when the process dies (the receiver holds it): after the restart the
-    //    delivery is claimable only when the dead process's lease has expired, then it arrives.
-    answer = () => 'hang';
-    token = await clientCredentialsToken(instance.baseUrl, { scope: SCOPE });
-    const [held] = await createUsers(instance.baseUrl, token, 1, 'in-flight');
-    await receiver.waitFor(6, 20_000);
-    instance.child.kill('SIGKILL');
-    await new Promise((r) => instance!.child.once('exit', r));
-    answer = () => ({ status: 200 });
-    instance = await startInstance('kill-c', { ...env });
-    const until = Date.now() + 30_000;
-    while (createdIds(receiver).filter((id) => id === held).length < 2 && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const ofHeld = receiver.requests.filter((q) => q.body.includes(held!));
-    expect(ofHeld).toHaveLength(2);
-    // The retry of the cut-off attempt carries the same webhook-id.
-    expect(ofHeld[1]!.headers['webhook-id']).toBe(ofHeld[0]!.headers['webhook-id']);
-    // Delivery is at least once: a success the killed process had not yet recorded is sent again,
-    // with its webhook-id, so receivers can tell. Six events, six deliveries, whatever was repeated.
-    expect(new Set(receiver.requests.map((q) => q.headers['webhook-id'])).size).toBe(6);
-    expect(new Set(createdIds(receiver)).size).toBe(6);
-    token = await clientCredentialsToken(instance.baseUrl, { scope: SCOPE });
-    const list = await call(
-      instance.baseUrl,
-      'GET',
-      `/v2/webhooks/${hook.body.webhook_id}/deliveries?limit=100`,
-      {
+      // 1. Delivery off: the events are only recorded, then the process dies.
+      instance = await startInstance('kill-a', { ...env, WEBHOOK_DELIVERY: 'false' });
+      let token = await clientCredentialsToken(instance.baseUrl, { scope: SCOPE });
+      const hook = await call(instance.baseUrl, 'POST', '/v2/webhooks', {
         token,
-      },
-    );
-    expect(list.body.data).toHaveLength(6);
-    expect(list.body.data.every((d: { status: string }) => d.status === 'succeeded')).toBe(true);
-  });
-});
+        json: { url: receiver.url, events: ['user.created'], secret: SECRET },
+      });
+      expect(hook.status).toBe(201);
+      const first = await createUsers(instance.baseUrl, token, 5, 'pending');
+      instance.child.kill('SIGKILL');
+      await new Promise((r) => instance!.child.once('exit', r));
+      expect(receiver.requests).toHaveLength(0);
+
+      // 2. Started again with delivery on: every acknowledged event arrives.
+      instance = await startInstance('kill-b', { ...env });
+      await receiver.waitFor(5, 20_000);
+      expect(createdIds(receiver).sort()).toEqual([...first].sort());
+
+      // 3. An attempt in flight when the process dies (the receiver holds it): after the restart the
+      //    delivery is claimable only when the dead process's lease has expired, then it arrives.
+      answer = () => 'hang';
+      token = await clientCredentialsToken(instance.baseUrl, { scope: SCOPE });
+      const [held] = await createUsers(instance.baseUrl, token, 1, 'in-flight');
+      await receiver.waitFor(6, 20_000);
+      instance.child.kill('SIGKILL');
+      await new Promise((r) => instance!.child.once('exit', r));
+      answer = () => ({ status: 200 });
+      instance = await startInstance('kill-c', { ...env });
+      const until = Date.now() + 30_000;
+      while (createdIds(receiver).filter((id) => id === held).length < 2 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const ofHeld = receiver.requests.filter((q) => q.body.includes(held!));
+      expect(ofHeld).toHaveLength(2);
+      // The retry of the cut-off attempt carries the same webhook-id.
+      expect(ofHeld[1]!.headers['webhook-id']).toBe(ofHeld[0]!.headers['webhook-id']);
+      // Delivery is at least once: a success the killed process had not yet recorded is sent again,
+      // with its webhook-id, so receivers can tell. Six events, six deliveries, whatever was repeated.
+      expect(new Set(receiver.requests.map((q) => q.headers['webhook-id'])).size).toBe(6);
+      expect(new Set(createdIds(receiver)).size).toBe(6);
+      token = await clientCredentialsToken(instance.baseUrl, { scope: SCOPE });
+      const list = await call(
+        instance.baseUrl,
+        'GET',
+        `/v2/webhooks/${hook.body.webhook_id}/deliveries?limit=100`,
+        {
+          token,
+        },
+      );
+      expect(list.body.data).toHaveLength(6);
+      expect(list.body.data.every((d: { status: string }) => d.status === 'succeeded')).toBe(true);
+    });
+  },
+);
 
 describeWithRedisAndMongo(
   'two instances on Redis and MongoDB deliver each event once per endpoint',
@@ -139,7 +147,11 @@ describeWithRedisAndMongo(
       // A generous attempt deadline: on a loaded machine a 500 ms one can expire after the receiver
       // got the request, and the retry (at least once, same webhook-id) is not what this test is about.
       const env = { ...clusterEnv('http://127.0.0.1:1', stores), ...fast, WEBHOOK_TIMEOUT_MS: '5000' };
-      instances.push(await startInstance('deliver-a', env), await startInstance('deliver-b', env));
+      // One delivers on the event loop, the other on its delivery thread.
+      instances.push(
+        await startInstance('deliver-a', env),
+        await startInstance('deliver-b', { ...env, WEBHOOK_DELIVERY_THREAD: 'true' }),
+      );
       const [a, b] = instances as [Instance, Instance];
       const tokenA = await clientCredentialsToken(a.baseUrl, { scope: SCOPE });
       const tokenB = await clientCredentialsToken(b.baseUrl, { scope: SCOPE });

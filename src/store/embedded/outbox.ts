@@ -19,6 +19,7 @@ import type {
   AttemptFailure,
   AttemptReport,
   ClaimFilter,
+  DeliveryLease,
   DeliveryListQuery,
   EventListQuery,
   NewDelivery,
@@ -167,6 +168,32 @@ export class EmbeddedOutboxRepository implements OutboxRepository {
           now,
         );
       }
+    });
+  }
+
+  async enqueueLeased(deliveries: NewDelivery[], lease: DeliveryLease): Promise<string[]> {
+    if (deliveries.length === 0) return [];
+    const until = toIso(lease.until);
+    return this.db.transaction(() => {
+      const stored: string[] = [];
+      for (const input of deliveries) {
+        const now = toIso(input.now ?? new Date());
+        const row = this.db.get<{ id: string }>(
+          `INSERT INTO outbox_deliveries (id, event_id, endpoint_id, status, attempts, next_attempt_at,
+             lease_owner, lease_expires_at, created_at, updated_at)
+           VALUES (?, ?, ?, 'pending', 1, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id`,
+          deliveryId(input.event_id, input.endpoint_id),
+          input.event_id,
+          input.endpoint_id,
+          input.next_attempt_at ? toIso(input.next_attempt_at) : now,
+          lease.owner,
+          until,
+          now,
+          now,
+        );
+        if (row) stored.push(row.id);
+      }
+      return stored;
     });
   }
 

@@ -27,6 +27,7 @@ import type {
   AttemptFailure,
   AttemptReport,
   ClaimFilter,
+  DeliveryLease,
   DeliveryListQuery,
   EventListQuery,
   NewDelivery,
@@ -150,7 +151,7 @@ export class MongoOutboxRepository implements OutboxRepository {
 
   async enqueue(deliveries: NewDelivery[]): Promise<OutboxDelivery[]> {
     if (deliveries.length === 0) return [];
-    const docs = await this.insertPending(deliveries);
+    const { docs } = await this.insertPending(deliveries);
     const stored = await this.deliveries
       .find({ _id: { $in: [...docs.keys()] } })
       .lean<OutboxDeliveryDocument[]>();
@@ -166,8 +167,51 @@ export class MongoOutboxRepository implements OutboxRepository {
     if (deliveries.length > 0) await this.insertPending(deliveries);
   }
 
-  /** Inserts a pending delivery per pair that has none; returns the documents meant, by id. */
-  private async insertPending(deliveries: NewDelivery[]): Promise<Map<string, OutboxDeliveryDocument>> {
+  /**
+   * The first attempt of each is fenced (`<id>#1` in outbox_claims) before the delivery is stored
+   * leased with that attempt counted, exactly as a claim would leave it; a later claim (the lease
+   * expired) fences attempt 2. A pair whose fence or delivery existed already is left as it was.
+   */
+  async enqueueLeased(deliveries: NewDelivery[], lease: DeliveryLease): Promise<string[]> {
+    if (deliveries.length === 0) return [];
+    const ids = [...new Set(deliveries.map((d) => deliveryId(d.event_id, d.endpoint_id)))];
+    const now = new Date();
+    let fenced = new Set(ids);
+    try {
+      await this.claims.insertMany(
+        ids.map((id) => ({ _id: `${id}#1`, delivery_id: id, owner: lease.owner, created_at: now })),
+        { ordered: false, lean: true },
+      );
+    } catch (err) {
+      if (!duplicateKey(err)) throw err;
+      const ours = await this.claims
+        .find({ _id: { $in: ids.map((id) => `${id}#1`) }, owner: { $eq: lease.owner } })
+        .lean<OutboxClaimDocument[]>();
+      fenced = new Set(ours.map((c) => c.delivery_id));
+    }
+    const { refused } = await this.insertPending(
+      deliveries.filter((d) => fenced.has(deliveryId(d.event_id, d.endpoint_id))),
+      lease,
+    );
+    if (!refused) return [...fenced];
+    // Some pairs had a delivery already: those are not ours, and neither is their first attempt.
+    const stored = await this.deliveries
+      .find({ _id: { $in: [...fenced] }, lease_owner: { $eq: lease.owner }, attempts: { $eq: 1 } })
+      .lean<OutboxDeliveryDocument[]>();
+    const leased = new Set(stored.map((d) => d._id));
+    const others = [...fenced].filter((id) => !leased.has(id));
+    if (others.length > 0) await this.claims.deleteMany({ _id: { $in: others.map((id) => `${id}#1`) } });
+    return [...leased];
+  }
+
+  /**
+   * Inserts a pending delivery per pair that has none (with `lease`: claimed by its owner, the first
+   * attempt counted); returns the documents meant, by id, and whether any pair was refused.
+   */
+  private async insertPending(
+    deliveries: NewDelivery[],
+    lease?: DeliveryLease,
+  ): Promise<{ docs: Map<string, OutboxDeliveryDocument>; refused: boolean }> {
     const docs = new Map<string, OutboxDeliveryDocument>();
     for (const input of deliveries) {
       const id = deliveryId(input.event_id, input.endpoint_id);
@@ -178,10 +222,10 @@ export class MongoOutboxRepository implements OutboxRepository {
         event_id: input.event_id,
         endpoint_id: input.endpoint_id,
         status: 'pending',
-        attempts: 0,
+        attempts: lease ? 1 : 0,
         next_attempt_at: input.next_attempt_at ?? now,
-        lease_owner: null,
-        lease_expires_at: null,
+        lease_owner: lease?.owner ?? null,
+        lease_expires_at: lease?.until ?? null,
         last_status: null,
         last_error: null,
         latency_ms: null,
@@ -190,13 +234,15 @@ export class MongoOutboxRepository implements OutboxRepository {
         finished_at: null,
       });
     }
+    if (docs.size === 0) return { docs, refused: false };
     try {
       // Unordered: pairs already enqueued are refused by _id, the rest are stored.
       await this.deliveries.insertMany([...docs.values()], { ordered: false, lean: true });
     } catch (err) {
       if (!duplicateKey(err)) throw err;
+      return { docs, refused: true };
     }
-    return docs;
+    return { docs, refused: false };
   }
 
   async pendingStats(): Promise<{ pending: number; oldest: Date | null }> {
