@@ -46,6 +46,28 @@ interface Violation {
   nodes: { target: string[] }[];
 }
 
+/** Runs axe-core on `page`: records `name` in `checked` and its serious or critical violations in `problems`. */
+async function axeCheck(
+  page: Page,
+  lang: string,
+  name: string,
+  found: { checked: string[]; problems: string[] },
+): Promise<void> {
+  await page.waitForLoadState('load');
+  expect([name, await page.getAttribute('html', 'lang')]).toEqual([name, lang]);
+  await page.addScriptTag({ content: AXE });
+  const violations = (await page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe;
+    return (await axe.run()).violations;
+  })) as Violation[];
+  for (const v of violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
+    found.problems.push(
+      `${name}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
+    );
+  }
+  found.checked.push(name);
+}
+
 describeWithChromium('accessibility of every server-rendered page (axe-core)', () => {
   let browser: Browser;
   let server: TestServer;
@@ -248,21 +270,7 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
       const page = await context.newPage();
       const checked: string[] = [];
       const problems: string[] = [];
-      const check = async (name: string) => {
-        await page.waitForLoadState('load');
-        expect([name, await page.getAttribute('html', 'lang')]).toEqual([name, lang]);
-        await page.addScriptTag({ content: AXE });
-        const violations = (await page.evaluate(async () => {
-          const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe;
-          return (await axe.run()).violations;
-        })) as Violation[];
-        for (const v of violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
-          problems.push(
-            `${name}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
-          );
-        }
-        checked.push(name);
-      };
+      const check = (name: string) => axeCheck(page, lang, name, { checked, problems });
 
       await page.goto(`${url}/account`);
       await page.locator('#email').fill(user.email);
@@ -327,21 +335,7 @@ describeWithChromium('accessibility of every server-rendered page (axe-core)', (
       const page = await context.newPage();
       const checked: string[] = [];
       const problems: string[] = [];
-      const check = async (name: string) => {
-        await page.waitForLoadState('load');
-        expect([name, await page.getAttribute('html', 'lang')]).toEqual([name, lang]);
-        await page.addScriptTag({ content: AXE });
-        const violations = (await page.evaluate(async () => {
-          const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } }).axe;
-          return (await axe.run()).violations;
-        })) as Violation[];
-        for (const v of violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')) {
-          problems.push(
-            `${name}: ${v.id} (${v.impact}) ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
-          );
-        }
-        checked.push(name);
-      };
+      const check = (name: string) => axeCheck(page, lang, name, { checked, problems });
 
       await page.goto(`${url}/device`);
       await check('device code');
