@@ -3,6 +3,8 @@
  * services, the OpenID provider and the one Koa application serving every surface. Nothing here
  * reads the environment.
  */
+import { hkdfSync } from 'node:crypto';
+
 import { EventRecorder } from './events/recorder.js';
 import { WebhookDeliveryWorker } from './events/webhook-delivery.js';
 import { WebhookService } from './services/webhooks.js';
@@ -404,6 +406,9 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
           stores,
           keys,
           cookieSigner,
+          dpopNonceSecret: Buffer.from(
+            hkdfSync('sha256', secrets.keyEncryptionSecret, 'latchkey/dpop-nonces', 'nonce v1', 32),
+          ),
           clients,
           resourceServers,
           pages,

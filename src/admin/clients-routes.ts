@@ -79,6 +79,9 @@ const clientFields = {
   grant_types: z.array(z.enum(GRANTS)).min(1).max(4),
   response_types: z.array(z.enum(['code'])).max(1),
   token_endpoint_auth_method: z.enum(AUTH_METHODS),
+  dpop_bound_access_tokens: z
+    .boolean()
+    .describe('RFC 9449 §5.2: the client must send DPoP proofs; its tokens are always bound to its key'),
   scope: wire(
     z
       .string()
@@ -146,6 +149,7 @@ const CreateClient = z
     grant_types: true,
     response_types: true,
     token_endpoint_auth_method: true,
+    dpop_bound_access_tokens: true,
     scope: true,
     jwks: true,
     jwks_uri: true,
@@ -190,6 +194,7 @@ const Client = z.object({
   grant_types: z.array(z.string()),
   response_types: z.array(z.string()),
   token_endpoint_auth_method: z.string(),
+  dpop_bound_access_tokens: z.boolean().optional(),
   scope: z.string().nullable(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
   jwks_uri: z.string().optional(),

@@ -234,6 +234,7 @@ export const SETTINGS = {
   LOGIN_LOCKOUT_BASE_S: spec(int(1, 86_400), 'seconds from 1 to 86400'),
   LOGIN_LOCKOUT_MAX_S: spec(int(1, 7 * 86_400), 'seconds from 1 to 604800'),
 
+  DPOP_REQUIRE_NONCE: spec(bool, 'true or false'),
   MFA: spec(z.enum(['off', 'optional', 'required']), 'off, optional or required'),
   MFA_REQUIRED_ROLES: spec(
     z

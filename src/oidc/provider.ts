@@ -85,6 +85,8 @@ export interface ProviderDeps {
   keys: KeySet;
   /** Signs and verifies the provider's cookies (a keygrip-compatible signer, see cookie-signer.ts). */
   cookieSigner: CookieSigner;
+  /** 32 bytes the DPoP nonces are made with (the same on every instance, so any one checks them). */
+  dpopNonceSecret?: Buffer;
   clients: ClientAdapter;
   resourceServers: ResourceServers;
   pages: ProviderPages;
@@ -314,6 +316,16 @@ export function createProvider(deps: ProviderDeps): Provider {
       },
       userinfo: { enabled: true },
       registration: { enabled: false },
+      // DPoP (RFC 9449): proofs bind tokens to the client's key; the server hands out nonces
+      // (DPoP-Nonce) and, with DPOP_REQUIRE_NONCE, refuses proofs without a fresh one. A proof's jti
+      // is taken once across instances (ReplayDetection.unique below). Clients registered with
+      // dpop_bound_access_tokens must send proofs.
+      dPoP: {
+        enabled: true,
+        ...(deps.dpopNonceSecret ? { nonceSecret: deps.dpopNonceSecret } : {}),
+        requireNonce: () => config.dpopRequireNonce,
+        allowReplay: false,
+      },
       // Device authorization grant (RFC 8628) for clients registered with its grant type: user codes
       // of 8 consonants (no vowels, no look-alike digits) shown as XXXX-XXXX, our own pages.
       deviceFlow: {
@@ -341,6 +353,16 @@ export function createProvider(deps: ProviderDeps): Provider {
 
   const provider = new Provider(config.issuer, configuration);
   provider.proxy = config.trustProxy;
+  // One use of a proof (DPoP) or client assertion (private_key_jwt) jti, atomically on every instance:
+  // oidc-provider's own check reads, then writes, so two instances could both accept one proof.
+  const replays = deps.stores.counters;
+  (
+    provider.ReplayDetection as unknown as { unique(iss: string, jti: string, exp: number): Promise<boolean> }
+  ).unique = async (iss, jti, exp) => {
+    const key = `replay:${createHash('sha256').update(`${iss}\n${jti}`).digest('base64url')}`;
+    const lifetime = Math.max(1, Math.ceil(exp - Date.now() / 1000)) + 60;
+    return (await replays.increment(key, lifetime)).value === 1;
+  };
   if (deps.apiKeys) registerApiKeyGrant(provider, deps.apiKeys);
 
   // Clients hold a hash of their secret (client-secrets.ts); compare presented secrets against it.
