@@ -79,6 +79,17 @@ const clientFields = {
   grant_types: z.array(z.enum(GRANTS)).min(1).max(4),
   response_types: z.array(z.enum(['code'])).max(1),
   token_endpoint_auth_method: z.enum(AUTH_METHODS),
+  require_signed_request_object: z
+    .boolean()
+    .describe(
+      'RFC 9101: authorization requests must come as a request object signed with a key in jwks / jwks_uri',
+    ),
+  require_pushed_authorization_requests: z
+    .boolean()
+    .describe('RFC 9126: authorization requests must be pushed to /oauth/par first'),
+  introspection_signed_response_alg: z
+    .enum(['RS256', 'ES256'])
+    .describe('RFC 9701: introspection answers this client as a JWT signed with this algorithm'),
   dpop_bound_access_tokens: z
     .boolean()
     .describe('RFC 9449 §5.2: the client must send DPoP proofs; its tokens are always bound to its key'),
@@ -150,6 +161,9 @@ const CreateClient = z
     response_types: true,
     token_endpoint_auth_method: true,
     dpop_bound_access_tokens: true,
+    require_signed_request_object: true,
+    require_pushed_authorization_requests: true,
+    introspection_signed_response_alg: true,
     scope: true,
     jwks: true,
     jwks_uri: true,
@@ -180,6 +194,7 @@ const UpdateClient = z
     contacts: clientFields.contacts.nullable(),
     plan: clientFields.plan.nullable(),
     api_scopes: clientFields.api_scopes.nullable(),
+    introspection_signed_response_alg: clientFields.introspection_signed_response_alg.nullable(),
   })
   .partial()
   .strict();
@@ -195,6 +210,9 @@ const Client = z.object({
   response_types: z.array(z.string()),
   token_endpoint_auth_method: z.string(),
   dpop_bound_access_tokens: z.boolean().optional(),
+  require_signed_request_object: z.boolean().optional(),
+  require_pushed_authorization_requests: z.boolean().optional(),
+  introspection_signed_response_alg: z.string().optional(),
   scope: z.string().nullable(),
   jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
   jwks_uri: z.string().optional(),

@@ -316,6 +316,12 @@ export function createProvider(deps: ProviderDeps): Provider {
       },
       userinfo: { enabled: true },
       registration: { enabled: false },
+      // Signed request objects (JAR, RFC 9101) from clients with keys (jwks / jwks_uri); a client may
+      // be registered to require them (require_signed_request_object), or to require PAR
+      // (require_pushed_authorization_requests). JWT introspection responses (RFC 9701) for clients
+      // registered with introspection_signed_response_alg.
+      requestObjects: { enabled: true, requireSignedRequestObject: false },
+      jwtIntrospection: { enabled: true },
       // DPoP (RFC 9449): proofs bind tokens to the client's key; the server hands out nonces
       // (DPoP-Nonce) and, with DPOP_REQUIRE_NONCE, refuses proofs without a fresh one. A proof's jti
       // is taken once across instances (ReplayDetection.unique below). Clients registered with
