@@ -9,6 +9,7 @@ import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
 import { MongoMfaRepository } from './mfa.js';
+import { MongoSsoConnectionRepository } from './sso.js';
 import { MongoOutboxRepository } from './outbox.js';
 import { MongoWebhookRepository } from './webhooks.js';
 import { MongoPolicyRepository } from './policies.js';
@@ -39,6 +40,7 @@ export class MongoDurableStore implements DurableStore {
   readonly webhooks: MongoWebhookRepository;
   readonly policies: MongoPolicyRepository;
   readonly mfa: MongoMfaRepository;
+  readonly ssoConnections: MongoSsoConnectionRepository;
   private readonly models: MongoModels;
   /** The repository itself, never the cache (migrate backfills through it). */
   private readonly userRepository: MongoUserRepository;
@@ -75,6 +77,11 @@ export class MongoDurableStore implements DurableStore {
       this.models.policyEntities,
     );
     this.mfa = new MongoMfaRepository(this.models.mfaFactors, this.models.mfaRecoveryCodes);
+    this.ssoConnections = new MongoSsoConnectionRepository(
+      this.models.ssoConnections,
+      this.models.ssoDomains,
+      this.models.ssoIdentities,
+    );
   }
 
   /**
