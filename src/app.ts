@@ -6,6 +6,7 @@
 import { EventRecorder } from './events/recorder.js';
 import { WebhookDeliveryWorker } from './events/webhook-delivery.js';
 import { WebhookService } from './services/webhooks.js';
+import { SsoConnections } from './sso/connections.js';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -107,6 +108,7 @@ export interface AppServices {
   resets: PasswordResets;
   mailer: Mailer;
   mfa: MfaService;
+  sso: SsoConnections;
 }
 
 export interface BuiltApp {
@@ -285,6 +287,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       origins: config.webauthnOrigins.length > 0 ? config.webauthnOrigins : [issuerUrl.origin],
     },
     recorder,
+    audit,
+  );
+  const ssoConnections = new SsoConnections(
+    stores.durable,
+    createKeyCipher(secrets.keyEncryptionSecret),
     audit,
   );
   const policies = new PolicyService(stores.durable, stores.events, audit, {
@@ -529,6 +536,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
 
   const v2 = managementApi({
     mfa,
+    sso: ssoConnections,
     issuer: config.issuer,
     version: VERSION,
     host,
@@ -621,6 +629,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       users,
       roles,
       mfa,
+      sso: ssoConnections,
       audit,
       metrics,
       plans: planService,
