@@ -7,6 +7,9 @@ import { EventRecorder } from './events/recorder.js';
 import { WebhookDeliveryWorker } from './events/webhook-delivery.js';
 import { WebhookService } from './services/webhooks.js';
 import { SsoConnections } from './sso/connections.js';
+import { Federation } from './sso/federation.js';
+import { signInRedirects } from './sso/hooks.js';
+import { ssoRouter } from './sso/router.js';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -600,7 +603,27 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   revocationListeners.add((revoked) => forwardAuth.forget(revoked));
   app.use(forwardAuth.routes());
 
+  const federation = new Federation(
+    stores.durable,
+    stores.artifacts,
+    stores.counters,
+    ssoConnections,
+    users,
+    audit,
+    {
+      issuer: config.issuer,
+      sessionTtlS: config.sessionTtlS,
+      http: {
+        allowHttp:
+          config.ssoAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.ssoAllowHttp === 'true',
+        allowPrivateNetworks: config.ssoAllowPrivateNetworks,
+        timeoutMs: config.ssoTimeoutMs,
+      },
+    },
+  );
+  const sso = ssoRouter({ host, views, auth, federation, issuer: config.issuer });
   const interactions = interactionsRouter({
+    sso: signInRedirects(ssoConnections),
     host,
     views,
     csrf,
@@ -614,6 +637,8 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());
   app.use(allowedMethods(interactions));
+  app.use(sso.routes());
+  app.use(allowedMethods(sso));
 
   return {
     app,

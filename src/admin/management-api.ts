@@ -112,7 +112,9 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   const api = new ApiRouter(deps.log);
   // Reads the rollups that the analytics consumer (events/rollups.ts) keeps in the counter store.
   const analytics = new AnalyticsService(deps.counters, deps.store.users);
-  registerUserRoutes(api, deps.users, analytics, deps.resets);
+  registerUserRoutes(api, deps.users, analytics, deps.resets, (ids) =>
+    deps.store.ssoConnections.listIdentitiesOf(ids),
+  );
   registerInvitationRoutes(api, deps.registration);
   if (deps.mfa) registerMfaRoutes(api, deps.users, deps.mfa);
   registerRoleRoutes(api, deps.roles);
