@@ -56,7 +56,7 @@ export class MongoDurableStore implements DurableStore {
   ) {
     this.models = createModels(conn);
     const { users, roles, roleLinks, clients, signingKeys, resourceServers, audit } = this.models;
-    this.users = this.userRepository = new MongoUserRepository(users, roleLinks);
+    this.users = this.userRepository = new MongoUserRepository(users, roleLinks, this.models.ssoIdentities);
     this.roles = new MongoRoleRepository(roles, roleLinks, users);
     this.clients = new MongoClientRepository(clients);
     this.signingKeys = new MongoSigningKeyRepository(signingKeys);
