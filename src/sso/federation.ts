@@ -155,7 +155,7 @@ export class Federation {
       )
       .catch((err: unknown) => {
         this.configs.delete(connection.id);
-        throw new FederationError('discovery', `discovery failed: ${(err as Error).message}`, connection.id);
+        throw new FederationError('discovery', `discovery failed: ${describe(err)}`, connection.id);
       });
     this.configs.set(connection.id, { at: Date.now(), key, config });
     return config;
