@@ -6,6 +6,7 @@
 import { AppError } from '../errors/app-error.js';
 import type { KeyCipher } from '../oidc/keys/key-cipher.js';
 import type { AuditService } from '../services/audit.js';
+import { requireGrantable } from '../services/authority.js';
 import type { Context } from '../services/users.js';
 import { StoreConflictError } from '../store/errors.js';
 import { newId } from '../store/ids.js';
@@ -77,12 +78,19 @@ export class SsoConnections {
     }
   }
 
-  private async checkRole(role: string | null): Promise<void> {
-    if (role !== null && !(await this.store.roles.findByName(role))) {
+  /**
+   * The role must exist, and the caller must hold every management scope it carries: provisioning
+   * hands it out, so a default role is a grant (as a role given to a user or a client is).
+   */
+  private async checkRole(role: string | null, context: Context): Promise<void> {
+    if (role === null) return;
+    const found = await this.store.roles.findByName(role);
+    if (!found) {
       throw new AppError('INVALID_ROLE', {
         details: [{ field: 'default_role', issue: 'No such role', provided: role }],
       });
     }
+    requireGrantable(context.grants, found.permissions, 'default_role');
   }
 
   /** The client secret of an OIDC connection, in clear (for the token request only). */
@@ -140,7 +148,7 @@ export class SsoConnections {
       updated_at: new Date(),
     };
     this.check(draft);
-    await this.checkRole(draft.default_role);
+    await this.checkRole(draft.default_role, context);
     const { created_at: _c, updated_at: _u, ...fields } = draft;
     let created: SsoConnection;
     try {
@@ -177,7 +185,7 @@ export class SsoConnections {
         : null;
     }
     this.check({ ...before, ...patch });
-    if (patch.default_role !== undefined) await this.checkRole(patch.default_role);
+    if (patch.default_role !== undefined) await this.checkRole(patch.default_role, context);
     let after: SsoConnection | null;
     try {
       after = await this.store.ssoConnections.update(id, patch);

@@ -165,6 +165,14 @@ describe.each(availableBackends())(
       const res = await reader.get('/v2/sso/connections');
       expect(res.status).toBe(403);
       expect(res.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+
+      // A default role is handed out by provisioning: only a caller holding its scopes may name it.
+      const manager = await adminApi(t, { scope: 'sso:manage' });
+      const body = { provider: 'saml', domain: domain(), metadata_xml: '<x/>' };
+      const escalate = await manager.post('/v2/sso/connections', { ...body, default_role: 'admin' });
+      expect(escalate.status).toBe(403);
+      expect(escalate.body.error.code).toBe('AUTH_INSUFFICIENT_SCOPE');
+      expect((await manager.post('/v2/sso/connections', { ...body, default_role: 'user' })).status).toBe(201);
     });
   },
 );
