@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 
 import * as oidc from 'openid-client';
 
+import { AppError } from '../errors/app-error.js';
 import type { AuditService, RequestFacts } from '../services/audit.js';
 import type { UserService, Context as UserContext } from '../services/users.js';
 import { StoreConflictError } from '../store/errors.js';
@@ -362,19 +363,36 @@ export class Federation {
         'no account for this address and the connection does not provision',
       );
     }
-    const user = await this.users.create(
-      {
-        email: fields.email,
-        first_name: fields.first_name,
-        last_name: fields.last_name,
-        ...(connection.default_role ? { role: connection.default_role } : {}),
-        email_verified: fields.verified,
-        metadata: fields.metadata,
-      },
-      context,
-    );
+    const user = await this.provision(connection, fields, context);
     await this.link(connection, subject, user.id);
     return { user, created: true, linked: true };
+  }
+
+  /** Creates the user through the user service (user.created, audit), or says why it cannot be. */
+  private async provision(
+    connection: SsoConnection,
+    fields: ReturnType<Federation['mapped']>,
+    context: UserContext,
+  ): Promise<User> {
+    try {
+      return await this.users.create(
+        {
+          email: fields.email,
+          first_name: fields.first_name,
+          last_name: fields.last_name,
+          ...(connection.default_role ? { role: connection.default_role } : {}),
+          email_verified: fields.verified,
+          metadata: fields.metadata,
+        },
+        context,
+      );
+    } catch (err) {
+      // A soft-deleted user keeps the address; a look-alike address is refused as on sign-up.
+      if (err instanceof AppError && ['USER_ALREADY_EXISTS', 'CONFUSABLE_EMAIL'].includes(err.code)) {
+        throw new FederationError('not_provisioned', `the account cannot be created: ${err.code}`);
+      }
+      throw err;
+    }
   }
 
   private async link(connection: SsoConnection, subject: string, userId: string): Promise<void> {

@@ -274,6 +274,19 @@ describe.each(availableBackends())(
       expect(failures[0]!.details).toMatchObject({ reason: 'not_provisioned' });
     });
 
+    it('does not provision over the address of a soft-deleted user', async () => {
+      const gone = await api.createUser({ email: `gina-${randomTag()}@${domain}` });
+      expect((await api.delete(`/v2/users/${gone.id}`, { soft_delete: true })).status).toBe(200);
+      const login = `gina-${randomTag()}`;
+      upstream.accounts.set(login, { email: gone.email, email_verified: true });
+      const { browser, page } = await toUpstream(gone.email);
+      const refused = await browser.go(await atUpstream(page.url, login));
+      expect(refused.status).toBe(403);
+      expect(refused.html).toContain('not_provisioned');
+      const failures = await auditOf('sso.login_failed', jit);
+      expect(String(failures[0]!.details.message)).toContain('USER_ALREADY_EXISTS');
+    });
+
     it('refuses an upstream whose discovery names another issuer, with a page and an audit entry', async () => {
       const { page } = await toUpstream(`dave@${otherDomain}`);
       expect(page.status).toBe(502);
