@@ -15,13 +15,14 @@ import { AppError } from '../errors/app-error.js';
 import type { AuditService, RequestFacts } from '../services/audit.js';
 import type { UserService, Context as UserContext } from '../services/users.js';
 import { StoreConflictError } from '../store/errors.js';
-import type {
-  ArtifactStore,
-  CounterStore,
-  DurableStore,
-  JsonObject,
-  SsoConnection,
-  User,
+import {
+  SSO_PROVIDERS,
+  type ArtifactStore,
+  type CounterStore,
+  type DurableStore,
+  type JsonObject,
+  type SsoConnection,
+  type User,
 } from '../store/ports.js';
 import { protocolOf, type SsoConnections } from './connections.js';
 import { rememberIdp } from './last-idp.js';
@@ -118,11 +119,15 @@ export class Federation {
     return `${this.options.issuer}/sso/oidc/${connection.id}/callback`;
   }
 
-  /** The connection named in a URL: its id, or one of its domains. */
+  /**
+   * The connection named in a URL: its id, one of its domains, or a provider name (`okta`) when
+   * exactly one enabled connection is of that provider (shared/API.md's /sso/login/{provider}).
+   */
   async find(ref: string): Promise<SsoConnection> {
     const connection =
       (await this.store.ssoConnections.findById(ref)) ??
-      (await this.store.ssoConnections.findByDomain(ref.toLowerCase()));
+      (await this.store.ssoConnections.findByDomain(ref.toLowerCase())) ??
+      (await this.byProvider(ref));
     if (!connection) throw new FederationError('unknown_connection', 'no such connection');
     if (!connection.enabled)
       throw new FederationError('disabled', 'the connection is disabled', connection.id);
@@ -134,6 +139,12 @@ export class Federation {
       );
     }
     return connection;
+  }
+
+  private async byProvider(ref: string): Promise<SsoConnection | null> {
+    if (!(SSO_PROVIDERS as readonly string[]).includes(ref)) return null;
+    const matching = (await this.store.ssoConnections.list()).filter((c) => c.enabled && c.provider === ref);
+    return matching.length === 1 ? matching[0]! : null;
   }
 
   private configFor(connection: SsoConnection): Promise<oidc.Configuration> {

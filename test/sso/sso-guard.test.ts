@@ -57,6 +57,11 @@ describe('single sign-on guard rails', () => {
     const unknown = await browser.go(`/sso/login/sso_${randomTag()}`);
     expect(unknown.status).toBe(404);
     expect(unknown.html).toContain('There is no single sign-on connection with this name.');
+    // shared/API.md's /sso/login/{provider}: the one enabled connection of that provider.
+    const byProvider = await browser.go('/sso/login/oidc');
+    expect(byProvider.status).toBe(502);
+    const audit = await api.get('/v2/audit', { action: 'sso.login_failed', target_id: loopback });
+    expect(audit.body.data.length).toBeGreaterThanOrEqual(1);
     const samlPage = await browser.go(`/sso/login/${saml}`);
     expect(samlPage.status).toBe(501);
     expect(samlPage.html).toContain('(SAML) is not available on this server yet');
