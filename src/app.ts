@@ -8,6 +8,10 @@ import { hkdfSync } from 'node:crypto';
 import { EventRecorder } from './events/recorder.js';
 import { WebhookDeliveryWorker } from './events/webhook-delivery.js';
 import { WebhookService } from './services/webhooks.js';
+import { SsoConnections } from './sso/connections.js';
+import { Federation } from './sso/federation.js';
+import { signInRedirects } from './sso/hooks.js';
+import { ssoRouter } from './sso/router.js';
 import Router from '@koa/router';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -109,6 +113,7 @@ export interface AppServices {
   resets: PasswordResets;
   mailer: Mailer;
   mfa: MfaService;
+  sso: SsoConnections;
 }
 
 export interface BuiltApp {
@@ -292,6 +297,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       origins: config.webauthnOrigins.length > 0 ? config.webauthnOrigins : [issuerUrl.origin],
     },
     recorder,
+    audit,
+  );
+  const ssoConnections = new SsoConnections(
+    stores.durable,
+    createKeyCipher(secrets.keyEncryptionSecret),
     audit,
   );
   const policies = new PolicyService(stores.durable, stores.events, audit, {
@@ -572,6 +582,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
 
   const v2 = managementApi({
     mfa,
+    sso: ssoConnections,
     issuer: config.issuer,
     version: VERSION,
     host,
@@ -641,7 +652,27 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   revocationListeners.add((revoked) => forwardAuth.forget(revoked));
   app.use(forwardAuth.routes());
 
+  const federation = new Federation(
+    stores.durable,
+    stores.artifacts,
+    stores.counters,
+    ssoConnections,
+    users,
+    audit,
+    {
+      issuer: config.issuer,
+      sessionTtlS: config.sessionTtlS,
+      http: {
+        allowHttp:
+          config.ssoAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.ssoAllowHttp === 'true',
+        allowPrivateNetworks: config.ssoAllowPrivateNetworks,
+        timeoutMs: config.ssoTimeoutMs,
+      },
+    },
+  );
+  const sso = ssoRouter({ host, views, auth, federation, issuer: config.issuer });
   const interactions = interactionsRouter({
+    sso: signInRedirects(ssoConnections),
     host,
     views,
     csrf,
@@ -655,6 +686,8 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(interactionErrors(views, logger));
   app.use(interactions.routes());
   app.use(allowedMethods(interactions));
+  app.use(sso.routes());
+  app.use(allowedMethods(sso));
 
   return {
     app,
@@ -670,6 +703,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       users,
       roles,
       mfa,
+      sso: ssoConnections,
       audit,
       metrics,
       plans: planService,

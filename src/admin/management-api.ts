@@ -46,6 +46,8 @@ import type { WebhookService } from '../services/webhooks.js';
 import type { PolicyService } from '../services/policies.js';
 import { registerUserRoutes } from './users-routes.js';
 import { registerMfaRoutes } from './mfa-routes.js';
+import { registerSsoRoutes } from './sso-routes.js';
+import type { SsoConnections } from '../sso/connections.js';
 import type { MfaService } from '../services/mfa.js';
 
 export interface ManagementApiDeps {
@@ -56,6 +58,7 @@ export interface ManagementApiDeps {
   registration?: Registration;
   /** Users' second factors (GET and DELETE /v2/users/{id}/mfa). */
   mfa?: MfaService;
+  sso?: SsoConnections;
   version: string;
   host: ProviderHost;
   store: DurableStore;
@@ -109,7 +112,9 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   const api = new ApiRouter(deps.log);
   // Reads the rollups that the analytics consumer (events/rollups.ts) keeps in the counter store.
   const analytics = new AnalyticsService(deps.counters, deps.store.users);
-  registerUserRoutes(api, deps.users, analytics, deps.resets);
+  registerUserRoutes(api, deps.users, analytics, deps.resets, (ids) =>
+    deps.store.ssoConnections.listIdentitiesOf(ids),
+  );
   registerInvitationRoutes(api, deps.registration);
   if (deps.mfa) registerMfaRoutes(api, deps.users, deps.mfa);
   registerRoleRoutes(api, deps.roles);
@@ -125,6 +130,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   registerMailRoutes(api, deps.store);
   registerAnalyticsRoutes(api, analytics);
   registerPolicyRoutes(api, deps.policies);
+  if (deps.sso) registerSsoRoutes(api, deps.sso);
   registerBillingRoutes(api, {
     apiKeys: deps.apiKeys,
     plans: deps.planService,

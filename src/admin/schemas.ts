@@ -516,6 +516,11 @@ export const User = named(
     last_login: timestamp.nullable(),
     metadata: z.record(z.string(), z.unknown()),
     plan: z.string().nullable().describe('The user’s plan; null means the default plan (basic)'),
+    identities: z
+      .array(z.object({ connection: z.string(), subject: z.string() }))
+      .describe(
+        'The user’s accounts at upstream identity providers (single sign-on): connection id and subject',
+      ),
     roles: z.array(RoleSummary).optional().describe('With include=roles'),
     permissions: z.array(z.string()).optional().describe('With include=permissions'),
     preferences: z.record(z.string(), z.unknown()).optional().describe('With include=preferences'),

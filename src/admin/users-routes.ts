@@ -9,7 +9,7 @@ import type { RequestFacts } from '../services/audit.js';
 import type { AnalyticsService } from '../services/analytics.js';
 import type { PasswordResets } from '../services/password-resets.js';
 import { UserService, type CreateUserInput, type Page } from '../services/users.js';
-import type { Role as RoleRecord, User as UserRecord } from '../store/ports.js';
+import type { Role as RoleRecord, SsoIdentity, User as UserRecord } from '../store/ports.js';
 import {
   COMPARISON_OPS,
   METADATA_FIELD_PATTERN,
@@ -65,8 +65,24 @@ export function contextOf(ctx: Context, principal: Principal | undefined) {
   };
 }
 
-/** The user as every endpoint (and every event) shows it. */
+/** The user as every event shows it; the management API adds `identities` (see apiUsers). */
 export const toApiUser: (user: UserRecord) => EventUser = publicUser;
+
+/** Users' upstream identities (single sign-on), by user id. */
+export type IdentityLookup = (userIds: readonly string[]) => Promise<Map<string, SsoIdentity[]>>;
+const noIdentities: IdentityLookup = async () => new Map();
+
+/** Users as the management API shows them: the public shape plus their upstream identities. */
+async function shapeUsers(list: readonly UserRecord[], lookup: IdentityLookup) {
+  const identities = list.length > 0 ? await lookup(list.map((u) => u.id)) : new Map<string, SsoIdentity[]>();
+  return list.map((u) => ({
+    ...toApiUser(u),
+    identities: (identities.get(u.id) ?? []).map((i) => ({
+      connection: i.connection_id,
+      subject: i.subject,
+    })),
+  }));
+}
 
 const toRoleSummary = (role: RoleRecord) => ({
   id: role.id,
@@ -400,7 +416,10 @@ export function registerUserRoutes(
   users: UserService,
   analytics: AnalyticsService,
   resets?: PasswordResets,
+  identitiesOf: IdentityLookup = noIdentities,
 ): void {
+  const apiUsers = (list: readonly UserRecord[]) => shapeUsers(list, identitiesOf);
+  const apiUser = async (user: UserRecord) => (await apiUsers([user]))[0]!;
   api.add({
     method: 'get',
     path: '/users',
@@ -429,7 +448,7 @@ export function registerUserRoutes(
       });
       return {
         status: 200,
-        body: { data: page.items.map(toApiUser), pagination: pagination(page, query.limit, query.offset) },
+        body: { data: await apiUsers(page.items), pagination: pagination(page, query.limit, query.offset) },
       };
     },
   });
@@ -482,8 +501,8 @@ export function registerUserRoutes(
         search: query.q,
         sort,
       });
-      const data = page.items.map((u) => {
-        const full = toApiUser(u) as Record<string, unknown>;
+      const data = (await apiUsers(page.items)).map((shaped) => {
+        const full = shaped as Record<string, unknown>;
         return fields ? Object.fromEntries(fields.map((f) => [f, full[f]])) : full;
       });
       return { status: 200, body: { data, pagination: pagination(page, query.limit, query.offset) } };
@@ -511,7 +530,7 @@ export function registerUserRoutes(
     ],
     async handler({ body, principal, ctx }) {
       const user = await users.create(body as CreateUserInput, contextOf(ctx, principal));
-      return { status: 201, body: toApiUser(user), headers: { Location: `/v2/users/${user.id}` } };
+      return { status: 201, body: await apiUser(user), headers: { Location: `/v2/users/${user.id}` } };
     },
   });
 
@@ -562,7 +581,7 @@ export function registerUserRoutes(
         status: successful === results.length ? 201 : 200,
         body: {
           results: results.map((r) =>
-            r.success ? { index: r.index, success: true, user: toApiUser(r.user) } : r,
+            r.success ? { index: r.index, success: true, user: { ...toApiUser(r.user), identities: [] } } : r,
           ),
           summary: { total: results.length, successful, failed: results.length - successful },
         },
@@ -583,7 +602,7 @@ export function registerUserRoutes(
     errors: USER_ERRORS,
     async handler({ params, query }) {
       const user = await users.get(params.id);
-      const body: Record<string, unknown> = toApiUser(user);
+      const body: Record<string, unknown> = await apiUser(user);
       if (query.include.has('roles') || query.include.has('permissions')) {
         const roles = await users.rolesOf(user);
         if (query.include.has('roles')) body.roles = roles.map(toRoleSummary);
@@ -615,7 +634,10 @@ export function registerUserRoutes(
       'LAST_ADMINISTRATOR',
     ],
     async handler({ params, body, principal, ctx }) {
-      return { status: 200, body: toApiUser(await users.update(params.id, body, contextOf(ctx, principal))) };
+      return {
+        status: 200,
+        body: await apiUser(await users.update(params.id, body, contextOf(ctx, principal))),
+      };
     },
   });
 
@@ -664,7 +686,7 @@ export function registerUserRoutes(
     responses: { 200: { description: 'The restored user', schema: User } },
     errors: [...USER_ERRORS, 'CONFLICT'],
     async handler({ params, principal, ctx }) {
-      return { status: 200, body: toApiUser(await users.restore(params.id, contextOf(ctx, principal))) };
+      return { status: 200, body: await apiUser(await users.restore(params.id, contextOf(ctx, principal))) };
     },
   });
 
@@ -828,7 +850,11 @@ export function registerUserRoutes(
           : false;
       return {
         status: 200,
-        body: { ...toApiUser(user), password_reset_required: user.password_reset_required, email_sent: sent },
+        body: {
+          ...(await apiUser(user)),
+          password_reset_required: user.password_reset_required,
+          email_sent: sent,
+        },
       };
     },
   });

@@ -144,6 +144,12 @@ export const SETTINGS = {
     'auto (http allowed unless NODE_ENV=production), true or false',
   ),
   WEBHOOK_ALLOW_PRIVATE_NETWORKS: spec(bool, 'true or false'),
+  SSO_ALLOW_HTTP: spec(
+    z.enum(['auto', 'true', 'false']),
+    'auto (http allowed unless NODE_ENV=production), true or false',
+  ),
+  SSO_ALLOW_PRIVATE_NETWORKS: spec(bool, 'true or false'),
+  SSO_TIMEOUT_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
   WEBHOOK_CONCURRENCY: spec(int(1, 1000), 'an integer from 1 to 1000'),
   WEBHOOK_ENDPOINT_CONCURRENCY: spec(int(1, 100), 'an integer from 1 to 100'),
   WEBHOOK_DISABLE_AFTER_FAILING_S: spec(int(60, 90 * 86_400), 'seconds from 60 to 7776000'),

@@ -150,7 +150,7 @@ export const EVENT_DATA: Record<EventType, string> = {
   'user.logout':
     '`user`, `session_id`, `signed_in_at` (when the ended session began), `ip_address`, `user_agent`',
   'user.login':
-    '`user`, `method` (password, password+otp, password+passkey, passkey), `client_id`, `ip_address`, `user_agent`',
+    '`user`, `method` (password, password+otp, password+passkey, passkey, sso), `client_id`, `ip_address`, `user_agent`',
   'user.login_failed': '`user` (an existing user only), `reason`, `ip_address`, `user_agent`',
   'user.locked': '`user`, `locked_until`: sign-in is refused until then',
   'user.role_changed': '`user`, `previous_role`, `added` and `removed` role names',

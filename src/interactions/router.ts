@@ -17,6 +17,7 @@ import type { PasswordResets } from '../services/password-resets.js';
 import type { InvitationFacts } from '../mail/account-tokens.js';
 import type { Registration } from '../services/registration.js';
 import type { UserService } from '../services/users.js';
+import type { SignInRedirects } from '../sso/hooks.js';
 import type { Csrf } from './csrf.js';
 import type { Views } from './views.js';
 
@@ -34,6 +35,8 @@ export interface InteractionDeps {
   mfa?: MfaService;
   /** Where an invitation link sends the browser to sign up: an authorization request of the account page. */
   invitationSignIn?: () => string;
+  /** Single sign-on: home-realm discovery (sso/hooks.ts). */
+  sso?: SignInRedirects;
 }
 
 /** Carries "password verified, new one required" from the sign-in post to the change form. */
@@ -57,6 +60,13 @@ const INVITE_COOKIE_TTL_S = 3600;
 type Details = Awaited<ReturnType<ProviderHost['current']['interactionDetails']>>;
 
 const MAX_FIELD = 1024;
+
+function redirect303(ctx: Context, to: string): void {
+  ctx.set('Cache-Control', 'no-store');
+  ctx.status = 303;
+  ctx.redirect(to);
+  ctx.status = 303;
+}
 
 function field(body: unknown, name: string): string {
   const value = (body as Record<string, unknown> | undefined)?.[name];
@@ -144,6 +154,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
       status?: number;
       headers?: Record<string, string>;
       resend?: boolean;
+      sso?: boolean;
     } = {},
   ) {
     views.render(
@@ -162,6 +173,7 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         register: registration?.open === true,
         resend: extra.resend === true,
         passkeys: mfa !== undefined,
+        sso: extra.sso === true,
       },
       {
         status: extra.status,
@@ -905,6 +917,11 @@ export function interactionsRouter(deps: InteractionDeps): Router {
         return afterFirstFactor(ctx, details, user, Array.isArray(shown) ? (shown as string[]) : ['pwd']);
       }
     }
+    if (details.prompt.name === 'login' && deps.sso) {
+      const upstream = await deps.sso.hintFor(details.uid, details.params);
+      if (upstream) return redirect303(ctx, upstream);
+      return renderLogin(ctx, details, name, { sso: await deps.sso.offered() });
+    }
     if (details.prompt.name === 'login') return renderLogin(ctx, details, name);
     if (details.prompt.name === 'consent') {
       if (client?.['first_party'] === true) return grantConsent(ctx, details);
@@ -952,6 +969,9 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     const name = await clientName(details.params.client_id);
     const email = field(ctx.request.body, 'email').trim();
     const password = field(ctx.request.body, 'password');
+    // Home-realm discovery: an address whose domain has a connection signs in at its IdP.
+    const upstream = email && deps.sso ? await deps.sso.forEmail(details.uid, email) : undefined;
+    if (upstream) return redirect303(ctx, upstream);
     if (!email || !password) {
       return renderLogin(ctx, details, name, { email, error: t('login.error.missing'), status: 400 });
     }

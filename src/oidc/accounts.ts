@@ -5,14 +5,29 @@
  */
 import type { Account, AccountClaims, FindAccount } from 'oidc-provider';
 
-import type { DurableStore, User } from '../store/ports.js';
+import { lastIdp } from '../sso/last-idp.js';
+import type { ArtifactStore, DurableStore, User } from '../store/ports.js';
 
 export function isActiveUser(user: User | null): user is User {
   return user !== null && user.status === 'active' && user.deleted_at === null;
 }
 
-export function createFindAccount(store: DurableStore): FindAccount {
-  return async (_ctx, sub) => {
+/** The amr of the sign-in a token or the current session came from (RFC 8176 values). */
+function amrOf(ctx: unknown, token: unknown): string[] {
+  const fromToken = (token as { amr?: unknown } | undefined)?.amr;
+  const fromSession = (ctx as { oidc?: { session?: { amr?: unknown } } } | undefined)?.oidc?.session?.amr;
+  const amr = Array.isArray(fromToken) ? fromToken : Array.isArray(fromSession) ? fromSession : [];
+  return amr.filter((m): m is string => typeof m === 'string');
+}
+
+/**
+ * `idp` (the connection of a single sign-on): oidc-provider keeps no custom fields of a login
+ * result, so a token from a federated sign-in (amr `fed`) names the connection of the user's
+ * latest upstream sign-in (kept for SESSION_TTL_S, see sso/federation.ts).
+ */
+export function createFindAccount(store: DurableStore, artifacts?: ArtifactStore): FindAccount {
+  return async (ctx, sub, token) => {
+    const federated = artifacts !== undefined && amrOf(ctx, token).includes('fed');
     const user = await store.users.findById(sub);
     if (!isActiveUser(user)) return undefined;
     const account: Account = {
@@ -20,6 +35,10 @@ export function createFindAccount(store: DurableStore): FindAccount {
       async claims(_use, scope): Promise<AccountClaims> {
         const scopes = new Set(scope.split(' '));
         const claims: AccountClaims = { sub: user.id };
+        if (federated) {
+          const idp = await lastIdp(artifacts!, user.id);
+          if (idp) claims.idp = idp;
+        }
         if (scopes.has('profile')) {
           Object.assign(claims, {
             name: [user.first_name, user.last_name].filter(Boolean).join(' '),

@@ -136,7 +136,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   // What the provider's code reads or writes, a store outage is its temporarily_unavailable (503).
   const stores = protocolStores(deps.stores);
   const clientsSource = protocolFacing(deps.clients);
-  const findAccount = createFindAccount(stores.durable);
+  const findAccount = createFindAccount(stores.durable, stores.artifacts);
 
   const configuration: Configuration = {
     adapter: (name: string) => (name === 'Client' ? clientsSource : stores.artifacts.adapterFor(name)),
@@ -151,8 +151,11 @@ export function createProvider(deps: ProviderDeps): Provider {
       // Every ID token says how the sign-in was made (RFC 8176 amr: pwd, otp, hwk, swk, mfa) and,
       // unless MFA=off, at what level (acr, services/mfa.ts): both come from the session's login,
       // never from the account, so userinfo does not carry them.
-      openid: [...OIDC_SCOPE_CLAIMS.openid, 'amr', ...(config.mfa !== 'off' ? ['acr'] : [])],
+      // A sign-in through an upstream identity provider (amr `fed`) names its connection (`idp`).
+      openid: [...OIDC_SCOPE_CLAIMS.openid, 'amr', ...(config.mfa !== 'off' ? ['acr'] : []), 'idp'],
     },
+    // Single sign-on: `idp_hint` (a connection id or domain) reaches the sign-in page.
+    extraParams: ['idp_hint'],
     scopes: [...OIDC_SCOPES, ...ADMIN_SCOPES],
     // The ID token carries the claims of the granted scopes (email and email_verified with `email`,
     // the profile claims with `profile`), not only the protocol claims: relying parties read

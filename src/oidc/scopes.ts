@@ -15,6 +15,7 @@ export const ADMIN_SCOPES = [
   'policy:manage',
   'policy:evaluate',
   'mail:read',
+  'sso:manage',
 ] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
 
@@ -34,6 +35,8 @@ export const ADMIN_SCOPE_DESCRIPTIONS: Record<AdminScope, string> = {
   'policy:evaluate':
     'Ask /v1/authorize for decisions about any principal (a user’s own token may ask about that user)',
   'mail:read': 'See the e-mail messages the server sent or tries to send, and why sending failed',
+  'sso:manage':
+    'Manage single sign-on connections to upstream identity providers (their client secrets are never shown)',
 };
 
 /** Standard OpenID Connect scopes and the claims each releases (openid → sub only). */

@@ -325,6 +325,71 @@ export interface MfaRepository {
   countRecoveryCodes(userId: string): Promise<number>;
 }
 
+/* ------------------------------------------------------------------------------------------------ */
+/* Single sign-on: upstream identity providers and the identities users have there                  */
+/* ------------------------------------------------------------------------------------------------ */
+
+export const SSO_PROVIDERS = ['azure_ad', 'okta', 'google_workspace', 'auth0', 'saml', 'oidc'] as const;
+export type SsoProvider = (typeof SSO_PROVIDERS)[number];
+
+/** A connection to an upstream identity provider, for the users of one or more e-mail domains. */
+export interface SsoConnection {
+  id: string;
+  provider: SsoProvider;
+  /** Lower-case e-mail domains; each belongs to at most one connection. */
+  domains: string[];
+  /** OIDC: the upstream issuer. */
+  issuer: string | null;
+  client_id: string | null;
+  /** OIDC: the client secret, encrypted (KeyCipher, bound to the connection id). Never returned. */
+  client_secret_encrypted: string | null;
+  scopes: string[];
+  /** SAML: where the IdP's metadata is, or the metadata itself. */
+  metadata_url: string | null;
+  metadata_xml: string | null;
+  auto_provision: boolean;
+  default_role: string | null;
+  /** Our field (email, first_name, last_name, metadata.*) → the upstream claim or attribute name. */
+  attribute_mapping: Record<string, string>;
+  enabled: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type NewSsoConnection = Pick<SsoConnection, 'provider' | 'domains'> &
+  Partial<Omit<SsoConnection, 'provider' | 'domains' | 'created_at' | 'updated_at'>>;
+export type SsoConnectionPatch = Partial<Omit<SsoConnection, 'id' | 'created_at' | 'updated_at'>>;
+
+/** A user's account at an upstream provider: (connection_id, subject) is unique. */
+export interface SsoIdentity {
+  connection_id: string;
+  subject: string;
+  user_id: string;
+  created_at: Date;
+}
+
+export interface SsoConnectionRepository {
+  /** Throws StoreConflictError('domain') when one of the domains has a connection already. */
+  create(input: NewSsoConnection): Promise<SsoConnection>;
+  findById(id: string): Promise<SsoConnection | null>;
+  /** The connection of an e-mail domain (lower-case). */
+  findByDomain(domain: string): Promise<SsoConnection | null>;
+  /** Oldest first. */
+  list(): Promise<SsoConnection[]>;
+  /** Conflicts as in create; null when no such connection. */
+  update(id: string, patch: SsoConnectionPatch): Promise<SsoConnection | null>;
+  /** Removes the connection, its domains and the identities linked through it. */
+  remove(id: string): Promise<boolean>;
+  /** Throws StoreConflictError('identity') when (connection_id, subject) is linked already. */
+  linkIdentity(identity: Omit<SsoIdentity, 'created_at'>): Promise<SsoIdentity>;
+  findIdentity(connectionId: string, subject: string): Promise<SsoIdentity | null>;
+  /** A user's identities, oldest first. */
+  listIdentities(userId: string): Promise<SsoIdentity[]>;
+  /** Identities of many users at once (for lists), grouped by user id. */
+  listIdentitiesOf(userIds: readonly string[]): Promise<Map<string, SsoIdentity[]>>;
+  removeIdentitiesOfUser(userId: string): Promise<number>;
+}
+
 export interface ResourceServerRepository {
   /** Throws StoreConflictError('identifier') when the identifier is taken. */
   create(input: NewResourceServer): Promise<ResourceServerRecord>;
@@ -815,6 +880,7 @@ export interface DurableStore {
   readonly webhooks: WebhookRepository;
   readonly policies: PolicyRepository;
   readonly mfa: MfaRepository;
+  readonly ssoConnections: SsoConnectionRepository;
   /**
    * Runs `work` (a change through these repositories and the outbox append recording it) as one
    * unit where the backend can: one SQLite transaction on the embedded store, a multi-document

@@ -58,7 +58,12 @@ describe.each(availableBackends())(
       ]);
       const [created, updated, added, removed, password, deleted] = events as DomainEvent[];
       const shown = (await api.get(`/v2/users/${user.id}`)).body;
-      expect(Object.keys((created!.data as { user: object }).user).sort()).toEqual(Object.keys(shown).sort());
+      // The API's shape, less the upstream identities (single sign-on), which events do not carry.
+      expect(Object.keys((created!.data as { user: object }).user).sort()).toEqual(
+        Object.keys(shown)
+          .filter((k) => k !== 'identities')
+          .sort(),
+      );
       expect(created!.id).toMatch(/^evt_/);
       expect(created!.actor).toEqual({ type: 'client', id: api.client!.clientId });
       expect(updated!.data).toMatchObject({ changes: ['first_name', 'metadata.department'] });

@@ -64,6 +64,7 @@ describe.each(availableBackends())(
             last_login: null,
             metadata: item.metadata ?? {},
             plan: null,
+            identities: [],
           },
         })),
       );

@@ -422,7 +422,7 @@ describe.each(availableBackends())(
           {
             field: 'fields',
             issue:
-              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, mfa_enabled, created_at, updated_at, last_login, metadata, plan',
+              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, mfa_enabled, created_at, updated_at, last_login, metadata, plan, identities',
           },
         ],
         [
@@ -431,7 +431,7 @@ describe.each(availableBackends())(
           {
             field: 'fields',
             issue:
-              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, mfa_enabled, created_at, updated_at, last_login, metadata, plan',
+              'Must be a JSON array of id, email, first_name, last_name, role, status, email_verified, mfa_enabled, created_at, updated_at, last_login, metadata, plan, identities',
           },
         ],
         ['fields that are not JSON', { fields: 'email' }, { field: 'fields', issue: 'Not valid JSON' }],

@@ -256,6 +256,7 @@ describe.each(availableBackends())(
             'last_login',
             'metadata',
             'plan',
+            'identities',
           ].sort(),
         );
         expect(JSON.stringify(res.body)).not.toMatch(/argon2|password|preferences|deleted_at/);
@@ -287,6 +288,7 @@ describe.each(availableBackends())(
           last_login: null,
           metadata: { department: 'engineering', level: 3, tags: ['a', 'b'], nested: { ok: true } },
           plan: null,
+          identities: [],
         });
         expect(res.headers.location).toBe(`/v2/users/${res.body.id}`);
         expect(res.headers['x-request-id']).toMatch(/\S/);

@@ -1640,6 +1640,124 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
     });
   });
 
+  describe('single sign-on connections', () => {
+    it('stores connections with their domains, finds them by domain, and gives each domain one connection', async () => {
+      const domain = `corp-${tag()}.example`;
+      const other = `other-${tag()}.example`;
+      const created = await store.ssoConnections.create({
+        provider: 'oidc',
+        domains: [domain, other],
+        issuer: 'https://idp.example/',
+        client_id: 'latchkey',
+        client_secret_encrypted: 'v1.sealed',
+        scopes: ['openid', 'email'],
+        auto_provision: true,
+        default_role: 'user',
+        attribute_mapping: { email: 'email', 'metadata.department': 'dept' },
+      });
+      expect(created).toMatchObject({
+        provider: 'oidc',
+        domains: [domain, other].sort(),
+        issuer: 'https://idp.example/',
+        client_secret_encrypted: 'v1.sealed',
+        scopes: ['openid', 'email'],
+        metadata_url: null,
+        metadata_xml: null,
+        auto_provision: true,
+        enabled: true,
+        attribute_mapping: { email: 'email', 'metadata.department': 'dept' },
+      });
+      expect(created.id).toMatch(/^sso_/);
+      expect(await store.ssoConnections.findById(created.id)).toEqual(created);
+      expect(await store.ssoConnections.findByDomain(other)).toEqual(created);
+      expect(await store.ssoConnections.findByDomain(`missing-${tag()}.example`)).toBeNull();
+      expect((await store.ssoConnections.list()).map((c) => c.id)).toContain(created.id);
+
+      await expect(
+        store.ssoConnections.create({ provider: 'saml', domains: [`free-${tag()}.example`, domain] }),
+      ).rejects.toEqual(new StoreConflictError('domain'));
+      // The failed create left nothing behind: its free domain is still free.
+      const free = `free-${tag()}.example`;
+      await expect(
+        store.ssoConnections.create({ provider: 'saml', domains: [free, domain] }),
+      ).rejects.toThrow(StoreConflictError);
+      expect(await store.ssoConnections.findByDomain(free)).toBeNull();
+
+      const moved = `moved-${tag()}.example`;
+      const updated = await store.ssoConnections.update(created.id, {
+        domains: [domain, moved],
+        enabled: false,
+        client_secret_encrypted: null,
+      });
+      expect(updated).toMatchObject({
+        domains: [domain, moved].sort(),
+        enabled: false,
+        client_secret_encrypted: null,
+      });
+      expect(await store.ssoConnections.findByDomain(other)).toBeNull();
+      expect((await store.ssoConnections.findByDomain(moved))?.id).toBe(created.id);
+
+      const second = await store.ssoConnections.create({ provider: 'okta', domains: [other] });
+      await expect(store.ssoConnections.update(second.id, { domains: [other, moved] })).rejects.toEqual(
+        new StoreConflictError('domain'),
+      );
+      expect((await store.ssoConnections.findById(second.id))?.domains).toEqual([other]);
+      expect(await store.ssoConnections.update('sso_missing', { enabled: true })).toBeNull();
+
+      expect(await store.ssoConnections.remove(created.id)).toBe(true);
+      expect(await store.ssoConnections.remove(created.id)).toBe(false);
+      expect(await store.ssoConnections.findByDomain(domain)).toBeNull();
+      expect(await store.ssoConnections.findById(created.id)).toBeNull();
+    });
+
+    it('links an upstream identity to one user only, even when linked in parallel', async () => {
+      const connection = await store.ssoConnections.create({
+        provider: 'oidc',
+        domains: [`id-${tag()}.example`],
+      });
+      const alice = await store.users.create(newUser());
+      const bob = await store.users.create(newUser());
+      const races = await Promise.allSettled(
+        [alice, bob, alice, bob].map((u) =>
+          store.ssoConnections.linkIdentity({
+            connection_id: connection.id,
+            subject: 'sub-1',
+            user_id: u.id,
+          }),
+        ),
+      );
+      expect(races.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      for (const r of races.filter((r) => r.status === 'rejected')) {
+        expect((r as PromiseRejectedResult).reason).toEqual(new StoreConflictError('identity'));
+      }
+      const winner = (await store.ssoConnections.findIdentity(connection.id, 'sub-1'))!;
+      expect([alice.id, bob.id]).toContain(winner.user_id);
+      await store.ssoConnections.linkIdentity({
+        connection_id: connection.id,
+        subject: 'sub-2',
+        user_id: alice.id,
+      });
+      const ofAlice = await store.ssoConnections.listIdentities(alice.id);
+      expect(ofAlice.map((i) => i.subject)).toEqual(
+        winner.user_id === alice.id ? ['sub-1', 'sub-2'] : ['sub-2'],
+      );
+      const many = await store.ssoConnections.listIdentitiesOf([alice.id, bob.id, 'usr_nobody']);
+      expect(many.get(alice.id)?.length).toBe(ofAlice.length);
+      expect(many.has('usr_nobody')).toBe(false);
+      expect(await store.ssoConnections.findIdentity(connection.id, 'sub-3')).toBeNull();
+
+      expect(await store.ssoConnections.removeIdentitiesOfUser(alice.id)).toBe(ofAlice.length);
+      expect(await store.ssoConnections.listIdentities(alice.id)).toEqual([]);
+      await store.ssoConnections.linkIdentity({
+        connection_id: connection.id,
+        subject: 'sub-4',
+        user_id: bob.id,
+      });
+      await store.ssoConnections.remove(connection.id);
+      expect(await store.ssoConnections.listIdentities(bob.id)).toEqual([]);
+    });
+  });
+
   describe('persistence', () => {
     it('keeps what was written when the store is closed and opened again', async () => {
       const user = await store.users.create(newUser({ metadata: { kept: true } }));

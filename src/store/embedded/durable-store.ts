@@ -5,6 +5,7 @@ import { EmbeddedAuditRepository } from './audit.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
 import { EmbeddedMfaRepository } from './mfa.js';
+import { EmbeddedSsoConnectionRepository } from './sso.js';
 import { EmbeddedOutboxRepository } from './outbox.js';
 import { EmbeddedWebhookRepository } from './webhooks.js';
 import { EmbeddedPolicyRepository } from './policies.js';
@@ -30,6 +31,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly webhooks: EmbeddedWebhookRepository;
   readonly policies: EmbeddedPolicyRepository;
   readonly mfa: EmbeddedMfaRepository;
+  readonly ssoConnections: EmbeddedSsoConnectionRepository;
   private closed = false;
   private readonly optimizer: NodeJS.Timeout;
 
@@ -51,6 +53,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.webhooks = new EmbeddedWebhookRepository(db);
     this.policies = new EmbeddedPolicyRepository(db);
     this.mfa = new EmbeddedMfaRepository(db);
+    this.ssoConnections = new EmbeddedSsoConnectionRepository(db);
   }
 
   readonly transactional = true;

@@ -452,4 +452,41 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 14,
+    description: "Single sign-on: upstream connections, their e-mail domains, users' upstream identities",
+    sql: `
+      CREATE TABLE sso_connections (
+        id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        issuer TEXT,
+        client_id TEXT,
+        client_secret_encrypted TEXT,
+        scopes TEXT NOT NULL DEFAULT '[]',
+        metadata_url TEXT,
+        metadata_xml TEXT,
+        auto_provision INTEGER NOT NULL DEFAULT 0,
+        default_role TEXT,
+        attribute_mapping TEXT NOT NULL DEFAULT '{}',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE sso_domains (
+        domain TEXT PRIMARY KEY,
+        connection_id TEXT NOT NULL REFERENCES sso_connections (id) ON DELETE CASCADE
+      ) STRICT;
+      CREATE INDEX sso_domains_connection ON sso_domains (connection_id);
+
+      CREATE TABLE sso_identities (
+        connection_id TEXT NOT NULL REFERENCES sso_connections (id) ON DELETE CASCADE,
+        subject TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (connection_id, subject)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX sso_identities_user ON sso_identities (user_id, created_at);
+    `,
+  },
 ];

@@ -9,6 +9,7 @@ import { MongoClientRepository } from './clients.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
 import { MongoMfaRepository } from './mfa.js';
+import { MongoSsoConnectionRepository } from './sso.js';
 import { MongoOutboxRepository } from './outbox.js';
 import { MongoWebhookRepository } from './webhooks.js';
 import { MongoPolicyRepository } from './policies.js';
@@ -39,6 +40,7 @@ export class MongoDurableStore implements DurableStore {
   readonly webhooks: MongoWebhookRepository;
   readonly policies: MongoPolicyRepository;
   readonly mfa: MongoMfaRepository;
+  readonly ssoConnections: MongoSsoConnectionRepository;
   private readonly models: MongoModels;
   /** The repository itself, never the cache (migrate backfills through it). */
   private readonly userRepository: MongoUserRepository;
@@ -54,7 +56,7 @@ export class MongoDurableStore implements DurableStore {
   ) {
     this.models = createModels(conn);
     const { users, roles, roleLinks, clients, signingKeys, resourceServers, audit } = this.models;
-    this.users = this.userRepository = new MongoUserRepository(users, roleLinks);
+    this.users = this.userRepository = new MongoUserRepository(users, roleLinks, this.models.ssoIdentities);
     this.roles = new MongoRoleRepository(roles, roleLinks, users);
     this.clients = new MongoClientRepository(clients);
     this.signingKeys = new MongoSigningKeyRepository(signingKeys);
@@ -75,6 +77,11 @@ export class MongoDurableStore implements DurableStore {
       this.models.policyEntities,
     );
     this.mfa = new MongoMfaRepository(this.models.mfaFactors, this.models.mfaRecoveryCodes);
+    this.ssoConnections = new MongoSsoConnectionRepository(
+      this.models.ssoConnections,
+      this.models.ssoDomains,
+      this.models.ssoIdentities,
+    );
   }
 
   /**

@@ -12,6 +12,7 @@ import type {
   JsonObject,
   QuotaPeriod,
   SigningKeyStatus,
+  SsoProvider,
   UserStatus,
 } from '../ports.js';
 
@@ -255,6 +256,42 @@ export interface MongoModels {
   policyEntities: Model<PolicyEntityDocument>;
   mfaFactors: Model<MfaFactorDocument>;
   mfaRecoveryCodes: Model<MfaRecoveryCodeDocument>;
+  ssoConnections: Model<SsoConnectionDocument>;
+  ssoDomains: Model<SsoDomainDocument>;
+  ssoIdentities: Model<SsoIdentityDocument>;
+}
+
+export interface SsoConnectionDocument {
+  _id: string;
+  provider: SsoProvider;
+  issuer: string | null;
+  client_id: string | null;
+  client_secret_encrypted: string | null;
+  scopes: string[];
+  metadata_url: string | null;
+  metadata_xml: string | null;
+  auto_provision: boolean;
+  default_role: string | null;
+  /** JSON of the mapping: its keys (metadata.*) contain dots, which FerretDB refuses as field names. */
+  attribute_mapping: string;
+  enabled: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** One e-mail domain of a connection: `_id` is the domain, so a domain has one connection. */
+export interface SsoDomainDocument {
+  _id: string;
+  connection_id: string;
+}
+
+/** A user's upstream identity: `_id` is JSON of [connection_id, subject], unique. */
+export interface SsoIdentityDocument {
+  _id: string;
+  connection_id: string;
+  subject: string;
+  user_id: string;
+  created_at: Date;
 }
 
 export interface MfaFactorDocument {
@@ -701,6 +738,58 @@ function mfaRecoveryCodeSchema() {
   return schema;
 }
 
+function ssoConnectionSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      provider: { type: String, required: true },
+      issuer: nullable(String),
+      client_id: nullable(String),
+      client_secret_encrypted: nullable(String),
+      scopes: { type: [String], default: [] },
+      metadata_url: nullable(String),
+      metadata_xml: nullable(String),
+      auto_provision: { type: Boolean, default: false },
+      default_role: nullable(String),
+      attribute_mapping: { type: String, default: '{}' },
+      enabled: { type: Boolean, default: true },
+      created_at: { type: Date, required: true },
+      updated_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'sso_connections' },
+  );
+  schema.index({ created_at: 1, _id: 1 }, { name: 'sso_connections_created' });
+  return schema;
+}
+
+function ssoDomainSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      connection_id: { type: String, required: true },
+    },
+    { ...OPTIONS, collection: 'sso_domains' },
+  );
+  schema.index({ connection_id: 1 }, { name: 'sso_domains_connection' });
+  return schema;
+}
+
+function ssoIdentitySchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      connection_id: { type: String, required: true },
+      subject: { type: String, required: true },
+      user_id: { type: String, required: true },
+      created_at: { type: Date, required: true },
+    },
+    { ...OPTIONS, collection: 'sso_identities' },
+  );
+  schema.index({ user_id: 1, created_at: 1 }, { name: 'sso_identities_user' });
+  schema.index({ connection_id: 1 }, { name: 'sso_identities_connection' });
+  return schema;
+}
+
 /** Binds fresh models to `conn` (models live in the connection's registry, not mongoose's global one). */
 export function createModels(conn: Connection): MongoModels {
   return {
@@ -723,6 +812,9 @@ export function createModels(conn: Connection): MongoModels {
     policyEntities: conn.model<PolicyEntityDocument>('PolicyEntity', policyEntitySchema()),
     mfaFactors: conn.model<MfaFactorDocument>('MfaFactor', mfaFactorSchema()),
     mfaRecoveryCodes: conn.model<MfaRecoveryCodeDocument>('MfaRecoveryCode', mfaRecoveryCodeSchema()),
+    ssoConnections: conn.model<SsoConnectionDocument>('SsoConnection', ssoConnectionSchema()),
+    ssoDomains: conn.model<SsoDomainDocument>('SsoDomain', ssoDomainSchema()),
+    ssoIdentities: conn.model<SsoIdentityDocument>('SsoIdentity', ssoIdentitySchema()),
   };
 }
 

@@ -24,7 +24,12 @@ import {
 import { emailSkeleton } from '../email-skeleton.js';
 import { normalizeEmail } from '../user-fields.js';
 import { duplicateKey, isIdViolation, isViolationOf, type DuplicateKey } from './duplicate-key.js';
-import { UNIQUE_INDEX, type RoleLinkDocument, type UserDocument } from './models.js';
+import {
+  UNIQUE_INDEX,
+  type RoleLinkDocument,
+  type SsoIdentityDocument,
+  type UserDocument,
+} from './models.js';
 import {
   allOf,
   compileFilter,
@@ -162,6 +167,8 @@ export class MongoUserRepository implements UserRepository {
   constructor(
     private readonly users: Model<UserDocument>,
     private readonly roleLinks: Model<RoleLinkDocument>,
+    /** Upstream identities (single sign-on) go with their user, as on the embedded store. */
+    private readonly identities?: Model<SsoIdentityDocument>,
   ) {}
 
   /** Which field a duplicate-key error on the users collection is about. */
@@ -412,6 +419,7 @@ export class MongoUserRepository implements UserRepository {
     // Links go after the user; RoleRepository.assign re-checks the user after linking, so a link
     // created concurrently with this removal does not outlive it either.
     await this.roleLinks.deleteMany({ user_id: { $eq: id } });
+    await this.identities?.deleteMany({ user_id: { $eq: id } });
     return deletedCount > 0;
   }
 
