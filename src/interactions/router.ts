@@ -561,7 +561,8 @@ export function interactionsRouter(deps: InteractionDeps): Router {
   /** amr as shown: each method once, with `mfa` once a password or passkey met a second factor. */
   function amrOf(methods: string[]): string[] {
     const unique = [...new Set(methods.filter((m) => m !== 'mfa'))];
-    const factors = unique.filter((m) => m === 'pwd' || SECOND_FACTORS.has(m)).length;
+    // A federated sign-in (fed) is one factor, as a password is.
+    const factors = unique.filter((m) => m === 'pwd' || m === 'fed' || SECOND_FACTORS.has(m)).length;
     return factors >= 2 || methods.includes('mfa') ? [...unique, 'mfa'] : unique;
   }
 
@@ -575,12 +576,13 @@ export function interactionsRouter(deps: InteractionDeps): Router {
   ): Promise<void> {
     const amr = amrOf(methods);
     const record = await users.get(user.id);
-    // user.login's method: password, password+otp, password+passkey, passkey.
+    // user.login's method: password, password+otp, password+passkey, passkey (sso+otp after a
+    // federated sign-in stepped up).
     const method = [
       ...new Set(
         amr
           .filter((m) => m !== 'mfa')
-          .map((m) => (m === 'pwd' ? 'password' : m === 'otp' ? 'otp' : 'passkey')),
+          .map((m) => (m === 'pwd' ? 'password' : m === 'fed' ? 'sso' : m === 'otp' ? 'otp' : 'passkey')),
       ),
     ].join('+');
     await auth.completeLogin(record, requestOf(ctx), details.params.client_id as string, method);
