@@ -66,15 +66,28 @@ const domain = wire(
     }),
   { type: 'string', minLength: 1, maxLength: 253, pattern: DOMAIN_PATTERN },
 );
-const MAPPED_FIELD = /^(email|first_name|last_name|metadata\.[A-Za-z0-9_-]{1,64})$/;
-const attributeMapping = z
-  .record(
-    chars(1, 80).refine((k) => MAPPED_FIELD.test(k), {
-      error: 'email, first_name, last_name or metadata.<key>',
-    }),
-    chars(1, 500),
-  )
-  .refine((m) => Object.keys(m).length <= 50, { error: 'At most 50 mapped attributes' });
+const MAPPED_FIELD_PATTERN = '^(email|first_name|last_name|metadata\\.[A-Za-z0-9_-]{1,64})$';
+const MAPPED_FIELD = new RegExp(MAPPED_FIELD_PATTERN);
+// Stated whole in the OpenAPI document (key pattern, value length, count): a record of refined keys
+// would show no rule for its keys.
+const attributeMapping = wire(
+  z
+    .record(
+      z
+        .string()
+        .refine((k) => MAPPED_FIELD.test(k), { error: 'email, first_name, last_name or metadata.<key>' }),
+      chars(1, 500),
+    )
+    .refine((m) => Object.keys(m).length <= 50, { error: 'At most 50 mapped attributes' }),
+  {
+    type: 'object',
+    propertyNames: { type: 'string', pattern: MAPPED_FIELD_PATTERN },
+    additionalProperties: { type: 'string', minLength: 1, maxLength: 500 },
+    maxProperties: 50,
+    description:
+      'Our field (email, first_name, last_name, metadata.<key>) → the upstream claim or attribute name',
+  },
+);
 
 const fields = {
   provider,
@@ -113,7 +126,13 @@ export function registerSsoRoutes(api: ApiRouter, connections: SsoConnections): 
       200: { description: 'The replaced connection', schema: SsoConnectionSchema },
       201: { description: 'The created connection', schema: SsoConnectionSchema },
     },
-    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', 'INVALID_ROLE', 'SSO_DOMAIN_TAKEN'],
+    errors: [
+      'VALIDATION_ERROR',
+      'MISSING_REQUIRED_FIELD',
+      'BUSINESS_RULE_VIOLATION',
+      'INVALID_ROLE',
+      'SSO_DOMAIN_TAKEN',
+    ],
     async handler({ body, principal, ctx }) {
       const { connection, created } = await connections.configure(body, contextOf(ctx, principal));
       return {
@@ -133,7 +152,13 @@ export function registerSsoRoutes(api: ApiRouter, connections: SsoConnections): 
     scope: 'sso:manage',
     body: CreateConnection,
     responses: { 201: { description: 'The connection', schema: SsoConnectionSchema } },
-    errors: ['VALIDATION_ERROR', 'MISSING_REQUIRED_FIELD', 'INVALID_ROLE', 'SSO_DOMAIN_TAKEN'],
+    errors: [
+      'VALIDATION_ERROR',
+      'MISSING_REQUIRED_FIELD',
+      'BUSINESS_RULE_VIOLATION',
+      'INVALID_ROLE',
+      'SSO_DOMAIN_TAKEN',
+    ],
     async handler({ body, principal, ctx }) {
       const connection = await connections.create(body, contextOf(ctx, principal));
       return {
@@ -190,7 +215,13 @@ export function registerSsoRoutes(api: ApiRouter, connections: SsoConnections): 
     params: idParam,
     body: UpdateConnection,
     responses: { 200: { description: 'The updated connection', schema: SsoConnectionSchema } },
-    errors: ['SSO_CONNECTION_NOT_FOUND', 'VALIDATION_ERROR', 'INVALID_ROLE', 'SSO_DOMAIN_TAKEN'],
+    errors: [
+      'SSO_CONNECTION_NOT_FOUND',
+      'VALIDATION_ERROR',
+      'BUSINESS_RULE_VIOLATION',
+      'INVALID_ROLE',
+      'SSO_DOMAIN_TAKEN',
+    ],
     async handler({ params, body, principal, ctx }) {
       return {
         status: 200,

@@ -54,8 +54,9 @@ function domainsOf(input: Pick<ConnectionInput, 'domain' | 'domains'>): string[]
   return [...new Set(all.map((d) => d.trim().toLowerCase()))].sort();
 }
 
+/** A rule over several fields (which a schema cannot state): 422, the request being schema-valid. */
 function invalid(field: string, issue: string): AppError {
-  return new AppError('VALIDATION_ERROR', { message: issue, details: [{ field, issue }] });
+  return new AppError('BUSINESS_RULE_VIOLATION', { message: issue, details: [{ field, issue }] });
 }
 
 export class SsoConnections {

@@ -125,10 +125,12 @@ describe.each(availableBackends())(
       expect(taken.body.error.code).toBe('SSO_DOMAIN_TAKEN');
 
       const noIssuerClient = await api.post('/v2/sso/connections', { provider: 'oidc', domain: domain() });
-      expect(noIssuerClient.status).toBe(400);
-      expect(noIssuerClient.body.error.code).toBe('VALIDATION_ERROR');
+      // Rules over several fields: the body obeys the schema, so 422.
+      expect(noIssuerClient.status).toBe(422);
+      expect(noIssuerClient.body.error.code).toBe('BUSINESS_RULE_VIOLATION');
+      expect(noIssuerClient.body.error.details).toEqual([expect.objectContaining({ field: 'issuer' })]);
       const noDomain = await api.post('/v2/sso/connections', { provider: 'saml', metadata_xml: '<x/>' });
-      expect(noDomain.status).toBe(400);
+      expect(noDomain.status).toBe(422);
       const badRole = await api.post('/v2/sso/connections', {
         provider: 'saml',
         domain: domain(),
