@@ -424,6 +424,25 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
           pages,
           logger,
           onRevoked: (revoked) => announceRevocation(revoked),
+          onTokenExchanged: async (exchanged) => {
+            await audit.record({
+              actor_type: 'client',
+              actor_id: exchanged.clientId,
+              actor_client_id: exchanged.clientId,
+              action: 'token.exchanged',
+              target_type: 'user',
+              target_id: exchanged.accountId,
+              details: {
+                subject_client_id: exchanged.subjectClientId,
+                subject_token_type: exchanged.subjectTokenType,
+                mode: exchanged.actor ? 'delegation' : 'impersonation',
+                ...(exchanged.actor ? { actor: exchanged.actor } : {}),
+                ...(exchanged.audience ? { audience: exchanged.audience } : {}),
+                scope: exchanged.scope,
+                expires_in: exchanged.expiresIn,
+              },
+            });
+          },
           onSignOut: (signOut) => {
             auth.recordSignOut(signOut).catch((err: unknown) => {
               logger.warn({ err, user_id: signOut.accountId }, 'could not record the sign-out event');

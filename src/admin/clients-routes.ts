@@ -8,6 +8,7 @@ import { z } from 'zod';
 
 import { AppError } from '../errors/app-error.js';
 import { MAX_RESOURCE_TOKEN_TTL_S } from '../oidc/resource-servers.js';
+import { TOKEN_EXCHANGE_GRANT } from '../oidc/token-exchange.js';
 import {
   CLIENT_KINDS,
   ClientMetadataError,
@@ -68,15 +69,19 @@ const GRANTS = [
   'refresh_token',
   'client_credentials',
   'urn:ietf:params:oauth:grant-type:device_code',
+  TOKEN_EXCHANGE_GRANT,
 ] as const;
 const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+
+/** A client id in a token-exchange policy, or "*" for any client. */
+const clientRef = z.string().regex(/^(?:\*|[A-Za-z0-9_.:-]{1,128})$/, { error: 'A client id, or "*"' });
 
 const clientFields = {
   client_name: textField(200),
   application_type: z.enum(['web', 'native']),
   redirect_uris: z.array(redirectUri).max(50),
   post_logout_redirect_uris: z.array(redirectUri).max(50),
-  grant_types: z.array(z.enum(GRANTS)).min(1).max(4),
+  grant_types: z.array(z.enum(GRANTS)).min(1).max(5),
   response_types: z.array(z.enum(['code'])).max(1),
   token_endpoint_auth_method: z.enum(AUTH_METHODS),
   require_signed_request_object: z
@@ -135,6 +140,38 @@ const clientFields = {
     .describe(
       'Scopes of registered APIs this client may obtain for itself (client credentials with resource=…)',
     ),
+  token_exchange: z
+    .object({
+      subject_clients: z
+        .array(clientRef)
+        .min(1)
+        .max(50)
+        .describe('Clients whose tokens (of their users) this client may exchange; "*" for any client'),
+      audiences: z
+        .array(
+          z
+            .string()
+            .min(1)
+            .max(2000)
+            .regex(/^[\x21-\x7E]+$/, { error: 'An API identifier' }),
+        )
+        .max(50)
+        .optional()
+        .describe('Identifiers of registered APIs (/v2/resources) the exchanged tokens may be for'),
+      actor_clients: z
+        .array(clientRef)
+        .max(50)
+        .optional()
+        .describe("Clients whose tokens may be the actor_token (delegation); default: this client's own"),
+      impersonation: z
+        .boolean()
+        .optional()
+        .describe('Whether an exchange without actor_token (impersonation) is allowed; default false'),
+    })
+    .strict()
+    .describe(
+      `RFC 8693 token exchange policy; required with the grant type ${TOKEN_EXCHANGE_GRANT} (confidential clients only)`,
+    ),
 };
 
 const CreateClient = z
@@ -176,6 +213,7 @@ const CreateClient = z
     require_pkce: true,
     plan: true,
     api_scopes: true,
+    token_exchange: true,
   })
   .strict();
 
@@ -194,6 +232,7 @@ const UpdateClient = z
     contacts: clientFields.contacts.nullable(),
     plan: clientFields.plan.nullable(),
     api_scopes: clientFields.api_scopes.nullable(),
+    token_exchange: clientFields.token_exchange.nullable(),
     introspection_signed_response_alg: clientFields.introspection_signed_response_alg.nullable(),
   })
   .partial()
@@ -223,6 +262,14 @@ const Client = z.object({
   contacts: z.array(z.string()).optional(),
   id_token_signed_response_alg: z.string().optional(),
   api_scopes: z.array(z.string()).optional(),
+  token_exchange: z
+    .object({
+      subject_clients: z.array(z.string()),
+      audiences: z.array(z.string()).optional(),
+      actor_clients: z.array(z.string()).optional(),
+      impersonation: z.boolean().optional(),
+    })
+    .optional(),
   first_party: z.boolean(),
   require_pkce: z.boolean(),
   plan: z.string(),

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 
 import type { Context } from 'koa';
 import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 
 import { accountClient } from '../account/router.js';
@@ -29,6 +30,11 @@ import { registrationOpen } from '../config/registration.js';
 import { createInteractionPolicy } from './interaction-policy.js';
 import { ACR_VALUES } from '../services/mfa.js';
 import type { ResourceServers } from './resource-servers.js';
+import {
+  registerTokenExchangeGrant,
+  validateTokenExchangePolicy,
+  type TokenExchanged,
+} from './token-exchange.js';
 import { outageFacts } from '../errors/error-middleware.js';
 import { protocolFacing, protocolStores } from './unavailable.js';
 import { isStoreOutage } from '../store/errors.js';
@@ -97,6 +103,8 @@ export interface ProviderDeps {
   onSignOut?: (signOut: SignOut) => void;
   /** A token (by jti) was revoked, or a whole grant: caches of token checks must forget them. */
   onRevoked?: (revoked: { jti?: string; grant?: string }) => void;
+  /** A token was issued by token exchange (RFC 8693), for the audit trail. */
+  onTokenExchanged?: (exchanged: TokenExchanged) => void | Promise<void>;
 }
 
 export interface SignOut {
@@ -112,7 +120,13 @@ export interface SignOut {
 const CLIENT_AUTH_ROUTES = new Set(['token', 'introspection', 'revocation']);
 
 /** Extra client metadata we store with each client. */
-export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'plan', 'api_scopes'] as const;
+export const EXTRA_CLIENT_METADATA = [
+  'first_party',
+  'require_pkce',
+  'plan',
+  'api_scopes',
+  'token_exchange',
+] as const;
 
 function isClientCredentials(ctx: KoaContextWithOIDC): boolean {
   return ctx.oidc.route === 'token' && ctx.oidc.params?.grant_type === 'client_credentials';
@@ -218,7 +232,11 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
     extraClientMetadata: {
       properties: [...EXTRA_CLIENT_METADATA],
-      validator(_ctx, key, value) {
+      validator(_ctx, key, value, metadata) {
+        if (key === 'token_exchange') {
+          validateTokenExchangePolicy(value, metadata as Record<string, unknown>);
+          return;
+        }
         if (value === undefined) return;
         if (key === 'api_scopes') {
           if (
@@ -373,6 +391,13 @@ export function createProvider(deps: ProviderDeps): Provider {
     return (await replays.increment(key, lifetime)).value === 1;
   };
   if (deps.apiKeys) registerApiKeyGrant(provider, deps.apiKeys);
+  registerTokenExchangeGrant(provider, {
+    resourceServers: deps.resourceServers,
+    publicJwks: () => deps.keys.keys.map((k) => k.record.public_jwk as JWK),
+    userActive: async (accountId) => isActiveUser(await stores.durable.users.findById(accountId)),
+    ...(deps.apiKeys ? { apiKeyUsable: deps.apiKeys.usable } : {}),
+    ...(deps.onTokenExchanged ? { onExchanged: deps.onTokenExchanged } : {}),
+  });
 
   // Clients hold a hash of their secret (client-secrets.ts); compare presented secrets against it.
   provider.Client.prototype.compareClientSecret = function compareClientSecret(

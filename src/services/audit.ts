@@ -24,6 +24,7 @@ const NOT_SECRET = new Set([
   'token_endpoint_auth_signing_alg',
   'access_token_format',
   'access_token_ttl',
+  'subject_token_type',
 ]);
 const isSecret = (name: string) => SECRET.test(name) && !NOT_SECRET.has(name);
 

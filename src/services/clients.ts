@@ -8,6 +8,7 @@ import { errors } from 'oidc-provider';
 import { ACCOUNT_CLIENT_ID } from '../account/router.js';
 import { AppError } from '../errors/app-error.js';
 import { generateClientSecret, hashClientSecret } from '../oidc/client-secrets.js';
+import { TOKEN_EXCHANGE_GRANT } from '../oidc/token-exchange.js';
 import { StoreConflictError } from '../store/errors.js';
 import { newId } from '../store/ids.js';
 import type { ClientRecord, ClientRepository, JsonObject } from '../store/ports.js';
@@ -75,7 +76,9 @@ export function kindDefaults(kind: ClientKind): JsonObject {
 /** The kind a stored client's metadata describes. */
 export function kindOf(metadata: JsonObject): ClientKind {
   const grants = Array.isArray(metadata.grant_types) ? metadata.grant_types : [];
-  if (grants.length > 0 && grants.every((g) => g === 'client_credentials')) return 'service';
+  // A service may also exchange tokens (RFC 8693) it receives from its callers.
+  if (grants.length > 0 && grants.every((g) => g === 'client_credentials' || g === TOKEN_EXCHANGE_GRANT))
+    return 'service';
   if (grants.includes(DEVICE_CODE_GRANT) && !grants.includes('authorization_code')) return 'device';
   if (metadata.token_endpoint_auth_method === 'none')
     return metadata.application_type === 'native' ? 'native' : 'spa';

@@ -438,7 +438,7 @@ describe.each(availableBackends())(
           {
             field: 'grant_types.0',
             issue:
-              'Invalid option: expected one of "authorization_code"|"refresh_token"|"client_credentials"|"urn:ietf:params:oauth:grant-type:device_code"',
+              'Invalid option: expected one of "authorization_code"|"refresh_token"|"client_credentials"|"urn:ietf:params:oauth:grant-type:device_code"|"urn:ietf:params:oauth:grant-type:token-exchange"',
             provided: 'implicit',
           },
         ],

@@ -71,6 +71,7 @@ describe.each(availableBackends())(
         'urn:ietf:params:oauth:grant-type:device_code',
         // API keys exchanged for access tokens (README: API keys, plans and quotas).
         'urn:latchkey:params:oauth:grant-type:api-key',
+        'urn:ietf:params:oauth:grant-type:token-exchange',
       ]);
       expect(doc.authorization_response_iss_parameter_supported).toBe(true);
       // client_secret_jwt cannot work with secrets stored as hashes, so it is not offered.
