@@ -65,6 +65,14 @@ describe.each(availableBackends())(
       return { user, accessToken: tokens.access_token, idToken: tokens.id_token! };
     }
 
+    /** A subject access token with an actor access token (delegation). */
+    const delegated = (subject: string, actor: string) => ({
+      subject_token: subject,
+      subject_token_type: ACCESS_TOKEN,
+      actor_token: actor,
+      actor_token_type: ACCESS_TOKEN,
+    });
+
     const exchange = (config: oidc.Configuration, params: Record<string, string>) =>
       oidc.genericGrantRequest(config, GRANT, params);
 
@@ -99,10 +107,7 @@ describe.each(availableBackends())(
       const own = await oidc.clientCredentialsGrant(service.config, {});
 
       const issued = await exchange(service.config, {
-        subject_token: accessToken,
-        subject_token_type: ACCESS_TOKEN,
-        actor_token: own.access_token,
-        actor_token_type: ACCESS_TOKEN,
+        ...delegated(accessToken, own.access_token),
         audience: ordersApi,
         scope: 'orders:read',
       });
@@ -164,10 +169,7 @@ describe.each(availableBackends())(
       const service = await exchanger({ subject_clients: [spa.clientId], audiences: [ordersApi] });
       const own = await oidc.clientCredentialsGrant(service.config, {});
       await exchange(service.config, {
-        subject_token: accessToken,
-        subject_token_type: ACCESS_TOKEN,
-        actor_token: own.access_token,
-        actor_token_type: ACCESS_TOKEN,
+        ...delegated(accessToken, own.access_token),
         resource: ordersApi,
       });
       const res = await api.get('/v2/audit', { action: 'token.exchanged', target_id: user.user.id });
@@ -294,10 +296,7 @@ describe.each(availableBackends())(
       expect(
         await oauthFailure(
           exchange(service.config, {
-            subject_token: accessToken,
-            subject_token_type: ACCESS_TOKEN,
-            actor_token: strangers.access_token,
-            actor_token_type: ACCESS_TOKEN,
+            ...delegated(accessToken, strangers.access_token),
             audience: ordersApi,
           }),
         ),
@@ -385,20 +384,14 @@ describe.each(availableBackends())(
       expect(
         await oauthFailure(
           exchange(second.config, {
-            subject_token: issued.access_token,
-            subject_token_type: ACCESS_TOKEN,
-            actor_token: secondOwn.access_token,
-            actor_token_type: ACCESS_TOKEN,
+            ...delegated(issued.access_token, secondOwn.access_token),
             audience: ordersApi,
             scope: 'orders:read',
           }),
         ),
       ).toMatchObject({ status: 400, error: 'invalid_scope' });
       const hop = await exchange(second.config, {
-        subject_token: issued.access_token,
-        subject_token_type: ACCESS_TOKEN,
-        actor_token: secondOwn.access_token,
-        actor_token_type: ACCESS_TOKEN,
+        ...delegated(issued.access_token, secondOwn.access_token),
       });
       const nested = await oidc.tokenIntrospection(gateway, hop.access_token);
       expect(nested).toMatchObject({
@@ -412,10 +405,7 @@ describe.each(availableBackends())(
       expect(
         await oauthFailure(
           exchange(second.config, {
-            subject_token: issued.access_token,
-            subject_token_type: ACCESS_TOKEN,
-            actor_token: secondOwn.access_token,
-            actor_token_type: ACCESS_TOKEN,
+            ...delegated(issued.access_token, secondOwn.access_token),
           }),
         ),
       ).toMatchObject({ status: 400, error: 'invalid_request' });
