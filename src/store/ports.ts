@@ -224,9 +224,7 @@ export interface RegistrationTokenRecord {
 }
 
 export type NewRegistrationToken = Pick<RegistrationTokenRecord, 'kind' | 'token_hash'> &
-  Partial<
-    Pick<RegistrationTokenRecord, 'id' | 'client_id' | 'description' | 'created_by' | 'expires_at'>
-  >;
+  Partial<Pick<RegistrationTokenRecord, 'id' | 'client_id' | 'description' | 'created_by' | 'expires_at'>>;
 
 export interface RegistrationTokenRepository {
   /** Throws StoreConflictError('token_hash') when the digest is taken (or 'id'). */
@@ -234,7 +232,10 @@ export interface RegistrationTokenRepository {
   findById(id: string): Promise<RegistrationTokenRecord | null>;
   findByHash(tokenHash: string): Promise<RegistrationTokenRecord | null>;
   /** One kind, newest first (then id). */
-  list(kind: RegistrationTokenKind, page: { limit: number; offset?: number }): Promise<RegistrationTokenRecord[]>;
+  list(
+    kind: RegistrationTokenKind,
+    page: { limit: number; offset?: number },
+  ): Promise<RegistrationTokenRecord[]>;
   count(kind: RegistrationTokenKind): Promise<number>;
   /** Counts one use at `at` and sets last_used_at (informational, not a limit). */
   recordUse(id: string, at: Date): Promise<void>;
