@@ -110,6 +110,16 @@ describe.each(availableBackends())(
       expect(JSON.stringify(audit.body)).not.toContain(res.body.token);
     });
 
+    it('the OpenAPI document describes the initial access token routes', async () => {
+      const doc = await call(`${server.url}/v2/openapi.json`);
+      const paths = doc.body.paths as Record<string, Record<string, { operationId: string }>>;
+      expect(paths['/v2/clients/registration-tokens']?.post?.operationId).toBe('createRegistrationToken');
+      expect(paths['/v2/clients/registration-tokens']?.get?.operationId).toBe('listRegistrationTokens');
+      expect(paths['/v2/clients/registration-tokens/{id}']?.delete?.operationId).toBe(
+        'revokeRegistrationToken',
+      );
+    });
+
     it('POST /v2/clients/registration-tokens needs client:manage', async () => {
       const reader = await adminClient(server, 'user:read');
       const res = await reader.post('/v2/clients/registration-tokens', {});

@@ -85,8 +85,8 @@ export class MongoRegistrationTokenRepository implements RegistrationTokenReposi
     return docs.map(toToken);
   }
 
-  count(kind: RegistrationTokenKind): Promise<number> {
-    return this.tokens.countDocuments({ kind: { $eq: kind } });
+  async count(kind: RegistrationTokenKind): Promise<number> {
+    return await this.tokens.countDocuments({ kind: { $eq: kind } });
   }
 
   async recordUse(id: string, at: Date): Promise<void> {
