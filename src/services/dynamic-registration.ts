@@ -176,11 +176,19 @@ export class DynamicRegistration {
       this.callContext(undefined),
     );
     const token = newToken(REGISTRATION_PREFIX);
-    await this.tokens.create({
-      kind: 'registration_access',
-      token_hash: digestToken(token),
-      client_id: created.client.client_id,
-    });
+    try {
+      await this.tokens.create({
+        kind: 'registration_access',
+        token_hash: digestToken(token),
+        client_id: created.client.client_id,
+      });
+    } catch (err) {
+      // A client nobody was told about and nobody can manage is taken back (its events say so).
+      await this.clients
+        .remove(created.client.client_id, this.callContext(created.client.client_id))
+        .catch(() => undefined);
+      throw err;
+    }
     if (initial) await this.tokens.recordUse(initial.id, new Date());
     await this.audit.record({
       ...this.auditActor(null),

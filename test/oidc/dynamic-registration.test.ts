@@ -468,3 +468,24 @@ describe('dynamic client registration off (the default)', () => {
     expect(() => loadConfig({ env: { DYNAMIC_REGISTRATION: 'yes' } })).toThrow(/DYNAMIC_REGISTRATION/);
   });
 });
+
+describe('dynamic client registration open to anyone (DYNAMIC_REGISTRATION=open)', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ env: { DYNAMIC_REGISTRATION: 'open' } });
+  });
+  afterAll(() => server.close());
+
+  it('POST /oauth/register needs no token, but a presented one must be valid', async () => {
+    const register = `${server.url}/oauth/register`;
+    const body = { redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', scope: 'openid profile' };
+    const res = await call(register, { method: 'POST', body });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ token_endpoint_auth_method: 'none', scope: 'openid profile' });
+    expect(res.body).not.toHaveProperty('client_secret');
+    expect(res.body).not.toHaveProperty('client_secret_expires_at');
+    expect((await call(register, { method: 'POST', token: 'lkiat_nope', body })).status).toBe(401);
+    const discovery = await call(`${server.url}/.well-known/openid-configuration`);
+    expect(discovery.body.registration_endpoint).toBe(register);
+  });
+});
