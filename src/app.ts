@@ -50,6 +50,8 @@ import { analyticsConsumer } from './events/rollups.js';
 import { AuthenticationService } from './services/authentication.js';
 import { bootstrap } from './services/bootstrap.js';
 import { ClientService } from './services/clients.js';
+import { DynamicRegistration } from './services/dynamic-registration.js';
+import { registrationRouter } from './oidc/registration-endpoint.js';
 import { LoginThrottle } from './services/login-throttle.js';
 import { createPasswordPolicy } from './services/password-policy.js';
 import { createPasswordHasher, type PasswordHasher } from './services/passwords.js';
@@ -480,6 +482,13 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     },
   );
 
+  const dynamicRegistration = new DynamicRegistration(
+    stores.durable.registrationTokens,
+    clientService,
+    audit,
+    config.dynamicRegistration,
+  );
+
   await bootstrap(
     stores.durable,
     passwords,
@@ -555,6 +564,13 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       { status: 429, headers: { 'Retry-After': String(retryAfter) } },
     );
   });
+  // Dynamic client registration (RFC 7591/7592) is ours, in front of the provider; off, the
+  // provider answers /oauth/register with its 404.
+  if (config.dynamicRegistration !== 'off') {
+    const register = registrationRouter({ registration: dynamicRegistration, issuer: config.issuer });
+    app.use(register.routes());
+    app.use(allowedMethods(register));
+  }
   app.use(async (ctx, next) => {
     if (!PROVIDER_PATHS.test(ctx.path)) return next();
     return preflight(ctx, () => {
@@ -612,6 +628,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     users,
     roles,
     clients: clientService,
+    dynamicRegistration,
     audit,
     plans: () => planService.all(),
     planService,

@@ -76,7 +76,8 @@ const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_
 /** A client id in a token-exchange policy, or "*" for any client. */
 const clientRef = z.string().regex(/^(?:\*|[A-Za-z0-9_.:-]{1,128})$/, { error: 'A client id, or "*"' });
 
-const clientFields = {
+/** The client metadata fields and their checks; dynamic registration (oidc/registration-endpoint.ts) uses them too. */
+export const clientFields = {
   client_name: textField(200),
   application_type: z.enum(['web', 'native']),
   redirect_uris: z.array(redirectUri).max(50),
@@ -185,6 +186,8 @@ const CreateClient = z
     client_id: z
       .string()
       .regex(/^[A-Za-z0-9_-]{3,64}$/, { error: '3 to 64 letters, digits, "-" or "_"' })
+      // /v2/clients/registration-tokens is the initial access tokens' collection, not a client.
+      .refine((id) => id !== 'registration-tokens', { error: 'Reserved' })
       .optional(),
     first_party: z.boolean().default(false).describe('First-party clients skip the consent page'),
     ...clientFields,

@@ -31,6 +31,8 @@ import { registerAuditRoutes } from './audit-routes.js';
 import { registerBillingRoutes } from './billing-routes.js';
 import { BearerAuthenticator, managementAudience, resolvePrincipal } from './bearer-auth.js';
 import { registerClientRoutes, registerResourceRoutes } from './clients-routes.js';
+import { registerRegistrationTokenRoutes } from './registration-tokens-routes.js';
+import type { DynamicRegistration } from '../services/dynamic-registration.js';
 import { renderDocsPage } from './docs-page.js';
 import { buildOpenApi } from './openapi.js';
 import { rateLimit } from './rate-limit.js';
@@ -68,6 +70,8 @@ export interface ManagementApiDeps {
   users: UserService;
   roles: RoleService;
   clients: ClientService;
+  /** Initial access tokens for dynamic client registration (/v2/clients/registration-tokens). */
+  dynamicRegistration?: DynamicRegistration;
   audit: AuditService;
   plans: () => Promise<Record<string, RatePlan>>;
   planService: PlanService;
@@ -119,6 +123,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   if (deps.mfa) registerMfaRoutes(api, deps.users, deps.mfa);
   registerRoleRoutes(api, deps.roles);
   registerClientRoutes(api, { clients: deps.clients, plans: deps.plans, audit: deps.audit });
+  if (deps.dynamicRegistration) registerRegistrationTokenRoutes(api, deps.dynamicRegistration);
   registerResourceRoutes(api, {
     repo: deps.store.resourceServers,
     invalidate: (identifier) => deps.resourceServers.invalidate(identifier),

@@ -241,6 +241,10 @@ export const SETTINGS = {
   LOGIN_LOCKOUT_MAX_S: spec(int(1, 7 * 86_400), 'seconds from 1 to 604800'),
 
   DPOP_REQUIRE_NONCE: spec(bool, 'true or false'),
+  DYNAMIC_REGISTRATION: spec(
+    z.enum(['off', 'initial_access_token', 'open']),
+    'off, initial_access_token (POST /oauth/register needs a token from /v2/clients/registration-tokens) or open',
+  ),
   MFA: spec(z.enum(['off', 'optional', 'required']), 'off, optional or required'),
   MFA_REQUIRED_ROLES: spec(
     z

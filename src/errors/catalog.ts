@@ -37,6 +37,7 @@ export const ERROR_CATALOG = {
   CLIENT_NOT_FOUND: { status: 404, message: 'Client not found' },
   RESOURCE_NOT_FOUND: { status: 404, message: 'API (resource server) not found' },
   API_KEY_NOT_FOUND: { status: 404, message: 'API key not found' },
+  REGISTRATION_TOKEN_NOT_FOUND: { status: 404, message: 'Initial access token not found' },
   WEBHOOK_NOT_FOUND: { status: 404, message: 'Webhook not found' },
   WEBHOOK_URL_REFUSED: {
     status: 400,

@@ -336,6 +336,8 @@ export function createProvider(deps: ProviderDeps): Provider {
         },
       },
       userinfo: { enabled: true },
+      // Dynamic registration is served by our own routes (oidc/registration-endpoint.ts), through
+      // the client service; discovery names it below when DYNAMIC_REGISTRATION is on.
       registration: { enabled: false },
       // Signed request objects (JAR, RFC 9101) from clients with keys (jwks / jwks_uri); a client may
       // be registered to require them (require_signed_request_object), or to require PAR
@@ -375,6 +377,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       claim_types_supported: ['normal'],
       // OpenID Connect Prompt Create: `create` is offered only while sign-up is open.
       prompt_values_supported: ['none', 'login', 'consent', ...(registrationOpen(config) ? ['create'] : [])],
+      ...(config.dynamicRegistration !== 'off'
+        ? { registration_endpoint: `${config.issuer}${PROVIDER_ROUTES.registration}` }
+        : {}),
     },
   };
 

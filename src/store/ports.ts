@@ -198,6 +198,53 @@ export interface ClientRepository {
 }
 
 /**
+ * Dynamic client registration (RFC 7591/7592): an initial access token lets its holder register
+ * clients at /oauth/register; a registration access token lets one registered client read, change
+ * and delete itself. Only a SHA-256 digest of either token is stored.
+ */
+export type RegistrationTokenKind = 'initial_access' | 'registration_access';
+
+export interface RegistrationTokenRecord {
+  /** `iat_…` or `rat_…`. */
+  id: string;
+  kind: RegistrationTokenKind;
+  /** base64url SHA-256 of the token; unique. */
+  token_hash: string;
+  /** Registration access tokens: the one client they manage; null for initial access tokens. */
+  client_id: string | null;
+  description: string | null;
+  /** Who created it (an actor id), for initial access tokens. */
+  created_by: string | null;
+  created_at: Date;
+  /** null: until revoked. */
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  /** How many times the token was accepted (clients registered, for an initial access token). */
+  use_count: number;
+}
+
+export type NewRegistrationToken = Pick<RegistrationTokenRecord, 'kind' | 'token_hash'> &
+  Partial<Pick<RegistrationTokenRecord, 'id' | 'client_id' | 'description' | 'created_by' | 'expires_at'>>;
+
+export interface RegistrationTokenRepository {
+  /** Throws StoreConflictError('token_hash') when the digest is taken (or 'id'). */
+  create(input: NewRegistrationToken): Promise<RegistrationTokenRecord>;
+  findById(id: string): Promise<RegistrationTokenRecord | null>;
+  findByHash(tokenHash: string): Promise<RegistrationTokenRecord | null>;
+  /** One kind, newest first (then id). */
+  list(
+    kind: RegistrationTokenKind,
+    page: { limit: number; offset?: number },
+  ): Promise<RegistrationTokenRecord[]>;
+  count(kind: RegistrationTokenKind): Promise<number>;
+  /** Counts one use at `at` and sets last_used_at (informational, not a limit). */
+  recordUse(id: string, at: Date): Promise<void>;
+  remove(id: string): Promise<boolean>;
+  /** Removes every token of a client; how many there were. */
+  removeForClient(clientId: string): Promise<number>;
+}
+
+/**
  * `next`: published in JWKS but not yet used to sign; `current`: signs; `retired`: still published so
  * tokens it signed verify, until `expires_at`, after which it may be deleted.
  */
@@ -870,6 +917,7 @@ export interface DurableStore {
   readonly users: UserRepository;
   readonly roles: RoleRepository;
   readonly clients: ClientRepository;
+  readonly registrationTokens: RegistrationTokenRepository;
   readonly signingKeys: SigningKeyRepository;
   readonly resourceServers: ResourceServerRepository;
   readonly audit: AuditRepository;

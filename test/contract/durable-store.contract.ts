@@ -1500,6 +1500,68 @@ export function describeDurableStoreContract(harness: DurableHarness): void {
     });
   });
 
+  describe('registration tokens', () => {
+    it('creates, finds by id and digest, lists per kind newest first, counts uses and removes them', async () => {
+      const hash = () => randomBytes(32).toString('base64url');
+      const expires = new Date(Date.now() + 3_600_000);
+      const initial = await store.registrationTokens.create({
+        kind: 'initial_access',
+        token_hash: hash(),
+        description: 'partner onboarding',
+        created_by: 'admin-client',
+        expires_at: expires,
+      });
+      expect(initial).toEqual({
+        id: expect.stringMatching(/^iat_/),
+        kind: 'initial_access',
+        token_hash: initial.token_hash,
+        client_id: null,
+        description: 'partner onboarding',
+        created_by: 'admin-client',
+        created_at: expect.any(Date),
+        expires_at: expires,
+        last_used_at: null,
+        use_count: 0,
+      });
+      expect(await store.registrationTokens.findById(initial.id)).toEqual(initial);
+      expect(await store.registrationTokens.findByHash(initial.token_hash)).toEqual(initial);
+      expect(await store.registrationTokens.findByHash(hash())).toBeNull();
+      await expect(
+        store.registrationTokens.create({ kind: 'initial_access', token_hash: initial.token_hash }),
+      ).rejects.toEqual(new StoreConflictError('token_hash'));
+
+      const later = await store.registrationTokens.create({ kind: 'initial_access', token_hash: hash() });
+      expect(later.expires_at).toBeNull();
+      const clientId = `cl_${tag()}`;
+      const own = await store.registrationTokens.create({
+        kind: 'registration_access',
+        token_hash: hash(),
+        client_id: clientId,
+      });
+      expect(own.id).toMatch(/^rat_/);
+      const listed = (await store.registrationTokens.list('initial_access', { limit: 500 })).map((t) => t.id);
+      expect(listed.indexOf(later.id)).toBeLessThan(listed.indexOf(initial.id));
+      expect(listed).not.toContain(own.id);
+      expect(await store.registrationTokens.count('initial_access')).toBe(listed.length);
+      expect(await store.registrationTokens.list('registration_access', { limit: 500 })).toContainEqual(own);
+
+      const at = new Date('2026-06-01T12:00:00.000Z');
+      await store.registrationTokens.recordUse(initial.id, at);
+      await store.registrationTokens.recordUse(initial.id, at);
+      expect(await store.registrationTokens.findById(initial.id)).toMatchObject({
+        use_count: 2,
+        last_used_at: at,
+      });
+
+      expect(await store.registrationTokens.removeForClient(clientId)).toBe(1);
+      expect(await store.registrationTokens.findById(own.id)).toBeNull();
+      expect(await store.registrationTokens.removeForClient(clientId)).toBe(0);
+      expect(await store.registrationTokens.remove(initial.id)).toBe(true);
+      expect(await store.registrationTokens.remove(initial.id)).toBe(false);
+      expect(await store.registrationTokens.findByHash(initial.token_hash)).toBeNull();
+    });
+  });
+
   describe('second factors', () => {
     it('stores, lists, renames and removes factors; a passkey credential id is unique', async () => {
       const user = await store.users.create(newUser());

@@ -4,6 +4,7 @@ import { EmbeddedApiKeyRepository } from './api-keys.js';
 import { EmbeddedAuditRepository } from './audit.js';
 import type { EmbeddedDatabase } from './database.js';
 import { EmbeddedClientRepository } from './clients.js';
+import { EmbeddedRegistrationTokenRepository } from './registration-tokens.js';
 import { EmbeddedMfaRepository } from './mfa.js';
 import { EmbeddedSsoConnectionRepository } from './sso.js';
 import { EmbeddedOutboxRepository } from './outbox.js';
@@ -21,6 +22,7 @@ export class EmbeddedDurableStore implements DurableStore {
   readonly users: EmbeddedUserRepository;
   readonly roles: EmbeddedRoleRepository;
   readonly clients: EmbeddedClientRepository;
+  readonly registrationTokens: EmbeddedRegistrationTokenRepository;
   readonly signingKeys: EmbeddedSigningKeyRepository;
   readonly resourceServers: EmbeddedResourceServerRepository;
   readonly audit: EmbeddedAuditRepository;
@@ -43,6 +45,7 @@ export class EmbeddedDurableStore implements DurableStore {
     this.users = new EmbeddedUserRepository(db);
     this.roles = new EmbeddedRoleRepository(db);
     this.clients = new EmbeddedClientRepository(db);
+    this.registrationTokens = new EmbeddedRegistrationTokenRepository(db);
     this.signingKeys = new EmbeddedSigningKeyRepository(db);
     this.resourceServers = new EmbeddedResourceServerRepository(db);
     this.audit = new EmbeddedAuditRepository(db);

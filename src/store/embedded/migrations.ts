@@ -489,4 +489,24 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX sso_identities_user ON sso_identities (user_id, created_at);
     `,
   },
+  {
+    version: 15,
+    description: 'Dynamic client registration: initial and registration access tokens (digests only)',
+    sql: `
+      CREATE TABLE registration_tokens (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        client_id TEXT,
+        description TEXT,
+        created_by TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        last_used_at TEXT,
+        use_count INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      CREATE INDEX registration_tokens_kind ON registration_tokens (kind, created_at, id);
+      CREATE INDEX registration_tokens_client ON registration_tokens (client_id);
+    `,
+  },
 ];

@@ -6,6 +6,7 @@ import type { DurableStore, EventBus, UserRepository } from '../ports.js';
 import { MongoApiKeyRepository } from './api-keys.js';
 import { MongoAuditRepository } from './audit.js';
 import { MongoClientRepository } from './clients.js';
+import { MongoRegistrationTokenRepository } from './registration-tokens.js';
 import { pingConnection, type ServerFlavor } from './connection.js';
 import { createModels, type MongoModels } from './models.js';
 import { MongoMfaRepository } from './mfa.js';
@@ -30,6 +31,7 @@ export class MongoDurableStore implements DurableStore {
   users: UserRepository;
   readonly roles: MongoRoleRepository;
   readonly clients: MongoClientRepository;
+  readonly registrationTokens: MongoRegistrationTokenRepository;
   readonly signingKeys: MongoSigningKeyRepository;
   readonly resourceServers: MongoResourceServerRepository;
   readonly audit: MongoAuditRepository;
@@ -59,6 +61,7 @@ export class MongoDurableStore implements DurableStore {
     this.users = this.userRepository = new MongoUserRepository(users, roleLinks, this.models.ssoIdentities);
     this.roles = new MongoRoleRepository(roles, roleLinks, users);
     this.clients = new MongoClientRepository(clients);
+    this.registrationTokens = new MongoRegistrationTokenRepository(this.models.registrationTokens);
     this.signingKeys = new MongoSigningKeyRepository(signingKeys);
     this.resourceServers = new MongoResourceServerRepository(resourceServers);
     this.audit = new MongoAuditRepository(audit);

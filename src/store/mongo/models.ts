@@ -11,6 +11,7 @@ import type {
   DeliveryStatus,
   JsonObject,
   QuotaPeriod,
+  RegistrationTokenKind,
   SigningKeyStatus,
   SsoProvider,
   UserStatus,
@@ -70,6 +71,19 @@ export interface ClientDocument {
   first_party: boolean;
   created_at: Date;
   updated_at: Date;
+}
+
+export interface RegistrationTokenDocument {
+  _id: string;
+  kind: RegistrationTokenKind;
+  token_hash: string;
+  client_id: string | null;
+  description: string | null;
+  created_by: string | null;
+  created_at: Date;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  use_count: number;
 }
 
 export interface SigningKeyDocument {
@@ -241,6 +255,7 @@ export interface MongoModels {
   roles: Model<RoleDocument>;
   roleLinks: Model<RoleLinkDocument>;
   clients: Model<ClientDocument>;
+  registrationTokens: Model<RegistrationTokenDocument>;
   signingKeys: Model<SigningKeyDocument>;
   resourceServers: Model<ResourceServerDocument>;
   audit: Model<AuditDocument>;
@@ -329,6 +344,7 @@ export const UNIQUE_INDEX = {
   roleName: 'roles_name_unique',
   roleLink: 'user_roles_pair_unique',
   resourceIdentifier: 'resource_servers_identifier_unique',
+  registrationTokenHash: 'registration_tokens_hash_unique',
   apiKeyLookup: 'api_keys_lookup_id_unique',
   mfaCredential: 'mfa_factors_credential_id_unique',
 } as const;
@@ -437,6 +453,28 @@ function clientSchema() {
     { ...OPTIONS, collection: 'clients' },
   );
   schema.index({ created_at: 1, _id: 1 }, { name: 'clients_created_at' });
+  return schema;
+}
+
+function registrationTokenSchema() {
+  const schema = new Schema(
+    {
+      _id: { type: String, required: true },
+      kind: { type: String, required: true },
+      token_hash: { type: String, required: true },
+      client_id: nullable(String),
+      description: nullable(String),
+      created_by: nullable(String),
+      created_at: { type: Date, required: true },
+      expires_at: nullable(Date),
+      last_used_at: nullable(Date),
+      use_count: { type: Number, default: 0 },
+    },
+    { ...OPTIONS, collection: 'registration_tokens' },
+  );
+  schema.index({ token_hash: 1 }, { unique: true, name: UNIQUE_INDEX.registrationTokenHash });
+  schema.index({ kind: 1, created_at: -1, _id: -1 }, { name: 'registration_tokens_kind' });
+  schema.index({ client_id: 1 }, { name: 'registration_tokens_client' });
   return schema;
 }
 
@@ -797,6 +835,7 @@ export function createModels(conn: Connection): MongoModels {
     roles: conn.model<RoleDocument>('Role', roleSchema()),
     roleLinks: conn.model<RoleLinkDocument>('RoleLink', roleLinkSchema()),
     clients: conn.model<ClientDocument>('Client', clientSchema()),
+    registrationTokens: conn.model<RegistrationTokenDocument>('RegistrationToken', registrationTokenSchema()),
     signingKeys: conn.model<SigningKeyDocument>('SigningKey', signingKeySchema()),
     resourceServers: conn.model<ResourceServerDocument>('ResourceServer', resourceServerSchema()),
     audit: conn.model<AuditDocument>('AuditEntry', auditSchema()),
