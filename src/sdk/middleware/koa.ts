@@ -13,6 +13,10 @@ export interface KoaLikeContext {
   body: unknown;
   /** Any state type: the identity is added as `latchkey`. */
   state: object;
+  /** The request's method, origin and path: what a DPoP proof must name. */
+  method?: string;
+  origin?: string;
+  path?: string;
 }
 
 /** For typing Koa apps: `new Koa<LatchkeyKoaState>()` or `Router<LatchkeyKoaState>`. */
@@ -33,6 +37,10 @@ export function latchkeyKoa(options: AuthenticateOptions | LatchkeyAuthenticator
       authorization: ctx.get('authorization') || undefined,
       apiKey: ctx.get('x-api-key') || undefined,
       requestId: ctx.get('x-request-id') || undefined,
+      dpop: ctx.get('dpop') || undefined,
+      method: ctx.method,
+      // Koa's origin follows X-Forwarded-Proto/-Host only with app.proxy (or see dpop.publicOrigin).
+      url: ctx.origin !== undefined && ctx.path !== undefined ? `${ctx.origin}${ctx.path}` : undefined,
     });
     if (!result.ok) {
       ctx.status = result.failure.status;
