@@ -13,10 +13,9 @@ export interface KoaLikeContext {
   body: unknown;
   /** Any state type: the identity is added as `latchkey`. */
   state: object;
-  /** The request's method, origin and path: what a DPoP proof must name. */
+  /** The request's method and full URL: what a DPoP proof must name. */
   method?: string;
-  origin?: string;
-  path?: string;
+  href?: string;
 }
 
 /** For typing Koa apps: `new Koa<LatchkeyKoaState>()` or `Router<LatchkeyKoaState>`. */
@@ -39,8 +38,8 @@ export function latchkeyKoa(options: AuthenticateOptions | LatchkeyAuthenticator
       requestId: ctx.get('x-request-id') || undefined,
       dpop: ctx.get('dpop') || undefined,
       method: ctx.method,
-      // Koa's origin follows X-Forwarded-Proto/-Host only with app.proxy (or see dpop.publicOrigin).
-      url: ctx.origin !== undefined && ctx.path !== undefined ? `${ctx.origin}${ctx.path}` : undefined,
+      // Koa's href follows X-Forwarded-Proto/-Host only with app.proxy (or see dpop.publicOrigin).
+      url: ctx.href,
     });
     if (!result.ok) {
       ctx.status = result.failure.status;
