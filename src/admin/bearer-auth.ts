@@ -132,18 +132,9 @@ export class BearerAuthenticator {
     return new Set([...(primary?.permissions ?? []), ...linked.flatMap((r) => r.permissions)]);
   }
 
-  /** Who a bearer token stands for; DPoP-bound tokens are refused (they need their proof). */
-  async authenticate(token: string): Promise<Principal> {
-    const found = await this.authenticateToken(token);
-    if (found.jkt !== undefined) {
-      throw new AppError('AUTH_TOKEN_INVALID', { message: 'DPoP-bound tokens need their proof here' });
-    }
-    return found.principal;
-  }
-
   /**
-   * As authenticate, with the token's expiry, grant and DPoP key: a DPoP-bound token is returned
-   * too, and the caller checks its presentation (DPoPPresentation.check) before using it.
+   * Who a token stands for, with its expiry, grant and DPoP key. A DPoP-bound token is returned
+   * too: the caller checks its presentation (DPoPPresentation.check) before using it.
    */
   async authenticateToken(token: string): Promise<Authenticated> {
     const facts = token.split('.').length === 3 ? await this.jwt(token) : await this.opaque(token);

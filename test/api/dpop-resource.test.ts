@@ -271,6 +271,22 @@ describe.each(availableBackends())(
         expect(right.status).toBe(200);
       });
 
+      it("takes Envoy's form: the original path after /gateway/auth, the original Host, options in headers", async () => {
+        const envoy = (proof: string) =>
+          request(server.t.callback)
+            .post('/gateway/auth/orders/7?page=2')
+            .set('Host', 'orders.example.com')
+            .set('X-Forwarded-Proto', 'https')
+            .set('X-Auth-Scope', 'orders:read')
+            .set('Authorization', `DPoP ${jwt}`)
+            .set('DPoP', proof);
+        const ok = await envoy(await clientProof(jwt, `${ORIGINAL}?page=2`, 'POST'));
+        expect(ok.status).toBe(200);
+        const otherHost = await envoy(await clientProof(jwt, 'https://billing.example.com/orders/7', 'POST'));
+        expect(otherHost.status).toBe(401);
+        expect(otherHost.headers['www-authenticate']).toMatch(dpopChallenge('invalid_dpop_proof'));
+      });
+
       it('checks opaque bound tokens the same way, and refuses an unbound token presented as DPoP', async () => {
         const opaque = await boundToken({ scope: 'orders:read', resource: OPAQUE_API });
         expect(opaque.split('.')).toHaveLength(1);
