@@ -70,6 +70,7 @@ import { Registration } from './services/registration.js';
 import { registrationMode } from './config/registration.js';
 import { createLogTransport, createSmtpTransport } from './mail/transport.js';
 import { BearerAuthenticator } from './admin/bearer-auth.js';
+import { DPoPPresentation } from './http/dpop.js';
 import { PolicyService } from './services/policies.js';
 import { RoleService } from './services/roles.js';
 import { UserService } from './services/users.js';
@@ -659,8 +660,11 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(gateway.routes());
   app.use(allowedMethods(gateway));
 
+  // DPoP-bound tokens at our own resource endpoints: each proof taken once across instances.
+  const dpop = new DPoPPresentation(stores.counters);
   const decisions = authorizeRouter({
     policies,
+    dpop,
     issuer: config.issuer,
     authenticator: new BearerAuthenticator(host, stores.durable, config.issuer, (keyId) =>
       apiKeys.usable(keyId),
@@ -681,6 +685,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     apiKeys,
     policies,
     events: stores.events,
+    dpop,
     issuer: config.issuer,
     cacheTtlMs: config.gatewayAuthCacheTtlS * 1000,
     resourcePattern: config.gatewayResourcePattern,

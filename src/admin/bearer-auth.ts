@@ -2,13 +2,15 @@
  * Authenticates management-API requests by bearer access token, in process (no HTTP call to
  * ourselves): opaque tokens are looked up through oidc-provider's own models, JWT access tokens for
  * the management API (audience `<issuer>/v2`) are verified against our signing keys. Tokens bound to
- * another API, DPoP-bound tokens, and tokens of inactive users are refused. A user token's scopes are
- * narrowed to the permissions of the user's roles.
+ * another API, mTLS-bound tokens, and tokens of inactive users are refused. A DPoP-bound token is
+ * accepted only with the DPoP scheme and a proof for the request (../http/dpop.ts). A user token's
+ * scopes are narrowed to the permissions of the user's roles.
  */
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK } from 'jose';
 import type { Context, Next } from 'koa';
 
 import { AppError } from '../errors/app-error.js';
+import { presentedToken, type DPoPPresentation } from '../http/dpop.js';
 import { isActiveUser } from '../oidc/accounts.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import type { DurableStore } from '../store/ports.js';
@@ -22,7 +24,10 @@ interface TokenFacts {
   accountId: string | undefined;
   scope: string | undefined;
   aud: unknown;
-  bound: boolean;
+  /** The thumbprint of the DPoP key the token is bound to (`cnf.jkt`). */
+  jkt: string | undefined;
+  /** Bound to a client certificate (mTLS), which nothing here can check. */
+  certificateBound: boolean;
   /** Set on tokens minted from an API key. */
   apiKeyId?: string;
   /** When the token expires (ms), if known. */
@@ -35,6 +40,11 @@ export interface Authenticated {
   principal: Principal;
   expiresAt: number | undefined;
   grantId: string | undefined;
+  /**
+   * The DPoP key the token is bound to: such a token may be used only after
+   * `DPoPPresentation.check` accepted its proof for the request.
+   */
+  jkt: string | undefined;
 }
 
 /** Reads the bearer token; undefined when there is none. */
@@ -47,6 +57,15 @@ export function bearerToken(ctx: Context): string | undefined {
       message: 'The Authorization header must be "Bearer <token>"',
     });
   return match[1];
+}
+
+/** What a JWT's `cnf` claim binds the token to. */
+function confirmationOf(cnf: unknown): { jkt: string | undefined; certificateBound: boolean } {
+  const members = cnf !== null && typeof cnf === 'object' ? (cnf as Record<string, unknown>) : {};
+  const jkt = typeof members.jkt === 'string' ? members.jkt : undefined;
+  // Any confirmation other than a DPoP key (a certificate, or one we do not know) cannot be checked.
+  const others = Object.keys(members).filter((k) => k !== 'jkt');
+  return { jkt, certificateBound: others.length > 0 };
 }
 
 export class BearerAuthenticator {
@@ -72,7 +91,8 @@ export class BearerAuthenticator {
       accountId: access?.accountId,
       scope: found.scope,
       aud: found.aud,
-      bound: Boolean(found.jkt || found['x5t#S256']),
+      jkt: typeof found.jkt === 'string' ? found.jkt : undefined,
+      certificateBound: Boolean(found['x5t#S256']),
       apiKeyId: typeof found.extra?.api_key_id === 'string' ? found.extra.api_key_id : undefined,
       expiresAt: typeof found.exp === 'number' ? found.exp * 1000 : undefined,
       grantId: typeof access?.grantId === 'string' ? access.grantId : undefined,
@@ -94,9 +114,7 @@ export class BearerAuthenticator {
         accountId: payload.sub && payload.sub !== payload.client_id ? String(payload.sub) : undefined,
         scope: typeof payload.scope === 'string' ? payload.scope : undefined,
         aud: managementAudience(this.issuer),
-        bound: Boolean(
-          (payload.cnf as Record<string, unknown> | undefined) && Object.keys(payload.cnf as object).length,
-        ),
+        ...confirmationOf(payload.cnf),
         expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
       };
     } catch (err) {
@@ -114,17 +132,16 @@ export class BearerAuthenticator {
     return new Set([...(primary?.permissions ?? []), ...linked.flatMap((r) => r.permissions)]);
   }
 
-  async authenticate(token: string): Promise<Principal> {
-    return (await this.authenticateToken(token)).principal;
-  }
-
-  /** As authenticate, with the token's expiry and grant. */
+  /**
+   * Who a token stands for, with its expiry, grant and DPoP key. A DPoP-bound token is returned
+   * too: the caller checks its presentation (DPoPPresentation.check) before using it.
+   */
   async authenticateToken(token: string): Promise<Authenticated> {
     const facts = token.split('.').length === 3 ? await this.jwt(token) : await this.opaque(token);
     if (!facts) throw new AppError('AUTH_TOKEN_INVALID');
-    if (facts.bound) {
+    if (facts.certificateBound) {
       throw new AppError('AUTH_TOKEN_INVALID', {
-        message: 'Sender-constrained (DPoP or mTLS) tokens are not accepted here',
+        message: 'Certificate-bound (mTLS) tokens are not accepted here',
       });
     }
     if (facts.apiKeyId && this.apiKeyUsable && !(await this.apiKeyUsable(facts.apiKeyId))) {
@@ -145,6 +162,7 @@ export class BearerAuthenticator {
       principal,
       expiresAt: facts.expiresAt,
       grantId: facts.grantId,
+      jkt: facts.jkt,
     });
     if (!facts.accountId) {
       // A service token carries at most what its client is (now) allowed.
@@ -176,11 +194,19 @@ export class BearerAuthenticator {
  * Resolves ctx.state.principal when a token is present; remembers (without throwing yet) why a
  * presented token was refused, so the rate limiter can still answer with its headers first.
  */
-export function resolvePrincipal(auth: BearerAuthenticator) {
+export function resolvePrincipal(auth: BearerAuthenticator, dpop: DPoPPresentation, issuer: string) {
   return async (ctx: Context, next: Next) => {
     try {
-      const token = bearerToken(ctx);
-      if (token) ctx.state.principal = await auth.authenticate(token);
+      const presented = presentedToken(ctx);
+      if (presented) {
+        const found = await auth.authenticateToken(presented.token);
+        await dpop.check(presented, found.jkt, {
+          proof: ctx.get('DPoP') || undefined,
+          method: ctx.method,
+          url: `${issuer.replace(/\/+$/, '')}${ctx.path}`,
+        });
+        ctx.state.principal = found.principal;
+      }
     } catch (err) {
       if (!(err instanceof AppError)) throw err;
       ctx.state.authError = err;

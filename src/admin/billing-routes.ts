@@ -6,7 +6,7 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 
 import { AppError } from '../errors/app-error.js';
-import { bearerToken } from './bearer-auth.js';
+import { presentedToken } from '../http/dpop.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import { issueApiKeyToken } from '../oidc/api-key-grant.js';
 import type { AuditService } from '../services/audit.js';
@@ -569,7 +569,7 @@ function registerAuthRoutes(api: ApiRouter, deps: BillingRouteDeps): void {
     errors: ['AUTH_TOKEN_MISSING', 'AUTH_TOKEN_INVALID', 'AUTH_TOKEN_EXPIRED'],
     async handler({ principal, ctx }) {
       if (ctx.state.authError) throw ctx.state.authError as AppError;
-      const presented = bearerToken(ctx);
+      const presented = presentedToken(ctx)?.token;
       if (!presented || !principal) throw new AppError('AUTH_TOKEN_MISSING');
       if (looksLikeApiKey(presented) || !principal.apiKeyId) {
         throw new AppError('AUTH_TOKEN_INVALID', {

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 
 import { AppError } from '../errors/app-error.js';
 import { allowedMethods } from '../http/allowed-methods.js';
+import { DPoPPresentation, DPoPRefusal, dpopChallenge, usesDPoPScheme } from '../http/dpop.js';
 import { jsonBody } from '../http/json-body.js';
 import type { ClientAdapter } from '../oidc/client-adapter.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
@@ -94,7 +95,9 @@ export function bearerChallenges(issuer: string) {
     } catch (err) {
       if (err instanceof AppError) {
         const realm = `realm="${issuer}"`;
-        if (err.code === 'AUTH_TOKEN_MISSING') ctx.set('WWW-Authenticate', `Bearer ${realm}`);
+        if (err instanceof DPoPRefusal || (err.status === 401 && usesDPoPScheme(ctx))) {
+          ctx.set('WWW-Authenticate', dpopChallenge(issuer, err));
+        } else if (err.code === 'AUTH_TOKEN_MISSING') ctx.set('WWW-Authenticate', `Bearer ${realm}`);
         else if (err.code === 'AUTH_TOKEN_INVALID' || err.code === 'AUTH_TOKEN_EXPIRED') {
           ctx.set(
             'WWW-Authenticate',
@@ -186,7 +189,7 @@ export function managementApi(deps: ManagementApiDeps): Middleware {
   // carries the rate-limit headers). The request is counted before its body is read: a refused body
   // (too large, not JSON, not UTF-8) still costs its sender a request and carries the headers.
   const pipeline = compose([
-    resolvePrincipal(authenticator),
+    resolvePrincipal(authenticator, new DPoPPresentation(deps.counters), deps.issuer),
     bearerChallenges(deps.issuer),
     rateLimit({ counters: deps.counters, planFor }),
     jsonBody({ limit: 1024 * 1024 }),

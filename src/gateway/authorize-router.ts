@@ -17,7 +17,7 @@ import type { Context } from 'koa';
 import type { z } from 'zod';
 
 import { validationError } from '../admin/api-router.js';
-import { bearerToken, type Authenticated, type BearerAuthenticator } from '../admin/bearer-auth.js';
+import type { Authenticated, BearerAuthenticator } from '../admin/bearer-auth.js';
 import type { Principal } from '../admin/principal.js';
 import type { RouteSpec } from '../admin/api-router.js';
 import {
@@ -28,6 +28,13 @@ import {
 } from '../admin/schemas.js';
 import { requestFacts } from '../admin/users-routes.js';
 import { AppError } from '../errors/app-error.js';
+import {
+  dpopChallenge,
+  DPoPRefusal,
+  presentedToken,
+  usesDPoPScheme,
+  type DPoPPresentation,
+} from '../http/dpop.js';
 import { jsonBody } from '../http/json-body.js';
 import {
   EVALUATE_SCOPE,
@@ -41,6 +48,8 @@ import { TOKEN_REVOCATIONS_CHANNEL, type Revoked } from './forward-auth.js';
 export interface AuthorizeRouterDeps {
   policies: PolicyService;
   authenticator: Pick<BearerAuthenticator, 'authenticateToken'>;
+  /** Checks how a token is presented: a DPoP-bound one only with its proof. */
+  dpop: DPoPPresentation;
   issuer: string;
   /** Where revocations and changed users and roles are heard (to drop kept callers). */
   events?: EventBus;
@@ -142,29 +151,38 @@ export function authorizeRouter(
       : [];
 
   /** Who the token stands for: kept, or checked (and kept for the cache period). */
-  async function authenticate(token: string): Promise<Principal> {
+  async function authenticate(token: string): Promise<Authenticated> {
     const digest = createHash('sha256').update(token).digest('base64url');
     const kept = callers.get(digest);
-    if (kept) return kept.principal;
+    if (kept) return kept;
     const mark = callers.mark();
     const found = await deps.authenticator.authenticateToken(token);
     callers.set(digest, found, mark);
-    return found.principal;
+    return found;
   }
 
-  /** The caller, or a 401 with its RFC 6750 challenge. */
+  /** The caller, or a 401 with its RFC 6750 (or RFC 9449) challenge. */
   async function caller(ctx: Context): Promise<Principal> {
     try {
-      const token = bearerToken(ctx);
-      if (!token) throw new AppError('AUTH_TOKEN_MISSING');
-      return await authenticate(token);
+      const presented = presentedToken(ctx);
+      if (!presented) throw new AppError('AUTH_TOKEN_MISSING');
+      const found = await authenticate(presented.token);
+      // Every request's proof is checked, a kept caller's too: a proof is good for one request.
+      await deps.dpop.check(presented, found.jkt, {
+        proof: ctx.get('DPoP') || undefined,
+        method: ctx.method,
+        url: `${deps.issuer.replace(/\/+$/, '')}${ctx.path}`,
+      });
+      return found.principal;
     } catch (err) {
       if (err instanceof AppError && err.status === 401) {
         ctx.set(
           'WWW-Authenticate',
-          err.code === 'AUTH_TOKEN_MISSING'
-            ? `Bearer ${realm}`
-            : `Bearer ${realm}, error="invalid_token", error_description="${err.message.replace(/"/g, "'")}"`,
+          err instanceof DPoPRefusal || usesDPoPScheme(ctx)
+            ? dpopChallenge(deps.issuer, err)
+            : err.code === 'AUTH_TOKEN_MISSING'
+              ? `Bearer ${realm}`
+              : `Bearer ${realm}, error="invalid_token", error_description="${err.message.replace(/"/g, "'")}"`,
         );
       }
       throw err;

@@ -6,7 +6,9 @@
  * Cedar decision says no.
  *
  * Credentials: `Authorization: Bearer <access token>` (a JWT access token is verified locally against
- * our signing keys; an opaque one is looked up in the store) or an API key (`Authorization: Bearer
+ * our signing keys; an opaque one is looked up in the store), a DPoP-bound access token as
+ * `Authorization: DPoP <token>` with the client's `DPoP` proof for the original request (its method
+ * and URL as the gateway reports them; ../http/dpop.ts), or an API key (`Authorization: Bearer
  * sk_…` or `X-API-Key`). What to require comes from the gateway's configuration, never from the
  * client: query parameters of the auth URL (`scope`, `audience`, `action`, `resource_type`,
  * `resource_id`) or X-Auth-* headers the gateway adds (Envoy cannot add query parameters). The
@@ -21,10 +23,10 @@ import { createHash } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWK } from 'jose';
 import type { Context } from 'koa';
 
-import { bearerToken } from '../admin/bearer-auth.js';
 import { bearerChallenges } from '../admin/management-api.js';
 import type { Principal } from '../admin/principal.js';
 import { AppError } from '../errors/app-error.js';
+import { presentedToken, type DPoPPresentation, type PresentedToken } from '../http/dpop.js';
 import { isActiveUser } from '../oidc/accounts.js';
 import type { ProviderHost } from '../oidc/provider-host.js';
 import type { ApiKeyService } from '../services/api-keys.js';
@@ -46,6 +48,8 @@ export interface ForwardAuthDeps {
   apiKeys: ApiKeyService;
   policies: PolicyService;
   events: EventBus;
+  /** Checks how a token is presented: a DPoP-bound one only with its proof. */
+  dpop: DPoPPresentation;
   issuer: string;
   /** GATEWAY_AUTH_CACHE_TTL_S in milliseconds; 0 keeps nothing. */
   cacheTtlMs: number;
@@ -64,6 +68,8 @@ interface Identity {
   /** Token id and grant, to drop the entry when either is revoked. */
   jti: string | undefined;
   grantId: string | undefined;
+  /** The thumbprint of the DPoP key the token is bound to (`cnf.jkt`). */
+  jkt: string | undefined;
   /** When the credential stops being valid (ms), if it does. */
   expiresAt: number | undefined;
   /** Minted from an API key: checked on every request, as the key may be revoked at any moment. */
@@ -132,6 +138,28 @@ function originalUri(ctx: Context, suffix: string | undefined): string | undefin
   return suffix === undefined ? undefined : `/${suffix}${ctx.querystring ? `?${ctx.querystring}` : ''}`;
 }
 
+/** The first of a header's comma-separated values (a proxy chain appends its own). */
+function firstValue(ctx: Context, name: string): string | undefined {
+  const value = ctx.get(name).split(',')[0]!.trim();
+  return value === '' ? undefined : value;
+}
+
+/**
+ * The URL the client called, for a DPoP proof's `htu`: the scheme and host the gateway reports
+ * (X-Forwarded-Proto, X-Forwarded-Host; else this request's own) and the original URI.
+ */
+function originalUrl(ctx: Context, suffix: string | undefined): string | undefined {
+  const uri = originalUri(ctx, suffix);
+  const host = firstValue(ctx, 'X-Forwarded-Host') ?? firstValue(ctx, 'Host');
+  if (uri === undefined || host === undefined) return undefined;
+  if (/^https?:\/\//i.test(uri)) return uri;
+  const proto = (firstValue(ctx, 'X-Forwarded-Proto') ?? ctx.protocol).toLowerCase();
+  return `${proto}://${host}${uri.startsWith('/') ? '' : '/'}${uri}`;
+}
+
+/** The original request's method, as the gateway reports it. */
+const originalMethod = (ctx: Context) => (ctx.get('X-Forwarded-Method') || ctx.method).toUpperCase();
+
 /** What a revocation announcement names. */
 export interface Revoked {
   jti?: string;
@@ -183,9 +211,10 @@ export function forwardAuthRouter(
       if (err instanceof joseErrors.JWTExpired) throw new AppError('AUTH_TOKEN_EXPIRED');
       throw invalid('The access token is invalid');
     }
-    const cnf = payload.cnf as Record<string, unknown> | undefined;
-    if (cnf && Object.keys(cnf).length > 0) {
-      throw invalid('Sender-constrained (DPoP or mTLS) tokens cannot be checked by a gateway');
+    const cnf = (payload.cnf ?? {}) as Record<string, unknown>;
+    // A DPoP key is checked against the proof; any other confirmation (mTLS) cannot be, here.
+    if (Object.keys(cnf).some((k) => k !== 'jkt')) {
+      throw invalid('Certificate-bound (mTLS) tokens cannot be checked by a gateway');
     }
     const clientId = typeof payload.client_id === 'string' ? payload.client_id : undefined;
     const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
@@ -199,6 +228,7 @@ export function forwardAuthRouter(
       audiences: Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : [],
       jti: typeof payload.jti === 'string' ? payload.jti : undefined,
       grantId: undefined,
+      jkt: typeof cnf.jkt === 'string' ? cnf.jkt : undefined,
       expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined,
     };
   }
@@ -211,8 +241,8 @@ export function forwardAuthRouter(
     ]);
     const found = access ?? credentials;
     if (!found || found.isExpired) throw invalid('The access token is invalid, expired or revoked');
-    if (found.jkt || found['x5t#S256']) {
-      throw invalid('Sender-constrained (DPoP or mTLS) tokens cannot be checked by a gateway');
+    if (found['x5t#S256']) {
+      throw invalid('Certificate-bound (mTLS) tokens cannot be checked by a gateway');
     }
     const apiKeyId = found.extra?.api_key_id;
     if (typeof apiKeyId === 'string' && !(await deps.apiKeys.usable(apiKeyId))) {
@@ -228,6 +258,7 @@ export function forwardAuthRouter(
       audiences: Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : [],
       jti: found.jti,
       grantId: access?.grantId,
+      jkt: typeof found.jkt === 'string' ? found.jkt : undefined,
       fromApiKey: typeof apiKeyId === 'string',
       expiresAt: typeof found.exp === 'number' ? found.exp * 1000 : undefined,
     };
@@ -244,6 +275,7 @@ export function forwardAuthRouter(
         audiences: [],
         jti: undefined,
         grantId: undefined,
+        jkt: undefined,
         expiresAt: record.expires_at?.getTime(),
       };
     } catch (err) {
@@ -253,19 +285,32 @@ export function forwardAuthRouter(
     }
   }
 
-  /** The presented credential's identity, from the cache when it was seen recently. */
-  async function identify(ctx: Context): Promise<Identity> {
-    const token = bearerToken(ctx);
-    const apiKeyHeader = ctx.get('X-API-Key').trim();
-    if (!token && !apiKeyHeader) throw new AppError('AUTH_TOKEN_MISSING');
-    if (!token) return fromApiKey(apiKeyHeader, ctx.ip);
-    // API keys are checked on every request: the key service keeps its own cache and quota state.
-    if (API_KEY.test(token)) return fromApiKey(token, ctx.ip);
+  /** The presented token's identity, from the cache when it was seen recently. */
+  async function tokenIdentity(token: string): Promise<Identity> {
     const digest = digestOf(token);
     const cached = cache.get(digest);
     if (cached) return cached;
     const identity = token.split('.').length === 3 ? await fromJwt(token) : await fromOpaque(token);
     cache.set(digest, identity);
+    return identity;
+  }
+
+  /** The presented credential's identity; a token's presentation (DPoP proof) checked every time. */
+  async function identify(ctx: Context, suffix: string | undefined): Promise<Identity> {
+    const presented: PresentedToken | undefined = presentedToken(ctx);
+    const apiKeyHeader = ctx.get('X-API-Key').trim();
+    if (!presented && !apiKeyHeader) throw new AppError('AUTH_TOKEN_MISSING');
+    if (!presented) return fromApiKey(apiKeyHeader, ctx.ip);
+    // API keys are checked on every request: the key service keeps its own cache and quota state.
+    if (presented.scheme === 'bearer' && API_KEY.test(presented.token)) {
+      return fromApiKey(presented.token, ctx.ip);
+    }
+    const identity = await tokenIdentity(presented.token);
+    await deps.dpop.check(presented, identity.jkt, {
+      proof: ctx.get('DPoP') || undefined,
+      method: originalMethod(ctx),
+      url: originalUrl(ctx, suffix),
+    });
     return identity;
   }
 
@@ -326,7 +371,7 @@ export function forwardAuthRouter(
           action: { type: 'Action', id: options.action },
           resource: { type: options.resourceType, id: options.resourceId },
           context: {
-            method: (ctx.get('X-Forwarded-Method') || ctx.method).toUpperCase(),
+            method: originalMethod(ctx),
             path: uri?.split('?')[0] ?? '',
             ip: ctx.ip,
           },
@@ -349,7 +394,7 @@ export function forwardAuthRouter(
   router.use(bearerChallenges(deps.issuer));
   const handle = async (ctx: Context, suffix: string | undefined) => {
     const options = optionsOf(ctx, suffix);
-    const identity = await identify(ctx);
+    const identity = await identify(ctx, suffix);
     await check(identity, options, ctx, suffix);
     if (identity.userId) ctx.set('X-User-ID', identity.userId);
     if (identity.email) ctx.set('X-User-Email', identity.email);

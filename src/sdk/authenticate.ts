@@ -6,6 +6,9 @@
  *   (found through discovery; an unknown `kid` makes jose fetch the set again, so key rotation works).
  * - Other bearer tokens are introspected (RFC 7662) with the resource server's client credentials,
  *   and the answer is cached per token for at most the configured time and never past the token's expiry.
+ * - DPoP-bound tokens (RFC 9449: `cnf.jkt` in the JWT or the introspection answer) are taken only as
+ *   `Authorization: DPoP <token>` with a `DPoP` proof of the bound key for this request (./dpop.ts),
+ *   each proof once (a replay cache, in process unless one is given); unbound tokens only as Bearer.
  * - API keys (`sk_live_…`/`sk_test_…` as bearer, or `X-API-Key`) are checked by the issuer's
  *   `POST /api/v1/auth/verify-key`, whose refusals (401, 403, 429 with Retry-After) are passed on.
  * Refusals use the error envelope of the Latchkey API and RFC 6750 challenges; a server that cannot be
@@ -22,6 +25,13 @@ import {
   type JWTPayload,
 } from 'jose';
 
+import {
+  DPOP_ALGORITHMS,
+  DPoPProofError,
+  MemoryDPoPReplayCache,
+  verifyDPoPProof,
+  type DPoPReplayCache,
+} from './dpop.js';
 import type { FetchLike } from './http.js';
 import type { VerifyKeyResult } from './types.js';
 
@@ -38,6 +48,26 @@ export interface LatchkeyIdentity {
   claims?: Record<string, unknown>;
   /** The verify-key answer, for API keys. */
   apiKey?: VerifyKeyResult;
+  /** For a DPoP-bound token (its proof checked): the thumbprint of the client's key (`cnf.jkt`). */
+  jkt?: string;
+}
+
+/** How DPoP-bound tokens are checked (they always are; these options tune it). */
+export interface DPoPOptions {
+  /**
+   * Where used proofs are recorded, so each is accepted once. Default: in this process, which is
+   * right for one instance; give several instances a shared one (see README, "SDK and middleware").
+   */
+  replayCache?: DPoPReplayCache;
+  /** Proof algorithms accepted. Default: ES256, EdDSA, RS256, PS256 (what Latchkey accepts). */
+  algorithms?: string[];
+  /** How far a proof's `iat` may be from now, either way (seconds). Default 60. */
+  maxAgeS?: number;
+  /**
+   * This API's public origin (`https://api.example.com`), when a proxy in front changes the scheme
+   * or host the app sees: a proof's `htu` is compared with it plus the request's path.
+   */
+  publicOrigin?: string;
 }
 
 export interface AuthenticateOptions {
@@ -67,6 +97,8 @@ export interface AuthenticateOptions {
   now?: () => number;
   /** Told about failures to reach or understand the issuer (the requests get 503). */
   onError?: (error: unknown) => void;
+  /** DPoP-bound tokens (RFC 9449). */
+  dpop?: DPoPOptions;
 }
 
 export interface AuthInput {
@@ -76,6 +108,11 @@ export interface AuthInput {
   apiKey?: string;
   /** An incoming `X-Request-Id`, echoed in error bodies. */
   requestId?: string;
+  /** The `DPoP` header (a proof, with `Authorization: DPoP <token>`). */
+  dpop?: string;
+  /** The request's method and URL, which a DPoP proof must name (`htm`, `htu`). */
+  method?: string;
+  url?: string;
 }
 
 export interface AuthFailure {
@@ -101,7 +138,9 @@ class Refusal extends Error {
     readonly code: string,
     message: string,
     readonly options: {
-      challenge?: 'invalid_token' | 'insufficient_scope' | 'none';
+      challenge?: 'invalid_token' | 'invalid_dpop_proof' | 'insufficient_scope' | 'none';
+      /** Challenge with the DPoP scheme (RFC 9449 §7.1) rather than Bearer. */
+      dpop?: boolean;
       retryAfter?: string;
       extra?: Record<string, unknown>;
       cause?: unknown;
@@ -142,6 +181,7 @@ export class LatchkeyAuthenticator {
   private jwks: { uri: string; set: ReturnType<typeof createRemoteJWKSet> } | undefined;
   private readonly introspected = new Map<string, { until: number; result: LatchkeyIdentity | Refusal }>();
   private readonly introspecting = new Map<string, Promise<LatchkeyIdentity>>();
+  private readonly replays: DPoPReplayCache;
 
   constructor(private readonly options: AuthenticateOptions) {
     if (!options.issuer) throw new TypeError('Latchkey middleware needs the issuer URL');
@@ -159,6 +199,7 @@ export class LatchkeyAuthenticator {
     this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.now = options.now ?? Date.now;
     this.timeoutMs = options.timeoutMs ?? 5000;
+    this.replays = options.dpop?.replayCache ?? new MemoryDPoPReplayCache(100_000, this.now);
   }
 
   /** Never throws: every outcome is an identity or an answer to send. */
@@ -179,26 +220,102 @@ export class LatchkeyAuthenticator {
       const refusal =
         err instanceof Refusal ? err : unavailable('The authorization server could not be used', err);
       if (refusal.status >= 500) this.options.onError?.(refusal.cause ?? refusal);
-      return { ok: false, failure: this.shape(refusal, input.requestId) };
+      const dpopScheme = /^DPoP\s/i.test(input.authorization?.trim() ?? '');
+      return { ok: false, failure: this.shape(refusal, input.requestId, dpopScheme) };
     }
   }
 
   private async identify(input: AuthInput): Promise<LatchkeyIdentity> {
     const header = input.authorization?.trim();
-    const bearer = header ? /^Bearer +(\S+)$/i.exec(header)?.[1] : undefined;
-    if (bearer) {
-      if (API_KEY_PREFIX.test(bearer)) return this.apiKey(bearer);
-      if (JWT_SHAPE.test(bearer)) {
-        if (this.accept.has('jwt')) return this.jwt(bearer);
+    const match = header ? /^(Bearer|DPoP) +(\S+)$/i.exec(header) : null;
+    if (match) {
+      const dpop = match[1]!.toLowerCase() === 'dpop';
+      const token = match[2]!;
+      if (!dpop && API_KEY_PREFIX.test(token)) return this.apiKey(token);
+      let identity: LatchkeyIdentity;
+      if (JWT_SHAPE.test(token)) {
         // Latchkey does not introspect JWT access tokens, so one cannot pass as an opaque token.
-        throw invalidToken('JWT access tokens are not accepted here');
-      }
-      if (this.accept.has('opaque')) return this.opaque(bearer);
-      throw invalidToken('The access token is invalid');
+        if (!this.accept.has('jwt')) throw invalidToken('JWT access tokens are not accepted here');
+        identity = await this.jwt(token);
+      } else if (this.accept.has('opaque')) identity = await this.opaque(token);
+      else throw invalidToken('The access token is invalid');
+      return this.presented(identity, token, dpop, input);
     }
     if (input.apiKey) return this.apiKey(input.apiKey.trim());
-    if (header) throw invalidToken('The Authorization header must be "Bearer <token>"');
+    if (header) throw invalidToken('The Authorization header must be "Bearer <token>" or "DPoP <token>"');
     throw new Refusal(401, 'AUTH_TOKEN_MISSING', 'An access token is required', { challenge: 'none' });
+  }
+
+  /* DPoP ------------------------------------------------------------------------------------------ */
+
+  /** The identity, once its presentation fits the token: a bound token with the DPoP scheme and proof. */
+  private async presented(
+    identity: LatchkeyIdentity,
+    token: string,
+    dpop: boolean,
+    input: AuthInput,
+  ): Promise<LatchkeyIdentity> {
+    const cnf = identity.claims?.cnf;
+    const members = cnf !== null && typeof cnf === 'object' ? (cnf as Record<string, unknown>) : {};
+    if (Object.keys(members).some((k) => k !== 'jkt')) {
+      throw invalidToken('Certificate-bound (mTLS) tokens cannot be checked here');
+    }
+    const jkt = typeof members.jkt === 'string' ? members.jkt : undefined;
+    if (jkt === undefined) {
+      if (dpop) throw invalidToken('The access token is not DPoP-bound: present it as a Bearer token');
+      return identity;
+    }
+    if (!dpop) {
+      throw new Refusal(
+        401,
+        'AUTH_TOKEN_INVALID',
+        'The access token is DPoP-bound: present it as "Authorization: DPoP <token>" with a DPoP proof',
+        { challenge: 'invalid_token', dpop: true },
+      );
+    }
+    const url = this.requestUrl(input.url);
+    if (!url || !input.method) {
+      throw new Refusal(
+        401,
+        'AUTH_TOKEN_INVALID',
+        'The URL of the request is not known, so no proof can match',
+        {
+          challenge: 'invalid_dpop_proof',
+        },
+      );
+    }
+    const options = this.options.dpop ?? {};
+    let replayKey: string;
+    let replayUntil: number;
+    try {
+      ({ replayKey, replayUntil } = await verifyDPoPProof({
+        proof: input.dpop,
+        method: input.method,
+        url,
+        accessToken: token,
+        jkt,
+        ...(options.algorithms ? { algorithms: options.algorithms } : {}),
+        ...(options.maxAgeS !== undefined ? { maxAgeS: options.maxAgeS } : {}),
+        now: this.now,
+      }));
+    } catch (err) {
+      if (!(err instanceof DPoPProofError)) throw err;
+      throw new Refusal(401, 'AUTH_TOKEN_INVALID', err.message, { challenge: err.error, cause: err });
+    }
+    if (!(await this.replays.take(replayKey, replayUntil))) {
+      throw new Refusal(401, 'AUTH_TOKEN_INVALID', 'The DPoP proof was already used', {
+        challenge: 'invalid_dpop_proof',
+      });
+    }
+    return { ...identity, jkt };
+  }
+
+  /** The URL a proof must name: the request's, on the public origin when one is configured. */
+  private requestUrl(url: string | undefined): string | undefined {
+    const origin = this.options.dpop?.publicOrigin;
+    if (url === undefined || origin === undefined) return url;
+    const parsed = URL.parse(url, 'http://localhost');
+    return parsed ? `${origin.replace(/\/+$/, '')}${parsed.pathname}` : undefined;
   }
 
   /* Discovery and JWKS ---------------------------------------------------------------------------- */
@@ -379,9 +496,11 @@ export class LatchkeyAuthenticator {
         }),
       );
     }
-    // Refresh tokens introspect as active too, without a token type; only bearer access tokens count.
-    if (typeof claims.token_type !== 'string' || claims.token_type.toLowerCase() !== 'bearer') {
-      refuse(invalidToken('The token is not a bearer access token'));
+    // Refresh tokens introspect as active too, without a token type; only access tokens count
+    // (Bearer, or DPoP for a token bound to a key, whose proof is checked after).
+    const tokenType = typeof claims.token_type === 'string' ? claims.token_type.toLowerCase() : undefined;
+    if (tokenType !== 'bearer' && tokenType !== 'dpop') {
+      refuse(invalidToken('The token is not an access token'));
     }
     if (claims.iss !== undefined && String(claims.iss).replace(/\/+$/, '') !== this.issuer) {
       refuse(invalidToken('The access token was issued by another server'));
@@ -448,12 +567,20 @@ export class LatchkeyAuthenticator {
 
   /* Answers --------------------------------------------------------------------------------------- */
 
-  private shape(refusal: Refusal, incomingRequestId: string | undefined): AuthFailure {
+  private shape(refusal: Refusal, incomingRequestId: string | undefined, dpopScheme: boolean): AuthFailure {
     const headers: Record<string, string> = { 'cache-control': 'no-store' };
     const realm = (this.options.realm ?? this.audiences?.[0] ?? this.issuer).replace(/"/g, "'");
     const { challenge, retryAfter, extra } = refusal.options;
+    const description = refusal.message.replace(/["\\]/g, "'");
     if (challenge === 'none') headers['www-authenticate'] = `Bearer realm="${realm}"`;
-    else if (challenge === 'invalid_token') {
+    else if (
+      challenge === 'invalid_dpop_proof' ||
+      (challenge === 'invalid_token' && (dpopScheme || refusal.options.dpop === true))
+    ) {
+      const algs = (this.options.dpop?.algorithms ?? DPOP_ALGORITHMS).join(' ');
+      headers['www-authenticate'] =
+        `DPoP realm="${realm}", error="${challenge}", error_description="${description}", algs="${algs}"`;
+    } else if (challenge === 'invalid_token') {
       headers['www-authenticate'] =
         `Bearer realm="${realm}", error="invalid_token", error_description="${refusal.message.replace(/["\\]/g, "'")}"`;
     } else if (challenge === 'insufficient_scope') {

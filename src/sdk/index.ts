@@ -1,7 +1,8 @@
 /**
  * Latchkey's SDK, published as `latchkey/sdk`: a typed client for the management and gateway APIs,
- * Koa and Express middleware that authenticate requests with Latchkey tokens and API keys, and the
- * verification of the webhooks Latchkey sends (with Koa and Express middleware for receivers). It
+ * Koa and Express middleware that authenticate requests with Latchkey tokens (DPoP-bound ones with
+ * their proofs, ./dpop.ts) and API keys, and the verification of the webhooks Latchkey sends (with
+ * Koa and Express middleware for receivers). It
  * imports nothing from the server and needs only `jose`, `standardwebhooks` and Node's global fetch
  * (Node 22 or later).
  */
@@ -25,8 +26,11 @@ export type {
   AuthInput,
   AuthResult,
   CredentialKind,
+  DPoPOptions,
   LatchkeyIdentity,
 } from './authenticate.js';
+export { accessTokenHash, DPoPProofError, MemoryDPoPReplayCache, verifyDPoPProof } from './dpop.js';
+export type { DPoPProofCheck, DPoPReplayCache, VerifiedDPoPProof } from './dpop.js';
 export { latchkeyKoa } from './middleware/koa.js';
 export type { KoaLikeContext, LatchkeyKoaMiddleware, LatchkeyKoaState } from './middleware/koa.js';
 export { latchkeyExpress } from './middleware/express.js';

@@ -2,7 +2,9 @@
  * Debian's nginx in front of a small API, with the configuration of docs/gateways (auth_request to
  * /gateway/auth), ports and include paths swapped for the test's own. No token, a revoked or
  * expired one → 401 with Latchkey's challenge; the wrong scope or a policy Deny → 403; a good token →
- * the API sees who is calling, and never a caller-supplied X-User-ID.
+ * the API sees who is calling, and never a caller-supplied X-User-ID. A DPoP-bound token (RFC 9449)
+ * passes with openid-client's proof for the URL it called at nginx, and is refused as Bearer or with
+ * a proof used before.
  *
  * Runs when NGINX_BIN names the nginx binary (scripts/test-services.sh installs Debian's nginx and
  * sets it, so CI always runs this); without it the suite says so and is skipped.
@@ -13,6 +15,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import * as oidc from 'openid-client';
 
 import {
   adminApi,
@@ -206,5 +210,53 @@ async function waitForPort(port: number, child: ChildProcess, log: string): Prom
       Authorization: `Bearer ${await userToken(server.t, api, bob.id)}`,
     });
     expect(denied.status).toBe(403);
+  });
+
+  it("passes a DPoP-bound token with openid-client's proof for the URL it called at nginx, once", async () => {
+    const client = await registerClient(server.t, 'service', { metadata: { api_scopes: ['orders:read'] } });
+    let proof: string | undefined;
+    const config = await oidc.discovery(
+      new URL(server.url),
+      client.clientId,
+      undefined,
+      oidc.ClientSecretBasic(client.clientSecret!),
+      { execute: [oidc.allowInsecureRequests] },
+    );
+    // Keeps the proof of each request openid-client sends to nginx, to send it again below.
+    config[oidc.customFetch] = (url, options) => {
+      if (url.startsWith(gateway))
+        proof = new Headers(options.headers as Record<string, string>).get('dpop')!;
+      return fetch(url, options as RequestInit);
+    };
+    const DPoP = oidc.getDPoPHandle(config, await oidc.randomDPoPKeyPair('ES256'));
+    const tokens = await oidc.clientCredentialsGrant(
+      config,
+      { scope: 'orders:read', resource: API },
+      { DPoP },
+    );
+    expect(tokens.token_type).toBe('dpop');
+    const token = tokens.access_token;
+
+    const ok = await oidc.fetchProtectedResource(
+      config,
+      token,
+      new URL(`${gateway}/api/orders?page=3`),
+      'GET',
+      undefined,
+      undefined,
+      { DPoP },
+    );
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ path: '/api/orders?page=3', user: null });
+    expect(seen.at(-1)!['x-client-id']).toBe(client.clientId);
+
+    const replayed = await call('/api/orders?page=3', { Authorization: `DPoP ${token}`, DPoP: proof! });
+    expect(replayed.status).toBe(401);
+    expect(replayed.headers.get('www-authenticate')).toMatch(
+      /^DPoP realm="[^"]+", error="invalid_dpop_proof"/,
+    );
+    const asBearer = await call('/api/orders', { Authorization: `Bearer ${token}` });
+    expect(asBearer.status).toBe(401);
+    expect(asBearer.headers.get('www-authenticate')).toMatch(/^DPoP realm="[^"]+", error="invalid_token"/);
   });
 });

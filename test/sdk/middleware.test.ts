@@ -156,7 +156,7 @@ describe.each<Framework>(['express', 'koa'])('latchkey middleware in %s', (frame
       [
         'Basic credentials',
         { authorization: 'Basic dXNlcjpwYXNz' },
-        'The Authorization header must be "Bearer <token>"',
+        'The Authorization header must be "Bearer <token>" or "DPoP <token>"',
       ],
     ])('refuses %s with 401 AUTH_TOKEN_INVALID', async (_name, headers, message) => {
       const app = await guarded({ audience: jwtApi });

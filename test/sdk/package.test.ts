@@ -58,6 +58,10 @@ describe('the latchkey/sdk entry point', () => {
     );
     expect(JSON.parse(exported)).toEqual(
       [
+        'accessTokenHash',
+        'DPoPProofError',
+        'MemoryDPoPReplayCache',
+        'verifyDPoPProof',
         'HttpTransport',
         'LatchkeyAuthenticator',
         'LatchkeyClient',

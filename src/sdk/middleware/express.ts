@@ -19,6 +19,10 @@ declare global {
 export interface ExpressLikeRequest {
   headers: Record<string, string | string[] | undefined>;
   latchkey?: LatchkeyIdentity;
+  /** The request's method, scheme and URL path: what a DPoP proof must name. */
+  method?: string;
+  protocol?: string;
+  originalUrl?: string;
 }
 
 export interface ExpressLikeResponse {
@@ -38,6 +42,13 @@ function header(req: ExpressLikeRequest, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value || undefined;
 }
 
+/** The URL the request was sent to (Express's `protocol` follows X-Forwarded-Proto with `trust proxy`). */
+function requestUrl(req: ExpressLikeRequest): string | undefined {
+  const host = header(req, 'host');
+  if (!host || req.originalUrl === undefined) return undefined;
+  return `${req.protocol ?? 'http'}://${host}${req.originalUrl}`;
+}
+
 /** Accepts options, or an authenticator shared with other middleware (one cache for all). */
 export function latchkeyExpress(
   options: AuthenticateOptions | LatchkeyAuthenticator,
@@ -50,6 +61,9 @@ export function latchkeyExpress(
         authorization: header(req, 'authorization'),
         apiKey: header(req, 'x-api-key'),
         requestId: header(req, 'x-request-id'),
+        dpop: header(req, 'dpop'),
+        method: req.method,
+        url: requestUrl(req),
       })
       .then((result) => {
         if (!result.ok) {

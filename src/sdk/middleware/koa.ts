@@ -13,6 +13,9 @@ export interface KoaLikeContext {
   body: unknown;
   /** Any state type: the identity is added as `latchkey`. */
   state: object;
+  /** The request's method and full URL: what a DPoP proof must name. */
+  method?: string;
+  href?: string;
 }
 
 /** For typing Koa apps: `new Koa<LatchkeyKoaState>()` or `Router<LatchkeyKoaState>`. */
@@ -33,6 +36,10 @@ export function latchkeyKoa(options: AuthenticateOptions | LatchkeyAuthenticator
       authorization: ctx.get('authorization') || undefined,
       apiKey: ctx.get('x-api-key') || undefined,
       requestId: ctx.get('x-request-id') || undefined,
+      dpop: ctx.get('dpop') || undefined,
+      method: ctx.method,
+      // Koa's href follows X-Forwarded-Proto/-Host only with app.proxy (or see dpop.publicOrigin).
+      url: ctx.href,
     });
     if (!result.ok) {
       ctx.status = result.failure.status;
