@@ -162,8 +162,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     findAccount,
     claims: {
       ...Object.fromEntries(Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]])),
-      // Every ID token of a browser session carries `sid` (Client#includeSid below), the session id
-      // back-channel logout tokens name.
+      // The ID tokens of clients registered for back-channel logout carry `sid` (Client#includeSid
+      // below), the session id their logout tokens name.
       sid: null,
       // Every ID token says how the sign-in was made (RFC 8176 amr: pwd, otp, hwk, swk, mfa) and,
       // unless MFA=off, at what level (acr, services/mfa.ts): both come from the session's login,
@@ -424,11 +424,12 @@ export function createProvider(deps: ProviderDeps): Provider {
     if (!deps.onBackchannelLogout) throw new Error('back-channel logout delivery is not configured');
     await deps.onBackchannelLogout({ clientId: this.clientId, sub, sid });
   } as never;
-  // `sid` in every ID token (and the codes and refresh tokens it is copied from), not only those of
-  // clients requiring it: a client registering back-channel logout later still matches tokens to
-  // its sessions.
-  provider.Client.prototype.includeSid = function includeSid() {
-    return true;
+  // `sid` in the ID tokens (and the codes and tokens it is copied from) of every client registered
+  // for back-channel logout, not only of those requiring it in logout tokens (oidc-provider's rule):
+  // the logout tokens name the session whenever it is known, and the client matches them by it.
+  // Other clients' tokens stay as they were.
+  provider.Client.prototype.includeSid = function includeSid(this: { backchannelLogoutUri?: string }) {
+    return Boolean(this.backchannelLogoutUri);
   } as never;
   provider.on('backchannel.error', (ctx, err, client) => {
     logFor(ctx, logger).error(

@@ -139,6 +139,59 @@ describe.each(availableBackends())(
       expectLogoutClaims(payload, user.user.id, sid);
     });
 
+    it('signing out of every client of the session tells each of them, each with its own sid', async () => {
+      const first = await receiver();
+      const second = await receiver();
+      const a = await signedIn(first);
+      const other = await registerClient(server.t, 'web', {
+        metadata: { backchannel_logout_uri: `${second.url}/backchannel-logout` },
+      });
+      const otherConfig = await discover(server.url, other);
+      // The same browser: the second client signs in within the same session (consent only).
+      const b = await codeFlow(otherConfig, other, a.user, { scope: 'openid', browser: a.browser });
+      // A client without a back-channel logout URI gets no sid, and is told nothing.
+      const plain = await registerClient(server.t, 'web');
+      const c = await codeFlow(await discover(server.url, plain), plain, a.user, {
+        scope: 'openid',
+        browser: a.browser,
+      });
+      expect(c.tokens.claims()!).not.toHaveProperty('sid');
+
+      const confirm = await a.browser.go(
+        oidc.buildEndSessionUrl(a.config, { id_token_hint: a.tokens.id_token! }).toString(),
+      );
+      await submit(a.browser, confirm, { logout: 'yes' });
+
+      const [toFirst] = await first.waitFor(1);
+      const [toSecond] = await second.waitFor(1);
+      const one = await verifiedLogout(toFirst!, a.client);
+      const two = await verifiedLogout(toSecond!, other);
+      expectLogoutClaims(one.payload, a.user.user.id, a.tokens.claims()!.sid);
+      expectLogoutClaims(two.payload, a.user.user.id, b.tokens.claims()!.sid);
+      expect(one.payload.jti).not.toBe(two.payload.jti);
+    });
+
+    it('deleting the user, or forcing a password reset, tells the clients too', async () => {
+      const target = await receiver();
+      const deleted = await signedIn(target);
+      await admin.del(`/v2/users/${deleted.user.user.id}`).expect(200);
+      const [req] = await target.waitFor(1);
+      expectLogoutClaims(
+        (await verifiedLogout(req!, deleted.client)).payload,
+        deleted.user.user.id,
+        deleted.tokens.claims()!.sid,
+      );
+
+      const reset = await signedIn(target);
+      expect((await admin.post(`/v2/users/${reset.user.user.id}/password-reset`)).status).toBeLessThan(300);
+      const [, second] = await target.waitFor(2);
+      expectLogoutClaims(
+        (await verifiedLogout(second!, reset.client)).payload,
+        reset.user.user.id,
+        reset.tokens.claims()!.sid,
+      );
+    });
+
     it('retries a receiver that failed, with the same jti, until it answers 200', async () => {
       const target = await receiver(receiverScripts.failThenOk(1));
       const { client, user, tokens } = await signedIn(target);
