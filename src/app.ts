@@ -494,6 +494,24 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       pollMs: config.webhookPollMs,
       userAgent: `Latchkey-Logout/${VERSION}`,
       observe: (outcome) => metrics.backchannelLogoutAttempt(outcome),
+      givenUp: async ({ logout, deliveryId, attempts, status, error }) => {
+        await audit.record({
+          actor_type: 'system',
+          actor_id: 'backchannel-logout',
+          actor_client_id: null,
+          action: 'client.backchannel_logout_failed',
+          target_type: 'client',
+          target_id: logout.clientId,
+          details: {
+            user_id: logout.sub,
+            sid: logout.sid,
+            delivery_id: deliveryId,
+            attempts,
+            last_status: status,
+            reason: error,
+          },
+        });
+      },
       log: logger,
     },
   );

@@ -8,7 +8,8 @@
  * (src/http/outbound.ts: SSRF guard, one deadline, no redirects). 200 or 204 completes; another
  * answer, a redirect, a timeout or a refused address is retried after the next wait of
  * BACKCHANNEL_LOGOUT_RETRY_SCHEDULE (±10%), then the delivery is dead, with the reason kept in the
- * outbox. A client deleted meanwhile, or one that dropped its backchannel_logout_uri, is not tried.
+ * outbox and an audit entry (`client.backchannel_logout_failed`). A client deleted meanwhile, or one
+ * that dropped its backchannel_logout_uri, is not tried.
  */
 import type Provider from 'oidc-provider';
 
@@ -80,6 +81,14 @@ export interface BackchannelWorkerOptions {
   lookup?: OutboundResolver;
   random?: () => number;
   observe?: (outcome: BackchannelOutcome) => void;
+  /** The last retry failed: the client was never told (an audit entry records it). */
+  givenUp?: (failure: {
+    logout: BackchannelLogout;
+    deliveryId: string;
+    attempts: number;
+    status: number | null;
+    error: string;
+  }) => Promise<void>;
   log: {
     info(obj: object, msg: string): void;
     warn(obj: object, msg: string): void;
@@ -198,7 +207,18 @@ export class BackchannelLogoutWorker extends OutboxWorker {
         ? 'back-channel logout could not be delivered; given up'
         : 'back-channel logout could not be delivered; will retry',
     );
-    if (wait === undefined) return this.dead(delivery, status, error, started);
+    if (wait === undefined) {
+      await this.dead(delivery, status, error, started);
+      await this.options
+        .givenUp?.({ logout, deliveryId: delivery.id, attempts: delivery.attempts, status, error })
+        .catch((err: unknown) =>
+          this.options.log.warn(
+            { err, delivery_id: delivery.id },
+            'could not audit a dead back-channel logout',
+          ),
+        );
+      return;
+    }
     await this.outbox.fail(delivery.id, this.owner, {
       error,
       status,

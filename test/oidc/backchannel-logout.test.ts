@@ -244,6 +244,24 @@ describe.each(availableBackends())(
         last_error: 'the client answered 503',
       });
       expect(target.requests).toHaveLength(3);
+      // Given up: the audit trail says which client was never told, about whom.
+      const audit = await admin
+        .get(`/v2/audit?action=client.backchannel_logout_failed&target_id=${client.clientId}`)
+        .expect(200);
+      expect(audit.body.data).toEqual([
+        expect.objectContaining({
+          action: 'client.backchannel_logout_failed',
+          actor: expect.objectContaining({ type: 'system' }),
+          target: { type: 'client', id: client.clientId },
+          details: expect.objectContaining({
+            user_id: user.user.id,
+            delivery_id: deliveries[0]!.id,
+            attempts: 3,
+            last_status: 503,
+            reason: 'the client answered 503',
+          }),
+        }),
+      ]);
     });
 
     it('ES256 clients get ES256 logout tokens', async () => {
