@@ -244,6 +244,18 @@ describe.each(availableBackends())(
         last_error: 'the client answered 503',
       });
       expect(target.requests).toHaveLength(3);
+      // Counted per outcome (this instance's attempts, earlier tests' included).
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const count = (outcome: string) =>
+        Number(
+          new RegExp(
+            `^latchkey_backchannel_logout_attempts_total\\{outcome="${outcome}"\\} (\\d+)$`,
+            'm',
+          ).exec(metrics)?.[1],
+        );
+      expect(count('dead')).toBeGreaterThanOrEqual(1);
+      expect(count('failed')).toBeGreaterThanOrEqual(2);
+      expect(count('delivered')).toBeGreaterThanOrEqual(1);
       // Given up: the audit trail says which client was never told, about whom.
       const audit = await admin
         .get(`/v2/audit?action=client.backchannel_logout_failed&target_id=${client.clientId}`)
