@@ -5,7 +5,7 @@
  */
 import { hkdfSync } from 'node:crypto';
 
-import { EventRecorder } from './events/recorder.js';
+import { EventRecorder, SYSTEM_ACTOR } from './events/recorder.js';
 import { WebhookDeliveryWorker } from './events/webhook-delivery.js';
 import { WebhookService } from './services/webhooks.js';
 import { SsoConnections } from './sso/connections.js';
@@ -63,6 +63,8 @@ import { gatewayRouter } from './gateway/router.js';
 import { authorizeRouter } from './gateway/authorize-router.js';
 import { forwardAuthRouter, TOKEN_REVOCATIONS_CHANNEL, type Revoked } from './gateway/forward-auth.js';
 import { MailDeliveryWorker } from './mail/mail-delivery.js';
+import { BackchannelLogoutWorker, logoutTokenSigner } from './oidc/backchannel-delivery.js';
+import { BackchannelLogouts } from './services/backchannel-logout.js';
 import { AccountTokens } from './mail/account-tokens.js';
 import { Mailer } from './mail/mailer.js';
 import { PasswordResets } from './services/password-resets.js';
@@ -396,6 +398,17 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     recorder.wakeups.add((endpoints) => mailDelivery.wake(endpoints));
     if (config.mailDelivery) mailDelivery.start();
   }
+  // Back-channel logout: sessions ended by a change to the user tell their clients too (RP-initiated
+  // logout comes through the provider, below); the worker starts once the provider is built.
+  const backchannelLogouts = new BackchannelLogouts(
+    recorder,
+    stores.durable.clients,
+    stores.artifacts,
+    logger,
+  );
+  users.sessionsEnding.add(async (userId) => {
+    await backchannelLogouts.endingSessionsOf(userId, SYSTEM_ACTOR);
+  });
   const clients = new ClientAdapter(stores.durable.clients, config.clientCacheTtlS * 1000);
   const resourceServers = new ResourceServers(stores.durable.resourceServers, config.clientCacheTtlS * 1000, [
     // The management API itself: tokens with resource=<issuer>/v2 are JWTs verified in process.
@@ -446,6 +459,8 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
               },
             });
           },
+          onBackchannelLogout: (logout) =>
+            backchannelLogouts.enqueue([logout], { type: 'user', id: logout.sub }),
           onSignOut: (signOut) => {
             auth.recordSignOut(signOut).catch((err: unknown) => {
               logger.warn({ err, user_id: signOut.accountId }, 'could not record the sign-out event');
@@ -472,6 +487,39 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     logger,
   );
   await host.start(config.signingKeyRefreshIntervalS);
+  const backchannelDelivery = new BackchannelLogoutWorker(
+    stores.durable.outbox,
+    logoutTokenSigner(() => host.current),
+    {
+      ...webhookHttp,
+      timeoutMs: config.backchannelLogoutTimeoutMs,
+      schedule: config.backchannelLogoutRetrySchedule,
+      pollMs: config.webhookPollMs,
+      userAgent: `Latchkey-Logout/${VERSION}`,
+      observe: (outcome) => metrics.backchannelLogoutAttempt(outcome),
+      givenUp: async ({ logout, deliveryId, attempts, status, error }) => {
+        await audit.record({
+          actor_type: 'system',
+          actor_id: 'backchannel-logout',
+          actor_client_id: null,
+          action: 'client.backchannel_logout_failed',
+          target_type: 'client',
+          target_id: logout.clientId,
+          details: {
+            user_id: logout.sub,
+            sid: logout.sid,
+            delivery_id: deliveryId,
+            attempts,
+            last_status: status,
+            reason: error,
+          },
+        });
+      },
+      log: logger,
+    },
+  );
+  recorder.wakeups.add((endpoints) => backchannelDelivery.wake(endpoints));
+  if (config.backchannelLogoutDelivery) backchannelDelivery.start();
   const clientChanges = new Set<(clientId: string) => void>();
   const clientService = new ClientService(
     stores.durable.clients,
@@ -481,6 +529,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
       clients.invalidate(clientId);
       for (const listener of clientChanges) listener(clientId);
     },
+    { production: config.nodeEnv === 'production' },
   );
 
   const dynamicRegistration = new DynamicRegistration(
@@ -760,7 +809,7 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     close: async () => {
       forwardAuth.close();
       decisions.close();
-      await Promise.all([delivery.stop(), mailDelivery?.stop()]);
+      await Promise.all([delivery.stop(), mailDelivery?.stop(), backchannelDelivery.stop()]);
       await host.stop();
     },
   };

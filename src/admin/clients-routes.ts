@@ -96,6 +96,13 @@ export const clientFields = {
   introspection_signed_response_alg: z
     .enum(['RS256', 'ES256'])
     .describe('RFC 9701: introspection answers this client as a JWT signed with this algorithm'),
+  backchannel_logout_uri: uriField(
+    WEB_URI_PATTERN,
+    'Back-Channel Logout 1.0: where logout tokens are POSTed when a session of the client ends (https; http only to a loopback address outside production)',
+  ),
+  backchannel_logout_session_required: z
+    .boolean()
+    .describe('Back-Channel Logout 1.0: logout tokens must carry `sid` (the session id of the ID tokens)'),
   dpop_bound_access_tokens: z
     .boolean()
     .describe('RFC 9449 §5.2: the client must send DPoP proofs; its tokens are always bound to its key'),
@@ -200,6 +207,8 @@ const CreateClient = z
     grant_types: true,
     response_types: true,
     token_endpoint_auth_method: true,
+    backchannel_logout_uri: true,
+    backchannel_logout_session_required: true,
     dpop_bound_access_tokens: true,
     require_signed_request_object: true,
     require_pushed_authorization_requests: true,
@@ -237,6 +246,7 @@ const UpdateClient = z
     api_scopes: clientFields.api_scopes.nullable(),
     token_exchange: clientFields.token_exchange.nullable(),
     introspection_signed_response_alg: clientFields.introspection_signed_response_alg.nullable(),
+    backchannel_logout_uri: clientFields.backchannel_logout_uri.nullable(),
   })
   .partial()
   .strict();
@@ -251,6 +261,8 @@ const Client = z.object({
   grant_types: z.array(z.string()),
   response_types: z.array(z.string()),
   token_endpoint_auth_method: z.string(),
+  backchannel_logout_uri: z.string().optional(),
+  backchannel_logout_session_required: z.boolean().optional(),
   dpop_bound_access_tokens: z.boolean().optional(),
   require_signed_request_object: z.boolean().optional(),
   require_pushed_authorization_requests: z.boolean().optional(),

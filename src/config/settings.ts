@@ -167,6 +167,12 @@ export const SETTINGS = {
   MAIL_RETRY_SCHEDULE: spec(durationList, 'comma-separated durations such as 30s,2m,10m (1 to 20 of them)'),
   MAIL_CONCURRENCY: spec(int(1, 100), 'an integer from 1 to 100'),
   MAIL_DELIVERY: spec(bool, 'true or false'),
+  BACKCHANNEL_LOGOUT_TIMEOUT_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
+  BACKCHANNEL_LOGOUT_RETRY_SCHEDULE: spec(
+    durationList,
+    'comma-separated durations such as 5s,30s,2m,10m (1 to 20 of them)',
+  ),
+  BACKCHANNEL_LOGOUT_DELIVERY: spec(bool, 'true or false'),
   GATEWAY_AUTH_CACHE_TTL_S: spec(int(0, 60), 'seconds from 0 to 60'),
   GATEWAY_RESOURCE_PATTERN: spec(
     z.string().transform((s, issue) => {

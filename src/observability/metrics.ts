@@ -41,6 +41,8 @@ export const WEBHOOK_OUTCOMES = ['succeeded', 'failed', 'dead'] as const;
 export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
 export const MAIL_OUTCOMES = ['sent', 'failed', 'dead'] as const;
 export type MailOutcome = (typeof MAIL_OUTCOMES)[number];
+export const BACKCHANNEL_OUTCOMES = ['delivered', 'failed', 'dead'] as const;
+export type BackchannelOutcome = (typeof BACKCHANNEL_OUTCOMES)[number];
 
 /** Which store an operation went to. */
 export type StoreRole = 'durable' | 'artifacts' | 'counters';
@@ -153,6 +155,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly backchannelLogouts = new Counter({
+    name: 'latchkey_backchannel_logout_attempts_total',
+    help: 'Back-channel logout attempts (OpenID Connect Back-Channel Logout 1.0) by outcome: delivered, failed (another attempt is due) or dead (given up, or the client no longer takes them).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   private outboxProbe: (() => Promise<{ pending: number; oldest: Date | null }>) | undefined;
 
   private readonly outboxDepth = new Gauge({
@@ -199,6 +208,11 @@ export class Metrics {
     for (const cause of UNAVAILABLE_CAUSES) this.unavailable.inc({ cause }, 0);
     for (const outcome of WEBHOOK_OUTCOMES) this.webhookDeliveries.inc({ outcome }, 0);
     for (const outcome of MAIL_OUTCOMES) this.mailMessages.inc({ outcome }, 0);
+    for (const outcome of BACKCHANNEL_OUTCOMES) this.backchannelLogouts.inc({ outcome }, 0);
+  }
+
+  backchannelLogoutAttempt(outcome: BackchannelOutcome): void {
+    this.backchannelLogouts.inc({ outcome });
   }
 
   mailAttempt(outcome: MailOutcome): void {

@@ -101,6 +101,11 @@ export interface ProviderDeps {
   apiKeys?: ApiKeyTokenDeps;
   /** Told when a browser session ends by sign-out (the user.logout event); must not throw. */
   onSignOut?: (signOut: SignOut) => void;
+  /**
+   * RP-initiated logout ended a session these clients (with a backchannel_logout_uri) were part of:
+   * store their logouts durably (services/backchannel-logout.ts); nothing is sent from the request.
+   */
+  onBackchannelLogout?: (logout: { clientId: string; sub: string; sid: string }) => Promise<void>;
   /** A token (by jti) was revoked, or a whole grant: caches of token checks must forget them. */
   onRevoked?: (revoked: { jti?: string; grant?: string }) => void;
   /** A token was issued by token exchange (RFC 8693), for the audit trail. */
@@ -157,11 +162,9 @@ export function createProvider(deps: ProviderDeps): Provider {
     findAccount,
     claims: {
       ...Object.fromEntries(Object.entries(OIDC_SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]])),
-      // The provider's defaults list `sid`, yet no ID token here carries it: it is added only for
-      // back-channel logout or a `claims` request parameter, neither of which is enabled. A value that
-      // is neither null nor a scope's list leaves it out of claims_supported (oidc-provider's
-      // configuration merge would put the default back for undefined).
-      sid: false as never,
+      // The ID tokens of clients registered for back-channel logout carry `sid` (Client#includeSid
+      // below), the session id their logout tokens name.
+      sid: null,
       // Every ID token says how the sign-in was made (RFC 8176 amr: pwd, otp, hwk, swk, mfa) and,
       // unless MFA=off, at what level (acr, services/mfa.ts): both come from the session's login,
       // never from the account, so userinfo does not carry them.
@@ -304,6 +307,9 @@ export function createProvider(deps: ProviderDeps): Provider {
           return true;
         },
       },
+      // Back-Channel Logout 1.0: client metadata (backchannel_logout_uri, _session_required),
+      // discovery and `sid`; delivery is ours (Client#backchannelLogout below).
+      backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: (ctx, form) => deps.pages.logoutSource(ctx, form),
@@ -411,6 +417,31 @@ export function createProvider(deps: ProviderDeps): Provider {
   ) {
     return Promise.resolve(verifyClientSecret(this.clientSecret ?? '', actual));
   } as never;
+
+  // Back-channel logout: oidc-provider would POST each logout token from the logout request itself,
+  // once, without retries. Instead the logout goes into the durable outbox and the delivery worker
+  // (backchannel-delivery.ts) signs and sends it through the outbound client, retrying.
+  provider.Client.prototype.backchannelLogout = async function backchannelLogout(
+    this: { clientId: string },
+    sub: string,
+    sid: string,
+  ) {
+    if (!deps.onBackchannelLogout) throw new Error('back-channel logout delivery is not configured');
+    await deps.onBackchannelLogout({ clientId: this.clientId, sub, sid });
+  } as never;
+  // `sid` in the ID tokens (and the codes and tokens it is copied from) of every client registered
+  // for back-channel logout, not only of those requiring it in logout tokens (oidc-provider's rule):
+  // the logout tokens name the session whenever it is known, and the client matches them by it.
+  // Other clients' tokens stay as they were.
+  provider.Client.prototype.includeSid = function includeSid(this: { backchannelLogoutUri?: string }) {
+    return Boolean(this.backchannelLogoutUri);
+  } as never;
+  provider.on('backchannel.error', (ctx, err, client) => {
+    logFor(ctx, logger).error(
+      { err, client_id: client.clientId },
+      'could not queue a back-channel logout; the client is not told',
+    );
+  });
 
   // RP-initiated logout is a page a browser is sent to, never an API: its errors (an unregistered
   // post_logout_redirect_uri, a bad id_token_hint) are our HTML error page whatever the request

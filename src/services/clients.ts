@@ -130,6 +130,31 @@ function managesClients(metadata: JsonObject): boolean {
   return scopesOf(metadata).includes('client:manage') && grants.includes('client_credentials');
 }
 
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Back-Channel Logout 1.0 §2.2: an absolute https URL without fragment; plain http only to a
+ * loopback address and only outside production (a receiver on the developer's machine).
+ */
+function checkBackchannelLogoutUri(value: unknown, production: boolean): void {
+  if (value === undefined) return;
+  const url = typeof value === 'string' ? URL.parse(value) : null;
+  const problem = !url
+    ? 'must be an absolute URL'
+    : url.hash || String(value).includes('#')
+      ? 'must not have a fragment'
+      : url.protocol === 'https:'
+        ? null
+        : url.protocol !== 'http:'
+          ? 'must use https'
+          : production
+            ? 'must use https in production'
+            : LOOPBACK_HOSTS.has(url.hostname)
+              ? null
+              : 'must use https (http only to a loopback address outside production)';
+  if (problem) throw new ClientMetadataError(`backchannel_logout_uri ${problem}`);
+}
+
 const PROTECTED_METADATA = ['client_id', 'client_secret', 'client_secret_expires_at', 'client_id_issued_at'];
 
 export class ClientService {
@@ -138,9 +163,11 @@ export class ClientService {
     private readonly validate: MetadataValidator,
     private readonly events: EventRecorder,
     private readonly onChange: (clientId: string) => void = () => undefined,
+    private readonly options: { production?: boolean } = {},
   ) {}
 
   private async check(clientId: string, metadata: JsonObject, hasSecret: boolean): Promise<void> {
+    checkBackchannelLogoutUri(metadata.backchannel_logout_uri, this.options.production ?? false);
     // The provider requires PKCE from every client without authentication whatever this says, so
     // accepting `false` would store (and show) a setting that is not in effect.
     if (metadata.require_pkce === false && metadata.token_endpoint_auth_method === 'none') {

@@ -146,6 +146,12 @@ export class UserService {
 
   /** Called with a user's id after anything about the user changed (caches listen, see api-keys.ts). */
   readonly changes = new Set<(userId: string) => void>();
+  /**
+   * Called with a user's id just before all the user's sessions, grants and tokens are revoked, while
+   * they can still be read (back-channel logout names the clients they covered). A listener that
+   * fails is logged; the revocation goes ahead.
+   */
+  readonly sessionsEnding = new Set<(userId: string) => Promise<void>>();
   /** Called after a user's address changed and is unconfirmed (the confirmation link is mailed). */
   readonly addressChanges = new Set<(user: User) => Promise<void>>();
 
@@ -533,6 +539,13 @@ export class UserService {
   /** Ends every session, grant and token of the user (after suspension, deactivation or deletion). */
   private async revokeEverything(userId: string): Promise<number> {
     this.notify(userId);
+    await Promise.all(
+      [...this.sessionsEnding].map((listener) =>
+        listener(userId).catch((err: unknown) => {
+          this.options.log?.warn({ err, user_id: userId }, 'a listener of ending sessions failed');
+        }),
+      ),
+    );
     return this.artifacts.revokeByAccountId(userId);
   }
 

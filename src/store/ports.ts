@@ -982,6 +982,11 @@ export interface ArtifactStore {
    * authorization codes, access and refresh tokens, ... Returns how many were deleted.
    */
   revokeByAccountId(accountId: string): Promise<number>;
+  /**
+   * The live artifacts of one model whose payload names this account (the user's sessions, say,
+   * before they are revoked: back-channel logout needs to know which clients they covered).
+   */
+  listByAccountId(accountId: string, model: string): Promise<ArtifactPayload[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

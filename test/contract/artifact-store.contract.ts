@@ -246,6 +246,38 @@ export function describeShortLivedContract(harness: ShortLivedHarness): void {
       expect(await artifacts.adapterFor('Grant').find(live)).toBeUndefined();
     });
 
+    it("lists an account's live artifacts of one model, and none of another account's or model's", async () => {
+      const account = `acc-${id()}`;
+      const other = `acc-${id()}`;
+      const [first, second, expired, moved, destroyed] = [id(), id(), id(), id(), id()];
+      const sessions = artifacts.adapterFor('Session');
+      await sessions.upsert(
+        first,
+        { uid: id(), accountId: account, authorizations: { a: { sid: 's1' } } },
+        60,
+      );
+      await sessions.upsert(second, { uid: id(), accountId: account }, 60);
+      await sessions.upsert(expired, { uid: id(), accountId: account }, 1);
+      await sessions.upsert(moved, { uid: id(), accountId: account }, 60);
+      await sessions.upsert(moved, { uid: id(), accountId: other }, 60);
+      await sessions.upsert(destroyed, { uid: id(), accountId: account }, 60);
+      await sessions.destroy(destroyed);
+      await artifacts.adapterFor('Grant').upsert(id(), { accountId: account, clientId: 'c' }, 60);
+      await sleep(1300);
+
+      const listed = await artifacts.listByAccountId(account, 'Session');
+      expect(listed).toHaveLength(2);
+      expect(listed).toContainEqual(expect.objectContaining({ authorizations: { a: { sid: 's1' } } }));
+      expect(listed.every((p) => p.accountId === account)).toBe(true);
+      expect(await artifacts.listByAccountId(account, 'Grant')).toEqual([
+        { accountId: account, clientId: 'c' },
+      ]);
+      expect(await artifacts.listByAccountId(other, 'Grant')).toEqual([]);
+      expect(await artifacts.listByAccountId('', 'Session')).toEqual([]);
+      expect(await artifacts.revokeByAccountId(account)).toBe(3);
+      expect(await artifacts.listByAccountId(account, 'Session')).toEqual([]);
+    });
+
     it('refuses writes without a positive, finite expiry and stores nothing for them', async () => {
       const adapter = artifacts.adapterFor('Session');
       for (const bad of [undefined, null, Number.NaN, 0, -5, Number.POSITIVE_INFINITY, '60']) {

@@ -86,12 +86,29 @@ describe.each(availableBackends())(
       );
     });
 
-    it('lists in claims_supported only claims a token or userinfo carries (no sid: no back-channel logout)', async () => {
+    it('lists in claims_supported the claims tokens and userinfo carry, sid included (back-channel logout)', async () => {
       const doc = await metadata(`${server.url}/.well-known/openid-configuration`);
-      expect(doc.claims_supported).not.toContain('sid');
-      expect(doc.claims_supported).toEqual(
-        expect.arrayContaining(['sub', 'name', 'email', 'email_verified', 'roles', 'auth_time', 'iss']),
+      expect([...(doc.claims_supported as string[])].sort()).toEqual(
+        [
+          'sub',
+          'amr',
+          'acr',
+          'idp',
+          'name',
+          'given_name',
+          'family_name',
+          'updated_at',
+          'email',
+          'email_verified',
+          'roles',
+          'sid',
+          'auth_time',
+          'iss',
+        ].sort(),
       );
+      expect(doc.backchannel_logout_supported).toBe(true);
+      expect(doc.backchannel_logout_session_supported).toBe(true);
+      expect(doc).not.toHaveProperty('frontchannel_logout_supported');
     });
 
     it('is what openid-client discovers, and its JWKS holds an RS256 and an ES256 public key', async () => {

@@ -130,6 +130,21 @@ describe('loadConfig', () => {
       expect.stringContaining('without query or fragment'),
     ],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', expect.stringContaining('expected one of fatal, error')],
+    [
+      { BACKCHANNEL_LOGOUT_TIMEOUT_MS: '50' },
+      'BACKCHANNEL_LOGOUT_TIMEOUT_MS',
+      'Invalid setting BACKCHANNEL_LOGOUT_TIMEOUT_MS (got "50"): expected milliseconds from 100 to 60000.',
+    ],
+    [
+      { BACKCHANNEL_LOGOUT_RETRY_SCHEDULE: 'soon' },
+      'BACKCHANNEL_LOGOUT_RETRY_SCHEDULE',
+      'Invalid setting BACKCHANNEL_LOGOUT_RETRY_SCHEDULE (got "soon"): expected comma-separated durations such as 5s,30s,2m,10m (1 to 20 of them).',
+    ],
+    [
+      { BACKCHANNEL_LOGOUT_DELIVERY: 'sometimes' },
+      'BACKCHANNEL_LOGOUT_DELIVERY',
+      'Invalid setting BACKCHANNEL_LOGOUT_DELIVERY (got "sometimes"): expected true or false.',
+    ],
   ])('stops on %j with a one-line message naming the setting', (env, setting, message) => {
     const err = errorOf(env);
     expect(err.setting).toBe(setting);

@@ -154,6 +154,19 @@ export class EmbeddedArtifactStore implements ArtifactStore {
     return changes;
   }
 
+  async listByAccountId(accountId: string, model: string): Promise<ArtifactPayload[]> {
+    if (accountId === '') return [];
+    return this.db
+      .all<ArtifactRow>(
+        `SELECT payload, consumed_at FROM oidc_artifacts
+         WHERE account_id = ? AND model = ? AND expires_at > ?`,
+        accountId,
+        model,
+        this.now(),
+      )
+      .map((row) => toPayload(row)!);
+  }
+
   /** Deletes expired artifacts; returns how many. */
   sweep(): number {
     if (this.closed) return 0;

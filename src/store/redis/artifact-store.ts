@@ -10,6 +10,7 @@ import type { KeyLayout } from './keys.js';
 import {
   CONSUME_ARTIFACT,
   DESTROY_ARTIFACT,
+  LIST_ACCOUNT,
   REVOKE_ACCOUNT,
   REVOKE_GRANT,
   UPSERT_ARTIFACT,
@@ -106,6 +107,16 @@ export class RedisArtifactStore implements ArtifactStore {
   async revokeByAccountId(accountId: string): Promise<number> {
     if (accountId === '') return 0;
     return Number(await this.redis.run(REVOKE_ACCOUNT, [this.keys.account(accountId)], []));
+  }
+
+  async listByAccountId(accountId: string, model: string): Promise<ArtifactPayload[]> {
+    if (accountId === '') return [];
+    const found = (await this.redis.run(
+      LIST_ACCOUNT,
+      [this.keys.account(accountId)],
+      [this.keys.artifact(model, '')],
+    )) as [string, string | false][];
+    return found.map(([payload, consumed]) => toPayload([payload, consumed === false ? null : consumed])!);
   }
 
   ping(): Promise<void> {

@@ -155,6 +155,24 @@ return removed
 );
 
 /**
+ * KEYS: account index. ARGV: the key prefix of one model's artifacts (`<prefix><Model>:`).
+ * Returns { payload, consumed or false } of each live artifact of that model still naming the account.
+ */
+export const LIST_ACCOUNT = defineScript(
+  'listAccount',
+  `
+local found = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if string.sub(member, 1, #ARGV[1]) == ARGV[1] and redis.call('HGET', member, 'accountKey') == KEYS[1] then
+    local f = redis.call('HMGET', member, 'payload', 'consumed')
+    if f[1] then found[#found + 1] = { f[1], f[2] } end
+  end
+end
+return found
+`,
+);
+
+/**
  * KEYS: counter. ARGV: increment, window in ms. Returns { value, window end in epoch ms }.
  * The window end comes from PEXPIRETIME rather than PTTL so that every reader, on every instance,
  * gets the very same instant instead of one that drifts with network latency.
