@@ -3,7 +3,7 @@
  * keys span hash slots fails with CROSSSLOT: the suite passing proves every script stays in one slot.
  * Also: where the keys land, and the event bus between two connections through the cluster.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { Cluster } from 'ioredis';
 
 import { openRedisShortLived } from '../../src/store/redis/index.js';
