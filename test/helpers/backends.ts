@@ -15,11 +15,12 @@ export const REDIS_URL = process.env.REDIS_URL || undefined;
 /** Seed nodes of a Redis Cluster, `host:port,host:port` (REDIS_CLUSTER=1 scripts/test-services.sh). */
 export const REDIS_CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES || undefined;
 
-/** REDIS_CLUSTER_NODES as the URL list the redis adapter takes, parsed as the server parses it. */
+/**
+ * REDIS_CLUSTER_NODES as the URL list the redis adapter takes, parsed as the server parses it (none
+ * for '', which a skipped suite's body is given).
+ */
 export function clusterNodeUrls(nodes: string): string[] {
-  const parsed = SETTINGS.REDIS_CLUSTER_NODES.schema.parse(nodes);
-  if (!parsed) throw new Error('REDIS_CLUSTER_NODES names no node');
-  return parsed;
+  return SETTINGS.REDIS_CLUSTER_NODES.schema.parse(nodes) ?? [];
 }
 
 const announced = new Set<string>();
