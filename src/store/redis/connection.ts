@@ -99,6 +99,11 @@ function createClusterClient(
         clusterRetryStrategy: reconnectDelay,
         // Reading the slot map must end within the opening deadline too.
         slotsRefreshTimeout: options.timeoutMs,
+        // ioredis would resend a command after a lost connection or CLUSTERDOWN, up to 16 times 100 ms:
+        // past the deadline, and a lost reply may mean the command ran (a counter would count twice).
+        // Fail at once as on one server; a redirection (MOVED, after a failover) is still followed.
+        retryDelayOnFailover: 0,
+        retryDelayOnClusterDown: 0,
         // Replicas may lag; a counter read there could miss the increment just made.
         scaleReads: 'master',
         enableAutoPipelining: true,
