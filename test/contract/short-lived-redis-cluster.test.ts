@@ -6,11 +6,14 @@
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { Cluster } from 'ioredis';
 
+import { loadConfig } from '../../src/config/load-config.js';
+import { createStores } from '../../src/store/create-stores.js';
 import { openRedisShortLived } from '../../src/store/redis/index.js';
 import {
   REDIS_CLUSTER_NODES,
   clusterNodeUrls,
   describeWithBackend,
+  tempDir,
   uniqueName,
 } from '../helpers/backends.js';
 import { describeShortLivedContract } from './artifact-store.contract.js';
@@ -143,6 +146,32 @@ describeWithBackend(
       expect(await artifacts.adapterFor('DeviceCode').findByUserCode('UC-1')).toBeUndefined();
       expect(await artifacts.revokeByAccountId('acc1')).toBe(1);
       expect(await artifacts.adapterFor('Session').findByUid('u1')).toBeUndefined();
+    });
+
+    it('is what the server opens when REDIS_CLUSTER_NODES is set', async () => {
+      const dir = tempDir();
+      const config = loadConfig({
+        env: {
+          REDIS_CLUSTER_NODES: nodes,
+          REDIS_KEY_PREFIX: keyPrefix,
+          DATA_DIR: dir.path,
+          NODE_ENV: 'test',
+        },
+      });
+      const stores = await createStores(config);
+      try {
+        expect(stores.artifacts.kind).toBe('redis');
+        expect(stores.counters.kind).toBe('redis');
+        await stores.artifacts.adapterFor('Session').upsert('from-config', { uid: 'u-config' }, 60);
+        const keys = await keysUnder(inspector, `${keyPrefix}{a}Session:from-config`);
+        expect(keys).toEqual([`${keyPrefix}{a}Session:from-config`]);
+        expect(await stores.artifacts.adapterFor('Session').findByUid('u-config')).toEqual({
+          uid: 'u-config',
+        });
+      } finally {
+        await stores.close();
+        dir.remove();
+      }
     });
 
     it('delivers a message published on one connection to a subscriber on another', async () => {
