@@ -8,7 +8,9 @@
  * Peak RSS of the server is recorded per scenario, and its idle RSS after start.
  *
  * Usage: npm run bench -- protocol [--duration S] [--logins-concurrency N] [--mongo URI --redis URL]
- *        [--only REGEX] [--cpu-prof DIR]
+ *        [--redis-cluster HOST:PORT,HOST:PORT,...] [--only REGEX] [--cpu-prof DIR]
+ * --redis-cluster runs the server on a Redis Cluster (REDIS_CLUSTER_NODES) instead of --redis;
+ * `REDIS_CLUSTER=1 scripts/test-services.sh sh -c 'npm run bench -- protocol --redis-cluster "$REDIS_CLUSTER_NODES"'`.
  * --only runs just the scenarios whose names match (case-insensitive; "bare" and "argon2" name the
  * two ceilings) and prints their rows without the floor summary; --cpu-prof writes V8 CPU profiles
  * of the server process into DIR (open them in Chrome DevTools) — for finding where time goes.
@@ -343,6 +345,7 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
       'logins-concurrency': { type: 'string', default: String(2 * cores) },
       mongo: { type: 'string' },
       redis: { type: 'string' },
+      'redis-cluster': { type: 'string' },
       only: { type: 'string' },
       'cpu-prof': { type: 'string' },
     },
@@ -354,10 +357,12 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
   if (!(duration > 0) || !(loginConcurrency >= 1))
     throw new Error('--duration and --logins-concurrency: positive numbers');
   const warmUp = Math.max(1, Math.min(3, Math.round(duration / 3)));
+  if (values.redis && values['redis-cluster']) throw new Error('--redis or --redis-cluster, not both');
+  const redisKind = values.redis ? 'redis' : values['redis-cluster'] ? 'redis cluster' : undefined;
   const backend = values.mongo
-    ? `mongo${values.redis ? ' + redis' : ''}`
-    : values.redis
-      ? 'embedded + redis'
+    ? `mongo${redisKind ? ` + ${redisKind}` : ''}`
+    : redisKind
+      ? `embedded + ${redisKind}`
       : 'embedded';
   const hashParams = passwordParams();
 
@@ -396,6 +401,7 @@ export async function runProtocolBenchmark(argv: string[]): Promise<string> {
     ...hashParams,
     ...(values.mongo ? { MONGODB_URI: values.mongo } : {}),
     ...(values.redis ? { REDIS_URL: values.redis } : {}),
+    ...(values['redis-cluster'] ? { REDIS_CLUSTER_NODES: values['redis-cluster'] } : {}),
     IDLE_MEMORY_RELEASE_MS: String(IDLE_RELEASE_MS),
     ...(values['cpu-prof'] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values['cpu-prof']}` } : {}),
   });

@@ -8,6 +8,11 @@
 # folder, exports REDIS_URL, MONGODB_URI, NGINX_BIN and OAUTH2_PROXY_BIN (the gateway suites start
 # their own nginx and oauth2-proxy), runs the command, then stops both and removes the folder. The command's exit status
 # is the script's. Set KEEP_SERVICES_LOG=1 to print the services' logs at the end.
+#
+# With REDIS_CLUSTER=1 it also starts a Redis Cluster of three masters (no replicas) on free loopback
+# ports and exports its seed nodes as REDIS_CLUSTER_NODES (host:port,host:port,host:port):
+#
+#   REDIS_CLUSTER=1 scripts/test-services.sh npm test -- test/contract/short-lived-redis-cluster.test.ts
 set -euo pipefail
 
 FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.0}"
@@ -115,6 +120,40 @@ redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK/redis" --save ''
   --protected-mode yes >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 wait_for_port "$REDIS_PORT" redis "${PIDS[-1]}"
+
+# Three masters sharing the 16384 slots, each with its cluster state file in the temporary folder.
+start_redis_cluster() {
+  local nodes=() port bus dir
+  for i in 1 2 3; do
+    port="$(free_port)"
+    # The bus port is chosen too: port + 10000 (Redis' default) may be taken or past 65535.
+    bus="$(free_port)"
+    dir="$WORK/redis-cluster-$i"
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save '' --appendonly no \
+      --protected-mode yes --cluster-enabled yes --cluster-port "$bus" \
+      --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 2000 >"$WORK/redis-cluster-$i.log" 2>&1 &
+    PIDS+=($!)
+    wait_for_port "$port" "redis cluster node $i" "${PIDS[-1]}"
+    nodes+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$WORK/redis-cluster-create.log" 2>&1 || {
+    cat "$WORK/redis-cluster-create.log" >&2
+    return 1
+  }
+  # Every node must agree that all slots are served before the first command goes out.
+  for node in "${nodes[@]}"; do
+    for attempt in $(seq 1 100); do
+      if redis-cli -h 127.0.0.1 -p "${node##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; then break; fi
+      [ "$attempt" -eq 100 ] && { log "redis cluster node $node did not reach cluster_state:ok"; return 1; }
+      sleep 0.1
+    done
+  done
+  REDIS_CLUSTER_NODES="$(IFS=,; echo "${nodes[*]}")"
+  export REDIS_CLUSTER_NODES
+  log "redis cluster (3 masters) at $REDIS_CLUSTER_NODES"
+}
+if [ "${REDIS_CLUSTER:-}" = 1 ]; then start_redis_cluster; fi
 
 FERRET_PORT="$(free_port)"
 FERRET_DEBUG_PORT="$(free_port)"

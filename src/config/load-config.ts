@@ -127,6 +127,19 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     }
   }
 
+  if (v.REDIS_CLUSTER_NODES && v.REDIS_URL) {
+    throw new ConfigError(
+      'REDIS_CLUSTER_NODES',
+      'Invalid setting REDIS_CLUSTER_NODES: set either REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster), not both.',
+    );
+  }
+  if (v.REDIS_CLUSTER_NODES && /[{}]/.test(v.REDIS_KEY_PREFIX)) {
+    throw new ConfigError(
+      'REDIS_KEY_PREFIX',
+      `Invalid setting REDIS_KEY_PREFIX (got ${JSON.stringify(v.REDIS_KEY_PREFIX)}): expected no "{" or "}" with REDIS_CLUSTER_NODES (the key layout adds hash tags).`,
+    );
+  }
+
   const properties: Record<string, unknown> = {};
   for (const name of Object.keys(values) as SettingName[]) properties[camelCase(name)] = values[name];
   properties.issuer = (v.ISSUER ?? `http://localhost:${v.PORT}`).replace(/\/+$/, '');

@@ -22,11 +22,16 @@ function isSet(value: string | undefined): boolean {
   return value !== undefined && value.trim() !== '';
 }
 
-/** The misnamed settings present while the right one (or its _FILE variant) is empty. */
+/** Settings that stand in for another: with a cluster configured, REDIS_URL is rightly empty. */
+const ALTERNATIVES: Readonly<Record<string, readonly string[]>> = { REDIS_URL: ['REDIS_CLUSTER_NODES'] };
+
+/** The misnamed settings present while the right one (or its _FILE variant, or an alternative) is empty. */
 export function misnamedSettings(env: Record<string, string | undefined>): MisnamedSetting[] {
+  const configured = (name: string) => isSet(env[name]) || isSet(env[`${name}_FILE`]);
   return Object.entries(MISNAMED_SETTINGS)
     .filter(
-      ([found, expected]) => isSet(env[found]) && !isSet(env[expected]) && !isSet(env[`${expected}_FILE`]),
+      ([found, expected]) =>
+        isSet(env[found]) && !configured(expected) && !(ALTERNATIVES[expected] ?? []).some(configured),
     )
     .map(([found, expected]) => ({ found, expected }));
 }

@@ -37,6 +37,39 @@ const optionalUrl = (protocols: RegExp) =>
     .refine((s) => s === '' || (URL.canParse(s) && protocols.test(new URL(s).protocol)))
     .transform((s) => (s === '' ? undefined : s));
 
+/**
+ * Seed nodes of a Redis Cluster: comma-separated `host:port` or redis:// / rediss:// URLs, one scheme
+ * for all, database 0 only (a cluster has no other), credentials on the first node or the same on
+ * every one. Becomes the list of URLs (`redis://` added to bare `host:port`); empty means none.
+ */
+const redisClusterNodes = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean)
+      .map((x) => (/^[a-z][a-z0-9+.-]*:\/\//i.test(x) ? x : `redis://${x}`)),
+  )
+  .refine((nodes) => {
+    if (nodes.length === 0) return true;
+    if (!nodes.every((n) => URL.canParse(n))) return false;
+    const urls = nodes.map((n) => new URL(n));
+    const first = urls[0]!;
+    return urls.every(
+      (u) =>
+        /^rediss?:$/.test(u.protocol) &&
+        u.protocol === first.protocol &&
+        u.hostname !== '' &&
+        /^\/?0?$/.test(u.pathname) &&
+        !u.search &&
+        !u.hash &&
+        (u === first ||
+          ((!u.username || u.username === first.username) && (!u.password || u.password === first.password))),
+    );
+  })
+  .transform((nodes) => (nodes.length === 0 ? undefined : nodes));
+
 /** Comma-separated secrets, each at least 32 characters; empty means none. */
 const secretList = z
   .string()
@@ -98,6 +131,11 @@ export const SETTINGS = {
   DATA_DIR: spec(z.string().trim().min(1), 'a folder path'),
   MONGODB_URI: spec(optionalUrl(/^mongodb(\+srv)?:$/), 'a mongodb:// or mongodb+srv:// URI, or empty', true),
   REDIS_URL: spec(optionalUrl(/^rediss?:$/), 'a redis:// or rediss:// URL, or empty', true),
+  REDIS_CLUSTER_NODES: spec(
+    redisClusterNodes,
+    'comma-separated seed nodes of a Redis Cluster (host:port, or redis:// or rediss:// URLs with one scheme), or empty',
+    true,
+  ),
   REDIS_KEY_PREFIX: spec(z.string().max(64), 'a string of at most 64 characters'),
   EMBEDDED_SWEEP_INTERVAL_S: spec(int(1, 86_400), 'seconds from 1 to 86400'),
   IDLE_MEMORY_RELEASE_MS: spec(int(0, 86_400_000), 'milliseconds from 0 (never) to 86400000'),

@@ -1,6 +1,6 @@
 /**
  * Picks and opens the adapters the configuration asks for: MONGODB_URI → mongo durable store,
- * REDIS_URL → redis artifacts and counters, and the embedded SQLite file in DATA_DIR for whatever is
+ * REDIS_URL or REDIS_CLUSTER_NODES → redis artifacts and counters, and the embedded SQLite file in DATA_DIR for whatever is
  * left. Drivers are loaded only when used, so the embedded default starts small.
  */
 import type { Config } from '../config/load-config.js';
@@ -22,7 +22,12 @@ export type StoreConfig = Pick<
   Partial<
     Pick<
       Config,
-      'userCacheTtlS' | 'redisTimeoutMs' | 'mongodbTimeoutMs' | 'storeBreakerFailures' | 'storeBreakerProbeMs'
+      | 'redisClusterNodes'
+      | 'userCacheTtlS'
+      | 'redisTimeoutMs'
+      | 'mongodbTimeoutMs'
+      | 'storeBreakerFailures'
+      | 'storeBreakerProbeMs'
     >
   >;
 
@@ -58,10 +63,11 @@ export async function createStores(config: StoreConfig): Promise<GuardedStores> 
     let artifacts: ArtifactStore;
     let counters: CounterStore;
     let events: EventBus;
-    if (config.redisUrl) {
+    if (config.redisUrl || config.redisClusterNodes) {
       const { openRedisShortLived } = await import('./redis/index.js');
       const redis = await openRedisShortLived({
         url: config.redisUrl,
+        clusterNodes: config.redisClusterNodes,
         keyPrefix: config.redisKeyPrefix,
         commandTimeoutMs: resilience.redisTimeoutMs,
       });

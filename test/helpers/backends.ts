@@ -8,15 +8,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
+import { SETTINGS } from '../../src/config/settings.js';
+
 export const MONGODB_URI = process.env.MONGODB_URI || undefined;
 export const REDIS_URL = process.env.REDIS_URL || undefined;
+/** Seed nodes of a Redis Cluster, `host:port,host:port` (REDIS_CLUSTER=1 scripts/test-services.sh). */
+export const REDIS_CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES || undefined;
+
+/**
+ * REDIS_CLUSTER_NODES as the URL list the redis adapter takes, parsed as the server parses it (none
+ * for '', which a skipped suite's body is given).
+ */
+export function clusterNodeUrls(nodes: string): string[] {
+  return SETTINGS.REDIS_CLUSTER_NODES.schema.parse(nodes) ?? [];
+}
 
 const announced = new Set<string>();
 
 /** describe() when `url` is set; otherwise a skipped describe plus one loud line on stderr. */
 export function describeWithBackend(
   name: string,
-  variable: 'MONGODB_URI' | 'REDIS_URL',
+  variable: 'MONGODB_URI' | 'REDIS_URL' | 'REDIS_CLUSTER_NODES',
   url: string | undefined,
   body: (url: string) => void,
 ): void {
@@ -26,7 +38,11 @@ export function describeWithBackend(
   }
   if (!announced.has(name)) {
     announced.add(name);
-    process.stderr.write(`SKIPPED ${name}: ${variable} is not set (scripts/test-services.sh sets it)\n`);
+    const how =
+      variable === 'REDIS_CLUSTER_NODES'
+        ? 'REDIS_CLUSTER=1 scripts/test-services.sh'
+        : 'scripts/test-services.sh';
+    process.stderr.write(`SKIPPED ${name}: ${variable} is not set (${how} sets it)\n`);
   }
   describe.skip(`${name} [skipped: ${variable} not set]`, () => body(''));
 }

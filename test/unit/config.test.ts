@@ -152,6 +152,39 @@ describe('loadConfig', () => {
     expect(err.message).not.toContain('\n');
   });
 
+  it('reads REDIS_CLUSTER_NODES as seed URLs and refuses malformed or conflicting cluster settings', () => {
+    expect(load({}).redisClusterNodes).toBeUndefined();
+    expect(load({ REDIS_CLUSTER_NODES: ' 10.0.0.1:7000, rediss-host:7001 ' }).redisClusterNodes).toEqual([
+      'redis://10.0.0.1:7000',
+      'redis://rediss-host:7001',
+    ]);
+    expect(
+      load({ REDIS_CLUSTER_NODES: 'rediss://:pw@a.example:6379,rediss://b.example:6379' }).redisClusterNodes,
+    ).toEqual(['rediss://:pw@a.example:6379', 'rediss://b.example:6379']);
+    const expected =
+      'Invalid setting REDIS_CLUSTER_NODES (value hidden): expected comma-separated seed nodes of a Redis Cluster (host:port, or redis:// or rediss:// URLs with one scheme), or empty.';
+    for (const bad of [
+      'redis://a:7000,rediss://b:7000', // two schemes
+      'http://a:7000',
+      'redis://a:7000/2', // a cluster has database 0 only
+      'redis://:one@a:7000,redis://:two@b:7000',
+      'redis://a:7000?x=1',
+    ]) {
+      const err = errorOf({ REDIS_CLUSTER_NODES: bad });
+      expect([err.setting, err.message]).toEqual(['REDIS_CLUSTER_NODES', expected]);
+    }
+    expect(errorOf({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_URL: 'redis://b:6379' }).message).toBe(
+      'Invalid setting REDIS_CLUSTER_NODES: set either REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster), not both.',
+    );
+    const prefix = errorOf({ REDIS_CLUSTER_NODES: 'a:7000', REDIS_KEY_PREFIX: 'lk{1}:' });
+    expect(prefix.setting).toBe('REDIS_KEY_PREFIX');
+    expect(prefix.message).toBe(
+      'Invalid setting REDIS_KEY_PREFIX (got "lk{1}:"): expected no "{" or "}" with REDIS_CLUSTER_NODES (the key layout adds hash tags).',
+    );
+    // On one server braces in the prefix are harmless, as before.
+    expect(load({ REDIS_KEY_PREFIX: 'lk{1}:' }).redisKeyPrefix).toBe('lk{1}:');
+  });
+
   it('hides the value of a secret setting in its error', () => {
     const err = errorOf({ MONGODB_URI: 'postgres://user:hunter2@db/x' });
     expect(err.setting).toBe('MONGODB_URI');

@@ -28,6 +28,9 @@ describe('misnamed settings', () => {
     expect(warnings({ MONGO_URL: 'mongodb://a', MONGODB_URI: 'mongodb://b' })).toEqual([]);
     expect(warnings({ REDIS_HOST: 'cache', REDIS_URL_FILE: '/run/secrets/redis' })).toEqual([]);
     expect(warnings({ REDIS_URI: '  ' })).toEqual([]);
+    // A cluster is configured instead of one server: REDIS_URL is empty on purpose.
+    expect(warnings({ REDIS_HOST: 'cache', REDIS_CLUSTER_NODES: 'a:7000,b:7000' })).toEqual([]);
+    expect(warnings({ REDIS_HOST: 'cache', REDIS_CLUSTER_NODES_FILE: '/run/secrets/nodes' })).toEqual([]);
     expect(warnings({})).toEqual([]);
   });
 

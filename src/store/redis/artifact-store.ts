@@ -46,10 +46,17 @@ class RedisArtifactAdapter implements ArtifactAdapter {
         : '';
     const accountId = accountIdOf(payload);
     const accountKey = accountId === null ? '' : this.keys.account(accountId);
+    const indexes = [uidKey, userCodeKey, grantKey, accountKey];
     await this.redis.run(
       UPSERT_ARTIFACT,
-      [this.keys.artifact(this.model, id), uidKey, userCodeKey, grantKey, accountKey],
-      [id, JSON.stringify(payload), ttlMs, Number.isFinite(consumed) ? (consumed as number) : ''],
+      [this.keys.artifact(this.model, id), ...indexes.filter(Boolean)],
+      [
+        id,
+        JSON.stringify(payload),
+        ttlMs,
+        Number.isFinite(consumed) ? (consumed as number) : '',
+        ...indexes.map((k) => (k ? '1' : '0')),
+      ],
     );
   }
 

@@ -3,7 +3,7 @@
  * an instance that is disconnected at the moment misses the message, which is why every cache that
  * listens also expires its entries after a short time.
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 import type { EventBus } from '../ports.js';
 import type { RedisConnection } from './connection.js';
@@ -11,7 +11,7 @@ import type { KeyLayout } from './keys.js';
 
 export class RedisEventBus implements EventBus {
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
-  private sub: Redis | undefined;
+  private sub: Redis | Cluster | undefined;
 
   constructor(
     private readonly redis: RedisConnection,
@@ -39,12 +39,13 @@ export class RedisEventBus implements EventBus {
     };
   }
 
-  private connection(): Redis {
+  private connection(): Redis | Cluster {
     if (!this.sub) {
-      this.sub = this.redis.subscriber(this.onError);
-      this.sub.on('message', (channel: string, message: string) => {
+      const sub = this.redis.subscriber(this.onError);
+      sub.on('message', (channel: string, message: string) => {
         for (const handler of this.handlers.get(channel) ?? []) handler(message);
       });
+      this.sub = sub;
     }
     return this.sub;
   }

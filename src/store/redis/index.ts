@@ -1,7 +1,7 @@
 /**
  * The redis short-lived store: oidc-provider artifacts and windowed counters over one shared ioredis
- * connection. The only entry point; the composition root imports it lazily, so ioredis loads only
- * when REDIS_URL is set.
+ * connection, on one Redis server or a Redis Cluster. The only entry point; the composition root
+ * imports it lazily, so ioredis loads only when REDIS_URL or REDIS_CLUSTER_NODES is set.
  */
 import type { ArtifactStore, CounterStore, EventBus } from '../ports.js';
 import { RedisArtifactStore } from './artifact-store.js';
@@ -11,8 +11,10 @@ import { RedisEventBus } from './events.js';
 import { keyLayout } from './keys.js';
 
 export interface RedisShortLivedOptions {
-  /** redis:// or rediss:// URL, with credentials and database number if needed. */
-  url: string;
+  /** redis:// or rediss:// URL, with credentials and database number if needed; or else `clusterNodes`. */
+  url?: string;
+  /** Seed nodes of a Redis Cluster (redis:// or rediss:// URLs); keys then carry hash tags (keys.ts). */
+  clusterNodes?: readonly string[];
   /** Prepended to every key (for example `latchkey:`), so deployments can share a Redis. */
   keyPrefix: string;
   /** How long opening may wait for Redis. Default 5000 ms. */
@@ -35,9 +37,15 @@ export async function openRedisShortLived(options: RedisShortLivedOptions): Prom
   counters: CounterStore;
   events: EventBus & { close(): Promise<void> };
 }> {
-  const keys = keyLayout(options.keyPrefix);
+  const cluster = (options.clusterNodes?.length ?? 0) > 0;
+  // A brace in the prefix would move or empty the hash tag that keeps each script in one slot.
+  if (cluster && /[{}]/.test(options.keyPrefix)) {
+    throw new RangeError('on a Redis Cluster the key prefix must not contain "{" or "}"');
+  }
+  const keys = keyLayout(options.keyPrefix, { cluster });
   const connection = await RedisConnection.open({
     url: options.url,
+    clusterNodes: options.clusterNodes,
     timeoutMs: options.connectTimeoutMs ?? DEFAULT_TIMEOUT_MS,
     commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
     probeKey: keys.counter('probe'),

@@ -17,6 +17,15 @@
  *                                 by each addition
  *   <prefix>labels:<key>          set: a small exact set of labels (analytics group values), same TTL rule
  *   <prefix>events:<channel>      pub/sub channel (cache invalidation between instances)
+ *
+ * On a Redis Cluster every Lua script must find all its keys in one hash slot. The artifact scripts
+ * reach from an artifact to its lookups and indexes and from an index to all its members (revoking a
+ * grant or an account), and the counter scripts combine keys of different subjects (an address and
+ * an account in one login check, rate windows and a quota in one admission), so no finer grouping
+ * keeps them atomic. Cluster mode therefore puts a hash tag right after the prefix: `{a}` on every
+ * artifact, lookup and index key, `{c}` on every counter, quota, distinct-count and label key, so
+ * each family lives in one slot (two slots per deployment). Channels are not keys: classic PUBLISH
+ * reaches every node of a cluster. Standalone keeps the untagged names, so existing data stays valid.
  */
 
 export interface KeyLayout {
@@ -32,17 +41,23 @@ export interface KeyLayout {
   channel(name: string): string;
 }
 
-export function keyLayout(prefix: string): KeyLayout {
+/** The hash tags of cluster mode; a tag is the text between the first `{` of a key and the next `}`. */
+export const ARTIFACT_TAG = '{a}';
+export const COUNTER_TAG = '{c}';
+
+export function keyLayout(prefix: string, options: { cluster?: boolean } = {}): KeyLayout {
+  const a = options.cluster ? `${prefix}${ARTIFACT_TAG}` : prefix;
+  const c = options.cluster ? `${prefix}${COUNTER_TAG}` : prefix;
   return {
-    artifact: (model, id) => `${prefix}${model}:${id}`,
-    uid: (uid) => `${prefix}uid:${uid}`,
-    userCode: (userCode) => `${prefix}userCode:${userCode}`,
-    grant: (grantId) => `${prefix}grant:${grantId}`,
-    account: (accountId) => `${prefix}account:${accountId}`,
-    counter: (key) => `${prefix}counter:${key}`,
-    quota: (key) => `${prefix}quota:${key}`,
-    distinct: (key) => `${prefix}hll:${key}`,
-    labels: (key) => `${prefix}labels:${key}`,
+    artifact: (model, id) => `${a}${model}:${id}`,
+    uid: (uid) => `${a}uid:${uid}`,
+    userCode: (userCode) => `${a}userCode:${userCode}`,
+    grant: (grantId) => `${a}grant:${grantId}`,
+    account: (accountId) => `${a}account:${accountId}`,
+    counter: (key) => `${c}counter:${key}`,
+    quota: (key) => `${c}quota:${key}`,
+    distinct: (key) => `${c}hll:${key}`,
+    labels: (key) => `${c}labels:${key}`,
     channel: (name) => `${prefix}events:${name}`,
   };
 }

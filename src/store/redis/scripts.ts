@@ -36,15 +36,27 @@ end
 `;
 
 /**
- * KEYS: artifact, uid lookup, userCode lookup, grant index, account index ('' for each index the
- * artifact has none of).
- * ARGV: id, payload JSON, TTL in ms, consumed from the payload ('' when absent).
+ * KEYS: artifact, then those of its uid lookup, userCode lookup, grant index and account index that
+ * it has, in that order (an absent one is left out rather than passed as '', which on a cluster
+ * would hash to another slot).
+ * ARGV: id, payload JSON, TTL in ms, consumed from the payload ('' when absent), then four flags
+ * ('1' or '0'), one per index in the order above, saying which keys follow the artifact.
  */
 export const UPSERT_ARTIFACT = defineScript(
   'upsertArtifact',
   `
-local key, uidKey, userCodeKey, grantKey, accountKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local key = KEYS[1]
 local id, payload, ttl, consumed = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local names, at = {}, 2
+for i = 1, 4 do
+  if ARGV[4 + i] == '1' then
+    names[i] = KEYS[at]
+    at = at + 1
+  else
+    names[i] = ''
+  end
+end
+local uidKey, userCodeKey, grantKey, accountKey = names[1], names[2], names[3], names[4]
 
 local previous = redis.call('HMGET', key, 'consumed', 'uidKey', 'userCodeKey', 'grantKey', 'accountKey')
 -- Indexes of the previous version that the new one no longer uses would otherwise outlive it.
