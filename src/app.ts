@@ -675,7 +675,8 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   app.use(forwardAuth.routes());
 
   const ssoHttp = {
-    allowHttp: config.ssoAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.ssoAllowHttp === 'true',
+    allowHttp:
+      config.ssoAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.ssoAllowHttp === 'true',
     allowPrivateNetworks: config.ssoAllowPrivateNetworks,
     timeoutMs: config.ssoTimeoutMs,
   };
