@@ -3,8 +3,8 @@
  * AuthnRequest and published in each connection's SP metadata. It lives in the signing-key
  * repository under its own algorithm name (`SAML-SP`, which the OIDC signing-key service ignores, so
  * it never appears in JWKS), its private half sealed with KEY_ENCRYPTION_SECRET like the others.
- * The first instance that needs it creates it; when two create one at once, every instance uses the
- * older one, so all publish the same certificate. IdPs pin the certificate, so it is not rotated
+ * The first instance that needs it creates it; when two create one at once, every instance settles
+ * on the older one (each reads the key again every few minutes), so all publish the same certificate. IdPs pin the certificate, so it is not rotated
  * with the OIDC keys (it is valid for 20 years; replacing it is an operator's step).
  */
 // @peculiar/x509 resolves its parts through tsyringe, which needs the Reflect metadata API.
@@ -30,8 +30,15 @@ export interface SamlSpKey {
 const byAge = (a: SigningKeyRecord, b: SigningKeyRecord) =>
   a.created_at.getTime() - b.created_at.getTime() || a.kid.localeCompare(b.kid);
 
+/**
+ * How long an instance keeps the key it read before reading again: two instances that created a
+ * key at the same moment on first use agree on the older one within this time.
+ */
+const RELOAD_MS = 5 * 60_000;
+
 export class SamlKeys {
   private loaded?: Promise<SamlSpKey>;
+  private loadedAt = 0;
 
   constructor(
     private readonly repo: SigningKeyRepository,
@@ -41,10 +48,13 @@ export class SamlKeys {
 
   /** The key, created on first use; a failed load is retried on the next call. */
   get(): Promise<SamlSpKey> {
-    this.loaded ??= this.load().catch((err: unknown) => {
-      this.loaded = undefined;
-      throw err;
-    });
+    if (!this.loaded || Date.now() - this.loadedAt >= RELOAD_MS) {
+      this.loadedAt = Date.now();
+      this.loaded = this.load().catch((err: unknown) => {
+        this.loaded = undefined;
+        throw err;
+      });
+    }
     return this.loaded;
   }
 

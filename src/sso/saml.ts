@@ -2,9 +2,8 @@
  * The SAML 2.0 service provider (Web Browser SSO profile) of SAML connections, on
  * `@node-saml/node-saml`: our SP metadata per connection, signed AuthnRequests sent with the
  * HTTP-Redirect binding, and the assertion consumer service (HTTP-POST binding). node-saml checks
- * the XML signatures against the IdP's certificates from its metadata (the assertion must be
- * signed; an unsigned one is refused even inside a signed response's envelope is not enough:
- * `wantAssertionsSigned`), the issuer, the audience (our entity ID), NotBefore / NotOnOrAfter with
+ * the XML signatures against the IdP's certificates from its metadata (the assertion itself must be
+ * signed, `wantAssertionsSigned`: a signed response around an unsigned assertion is refused), the issuer, the audience (our entity ID), NotBefore / NotOnOrAfter with
  * SSO_SAML_CLOCK_SKEW_S, and that InResponseTo names a request we stored. We add what it leaves
  * out: the bearer confirmation's Recipient and the response's Destination must be our ACS URL, and
  * the request is taken once (a counter whose first increment wins, as for the OIDC state), so a
@@ -189,8 +188,8 @@ export class SamlServiceProvider {
       removeAsync: () => Promise.resolve(null),
     };
     const client = await this.client(connection, idp, cache);
-    // Entra ID and others prefill their sign-in form from login_hint (a query parameter beside
-    // SAMLRequest, outside the signature's scope only in the sense that it changes nothing we check).
+    // Entra ID and others prefill their sign-in form from a login_hint query parameter. It is not
+    // covered by the redirect binding's signature (SAMLRequest, SigAlg), and only prefills a form.
     return client.getAuthorizeUrlAsync('', undefined, {
       ...(loginHint ? { additionalParams: { login_hint: loginHint } } : {}),
     });

@@ -25,7 +25,13 @@ import {
 } from '../helpers/relying-party.js';
 import { availableBackends } from '../helpers/test-app.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
-import { startSamlIdp, type ResponseOptions, type SamlIdp, type SamlUser } from './saml-idp.js';
+import {
+  keyAndCertificate,
+  startSamlIdp,
+  type ResponseOptions,
+  type SamlIdp,
+  type SamlUser,
+} from './saml-idp.js';
 
 const SSO_ENV = { SSO_ALLOW_PRIVATE_NETWORKS: 'true' };
 
@@ -174,6 +180,42 @@ describe.each(availableBackends())(
       });
       const logins = await api.get('/v2/audit', { action: 'sso.login', target_id: connection });
       expect(logins.body.data.some((e: { actor: { id: string } }) => e.actor.id === claims.sub)).toBe(true);
+    });
+
+    it('accepts every signing certificate of inline metadata (an IdP in the middle of a rollover)', async () => {
+      // The IdP's metadata as an operator pastes it, listing a new certificate before the one in use.
+      const next = (await keyAndCertificate()).cert.replace(/-----[A-Z ]+-----|\s/g, '');
+      const prefix = /<(\w+:)?KeyDescriptor/.exec(idp.metadataXml)!;
+      const [tag, ns = ''] = [prefix[0], prefix[1] ?? ''];
+      const extra = `${tag} use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>${next}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></${ns}KeyDescriptor>`;
+      const rollover = idp.metadataXml.replace(tag, `${extra}${tag}`);
+      expect(rollover.match(/X509Certificate>/g)!.length).toBe(4);
+      const rolloverDomain = `rollover-${randomTag()}.example`;
+      const res = await api.post('/v2/sso/connections', {
+        provider: 'saml',
+        domain: rolloverDomain,
+        metadata_xml: rollover,
+        auto_provision: true,
+      });
+      expect(res.status).toBe(201);
+      const id = res.body.id as string;
+      const metadata = await (await fetch(`${server.url}/sso/saml/${id}/metadata`)).text();
+      const email = `grace-${randomTag()}@${rolloverDomain}`;
+      const browser = new FormBrowser(server.url);
+      const request = await authorizationRequest(config, web.redirectUri, 'openid email');
+      let page = await submit(browser, await browser.go(request.url.toString()), { email, password: '' });
+      const { id: requestId } = await idp.receive(page.url, metadata);
+      const response = await idp.respond(metadata, requestId, { nameId: email, attributes: { email } });
+      page = await browser.go(`${server.url}/sso/saml/${id}/acs`, { form: { SAMLResponse: response } });
+      if (isConsentPage(page)) page = await submit(browser, page, { decision: 'approve' });
+      expect(page.status).toBe(0);
+      const tokens = await oidc.authorizationCodeGrant(config, new URL(page.url), {
+        pkceCodeVerifier: request.verifier,
+        expectedState: request.state,
+        expectedNonce: request.nonce,
+        idTokenExpected: true,
+      });
+      expect(tokens.claims()).toMatchObject({ email, amr: ['fed'], idp: id });
     });
 
     it('finishes on the other instance a sign-in started on this one', async () => {

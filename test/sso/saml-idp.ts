@@ -72,7 +72,7 @@ export interface SamlIdp {
   close(): Promise<void>;
 }
 
-async function keyAndCertificate(): Promise<{ privateKey: string; cert: string }> {
+export async function keyAndCertificate(): Promise<{ privateKey: string; cert: string }> {
   const algorithm = {
     name: 'RSASSA-PKCS1-v1_5',
     hash: 'SHA-256',
