@@ -93,7 +93,19 @@ interface Cached {
 export class IdpMetadataSource {
   private readonly cache = new Map<string, Cached>();
 
-  constructor(private readonly options: { http: UpstreamHttpOptions; refreshS: number; log?: Logger }) {}
+  constructor(
+    private readonly options: {
+      http: UpstreamHttpOptions;
+      refreshS: number;
+      log?: Logger;
+      /** Milliseconds since the epoch (tests move it). */
+      now?: () => number;
+    },
+  ) {}
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
 
   /** The connection's IdP metadata, fetched or refreshed when due. */
   get(connection: SsoConnection): Promise<IdpMetadata> {
@@ -104,12 +116,12 @@ export class IdpMetadataSource {
     const key = `${connection.metadata_url}|${connection.updated_at.getTime()}`;
     const cached = this.cache.get(connection.id);
     const due =
-      !cached || cached.key !== key || Date.now() - cached.fetchedAt >= this.options.refreshS * 1000;
+      !cached || cached.key !== key || this.now() - cached.fetchedAt >= this.options.refreshS * 1000;
     if (!due) return cached.metadata;
     const previous = cached?.key === key ? cached.settled : undefined;
     const entry: Cached = {
       key,
-      fetchedAt: Date.now(),
+      fetchedAt: this.now(),
       metadata: this.fetch(connection.metadata_url!).then(
         (metadata) => {
           entry.settled = metadata;
