@@ -69,6 +69,8 @@ export interface SamlIdp {
   receive(url: string, spMetadata: string): Promise<{ id: string; issuer: string }>;
   /** A base64 SAMLResponse for the request `requestId` (signed as options say). */
   respond(spMetadata: string, requestId: string, user: SamlUser, options?: ResponseOptions): Promise<string>;
+  /** Who signs in when a browser brings a request to the IdP's sign-in URL (for that SP). */
+  signInAs(spMetadata: string, user: SamlUser): void;
   close(): Promise<void>;
 }
 
@@ -109,8 +111,12 @@ const attributeStatement = (attributes: Record<string, string>) =>
     )
     .join('')}</saml:AttributeStatement>`;
 
-export async function startSamlIdp(port: number): Promise<SamlIdp> {
-  const origin = `http://127.0.0.1:${port}`;
+/**
+ * `host` is the name in the IdP's URLs (it listens on 127.0.0.1): a browser test maps another name
+ * there, so that the IdP is another site than ours and its form post to our ACS is cross-site.
+ */
+export async function startSamlIdp(port: number, host = '127.0.0.1'): Promise<SamlIdp> {
+  const origin = `http://${host}:${port}`;
   const entityId = `${origin}/metadata`;
   const { privateKey, cert } = await keyAndCertificate();
   const idp = samlify.IdentityProvider({
@@ -122,7 +128,25 @@ export async function startSamlIdp(port: number): Promise<SamlIdp> {
     singleSignOnService: [{ Binding: REDIRECT, Location: `${origin}/sso` }],
   });
   const metadataXml = idp.getMetadata();
+  let signIn: { spMetadata: string; user: SamlUser } | undefined;
   const server: Server = createServer((req, res) => {
+    if (req.url?.startsWith('/sso?') && signIn) {
+      // The person's step at the IdP, for a browser: the request checked, the response in a form
+      // that posts itself to the ACS (the HTTP-POST binding as IdPs implement it).
+      const { spMetadata, user } = signIn;
+      void (async () => {
+        const { id } = await api.receive(`${origin}${req.url}`, spMetadata);
+        const response = await api.respond(spMetadata, id, user);
+        const acs = /<(?:\w+:)?AssertionConsumerService[^>]*Location="([^"]+)"/.exec(spMetadata)![1]!;
+        res.writeHead(200, { 'content-type': 'text/html' });
+        res.end(
+          `<!doctype html><title>IdP</title><form method="post" action="${acs}"><input type="hidden" name="SAMLResponse" value="${response}"></form><script>document.forms[0].submit()</script>`,
+        );
+      })().catch((err: unknown) => {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(String(err));
+      });
+      return;
+    }
     if (req.url === '/metadata') {
       res.writeHead(200, { 'content-type': 'application/samlmetadata+xml' });
       res.end(metadataXml);
@@ -140,7 +164,7 @@ export async function startSamlIdp(port: number): Promise<SamlIdp> {
       ...(unsignedAssertion ? { wantMessageSigned: true } : {}),
     });
 
-  return {
+  const api: SamlIdp = {
     entityId,
     metadataUrl: entityId,
     metadataXml,
@@ -200,6 +224,10 @@ export async function startSamlIdp(port: number): Promise<SamlIdp> {
       );
       return context;
     },
+    signInAs(spMetadata, user) {
+      signIn = { spMetadata, user };
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+  return api;
 }
