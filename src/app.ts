@@ -10,6 +10,9 @@ import { WebhookDeliveryWorker } from './events/webhook-delivery.js';
 import { WebhookService } from './services/webhooks.js';
 import { SsoConnections } from './sso/connections.js';
 import { Federation } from './sso/federation.js';
+import { SamlServiceProvider } from './sso/saml.js';
+import { SamlKeys } from './sso/saml-keys.js';
+import { IdpMetadataSource } from './sso/saml-metadata.js';
 import { signInRedirects } from './sso/hooks.js';
 import { ssoRouter } from './sso/router.js';
 import Router from '@koa/router';
@@ -742,6 +745,12 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
   revocationListeners.add((revoked) => forwardAuth.forget(revoked));
   app.use(forwardAuth.routes());
 
+  const ssoHttp = {
+    allowHttp:
+      config.ssoAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.ssoAllowHttp === 'true',
+    allowPrivateNetworks: config.ssoAllowPrivateNetworks,
+    timeoutMs: config.ssoTimeoutMs,
+  };
   const federation = new Federation(
     stores.durable,
     stores.artifacts,
@@ -749,18 +758,21 @@ export async function buildApp(deps: AppDeps): Promise<BuiltApp> {
     ssoConnections,
     users,
     audit,
-    {
-      issuer: config.issuer,
-      sessionTtlS: config.sessionTtlS,
-      http: {
-        allowHttp:
-          config.ssoAllowHttp === 'auto' ? config.nodeEnv !== 'production' : config.ssoAllowHttp === 'true',
-        allowPrivateNetworks: config.ssoAllowPrivateNetworks,
-        timeoutMs: config.ssoTimeoutMs,
-      },
-    },
+    { issuer: config.issuer, sessionTtlS: config.sessionTtlS, http: ssoHttp },
   );
-  const sso = ssoRouter({ host, views, auth, federation, issuer: config.issuer });
+  const saml = new SamlServiceProvider(
+    stores.artifacts,
+    stores.counters,
+    new SamlKeys(
+      stores.durable.signingKeys,
+      createKeyCipher(secrets.keyEncryptionSecret),
+      `Latchkey SAML SP ${issuerUrl.host}`,
+    ),
+    new IdpMetadataSource({ http: ssoHttp, refreshS: config.ssoSamlMetadataRefreshS, log: logger }),
+    federation,
+    { issuer: config.issuer, clockSkewS: config.ssoSamlClockSkewS },
+  );
+  const sso = ssoRouter({ host, views, auth, federation, saml, issuer: config.issuer });
   const interactions = interactionsRouter({
     sso: signInRedirects(ssoConnections),
     host,

@@ -118,7 +118,7 @@ export function registerSsoRoutes(api: ApiRouter, connections: SsoConnections): 
     operationId: 'configureSso',
     summary: 'Create or replace the connection of a domain',
     description:
-      'The connection serving `domain` is replaced by this configuration (fields not given return to their defaults; its other domains stay), or created when the domain has none. OIDC connections (`issuer`, `client_id`, `client_secret`) work; SAML connections (`metadata_url` / `metadata_xml`) are stored but sign-in through them is not built yet.',
+      'The connection serving `domain` is replaced by this configuration (fields not given return to their defaults; its other domains stay), or created when the domain has none. OIDC connections need `issuer` and `client_id` (and usually `client_secret`); SAML connections need `metadata_url` or `metadata_xml` (our SP metadata is then at /sso/saml/{id}/metadata).',
     tag: 'Single sign-on',
     scope: 'sso:manage',
     body: Configure,

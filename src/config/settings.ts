@@ -188,6 +188,8 @@ export const SETTINGS = {
   ),
   SSO_ALLOW_PRIVATE_NETWORKS: spec(bool, 'true or false'),
   SSO_TIMEOUT_MS: spec(int(100, 60_000), 'milliseconds from 100 to 60000'),
+  SSO_SAML_METADATA_REFRESH_S: spec(int(60, 7 * 86_400), 'seconds from 60 to 604800'),
+  SSO_SAML_CLOCK_SKEW_S: spec(int(0, 600), 'seconds from 0 to 600'),
   WEBHOOK_CONCURRENCY: spec(int(1, 1000), 'an integer from 1 to 1000'),
   WEBHOOK_ENDPOINT_CONCURRENCY: spec(int(1, 100), 'an integer from 1 to 100'),
   WEBHOOK_DISABLE_AFTER_FAILING_S: spec(int(60, 90 * 86_400), 'seconds from 60 to 7776000'),

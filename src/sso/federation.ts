@@ -45,7 +45,8 @@ export type FederationFailure =
   | 'no_email'
   | 'foreign_domain'
   | 'not_provisioned'
-  | 'inactive';
+  | 'inactive'
+  | 'idp_initiated';
 
 export class FederationError extends Error {
   override readonly name = 'FederationError';
@@ -131,12 +132,14 @@ export class Federation {
     if (!connection) throw new FederationError('unknown_connection', 'no such connection');
     if (!connection.enabled)
       throw new FederationError('disabled', 'the connection is disabled', connection.id);
+    return connection;
+  }
+
+  /** The connection named in a URL, which must speak OpenID Connect to its IdP. */
+  private async findOidc(ref: string): Promise<SsoConnection> {
+    const connection = await this.find(ref);
     if (protocolOf(connection) !== 'oidc') {
-      throw new FederationError(
-        'unsupported',
-        'sign-in through SAML connections is not built',
-        connection.id,
-      );
+      throw new FederationError('unsupported', 'this is not an OpenID Connect connection', connection.id);
     }
     return connection;
   }
@@ -175,6 +178,7 @@ export class Federation {
 
   /** The upstream authorization URL for the interaction `interactionUid`; stores the state. */
   async start(connection: SsoConnection, interactionUid: string, loginHint?: string): Promise<string> {
+    if (protocolOf(connection) !== 'oidc') throw new FederationError('unsupported', 'not an OIDC connection');
     const config = await this.configFor(connection);
     const state = randomBytes(24).toString('base64url');
     const nonce = oidc.randomNonce();
@@ -219,7 +223,7 @@ export class Federation {
     const params = new URLSearchParams(query);
     const stored = await this.takeState(params.get('state') ?? '');
     if (!stored) throw new FederationError('state', 'unknown, expired or used state');
-    const connection = await this.find(connectionRef);
+    const connection = await this.findOidc(connectionRef);
     if (stored.connection_id !== connection.id) {
       throw new FederationError('state', 'the state belongs to another connection', connection.id);
     }
@@ -260,6 +264,21 @@ export class Federation {
       if (err instanceof FederationError) throw err;
       return fail('validation', `the identity provider's answer was refused: ${describe(err)}`);
     }
+    return this.complete(connection, claims, stored.interaction_uid, request);
+  }
+
+  /**
+   * What every protocol does with a validated upstream answer (OIDC claims, or a SAML assertion's
+   * attributes with `sub` its NameID): finds, links or provisions the user through the connection's
+   * rules and mapping, remembers the connection for the `idp` claim, and audits the outcome
+   * (`sso.login`, or `sso.login_failed` with the reason before the FederationError is thrown).
+   */
+  async complete(
+    connection: SsoConnection,
+    claims: Record<string, unknown>,
+    interactionUid: string,
+    request: RequestFacts,
+  ): Promise<FederatedSignIn> {
     try {
       const resolved = await this.resolveUser(connection, claims, request);
       await rememberIdp(this.artifacts, resolved.user.id, connection.id, this.options.sessionTtlS);
@@ -273,14 +292,18 @@ export class Federation {
         request,
         details: { subject: String(claims.sub), created: resolved.created, linked: resolved.linked },
       });
-      return { ...resolved, connection, interactionUid: stored.interaction_uid };
+      return { ...resolved, connection, interactionUid };
     } catch (err) {
-      if (err instanceof FederationError) return fail(err.reason, err.message);
+      if (err instanceof FederationError) {
+        await this.recordFailure(connection, err.reason, err.message, request);
+        throw new FederationError(err.reason, err.message, connection.id);
+      }
       throw err;
     }
   }
 
-  private async recordFailure(
+  /** Records a refusal of an upstream answer in the audit trail (`sso.login_failed`). */
+  async recordFailure(
     connection: SsoConnection,
     reason: FederationFailure,
     message: string,
@@ -337,7 +360,7 @@ export class Federation {
     request: RequestFacts,
   ): Promise<{ user: User; created: boolean; linked: boolean }> {
     const subject = claimText(claims.sub);
-    if (!subject) throw new FederationError('validation', 'the ID token has no subject');
+    if (!subject) throw new FederationError('validation', "the identity provider's answer names no subject");
     const fields = this.mapped(connection, claims);
     const context = this.contextFor(connection, request);
     const identity = await this.store.ssoConnections.findIdentity(connection.id, subject);

@@ -4,7 +4,6 @@
  * connection goes straight to /sso/login/{connection}; so does an e-mail typed into the form.
  */
 import type { SsoConnections } from './connections.js';
-import { protocolOf } from './connections.js';
 import type { SsoConnection } from '../store/ports.js';
 
 export interface SignInRedirects {
@@ -21,8 +20,7 @@ const loginUrl = (c: SsoConnection, uid: string, email?: string) => {
   return `/sso/login/${encodeURIComponent(c.id)}?${q.toString()}`;
 };
 
-const usable = (c: SsoConnection | null): c is SsoConnection =>
-  c !== null && c.enabled && protocolOf(c) === 'oidc';
+const usable = (c: SsoConnection | null): c is SsoConnection => c !== null && c.enabled;
 
 export function signInRedirects(connections: SsoConnections): SignInRedirects {
   return {

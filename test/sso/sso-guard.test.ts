@@ -2,7 +2,7 @@
  * Single sign-on without SSO_ALLOW_PRIVATE_NETWORKS: an upstream issuer on loopback is refused by
  * the SSRF guard before any request leaves (a page and an audit entry naming the blocked address);
  * a portal link to /sso/login/{connection} without a sign-in in progress starts one for the
- * account page with idp_hint; unknown and SAML connections get their own pages.
+ * account page with idp_hint; unknown connections and SAML connections with unusable metadata get their own pages.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
@@ -62,9 +62,21 @@ describe('single sign-on guard rails', () => {
     expect(byProvider.status).toBe(502);
     const audit = await api.get('/v2/audit', { action: 'sso.login_failed', target_id: loopback });
     expect(audit.body.data.length).toBeGreaterThanOrEqual(1);
+    // A SAML connection whose metadata describes no IdP: refused at the start, with the reason.
     const samlPage = await browser.go(`/sso/login/${saml}`);
-    expect(samlPage.status).toBe(501);
-    expect(samlPage.html).toContain('(SAML) is not available on this server yet');
+    expect(samlPage.status).toBe(502);
+    expect(samlPage.html).toContain('could not be reached or did not describe itself correctly');
+    const samlAudit = await api.get('/v2/audit', { action: 'sso.login_failed', target_id: saml });
+    expect(samlAudit.body.data[0].details).toMatchObject({
+      reason: 'discovery',
+      message: 'the metadata describes no identity provider (IDPSSODescriptor)',
+    });
+    // Its SP metadata needs nothing of the IdP's.
+    const metadata = await fetch(`${server.url}/sso/saml/${saml}/metadata`);
+    expect(metadata.status).toBe(200);
+    expect(await metadata.text()).toContain(`entityID="${server.url}/sso/saml/${saml}/metadata"`);
+    // An OIDC connection has no SAML endpoints.
+    expect((await fetch(`${server.url}/sso/saml/${loopback}/metadata`)).status).toBe(501);
     const stale = await browser.go(`/sso/oidc/${loopback}/callback?code=x&state=never-issued`);
     expect(stale.status).toBe(400);
     expect(stale.html).toContain('unknown, expired or was used already');

@@ -59,11 +59,15 @@ function generate(alg: SigningAlgorithm): { publicJwk: JsonWebKey; privateJwk: J
   };
 }
 
-/** Classifies keys by time (see the module comment); pure, so every instance computes the same. */
+/**
+ * Classifies keys by time (see the module comment); pure, so every instance computes the same. Only
+ * the OIDC algorithms count: the repository also keeps the SAML service-provider key (sso/saml-keys.ts).
+ */
 export function classifyKeys(records: SigningKeyRecord[], now: Date, retentionS: number): ClassifiedKey[] {
   const out: ClassifiedKey[] = [];
-  for (const alg of new Set(records.map((r) => r.alg))) {
-    const ofAlg = records
+  const ours = records.filter((r) => (SIGNING_ALGORITHMS as readonly string[]).includes(r.alg));
+  for (const alg of new Set(ours.map((r) => r.alg))) {
+    const ofAlg = ours
       .filter((r) => r.alg === alg)
       .sort((a, b) => a.activates_at.getTime() - b.activates_at.getTime() || a.kid.localeCompare(b.kid));
     const active = ofAlg.filter((r) => r.activates_at.getTime() <= now.getTime());
