@@ -973,7 +973,10 @@ export function interactionsRouter(deps: InteractionDeps): Router {
     const password = field(ctx.request.body, 'password');
     // Home-realm discovery: an address whose domain has a connection signs in at its IdP.
     const upstream = email && deps.sso ? await deps.sso.forEmail(details.uid, email) : undefined;
-    if (upstream) return redirect303(ctx, upstream);
+    // Not a redirect: browsers hold the redirects after a form post to the page's form-action, which
+    // names only us and the client, never the company's IdP. A page that moves on by itself (a
+    // navigation, not a form submission) reaches it.
+    if (upstream) return views.render(ctx, 'sso-continue', { refreshTo: upstream });
     if (!email || !password) {
       return renderLogin(ctx, details, name, { email, error: t('login.error.missing'), status: 400 });
     }

@@ -80,12 +80,9 @@ describeWithChromium('SAML single sign-on in Chromium', () => {
     async () => {
       const email = `sam-${randomTag()}@${domain}`;
       idp.signInAs(spMetadata, { nameId: email, attributes: { email, firstName: 'Sam', lastName: 'Vimes' } });
-      // bypassCSP (sso-sign-in.test.ts has it too): the sign-in page's CSP form-action ('self' and
-      // the client's redirect URI) also governs the redirects after the e-mail form is posted, and
-      // without it Chromium aborts the one to the IdP's origin. A known limitation of the sign-in
-      // page, not of SAML: OIDC connections take the same redirect chain; idp_hint, login_hint and
-      // portal links do not start from a form post.
-      const context = await browser.newContext({ locale: 'en-US', bypassCSP: true });
+      // With the page's own CSP: the typed address continues through a page that moves on by
+      // itself, since browsers hold the redirects after a form post to its form-action.
+      const context = await browser.newContext({ locale: 'en-US' });
       context.setDefaultTimeout(15_000);
       await context.route(`${new URL(spa.redirectUri).origin}/**`, (route) =>
         route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>app</title>' }),

@@ -69,7 +69,20 @@ export class FormBrowser {
         body = undefined;
         continue;
       }
-      return { url: next, status: res.status, html: await res.text(), headers: res.headers };
+      const html = await res.text();
+      // A page that moves on by itself (<meta http-equiv="refresh" content="0;url=…">), as browsers do.
+      const refresh = /<meta http-equiv="refresh" content="0;url=([^"]+)">/i.exec(html)?.[1];
+      if (res.status === 200 && refresh) {
+        const target = new URL(refresh.replaceAll('&amp;', '&'), next);
+        if (target.origin !== new URL(this.origin).origin) {
+          return { url: target.toString(), status: 0, html: '', headers: res.headers };
+        }
+        next = target.toString();
+        method = 'GET';
+        body = undefined;
+        continue;
+      }
+      return { url: next, status: res.status, html, headers: res.headers };
     }
     throw new Error('too many redirects');
   }
