@@ -10,8 +10,9 @@
  *
  * Scenarios: client credentials (ours and Hydra opaque, Keycloak has JWTs only: also ours as JWT),
  * introspection of a service token (ours and Keycloak authenticate the caller; Hydra's introspection
- * is on its unauthenticated admin port), refresh (ours and Keycloak; Hydra needs a login and consent
- * app to obtain a refresh token, which this bench does not have yet). Figures: requests/s, p50/p99,
+ * is on its unauthenticated admin port), refresh and the full browser sign-in with PKCE (ours and
+ * Keycloak, whose argon2id is set to our parameters; Hydra needs a login and consent app of its own
+ * for both, which this bench does not have yet). Figures: requests/s, p50/p99,
  * server CPU per request, peak RSS under the load, idle RSS after start, ratios ours/peer.
  *
  * Usage: npm run bench -- peers [--duration S] [--connections N] [--rounds N] [--skip-hydra]
@@ -19,7 +20,7 @@
  * A peer whose toolchain is missing (Go for Hydra, Java 21+ for Keycloak) is skipped with a line.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,7 @@ import { parseArgs } from 'node:util';
 import {
   adminToken,
   basicAuth,
+  closedLoop,
   freePort,
   machine,
   measure,
@@ -36,7 +38,7 @@ import {
   watchProcess,
   type Measurement,
 } from './lib.ts';
-import { signIn } from './protocol.ts';
+import { browse, formOf, signIn, type Jar, type LoginClient } from './protocol.ts';
 
 const HYDRA_VERSION = 'v2.3.0';
 const KEYCLOAK_VERSION = '26.7.3';
@@ -52,14 +54,21 @@ interface Request {
   body?: string;
 }
 
+/** A scenario: one request repeated by autocannon, or a whole operation in closed loops. */
+type Scenario = { note: string } & ({ request: Request } | { signIn: (loop: number) => Promise<void> });
+
 interface Product {
   name: string;
   /** The process whose CPU and memory count (Keycloak: the JVM, not its launcher script). */
   pid(): number;
   idleMiB: number;
-  scenarios: Map<string, { request: Request; note: string }>;
+  scenarios: Map<string, Scenario>;
   stop(): Promise<void>;
 }
+
+/** Sign-ins at a time, and users to spread them over (each sign-in records a login on its user). */
+const SIGN_IN_CONCURRENCY = 4;
+const SIGN_IN_USERS = 2 * SIGN_IN_CONCURRENCY;
 
 const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
 const post = (url: string, auth: string | undefined, body: string): Request => ({
@@ -122,6 +131,72 @@ async function settle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 3000));
 }
 
+/** Our password-hash parameters (config/defaults.env unless set here), given to Keycloak too. */
+function hashParams(): { memoryKiB: string; timeCost: string; parallelism: string } {
+  const defaults = readFileSync(join(import.meta.dirname, '..', 'config', 'defaults.env'), 'utf8');
+  const read = (name: string) =>
+    process.env[name] ?? new RegExp(`^${name}=(.*)$`, 'm').exec(defaults)?.[1]?.trim() ?? '';
+  return {
+    memoryKiB: read('PASSWORD_HASH_MEMORY_KIB'),
+    timeCost: read('PASSWORD_HASH_TIME_COST'),
+    parallelism: read('PASSWORD_HASH_PARALLELISM'),
+  };
+}
+
+function hashNote(): string {
+  const { memoryKiB, timeCost, parallelism } = hashParams();
+  return `m=${memoryKiB} KiB t=${timeCost} p=${parallelism}`;
+}
+
+/**
+ * A whole sign-in at Keycloak as a browser and a relying party do it: the authorization request with
+ * PKCE S256, its login form (username, password), the code at the redirect URI, the code exchange.
+ */
+async function keycloakSignIn(
+  base: string,
+  client: LoginClient,
+  username: string,
+): Promise<Record<string, unknown>> {
+  const jar: Jar = new Map();
+  const verifier = randomBytes(32).toString('base64url');
+  const state = randomBytes(16).toString('base64url');
+  const realm = `${base}/realms/bench/protocol/openid-connect`;
+  const query = new URLSearchParams({
+    client_id: client.clientId,
+    response_type: 'code',
+    redirect_uri: client.redirectUri,
+    scope: 'openid',
+    state,
+    nonce: randomBytes(16).toString('base64url'),
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+    code_challenge_method: 'S256',
+  });
+  const page = await browse(jar, base, `${realm}/auth?${query}`);
+  if (page.status !== 200) throw new Error(`Keycloak's login page answered ${page.status}`);
+  const loginForm = formOf(page.html);
+  const done = await browse(jar, base, loginForm.action, {
+    ...loginForm.hidden,
+    username,
+    password: PASSWORD,
+  });
+  const code = done.offsite?.searchParams.get('code');
+  if (!code || done.offsite?.searchParams.get('state') !== state) {
+    throw new Error(`Keycloak sign-in stopped at ${done.url} with ${done.status}`);
+  }
+  return call(
+    post(
+      `${realm}/token`,
+      basicAuth(client.clientId, client.secret!),
+      form({
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: client.redirectUri,
+        code_verifier: verifier,
+      }),
+    ),
+  );
+}
+
 // --- Ours ------------------------------------------------------------------------------------------
 
 async function startOurs(env: Record<string, string>): Promise<Product> {
@@ -155,21 +230,24 @@ async function startOurs(env: Record<string, string>): Promise<Product> {
     redirect_uris: [WEB_REDIRECT],
     first_party: true,
   });
-  const email = 'bench-peers@bench.example';
-  await v2('/users', { email, first_name: 'Bench', last_name: 'User', password: PASSWORD });
-  const tokens = await signIn(
-    server.url,
-    { clientId: web.client_id, secret: web.client_secret, redirectUri: WEB_REDIRECT },
-    { email, password: PASSWORD },
-    'openid offline_access',
-    { prompt: 'consent' },
+  const users = await Promise.all(
+    Array.from({ length: SIGN_IN_USERS }, async (_, i) => {
+      const email = `bench-peers-${i}@bench.example`;
+      await v2('/users', { email, first_name: 'Bench', last_name: `User ${i}`, password: PASSWORD });
+      return { email, password: PASSWORD };
+    }),
   );
+  const webClient = { clientId: web.client_id, secret: web.client_secret, redirectUri: WEB_REDIRECT };
+  const tokens = await signIn(server.url, webClient, users[0]!, 'openid offline_access', {
+    prompt: 'consent',
+  });
+  let next = 0;
   const serviceAuth = basicAuth(service.client_id, service.client_secret);
   const webAuth = basicAuth(web.client_id, web.client_secret);
   const token = `${server.url}/oauth/token`;
   const cc = post(token, serviceAuth, form({ grant_type: 'client_credentials' }));
   const serviceToken = String((await call(cc)).access_token);
-  const scenarios = new Map<string, { request: Request; note: string }>([
+  const scenarios = new Map<string, Scenario>([
     ['client credentials', { request: cc, note: 'opaque' }],
     [
       'client credentials (JWT)',
@@ -199,6 +277,16 @@ async function startOurs(env: Record<string, string>): Promise<Product> {
           form({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token! }),
         ),
         note: 'confidential client, no rotation',
+      },
+    ],
+    [
+      'full sign-in',
+      {
+        signIn: async () => {
+          next += 1;
+          await signIn(server.url, webClient, users[next % users.length]!, 'openid');
+        },
+        note: `code + PKCE, our login form, argon2id ${hashNote()}`,
       },
     ],
   ]);
@@ -289,7 +377,7 @@ async function startHydra(bin: string): Promise<Product> {
     name: 'Hydra',
     pid: () => pid,
     idleMiB: rssMiB(pid),
-    scenarios: new Map([
+    scenarios: new Map<string, Scenario>([
       ['client credentials', { request: cc, note: 'opaque; client secret hashed with its default (bcrypt)' }],
       ['introspection', { request: introspect, note: 'admin port, caller not authenticated' }],
     ]),
@@ -329,6 +417,7 @@ function keycloakHome(): string | undefined {
 }
 
 async function startKeycloak(home: string, java: string): Promise<Product> {
+  const hash = hashParams();
   const [port, management] = [await freePort(), await freePort()];
   const base = `http://127.0.0.1:${port}`;
   const child = spawn(
@@ -339,6 +428,10 @@ async function startKeycloak(home: string, java: string): Promise<Product> {
       '--http-host=127.0.0.1',
       `--http-management-port=${management}`,
       '--hostname-strict=false',
+      // Passwords hashed as ours are (argon2id, the same memory, passes and lanes).
+      `--spi-password-hashing--argon2--memory=${hash.memoryKiB}`,
+      `--spi-password-hashing--argon2--iterations=${hash.timeCost}`,
+      `--spi-password-hashing--argon2--parallelism=${hash.parallelism}`,
       // An in-memory database: every run starts empty (the distribution's own data folder is shared).
       '--db=dev-mem',
     ],
@@ -410,33 +503,42 @@ async function startKeycloak(home: string, java: string): Promise<Product> {
         },
       ],
     });
-    await adminCall('/realms/bench/users', {
-      username: 'bench-user',
-      email: 'bench-user@bench.example',
-      firstName: 'Bench',
-      lastName: 'User',
-      enabled: true,
-      emailVerified: true,
-      credentials: [{ type: 'password', value: PASSWORD, temporary: false }],
+    const webSecret = randomBytes(24).toString('hex');
+    await adminCall('/realms/bench/clients', {
+      clientId: 'bench-web',
+      secret: webSecret,
+      publicClient: false,
+      standardFlowEnabled: true,
+      directAccessGrantsEnabled: false,
+      clientAuthenticatorType: 'client-secret',
+      redirectUris: [WEB_REDIRECT],
+      attributes: { 'pkce.code.challenge.method': 'S256' },
     });
+    for (let i = 0; i < SIGN_IN_USERS; i += 1) {
+      await adminCall('/realms/bench/users', {
+        username: `bench-user-${i}`,
+        email: `bench-user-${i}@bench.example`,
+        firstName: 'Bench',
+        lastName: `User ${i}`,
+        enabled: true,
+        emailVerified: true,
+        credentials: [{ type: 'password', value: PASSWORD, temporary: false }],
+      });
+    }
+    const webClient = { clientId: 'bench-web', secret: webSecret, redirectUri: WEB_REDIRECT };
+    const userTokens = await keycloakSignIn(base, webClient, 'bench-user-0');
+    let next = 0;
     const auth = basicAuth('bench-service', secret);
     const token = `${base}/realms/bench/protocol/openid-connect/token`;
     const cc = post(token, auth, form({ grant_type: 'client_credentials' }));
     const serviceToken = String((await call(cc)).access_token);
     const introspect = post(`${token}/introspect`, auth, form({ token: serviceToken }));
     if ((await call(introspect)).active !== true) throw new Error('Keycloak says its own token is inactive');
-    // A refresh token through the resource-owner password grant (only to obtain one for the bench).
-    const user = await call(
-      post(
-        token,
-        auth,
-        form({ grant_type: 'password', username: 'bench-user', password: PASSWORD, scope: 'openid' }),
-      ),
-    );
+    // The web client's refresh token from that sign-in, refreshed as ours is.
     const refresh = post(
       token,
-      auth,
-      form({ grant_type: 'refresh_token', refresh_token: String(user.refresh_token) }),
+      basicAuth(webClient.clientId, webSecret),
+      form({ grant_type: 'refresh_token', refresh_token: String(userTokens.refresh_token) }),
     );
     await call(refresh);
     await settle();
@@ -445,10 +547,20 @@ async function startKeycloak(home: string, java: string): Promise<Product> {
       name: 'Keycloak',
       pid: () => pid,
       idleMiB: rssMiB(pid),
-      scenarios: new Map([
+      scenarios: new Map<string, Scenario>([
         ['client credentials (JWT)', { request: cc, note: 'JWT (its only kind)' }],
         ['introspection', { request: introspect, note: 'client authenticated' }],
         ['refresh', { request: refresh, note: 'start-dev; refresh tokens not rotated by default' }],
+        [
+          'full sign-in',
+          {
+            signIn: async () => {
+              next += 1;
+              await keycloakSignIn(base, webClient, `bench-user-${next % SIGN_IN_USERS}`);
+            },
+            note: `code + PKCE, its own login form, argon2id ${hashNote()}`,
+          },
+        ],
       ]),
       stop: () => stopChild(child),
     };
@@ -515,18 +627,23 @@ export async function runPeersBenchmark(argv: string[]): Promise<string> {
     for (let round = 0; round < rounds; round += 1) {
       const order = round % 2 === 0 ? products : [...products].reverse();
       for (const product of order) {
-        for (const [scenario, { request }] of product.scenarios) {
-          const options = {
-            url: request.url,
-            method: request.method,
-            headers: request.headers,
-            ...(request.body ? { body: request.body } : {}),
-            connections,
+        for (const [scenario, spec] of product.scenarios) {
+          const run = (name: string, seconds: number) => {
+            if ('signIn' in spec) {
+              return closedLoop(name, { concurrency: SIGN_IN_CONCURRENCY, durationS: seconds }, spec.signIn);
+            }
+            const { request } = spec;
+            return measure(name, {
+              url: request.url,
+              method: request.method,
+              headers: request.headers,
+              ...(request.body ? { body: request.body } : {}),
+              connections,
+              duration: seconds,
+            });
           };
-          await measure('warm-up', { ...options, duration: warmUp });
-          const watched = await watchProcess(product.pid(), () =>
-            measure(scenario, { ...options, duration }),
-          );
+          await run('warm-up', warmUp);
+          const watched = await watchProcess(product.pid(), () => run(scenario, duration));
           const { result } = watched;
           if (result.errors > result.requests / 100) {
             throw new Error(
@@ -561,7 +678,8 @@ function report(
     `${machine()}. Ory Hydra ${HYDRA_VERSION} (DSN=memory), Keycloak ${KEYCLOAK_VERSION} (start-dev). ` +
       `autocannon -c ${run.connections}, ${run.warmUp} s warm-up then ${run.duration} s per scenario, ` +
       `${run.rounds} rounds with the order reversed every round. Each row: every round's requests/s, then ` +
-      'the median p50/p99 (ms), server CPU per request and peak RSS under the load.',
+      'the median p50/p99 (ms), server CPU per request and peak RSS under the load. Full sign-ins run ' +
+      `${SIGN_IN_CONCURRENCY} at a time in closed loops (a "request" there is a whole sign-in).`,
     '',
   );
   lines.push('| Product | Scenario | Tokens | Requests/s (rounds) | p50 | p99 | CPU ms/req | Peak RSS MiB |');
@@ -596,6 +714,9 @@ function report(
     `| introspection | ${ratio('introspection', 'Hydra')} | ${ratio('introspection', 'Keycloak')} |`,
   );
   lines.push(`| refresh | — (not measured) | ${ratio('refresh', 'Keycloak')} |`);
+  lines.push(
+    `| full sign-in (same argon2id cost) | — (not measured) | ${ratio('full sign-in', 'Keycloak')} |`,
+  );
   if (notes.length) lines.push('', ...notes.map((n) => `- ${n}`));
   return lines.join('\n');
 }

@@ -89,7 +89,7 @@ function passwordParams(): Record<string, string> {
 
 // --- A cookie-keeping form client for the sign-in flow, on plain fetch ------------------------------
 
-type Jar = Map<string, string>;
+export type Jar = Map<string, string>;
 
 function keepCookies(jar: Jar, res: Response): void {
   for (const line of res.headers.getSetCookie()) {
@@ -114,7 +114,12 @@ interface Step {
  * One navigation, following redirects on the server's origin (the issuer names it localhost, the
  * bench reaches it at 127.0.0.1) and stopping at the first redirect that leaves it.
  */
-async function browse(jar: Jar, base: string, path: string, form?: Record<string, string>): Promise<Step> {
+export async function browse(
+  jar: Jar,
+  base: string,
+  path: string,
+  form?: Record<string, string>,
+): Promise<Step> {
   const origin = new URL(base);
   let target = new URL(path, base);
   let body = form ? new URLSearchParams(form).toString() : undefined;
@@ -146,7 +151,7 @@ async function browse(jar: Jar, base: string, path: string, form?: Record<string
   throw new Error(`too many redirects from ${path}`);
 }
 
-function formOf(html: string): { action: string; hidden: Record<string, string> } {
+export function formOf(html: string): { action: string; hidden: Record<string, string> } {
   const form = /<form[^>]*action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/i.exec(html);
   if (!form) throw new Error(`no form on the page: ${html.slice(0, 200)}`);
   const hidden: Record<string, string> = {};
@@ -157,7 +162,7 @@ function formOf(html: string): { action: string; hidden: Record<string, string> 
   return { action: form[1]!.replace(/&amp;/g, '&'), hidden };
 }
 
-interface LoginClient {
+export interface LoginClient {
   clientId: string;
   /** Absent for a public client, which names itself in the token request instead. */
   secret?: string;
