@@ -684,7 +684,12 @@ function report(
   );
   lines.push('| Product | Scenario | Tokens | Requests/s (rounds) | p50 | p99 | CPU ms/req | Peak RSS MiB |');
   lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  /** The middle value; with an even count (two rounds), the mean of the middle two. */
+  const median = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
   const best = new Map<string, number>();
   for (const product of products) {
     for (const [scenario, { note }] of product.scenarios) {
@@ -694,7 +699,7 @@ function report(
       best.set(`${product.name}\n${scenario}`, median(rates));
       lines.push(
         `| ${product.name} | ${scenario} | ${note} | ${rates.map((r) => r.toLocaleString('en')).join(' / ')} | ` +
-          `${median(mine.map((s) => s.p50))} | ${median(mine.map((s) => s.p99))} | ` +
+          `${Math.round(median(mine.map((s) => s.p50)))} | ${Math.round(median(mine.map((s) => s.p99)))} | ` +
           `${median(mine.map((s) => s.cpuPerRequest)).toFixed(2)} | ${Math.max(...mine.map((s) => s.peakMiB))} |`,
       );
     }
