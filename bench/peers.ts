@@ -38,7 +38,7 @@ import {
   watchProcess,
   type Measurement,
 } from './lib.ts';
-import { browse, formOf, signIn, type Jar, type LoginClient } from './protocol.ts';
+import { browse, formOf, passwordParams, signIn, type Jar, type LoginClient } from './protocol.ts';
 
 const HYDRA_VERSION = 'v2.3.0';
 const KEYCLOAK_VERSION = '26.7.3';
@@ -133,13 +133,11 @@ async function settle(): Promise<void> {
 
 /** Our password-hash parameters (config/defaults.env unless set here), given to Keycloak too. */
 function hashParams(): { memoryKiB: string; timeCost: string; parallelism: string } {
-  const defaults = readFileSync(join(import.meta.dirname, '..', 'config', 'defaults.env'), 'utf8');
-  const read = (name: string) =>
-    process.env[name] ?? new RegExp(`^${name}=(.*)$`, 'm').exec(defaults)?.[1]?.trim() ?? '';
+  const params = passwordParams();
   return {
-    memoryKiB: read('PASSWORD_HASH_MEMORY_KIB'),
-    timeCost: read('PASSWORD_HASH_TIME_COST'),
-    parallelism: read('PASSWORD_HASH_PARALLELISM'),
+    memoryKiB: params.PASSWORD_HASH_MEMORY_KIB!,
+    timeCost: params.PASSWORD_HASH_TIME_COST!,
+    parallelism: params.PASSWORD_HASH_PARALLELISM!,
   };
 }
 

@@ -76,7 +76,7 @@ function toRow(watched: { result: Measurement; peakMiB: number; cpuMs: number },
 }
 
 /** The password-hash parameters the server runs with: config/defaults.env, unless set in our env. */
-function passwordParams(): Record<string, string> {
+export function passwordParams(): Record<string, string> {
   const defaults = readFileSync(join(ROOT, 'config', 'defaults.env'), 'utf8');
   const params: Record<string, string> = {};
   for (const name of ['PASSWORD_HASH_MEMORY_KIB', 'PASSWORD_HASH_TIME_COST', 'PASSWORD_HASH_PARALLELISM']) {

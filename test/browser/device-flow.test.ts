@@ -8,42 +8,21 @@
  * Needs Chromium at $CHROMIUM_PATH or /usr/bin/chromium; without one the suite is skipped with a line.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync } from 'node:fs';
-
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import * as oidc from 'openid-client';
 
+import { describeWithChromium, launchChromium } from '../helpers/chromium.js';
 import { createUser } from '../helpers/fixtures.js';
 import { discover, oauthFailure } from '../helpers/relying-party.js';
 import { availableBackends } from '../helpers/test-app.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const TIMEOUT_MS = 90_000;
-
-const describeWithChromium = existsSync(CHROMIUM)
-  ? describe
-  : (name: string, body: () => void) => {
-      process.stderr.write(
-        `SKIPPED ${name}: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)\n`,
-      );
-      describe.skip(`${name} [skipped: no Chromium at ${CHROMIUM}]`, body);
-    };
 
 describeWithChromium('device flow with openid-client and Chromium', () => {
   let browser: Browser;
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   }, TIMEOUT_MS);
   afterAll(() => browser?.close());
 

@@ -6,28 +6,20 @@
  * SameSite=Lax cookies → our 303 to the authorization in progress, a top-level GET that carries them
  * → consent → the client's callback with a code → our ID token with amr `fed` and `idp`.
  */
-import { afterAll, beforeAll, expect, it, describe } from '@jest/globals';
-import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 
 import * as oidc from 'openid-client';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 
 import { adminApi, randomTag } from '../helpers/admin-api.js';
+import { describeWithChromium, launchChromium } from '../helpers/chromium.js';
 import { registerClient, type TestClient } from '../helpers/fixtures.js';
 import { freePort } from '../helpers/processes.js';
 import { authorizationRequest, discover } from '../helpers/relying-party.js';
 import { startTestServer, type TestServer } from '../helpers/test-server.js';
 import { startSamlIdp, type SamlIdp } from '../sso/saml-idp.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TIMEOUT_MS = 120_000;
-
-const describeWithChromium = existsSync(CHROMIUM)
-  ? describe
-  : (name: string, body: () => void) => {
-      process.stderr.write(`SKIPPED ${name}: no Chromium at ${CHROMIUM}\n`);
-      describe.skip(name, body);
-    };
 
 describeWithChromium('SAML single sign-on in Chromium', () => {
   let browser: Browser;
@@ -40,18 +32,7 @@ describeWithChromium('SAML single sign-on in Chromium', () => {
   const domain = `chromium-saml-${randomTag()}.example`;
 
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--host-resolver-rules=MAP idp.test 127.0.0.1',
-      ],
-      timeout: 30_000,
-    });
+    browser = await launchChromium(['--host-resolver-rules=MAP idp.test 127.0.0.1']);
     server = await startTestServer();
     const api = await adminApi(server.t);
     spa = await registerClient(server.t, 'spa');

@@ -59,21 +59,17 @@ export class FormBrowser {
       });
       this.store(res);
       const location = res.headers.get('location');
-      if (res.status >= 300 && res.status < 400 && location) {
-        const target = new URL(location, next);
-        if (target.origin !== new URL(this.origin).origin) {
-          return { url: target.toString(), status: 0, html: '', headers: res.headers };
-        }
-        next = target.toString();
-        method = 'GET';
-        body = undefined;
-        continue;
-      }
-      const html = await res.text();
-      // A page that moves on by itself (<meta http-equiv="refresh" content="0;url=…">), as browsers do.
-      const refresh = /<meta http-equiv="refresh" content="0;url=([^"]+)">/i.exec(html)?.[1];
-      if (res.status === 200 && refresh) {
-        const target = new URL(refresh.replaceAll('&amp;', '&'), next);
+      const redirected = res.status >= 300 && res.status < 400 && location;
+      const html = redirected ? '' : await res.text();
+      // A redirect, or a page that moves on by itself (<meta http-equiv="refresh" content="0;url=…">),
+      // followed as browsers do.
+      const refresh =
+        res.status === 200
+          ? /<meta http-equiv="refresh" content="0;url=([^"]+)">/i.exec(html)?.[1]
+          : undefined;
+      const onward = redirected ? location : refresh?.replaceAll('&amp;', '&');
+      if (onward) {
+        const target = new URL(onward, next);
         if (target.origin !== new URL(this.origin).origin) {
           return { url: target.toString(), status: 0, html: '', headers: res.headers };
         }
